@@ -1,0 +1,29 @@
+"""gekodata: a PyTorch data layer that decides what gets trained.
+
+Plug a :class:`WeightedBucketSampler` and a :class:`PruningDataset` into your own DataLoader and
+call ``sampler.report(loss, conf, correct, idx)`` in your loop; gekodata keeps per-sample state,
+sorts samples into GEKO's buckets and plans each epoch from them.
+"""
+from .dataset import PruningDataset
+from .policy import AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, Phase
+from .report import EfficiencyReport, EpochRecord
+from .sampler import WeightedBucketSampler
+from .state import GEKOStateStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AGGRESSIVE",
+    "BALANCED",
+    "CONSERVATIVE",
+    "Bucket",
+    "BucketPolicy",
+    "Curriculum",
+    "EfficiencyReport",
+    "EpochRecord",
+    "GEKOStateStore",
+    "Phase",
+    "PruningDataset",
+    "WeightedBucketSampler",
+    "__version__",
+]

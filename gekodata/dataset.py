@@ -1,0 +1,138 @@
+"""`PruningDataset`: wraps a map-style dataset so that every item carries its own index.
+
+The index travels inside the item, so it survives any collate function, worker prefetching,
+accelerate's batch sharding and gradient accumulation; nothing needs to guess which samples a
+batch held.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .state import GEKOStateStore
+
+
+class PruningDataset(Dataset):
+    """Map-style dataset wrapper that returns each item with its original index.
+
+    Item shapes:
+
+    * a mapping (e.g. ``{"x": ..., "y": ...}``) gains the key ``index_key`` (default ``"idx"``)
+      and, in unbiased mode, ``weight_key`` (default ``"weight"``, a float loss weight);
+    * a tuple or list gains trailing elements: ``(*item, idx)`` or ``(*item, idx, weight)``;
+    * anything else (a tensor, a string) becomes ``(item, idx)`` or ``(item, idx, weight)``.
+
+    Args:
+        dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``.
+        prune_frozen_after: prune a sample once it has been in the FREEZE bucket for this many
+            consecutive epochs; pruned samples are never planned again until :meth:`unprune`.
+            None (default) disables pruning.
+        index_key: key added to mapping items for the index.
+        weight_key: key added to mapping items for the unbiased loss weight.
+
+    ``len()`` counts live (not pruned) samples; ``num_samples`` is the wrapped dataset's length,
+    and indices always refer to it. Any index can still be read, pruned or not. The wrapper
+    pickles for ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased
+    loss weights live in shared memory, so persistent workers see every epoch's values.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        prune_frozen_after: Optional[int] = None,
+        index_key: str = "idx",
+        weight_key: str = "weight",
+    ) -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"PruningDataset wraps map-style datasets (with __len__ and __getitem__), "
+                f"got {type(dataset).__name__}"
+            )
+        if prune_frozen_after is not None and int(prune_frozen_after) < 1:
+            raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+        if index_key == weight_key:
+            raise ValueError("index_key and weight_key must differ")
+        self.dataset = dataset
+        self.num_samples = len(dataset)
+        self.prune_frozen_after = None if prune_frozen_after is None else int(prune_frozen_after)
+        self.index_key = index_key
+        self.weight_key = weight_key
+        self._store: Optional["GEKOStateStore"] = None
+        self._loss_weights: Optional[torch.Tensor] = None
+        self._num_live = self.num_samples
+
+    def _attach(self, store: "GEKOStateStore", loss_weights: Optional[torch.Tensor]) -> None:
+        """Called by the sampler that owns ``store``."""
+        if len(store) != self.num_samples:
+            raise ValueError(f"store has {len(store)} rows but the dataset has {self.num_samples} samples")
+        self._store = store
+        self._loss_weights = loss_weights
+
+    def __len__(self) -> int:
+        if self._store is not None:
+            return self.num_samples - self._store.num_pruned
+        return self._num_live
+
+    @property
+    def pruned_indices(self) -> np.ndarray:
+        """int64 indices of pruned samples (empty without a sampler)."""
+        if self._store is None:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self._store.pruned)
+
+    def unprune(self, idx: Union[None, Sequence[int], np.ndarray, torch.Tensor] = None) -> int:
+        """Bring pruned samples back (all if ``idx`` is None) from the next epoch's plan on.
+
+        Their state is reset to "never seen", so the next plan gives them the UNSEEN weight and
+        new reports classify them afresh (otherwise they would still look mastered and get
+        weight 0). Indices that are not pruned are ignored. Returns how many were restored.
+        """
+        if self._store is None:
+            raise RuntimeError("this PruningDataset is not attached to a WeightedBucketSampler")
+        store = self._store
+        if idx is None:
+            target = np.flatnonzero(store.pruned)
+        else:
+            target = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64).reshape(-1)
+            if target.size and (target.min() < 0 or target.max() >= self.num_samples):
+                raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
+            target = target[store.pruned[target]]
+        store.reset(target)
+        self._num_live = len(self)
+        return int(target.size)
+
+    def __getitem__(self, index: int) -> Any:
+        index = int(index)
+        item = self.dataset[index]
+        extras = [index]
+        if self._loss_weights is not None:
+            extras.append(float(self._loss_weights[index]))
+        if isinstance(item, Mapping):
+            if self.index_key in item:
+                raise ValueError(
+                    f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
+                )
+            out: Dict[str, Any] = dict(item)
+            out[self.index_key] = index
+            if len(extras) > 1:
+                out[self.weight_key] = extras[1]
+            return out
+        if isinstance(item, (tuple, list)):
+            return (*item, *extras)
+        return (item, *extras)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_num_live"] = len(self)
+        state["_store"] = None  # workers only read items; the store stays with the sampler
+        return state
+
+    def __repr__(self) -> str:
+        return (f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
+                f"live={len(self)}, prune_frozen_after={self.prune_frozen_after})")

@@ -1,0 +1,290 @@
+"""Buckets, curricula and the policy that turns per-sample state into sampling weights.
+
+GEKO sorts samples into four buckets by correctness, confidence and learning quality:
+
+* FREEZE: correct, confident, stable and high Q-value: mastered, weight 0 (skipped).
+* LIGHT: correct but not mastered.
+* FOCUS: wrong, near miss.
+* HARD: wrong and far off ("confident-wrong").
+
+**Confidence convention.** gekodata's confidence is the probability the model gives the *target*
+(Dataset Cartography's convention; for a correct sample it equals GEKO's max-softmax). GEKO tested
+wrong samples with its max-softmax ("confident in a wrong answer" = conf > 0.60). With target
+probabilities that test reads ``1 - conf > hard_confidence``: the model puts more than 60% of its
+mass on wrong answers. Samples with no report yet are UNSEEN.
+
+**Curriculum.** Bucket weights follow phases over the run's progress. Progress of epoch ``e`` in a
+run of ``num_epochs`` is its midpoint, ``(e + 0.5) / num_epochs``, so every epoch lands in the
+phase that covers most of it and short runs still visit the middle phases: 3 epochs map to
+ASCENT, PEAK, DESCENT; 5 epochs to one epoch per phase. Epochs past ``num_epochs`` stay in the
+last phase. (GEKO advanced progress per optimizer step and never reached PEAK's weights in the
+sampler of a short run.)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .state import GEKOStateStore
+
+
+class Bucket(IntEnum):
+    """Bucket codes as stored in :class:`~gekodata.state.GEKOStateStore` (3 bits)."""
+
+    UNSEEN = 0
+    FREEZE = 1
+    LIGHT = 2
+    FOCUS = 3
+    HARD = 4
+
+
+NUM_BUCKETS = len(Bucket)
+
+
+def _check_weight(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"weight {name} must be finite and >= 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One curriculum phase: bucket weights used while progress is in ``[start, end)``.
+
+    Weights are relative draw rates (a sample of weight 2 is drawn twice as often as one of
+    weight 1). ``unseen`` defaults to the largest other weight, so samples never reported are
+    visited with top priority.
+    """
+
+    name: str
+    start: float
+    end: float
+    hard: float
+    focus: float
+    light: float
+    freeze: float = 0.0
+    unseen: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for key in ("hard", "focus", "light", "freeze"):
+            _check_weight(f"{self.name}.{key}", getattr(self, key))
+        if self.unseen is not None:
+            _check_weight(f"{self.name}.unseen", self.unseen)
+        if not (0.0 <= self.start < self.end <= 1.0):
+            raise ValueError(f"phase {self.name!r}: need 0 <= start < end <= 1, got [{self.start}, {self.end})")
+        if max(self.hard, self.focus, self.light, self.freeze) == 0:
+            raise ValueError(f"phase {self.name!r} gives every bucket weight 0 and would train nothing")
+
+    def weight_table(self) -> np.ndarray:
+        """float64 [NUM_BUCKETS]: weight indexed by bucket code."""
+        table = np.zeros(NUM_BUCKETS, dtype=np.float64)
+        table[Bucket.FREEZE] = self.freeze
+        table[Bucket.LIGHT] = self.light
+        table[Bucket.FOCUS] = self.focus
+        table[Bucket.HARD] = self.hard
+        table[Bucket.UNSEEN] = (
+            max(self.hard, self.focus, self.light, self.freeze) if self.unseen is None else self.unseen
+        )
+        return table
+
+
+class Curriculum:
+    """Phases covering progress ``[0, 1]`` without gaps or overlaps.
+
+    Args:
+        phases: phases in any order; sorted by ``start``. Their intervals must tile [0, 1].
+    """
+
+    def __init__(self, phases: Sequence[Phase]) -> None:
+        if not phases:
+            raise ValueError("a curriculum needs at least one phase")
+        ordered = sorted(phases, key=lambda p: p.start)
+        if ordered[0].start != 0.0 or ordered[-1].end != 1.0:
+            raise ValueError(
+                f"phases must cover [0, 1]; they cover [{ordered[0].start}, {ordered[-1].end}]"
+            )
+        for prev, nxt in zip(ordered, ordered[1:]):
+            if not math.isclose(prev.end, nxt.start, abs_tol=1e-9):
+                kind = "gap" if prev.end < nxt.start else "overlap"
+                raise ValueError(
+                    f"phases must tile [0, 1]: {kind} between {prev.name!r} (ends {prev.end}) "
+                    f"and {nxt.name!r} (starts {nxt.start})"
+                )
+        names = [p.name for p in ordered]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        self.phases: Tuple[Phase, ...] = tuple(ordered)
+        self._ends = np.array([p.end for p in ordered[:-1]])
+
+    @classmethod
+    def mountain(cls) -> "Curriculum":
+        """GEKO's five-phase curriculum, weights (HARD, FOCUS, LIGHT); FREEZE always 0."""
+        table = [
+            ("WARMUP", 0.00, 0.15, 1, 2, 3),
+            ("ASCENT", 0.15, 0.35, 2, 3, 1),
+            ("PEAK", 0.35, 0.65, 5, 2, 0),
+            ("DESCENT", 0.65, 0.85, 2, 3, 1),
+            ("CONSOLIDATE", 0.85, 1.00, 1, 2, 3),
+        ]
+        return cls([Phase(n, s, e, hard=h, focus=f, light=l) for n, s, e, h, f, l in table])
+
+    @classmethod
+    def constant(cls, hard: float = 3.0, focus: float = 1.0, light: float = 0.0, freeze: float = 0.0,
+                 unseen: Optional[float] = None) -> "Curriculum":
+        """One phase for the whole run (no curriculum). Defaults are GEKO's (3, 1, 0)."""
+        return cls([Phase("CONSTANT", 0.0, 1.0, hard=hard, focus=focus, light=light,
+                          freeze=freeze, unseen=unseen)])
+
+    def phase_at(self, progress: float) -> Phase:
+        """The phase covering ``progress`` (clipped to [0, 1]; 1.0 belongs to the last phase)."""
+        progress = min(max(float(progress), 0.0), 1.0)
+        return self.phases[int(np.searchsorted(self._ends, progress, side="right"))]
+
+    def phase_for_epoch(self, epoch: int, num_epochs: int) -> Phase:
+        """Phase of epoch ``epoch`` (0-based) in a run of ``num_epochs``: its midpoint's phase."""
+        if num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+        return self.phase_at((epoch + 0.5) / num_epochs)
+
+    def config(self) -> List[Dict[str, Any]]:
+        return [asdict(p) for p in self.phases]
+
+    @classmethod
+    def from_config(cls, config: Sequence[Dict[str, Any]]) -> "Curriculum":
+        return cls([Phase(**p) for p in config])
+
+    def __repr__(self) -> str:
+        return f"Curriculum({[p.name for p in self.phases]})"
+
+
+def _check_threshold(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+@dataclass
+class BucketPolicy:
+    """GEKO's bucket rules and per-bucket weights.
+
+    Args:
+        curriculum: bucket weights per phase; default GEKO's mountain (:meth:`Curriculum.mountain`).
+        freeze_confidence: FREEZE needs confidence EMA > this (GEKO 0.85).
+        freeze_stability: FREEZE needs stability = 1 - std(loss) > this (GEKO's "quality", 0.80).
+        freeze_q: FREEZE needs Q-value >= this (GEKO 0.8).
+        hard_confidence: a wrong sample is HARD when ``1 - confidence > hard_confidence`` (GEKO
+            0.60 on max-softmax; see the module docstring), else FOCUS.
+        min_visits_to_freeze: reported passes a sample needs before it may freeze (GEKO: 1).
+        max_times_seen: samples with this many reported passes get weight 0 (None = no limit).
+    """
+
+    curriculum: Curriculum = field(default_factory=Curriculum.mountain)
+    freeze_confidence: float = 0.85
+    freeze_stability: float = 0.80
+    freeze_q: float = 0.80
+    hard_confidence: float = 0.60
+    min_visits_to_freeze: int = 1
+    max_times_seen: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.curriculum, Curriculum):
+            raise ValueError(f"curriculum must be a Curriculum, got {type(self.curriculum).__name__}")
+        for name in ("freeze_confidence", "freeze_stability", "freeze_q", "hard_confidence"):
+            setattr(self, name, _check_threshold(name, getattr(self, name)))
+        if int(self.min_visits_to_freeze) < 1:
+            raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
+        self.min_visits_to_freeze = int(self.min_visits_to_freeze)
+        if self.max_times_seen is not None:
+            if int(self.max_times_seen) < 1:
+                raise ValueError(f"max_times_seen must be >= 1 or None, got {self.max_times_seen}")
+            self.max_times_seen = int(self.max_times_seen)
+
+    # ---------------------------------------------------------------- presets
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "BucketPolicy":
+        """Named configurations with constant weights (HARD, FOCUS, LIGHT):
+
+        * ``"aggressive"``: freeze at confidence > 0.90 after 1 visit, weights (5, 2, 0).
+        * ``"balanced"``: freeze at > 0.85 after 2 visits, weights (3, 2, 1).
+        * ``"conservative"``: freeze at > 0.95 after 3 visits, weights (2, 2, 1).
+
+        Thresholds and weights are GEKO's presets, except that GEKO's CONSERVATIVE froze at 0.80,
+        which freezes *more* samples; ours raises the bar instead. ``overrides`` replace fields.
+        """
+        table = {
+            "aggressive": (0.90, 1, (5, 2, 0)),
+            "balanced": (0.85, 2, (3, 2, 1)),
+            "conservative": (0.95, 3, (2, 2, 1)),
+        }
+        key = name.lower()
+        if key not in table:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(table)}")
+        conf, visits, (hard, focus, light) = table[key]
+        kwargs: Dict[str, Any] = dict(
+            curriculum=Curriculum.constant(hard=hard, focus=focus, light=light),
+            freeze_confidence=conf,
+            min_visits_to_freeze=visits,
+        )
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # ---------------------------------------------------------------- classify
+    def classify(self, store: GEKOStateStore) -> np.ndarray:
+        """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN."""
+        cols = store.columns
+        seen = cols["visits"] > 0
+        correct = store.last_correct
+        conf = store.confidence
+        frozen = (
+            correct
+            & (conf > self.freeze_confidence)
+            & (store.stability > self.freeze_stability)
+            & (store.q_value >= self.freeze_q)
+            & (cols["visits"] >= self.min_visits_to_freeze)
+        )
+        hard = (1.0 - conf) > self.hard_confidence
+        codes = np.where(
+            correct,
+            np.where(frozen, Bucket.FREEZE, Bucket.LIGHT),
+            np.where(hard, Bucket.HARD, Bucket.FOCUS),
+        ).astype(np.uint8)
+        codes[~seen] = Bucket.UNSEEN
+        return codes
+
+    def sample_weights(self, store: GEKOStateStore, codes: np.ndarray, phase: Phase) -> np.ndarray:
+        """float64 [N] draw weights: the phase's bucket weight, 0 if pruned or over ``max_times_seen``."""
+        weights = phase.weight_table()[codes]
+        weights[store.pruned] = 0.0
+        if self.max_times_seen is not None:
+            weights[store.visits >= self.max_times_seen] = 0.0
+        return weights
+
+    # ---------------------------------------------------------------- config
+    def config(self) -> Dict[str, Any]:
+        """JSON-serialisable description; :meth:`from_config` rebuilds the policy."""
+        return {
+            "curriculum": self.curriculum.config(),
+            "freeze_confidence": self.freeze_confidence,
+            "freeze_stability": self.freeze_stability,
+            "freeze_q": self.freeze_q,
+            "hard_confidence": self.hard_confidence,
+            "min_visits_to_freeze": self.min_visits_to_freeze,
+            "max_times_seen": self.max_times_seen,
+        }
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "BucketPolicy":
+        kwargs = dict(config)
+        kwargs["curriculum"] = Curriculum.from_config(kwargs["curriculum"])
+        return cls(**kwargs)
+
+
+AGGRESSIVE = "aggressive"
+BALANCED = "balanced"
+CONSERVATIVE = "conservative"

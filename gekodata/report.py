@@ -1,0 +1,130 @@
+"""Efficiency report: what each epoch planned and what was really trained.
+
+Every figure is counted, never estimated: ``planned`` is the length of the epoch's index stream,
+``reported`` the number of per-sample signals the training loop reported while that epoch was
+current (sample passes actually trained), and the full-data baseline is ``num_samples`` passes
+per epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD")
+
+
+@dataclass
+class EpochRecord:
+    """One epoch of a run. Counts are sample passes; ``plan_seconds`` is wall-clock."""
+
+    epoch: int
+    phase: str
+    num_samples: int
+    planned: int
+    unique_planned: int
+    pruned: int
+    buckets: Dict[str, int]
+    plan_seconds: float
+    reported: int = 0
+
+    def copy(self) -> "EpochRecord":
+        return dataclasses.replace(self, buckets=dict(self.buckets))
+
+
+@dataclass
+class EfficiencyReport:
+    """Per-epoch records with totals. ``str()`` gives a table; :meth:`to_dict` a JSON-able dict."""
+
+    epochs: List[EpochRecord] = field(default_factory=list)
+
+    @property
+    def full_data_passes(self) -> int:
+        """Passes a full-data run of the same epochs would train: sum of num_samples."""
+        return sum(r.num_samples for r in self.epochs)
+
+    @property
+    def trained_passes(self) -> int:
+        """Sample passes actually reported."""
+        return sum(r.reported for r in self.epochs)
+
+    @property
+    def planned_passes(self) -> int:
+        return sum(r.planned for r in self.epochs)
+
+    @property
+    def fraction_saved(self) -> float:
+        """1 - trained / full-data passes over the epochs recorded (0.0 if none)."""
+        full = self.full_data_passes
+        return 1.0 - self.trained_passes / full if full else 0.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "epochs": [dataclasses.asdict(r) for r in self.epochs],
+            "full_data_passes": self.full_data_passes,
+            "planned_passes": self.planned_passes,
+            "trained_passes": self.trained_passes,
+            "fraction_saved": self.fraction_saved,
+        }
+
+    def __str__(self) -> str:
+        header = ["epoch", "phase", "planned", "unique", "trained", "full", "saved", "pruned",
+                  *(b.lower() for b in BUCKET_ORDER)]
+        rows = [header]
+        for r in self.epochs:
+            saved = 1.0 - r.reported / r.num_samples if r.num_samples else 0.0
+            rows.append([str(r.epoch), r.phase, str(r.planned), str(r.unique_planned), str(r.reported),
+                         str(r.num_samples), f"{saved:.1%}", str(r.pruned),
+                         *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER)])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+        lines.append(
+            f"trained {self.trained_passes} of {self.full_data_passes} full-data sample passes: "
+            f"{self.fraction_saved:.1%} saved (counted from reports)"
+        )
+        return "\n".join(lines)
+
+    def plot(self, path: str, title: Optional[str] = None) -> None:
+        """Write a PNG: bucket shares per epoch (stacked) and planned vs full epoch size.
+
+        Needs matplotlib (``pip install gekodata[plot]``).
+        """
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("EfficiencyReport.plot needs matplotlib: pip install 'gekodata[plot]'") from exc
+        epochs = [r.epoch for r in self.epochs]
+        colors = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
+                  "FOCUS": "#f39c12", "HARD": "#e74c3c"}
+        fig, (ax_b, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+        bottom = [0.0] * len(epochs)
+        for name in BUCKET_ORDER:
+            shares = [r.buckets.get(name, 0) / r.num_samples if r.num_samples else 0.0 for r in self.epochs]
+            ax_b.bar(epochs, shares, bottom=bottom, color=colors[name], label=name.lower())
+            bottom = [b + s for b, s in zip(bottom, shares)]
+        ax_b.set_xlabel("epoch")
+        ax_b.set_ylabel("share of samples")
+        ax_b.set_title("buckets at each epoch's plan")
+        ax_b.legend(fontsize=8)
+        ax_s.plot(epochs, [r.num_samples for r in self.epochs], "k--", label="full data")
+        ax_s.plot(epochs, [r.planned for r in self.epochs], "o-", label="planned draws")
+        ax_s.plot(epochs, [r.reported for r in self.epochs], "s-", label="trained (reported)")
+        ax_s.set_xlabel("epoch")
+        ax_s.set_ylabel("sample passes")
+        ax_s.set_ylim(bottom=0)
+        ax_s.set_title(f"epoch size: {self.fraction_saved:.1%} saved")
+        ax_s.legend(fontsize=8)
+        for ax in (ax_b, ax_s):
+            ax.set_xticks(epochs)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
+    return [EpochRecord(**row) for row in rows]

@@ -1,0 +1,118 @@
+"""Per-sample (loss, confidence, correctness) from the logits the training forward produced.
+
+One vectorized pass, no extra forward. ``loss`` keeps its graph so the user trains on it;
+``conf`` and ``correct`` are detached. All three have shape [B] and live on the logits' device.
+"""
+from __future__ import annotations
+
+from typing import Callable, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+Signals = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+CorrectRule = Union[str, float, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
+def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signals:
+    """Signals for single-label classification.
+
+    Args:
+        logits: float [B, K], unnormalised class scores.
+        targets: int [B], class indices in ``[0, K)``.
+
+    Returns:
+        loss: float32 [B], cross-entropy per sample (differentiable; nats).
+        conf: float32 [B], softmax probability of the target class (detached).
+        correct: bool [B], ``argmax(logits) == target``.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be [B, K], got shape {tuple(logits.shape)}")
+    if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"targets must be [B] with B={logits.shape[0]} to match logits, got shape {tuple(targets.shape)}"
+        )
+    if targets.is_floating_point():
+        raise ValueError(f"targets must be integer class indices, got {targets.dtype}")
+    loss = F.cross_entropy(logits.float(), targets, reduction="none")
+    conf = torch.exp(-loss.detach())
+    correct = logits.detach().argmax(dim=-1) == targets
+    return loss, conf, correct
+
+
+def causal_lm_signals(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    correct: CorrectRule = "exact",
+    shift: bool = True,
+) -> Signals:
+    """Signals for causal language models, from next-token logits.
+
+    Args:
+        logits: float [B, T, V] from the model's forward.
+        labels: int [B, T], the input ids with positions not to learn (prompt, padding) set to
+            ``ignore_index``: the same ``labels`` a Hugging Face causal LM takes.
+        ignore_index: label value that marks positions without a target.
+        correct: how a sample counts as correct: ``"exact"`` (every target token is the argmax
+            prediction), a float τ in [0, 1] (token accuracy >= τ), or a callable
+            ``f(predicted_ids [B, T'], labels [B, T'], mask [B, T']) -> bool [B]`` on the shifted
+            tensors (e.g. to match only the answer span).
+        shift: predict token t+1 from position t (True, as Hugging Face models do internally).
+            Pass False if ``labels`` are already aligned with ``logits``.
+
+    Returns:
+        loss: float32 [B], mean NLL over each sample's target tokens (differentiable).
+        conf: float32 [B], mean probability of the target token over target tokens (detached).
+        correct: bool [B] by the ``correct`` rule.
+
+    A sample with no target tokens gets loss 0, conf 1 and correct True: it has nothing to learn.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be [B, T, V], got shape {tuple(logits.shape)}")
+    if labels.dim() != 2 or tuple(labels.shape) != tuple(logits.shape[:2]):
+        hint = ""
+        if labels.dim() == 2 and labels.shape[0] == logits.shape[0] and labels.shape[1] == logits.shape[1] - 1:
+            hint = " (labels look already shifted: pass shift=False with logits[:, :-1])"
+        raise ValueError(
+            f"labels must be [B, T] = {tuple(logits.shape[:2])} to match logits [B, T, V], "
+            f"got {tuple(labels.shape)}{hint}"
+        )
+    if labels.is_floating_point():
+        raise ValueError(f"labels must be integer token ids, got {labels.dtype}")
+    if shift:
+        logits = logits[:, :-1, :]
+        labels = labels[:, 1:]
+    mask = labels != ignore_index
+    safe_labels = labels.masked_fill(~mask, 0)
+    if logits.device.type == "cpu" and mask.any():
+        vocab = logits.shape[-1]
+        valid = labels[mask]
+        if bool((valid < 0).any() or (valid >= vocab).any()):
+            raise ValueError(f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}")
+    batch, steps, vocab = logits.shape
+    token_nll = F.cross_entropy(
+        logits.reshape(-1, vocab).float(), safe_labels.reshape(-1), reduction="none"
+    ).view(batch, steps)
+    maskf = mask.to(token_nll.dtype)
+    num_targets = maskf.sum(dim=1)
+    denom = num_targets.clamp(min=1.0)
+    loss = (token_nll * maskf).sum(dim=1) / denom
+    with torch.no_grad():
+        token_prob = torch.exp(-token_nll.detach()) * maskf
+        conf = torch.where(num_targets > 0, token_prob.sum(dim=1) / denom, torch.ones_like(denom))
+        predicted = logits.detach().argmax(dim=-1)
+        hits = (predicted == labels) & mask
+        if callable(correct):
+            is_correct = torch.as_tensor(correct(predicted, labels, mask), device=logits.device).to(torch.bool)
+            if is_correct.shape != (batch,):
+                raise ValueError(f"the correct= callable must return shape ({batch},), got {tuple(is_correct.shape)}")
+        elif correct == "exact":
+            is_correct = hits.sum(dim=1) == mask.sum(dim=1)
+        elif isinstance(correct, (int, float)) and not isinstance(correct, bool) and 0.0 <= correct <= 1.0:
+            accuracy = hits.sum(dim=1).float() / denom
+            is_correct = (accuracy >= float(correct)) | (num_targets == 0)
+        else:
+            raise ValueError(f"correct must be 'exact', a float in [0, 1] or a callable, got {correct!r}")
+    return loss, conf, is_correct

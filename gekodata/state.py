@@ -1,0 +1,480 @@
+"""Columnar per-sample training state.
+
+`GEKOStateStore` keeps one row per sample of the user's dataset, as plain numpy columns, and
+updates them with vectorized operations over index arrays. It knows nothing about buckets'
+meaning, curricula or samplers: it records what the training loop observed and how those
+observations are averaged. The policy reads it; the sampler writes bucket codes back.
+
+Default columns (12 bytes per sample):
+
+=============  =======  =====  ==============================================================
+column         dtype    bytes  why this dtype
+=============  =======  =====  ==============================================================
+loss_ema       float16  2      EMA of the per-sample loss; fp16 keeps 3 significant digits
+                               over [6e-5, 65504], ample for nats of a cross-entropy.
+loss_var       float16  2      exponential moving variance of the loss; ``stability`` =
+                               1 - sqrt(loss_var) replaces GEKO's "1 - std of the last 5
+                               losses" without storing a history.
+q_value        float16  2      GEKO's Q-value EMA in [0, 1]; fp16 resolves steps of 5e-4 near
+                               0.8, so a 0.1-rate EMA never stalls below its threshold (uint8
+                               would: steps under 1/510 round away).
+conf_ema       uint8    1      EMA of the confidence in [0, 1], quantised to 1/255.
+correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
+visits         uint16   2      reported passes, saturating at 65535.
+frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
+flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
+                               bit 4: last reported correctness.
+=============  =======  =====  ==============================================================
+
+Units: losses are in the user's loss units (nats for cross-entropy); confidences and
+correctness are fractions in [0, 1].
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Mapping, Optional, Union
+
+import numpy as np
+
+FORMAT_VERSION = 1
+_FORMAT_NAME = "gekodata.state"
+
+_BUCKET_MASK = np.uint8(0b0000_0111)
+_PRUNED_BIT = np.uint8(0b0000_1000)
+_CORRECT_BIT = np.uint8(0b0001_0000)
+_U8_SCALE = 255.0
+_MAX_VISITS = np.iinfo(np.uint16).max
+_MAX_STREAK = np.iinfo(np.uint8).max
+
+COLUMNS: Dict[str, np.dtype] = {
+    "loss_ema": np.dtype(np.float16),
+    "loss_var": np.dtype(np.float16),
+    "q_value": np.dtype(np.float16),
+    "conf_ema": np.dtype(np.uint8),
+    "correct_ema": np.dtype(np.uint8),
+    "visits": np.dtype(np.uint16),
+    "frozen_streak": np.dtype(np.uint8),
+    "flags": np.dtype(np.uint8),
+}
+
+ArrayLike = Union[np.ndarray, "list[float]"]
+
+
+def _quantize_u8(x: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(x, 0.0, 1.0) * _U8_SCALE).astype(np.uint8)
+
+
+def _check_fraction(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
+class GEKOStateStore:
+    """Per-sample state for ``num_samples`` samples, 12 bytes each.
+
+    Args:
+        num_samples: rows in the store, i.e. the length of the user's original dataset.
+        ema_alpha: weight of a new observation in the loss, loss-variance, confidence and
+            correctness EMAs (1.0 = keep only the latest). The first observation of a sample
+            initialises its EMAs. Default 0.5: a half-life of one visit.
+        q_rate: rate of GEKO's Q-value EMA, ``q += q_rate * (reward - q)`` with
+            ``reward = 1 - min(loss / loss_scale, 1)``. The first visit sets ``q = reward``.
+        loss_scale_quantile: quantile of each update's losses that may raise ``loss_scale``
+            (GEKO's fixed lmax = 10). ``loss_scale`` is the running maximum of that quantile, so
+            it is observed from the data and robust to single outliers.
+
+    Duplicate indices in one :meth:`update` are combined deterministically: their losses,
+    confidences and correctness are averaged into a single observation (one EMA step, the
+    "last correct" bit set when the mean correctness is >= 0.5), and ``visits`` grows by the
+    multiplicity. The result does not depend on the order of the rows.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        ema_alpha: float = 0.5,
+        q_rate: float = 0.1,
+        loss_scale_quantile: float = 0.99,
+    ) -> None:
+        num_samples = int(num_samples)
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        self.num_samples = num_samples
+        self.ema_alpha = _check_fraction("ema_alpha", ema_alpha)
+        self.q_rate = _check_fraction("q_rate", q_rate)
+        self.loss_scale_quantile = _check_fraction("loss_scale_quantile", loss_scale_quantile)
+        self.loss_scale = 0.0
+        self.total_updates = 0
+        self.columns: Dict[str, np.ndarray] = {
+            name: np.zeros(num_samples, dtype=dtype) for name, dtype in COLUMNS.items()
+        }
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return self.num_samples
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-sample columns."""
+        return sum(col.nbytes for col in self.columns.values())
+
+    @property
+    def visits(self) -> np.ndarray:
+        """Reported passes per sample, uint16 [N] (a view)."""
+        return self.columns["visits"]
+
+    @property
+    def seen(self) -> np.ndarray:
+        """bool [N]: sample has at least one report."""
+        return self.columns["visits"] > 0
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Loss EMA, float32 [N] (0 for unseen samples)."""
+        return self.columns["loss_ema"].astype(np.float32)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Confidence EMA in [0, 1], float32 [N]."""
+        return self.columns["conf_ema"].astype(np.float32) / np.float32(_U8_SCALE)
+
+    @property
+    def correctness(self) -> np.ndarray:
+        """Correctness EMA in [0, 1], float32 [N]."""
+        return self.columns["correct_ema"].astype(np.float32) / np.float32(_U8_SCALE)
+
+    @property
+    def last_correct(self) -> np.ndarray:
+        """bool [N]: correctness of the most recent report."""
+        return (self.columns["flags"] & _CORRECT_BIT) != 0
+
+    @property
+    def stability(self) -> np.ndarray:
+        """1 - std of the loss (exponential moving estimate), float32 [N]; 1 for unseen."""
+        return 1.0 - np.sqrt(self.columns["loss_var"].astype(np.float32))
+
+    @property
+    def q_value(self) -> np.ndarray:
+        """Q-value in [0, 1], float32 [N]."""
+        return self.columns["q_value"].astype(np.float32)
+
+    @property
+    def bucket(self) -> np.ndarray:
+        """Bucket code per sample, uint8 [N] (0 = never classified)."""
+        return self.columns["flags"] & _BUCKET_MASK
+
+    @property
+    def frozen_streak(self) -> np.ndarray:
+        """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
+        return self.columns["frozen_streak"]
+
+    @property
+    def pruned(self) -> np.ndarray:
+        """bool [N]: sample is pruned (never planned until unpruned)."""
+        return (self.columns["flags"] & _PRUNED_BIT) != 0
+
+    @property
+    def num_pruned(self) -> int:
+        return int(np.count_nonzero(self.columns["flags"] & _PRUNED_BIT))
+
+    # ---------------------------------------------------------------- writing
+    def validate(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: Optional[np.ndarray] = None,
+        correct: Optional[np.ndarray] = None,
+    ) -> None:
+        """Raise ``ValueError`` naming the first problem with an update's arrays.
+
+        Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, finite losses,
+        confidences and correctness in ``[0, 1]``. Touches nothing.
+        """
+        arrays = {"idx": idx, "loss": loss, "conf": conf, "correct": correct}
+        for name, arr in arrays.items():
+            if arr is not None and arr.ndim != 1:
+                raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
+        for name, arr in arrays.items():
+            if arr is not None and len(arr) != len(idx):
+                raise ValueError(
+                    f"{name} has {len(arr)} entries but idx has {len(idx)}; "
+                    "all report arrays must have the same length"
+                )
+        if len(idx) == 0:
+            return
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.num_samples:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"idx {bad} out of range for a dataset of {self.num_samples} samples "
+                "(report the sample's position in the original dataset)"
+            )
+        if not np.isfinite(loss).all():
+            where = int(np.flatnonzero(~np.isfinite(loss))[0])
+            raise ValueError(f"loss must be finite; entry {where} is {loss[where]} (idx {idx[where]})")
+        if (loss < 0).any():
+            where = int(np.flatnonzero(loss < 0)[0])
+            raise ValueError(f"loss must be >= 0; entry {where} is {loss[where]} (idx {idx[where]})")
+        for name, arr in (("conf", conf), ("correct", correct)):
+            if arr is None:
+                continue
+            bad_mask = ~((arr >= 0) & (arr <= 1))  # NaN fails both comparisons
+            if bad_mask.any():
+                where = int(np.flatnonzero(bad_mask)[0])
+                raise ValueError(f"{name} must be in [0, 1]; entry {where} is {arr[where]} (idx {idx[where]})")
+
+    def update(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: np.ndarray,
+        correct: np.ndarray,
+    ) -> None:
+        """Fold one batch of observations into the store.
+
+        Args:
+            idx: int [B], positions in the original dataset.
+            loss: float [B], per-sample loss (>= 0, finite).
+            conf: float [B] in [0, 1], confidence (probability of the target).
+            correct: float or bool [B] in [0, 1], correctness.
+
+        Raises ``ValueError`` (store unchanged) if the arrays are invalid.
+        """
+        idx = np.asarray(idx)
+        loss = np.asarray(loss, dtype=np.float64)
+        conf = np.asarray(conf, dtype=np.float64)
+        correct = np.asarray(correct, dtype=np.float64)
+        self.validate(idx, loss, conf, correct)
+        if len(idx) == 0:
+            return
+        idx = idx.astype(np.int64, copy=False)
+        multiplicity: Optional[np.ndarray] = None
+        uniq, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
+        if len(uniq) != len(idx):
+            loss = np.bincount(inverse, loss) / counts
+            conf = np.bincount(inverse, conf) / counts
+            correct = np.bincount(inverse, correct) / counts
+            idx, multiplicity = uniq, counts
+
+        quantile = float(np.quantile(loss, self.loss_scale_quantile))
+        self.loss_scale = max(self.loss_scale, quantile)
+        cols = self.columns
+        visits = cols["visits"][idx]
+        first = visits == 0
+        a = self.ema_alpha
+
+        old_loss = cols["loss_ema"][idx].astype(np.float64)
+        new_loss = np.where(first, loss, old_loss + a * (loss - old_loss))
+        old_var = cols["loss_var"][idx].astype(np.float64)
+        # West's exponentially weighted variance: var <- (1-a) (var + a (x - mean)^2)
+        new_var = np.where(first, 0.0, (1.0 - a) * (old_var + a * (loss - old_loss) ** 2))
+        old_conf = cols["conf_ema"][idx] / _U8_SCALE
+        new_conf = np.where(first, conf, old_conf + a * (conf - old_conf))
+        old_corr = cols["correct_ema"][idx] / _U8_SCALE
+        new_corr = np.where(first, correct, old_corr + a * (correct - old_corr))
+        reward = 1.0 - np.minimum(loss / self.loss_scale, 1.0) if self.loss_scale > 0 else np.ones_like(loss)
+        old_q = cols["q_value"][idx].astype(np.float64)
+        new_q = np.where(first, reward, old_q + self.q_rate * (reward - old_q))
+
+        cols["loss_ema"][idx] = np.minimum(new_loss, np.finfo(np.float16).max)
+        cols["loss_var"][idx] = np.minimum(new_var, np.finfo(np.float16).max)
+        cols["conf_ema"][idx] = _quantize_u8(new_conf)
+        cols["correct_ema"][idx] = _quantize_u8(new_corr)
+        cols["q_value"][idx] = new_q
+        step = 1 if multiplicity is None else multiplicity
+        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, _MAX_VISITS)
+        flags = cols["flags"][idx] & ~_CORRECT_BIT
+        cols["flags"][idx] = np.where(correct >= 0.5, flags | _CORRECT_BIT, flags)
+        self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+    def set_buckets(self, codes: np.ndarray, frozen: np.ndarray) -> None:
+        """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
+
+        ``frozen`` (bool [N]) marks samples in the frozen bucket this epoch: their streak grows
+        by one (saturating at 255), every other streak resets to 0.
+        """
+        codes = np.asarray(codes)
+        frozen = np.asarray(frozen, dtype=bool)
+        if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
+            raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
+        if codes.size and int(codes.max()) > int(_BUCKET_MASK):
+            raise ValueError(f"bucket codes must be < 8, got {int(codes.max())}")
+        flags = self.columns["flags"]
+        flags &= ~_BUCKET_MASK
+        flags |= codes.astype(np.uint8)
+        streak = self.columns["frozen_streak"]
+        np.add(streak, 1, out=streak, where=frozen & (streak < _MAX_STREAK))
+        streak[~frozen] = 0
+
+    def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
+        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all)."""
+        target = slice(None) if idx is None else idx
+        if value:
+            self.columns["flags"][target] |= _PRUNED_BIT
+        else:
+            self.columns["flags"][target] &= ~_PRUNED_BIT
+
+    def reset(self, idx: np.ndarray) -> None:
+        """Return rows ``idx`` to the never-seen state (all columns 0, not pruned)."""
+        for col in self.columns.values():
+            col[idx] = 0
+
+    # -------------------------------------------------------------- persistence
+    def config(self) -> Dict[str, float]:
+        return {
+            "ema_alpha": self.ema_alpha,
+            "q_rate": self.q_rate,
+            "loss_scale_quantile": self.loss_scale_quantile,
+        }
+
+    def state_dict(self) -> Dict[str, object]:
+        """Columns (copies) plus scalars; round-trips through :meth:`load_state_dict`."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "num_samples": self.num_samples,
+            "config": self.config(),
+            "loss_scale": self.loss_scale,
+            "total_updates": self.total_updates,
+            "columns": {name: col.copy() for name, col in self.columns.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore from :meth:`state_dict`. Validates everything before changing anything."""
+        version = state.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"state format version {version!r} is not supported (expected {FORMAT_VERSION})")
+        if int(state.get("num_samples", -1)) != self.num_samples:
+            raise ValueError(
+                f"state is for {state.get('num_samples')} samples but this store has {self.num_samples}"
+            )
+        columns = state.get("columns")
+        if not isinstance(columns, Mapping) or set(columns) != set(COLUMNS):
+            raise ValueError(f"state must hold exactly the columns {sorted(COLUMNS)}")
+        for name, dtype in COLUMNS.items():
+            col = np.asarray(columns[name])
+            if col.dtype != dtype or col.shape != (self.num_samples,):
+                raise ValueError(
+                    f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                    f"expected {dtype} and ({self.num_samples},)"
+                )
+        config = dict(state.get("config", {}))
+        new_config = {k: float(config.get(k, getattr(self, k))) for k in self.config()}
+        for key, value in new_config.items():
+            _check_fraction(key, value)
+        for key, value in new_config.items():
+            setattr(self, key, value)
+        self.loss_scale = float(state.get("loss_scale", 0.0))
+        self.total_updates = int(state.get("total_updates", 0))
+        self.columns = {name: np.array(columns[name], dtype=dtype) for name, dtype in COLUMNS.items()}
+
+    def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
+        """Write the store to ``path`` as safetensors, atomically (temp file, fsync, rename).
+
+        The safetensors metadata holds ``format`` ("gekodata.state"), ``format_version``,
+        ``num_samples`` and a JSON ``config``; ``extra_metadata`` adds string entries.
+        """
+        from safetensors.numpy import save
+
+        state = self.state_dict()
+        metadata = {
+            "format": _FORMAT_NAME,
+            "format_version": str(FORMAT_VERSION),
+            "num_samples": str(self.num_samples),
+            "config": json.dumps(state["config"]),
+            "loss_scale": repr(self.loss_scale),
+            "total_updates": str(self.total_updates),
+        }
+        metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
+        payload = save(state["columns"], metadata=metadata)
+        _atomic_write(os.fspath(path), payload)
+
+    def load(self, path: Union[str, os.PathLike]) -> None:
+        """Restore this store from a file written by :meth:`save`.
+
+        Raises ``ValueError`` (store unchanged) for another format, format version, dataset
+        size, or a truncated/corrupt file.
+        """
+        columns, metadata = read_state_file(path)
+        try:
+            version = int(metadata["format_version"])
+            num_samples = int(metadata["num_samples"])
+            config = json.loads(metadata.get("config", "{}"))
+            loss_scale = float(metadata.get("loss_scale", 0.0))
+            total_updates = int(metadata.get("total_updates", 0))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
+        self.load_state_dict(
+            {
+                "format_version": version,
+                "num_samples": num_samples,
+                "config": config,
+                "loss_scale": loss_scale,
+                "total_updates": total_updates,
+                "columns": columns,
+            }
+        )
+
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike]) -> "GEKOStateStore":
+        """A new store sized and configured from a file written by :meth:`save`."""
+        _, metadata = read_state_file(path)
+        try:
+            store = cls(int(metadata["num_samples"]), **json.loads(metadata.get("config", "{}")))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
+        store.load(path)
+        return store
+
+
+def read_state_file(path: Union[str, os.PathLike]) -> "tuple[Dict[str, np.ndarray], Dict[str, str]]":
+    """Read a gekodata safetensors file: (arrays, metadata). ``ValueError`` if not one."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        arrays = load(raw)
+        metadata = _read_metadata(raw)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    if metadata.get("format") != _FORMAT_NAME:
+        raise ValueError(f"{path}: not a gekodata state file (format={metadata.get('format')!r})")
+    return arrays, metadata
+
+
+def _read_metadata(raw: bytes) -> Dict[str, str]:
+    if len(raw) < 8:
+        raise ValueError("file shorter than a safetensors header")
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    return dict(header.get("__metadata__", {}))
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
