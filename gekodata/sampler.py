@@ -64,9 +64,10 @@ class WeightedBucketSampler(Sampler[int]):
             at epoch boundaries, on :meth:`flush`, and after this many reports (one host sync
             each). CPU tensors and numpy arrays are validated and applied at once.
 
-    Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``. The plan for an
-    epoch is made once, at the first ``len()``/``iter()`` after ``set_epoch``, from the reports
-    received so far. Epoch 0 (nothing reported yet) visits every sample exactly once.
+    Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``: it makes that
+    epoch's plan from the reports received so far (epoch 0 is planned on first use if
+    ``set_epoch(0)`` is never called). Epoch 0 (nothing reported yet) visits every sample
+    exactly once.
     """
 
     def __init__(
@@ -135,11 +136,16 @@ class WeightedBucketSampler(Sampler[int]):
 
     # ------------------------------------------------------------------ epochs
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch to iterate next (0-based); its plan is made on first use."""
+        """Start epoch ``epoch`` (0-based): fold in all reports so far and make its plan.
+
+        Classification, frozen streaks and pruning advance once per new epoch; calling it
+        again with the same epoch keeps the same plan.
+        """
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self.epoch = epoch
+        self._ensure_plan()
 
     def __len__(self) -> int:
         return len(self._ensure_plan())
@@ -225,8 +231,8 @@ class WeightedBucketSampler(Sampler[int]):
         if self._loss_weights is None:
             raise RuntimeError("loss weights exist only with unbiased=True")
         self._ensure_plan()
-        index = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx.cpu())
-        out = self._loss_weights[index.long()]
+        index = idx.cpu().long() if isinstance(idx, torch.Tensor) else torch.from_numpy(np.array(idx, dtype=np.int64))
+        out = self._loss_weights[index]
         return out.to(idx.device) if isinstance(idx, torch.Tensor) else out
 
     # ------------------------------------------------------------------ reports
@@ -257,6 +263,7 @@ class WeightedBucketSampler(Sampler[int]):
         """
         if idx is None:
             raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
+        self._ensure_plan()  # the current epoch's plan predates its reports
         self._num_reports += 1
         if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in (loss, conf, correct, idx)):
             pending = _PendingReport(
@@ -275,7 +282,6 @@ class WeightedBucketSampler(Sampler[int]):
         self._count_reported(len(idx_np))
 
     def _count_reported(self, n: int) -> None:
-        self._ensure_plan()
         self._records[-1].reported += n
 
     def _apply(self, idx: np.ndarray, loss: np.ndarray, conf: Optional[np.ndarray],

@@ -83,8 +83,10 @@ class GEKOStateStore:
         q_rate: rate of GEKO's Q-value EMA, ``q += q_rate * (reward - q)`` with
             ``reward = 1 - min(loss / loss_scale, 1)``. The first visit sets ``q = reward``.
         loss_scale_quantile: quantile of each update's losses that may raise ``loss_scale``
-            (GEKO's fixed lmax = 10). ``loss_scale`` is the running maximum of that quantile, so
-            it is observed from the data and robust to single outliers.
+            (GEKO's lmax, fixed there at 10). ``loss_scale`` is the running maximum of that
+            quantile, so it is observed from the data and robust to single outliers.
+        min_loss_scale: floor of ``loss_scale`` (loss units; default 1.0 nat), so that a run
+            whose losses are all tiny does not read tiny absolute losses as Q-value 0.
 
     Duplicate indices in one :meth:`update` are combined deterministically: their losses,
     confidences and correctness are averaged into a single observation (one EMA step, the
@@ -99,6 +101,7 @@ class GEKOStateStore:
         ema_alpha: float = 0.5,
         q_rate: float = 0.1,
         loss_scale_quantile: float = 0.99,
+        min_loss_scale: float = 1.0,
     ) -> None:
         num_samples = int(num_samples)
         if num_samples < 0:
@@ -107,7 +110,11 @@ class GEKOStateStore:
         self.ema_alpha = _check_fraction("ema_alpha", ema_alpha)
         self.q_rate = _check_fraction("q_rate", q_rate)
         self.loss_scale_quantile = _check_fraction("loss_scale_quantile", loss_scale_quantile)
-        self.loss_scale = 0.0
+        min_loss_scale = float(min_loss_scale)
+        if not (np.isfinite(min_loss_scale) and min_loss_scale > 0):
+            raise ValueError(f"min_loss_scale must be finite and > 0, got {min_loss_scale}")
+        self.min_loss_scale = min_loss_scale
+        self.loss_scale = min_loss_scale
         self.total_updates = 0
         self.columns: Dict[str, np.ndarray] = {
             name: np.zeros(num_samples, dtype=dtype) for name, dtype in COLUMNS.items()
@@ -278,7 +285,7 @@ class GEKOStateStore:
         new_conf = np.where(first, conf, old_conf + a * (conf - old_conf))
         old_corr = cols["correct_ema"][idx] / _U8_SCALE
         new_corr = np.where(first, correct, old_corr + a * (correct - old_corr))
-        reward = 1.0 - np.minimum(loss / self.loss_scale, 1.0) if self.loss_scale > 0 else np.ones_like(loss)
+        reward = 1.0 - np.minimum(loss / self.loss_scale, 1.0)
         old_q = cols["q_value"][idx].astype(np.float64)
         new_q = np.where(first, reward, old_q + self.q_rate * (reward - old_q))
 
@@ -331,6 +338,7 @@ class GEKOStateStore:
             "ema_alpha": self.ema_alpha,
             "q_rate": self.q_rate,
             "loss_scale_quantile": self.loss_scale_quantile,
+            "min_loss_scale": self.min_loss_scale,
         }
 
     def state_dict(self) -> Dict[str, object]:
@@ -366,10 +374,14 @@ class GEKOStateStore:
         config = dict(state.get("config", {}))
         new_config = {k: float(config.get(k, getattr(self, k))) for k in self.config()}
         for key, value in new_config.items():
-            _check_fraction(key, value)
+            if key == "min_loss_scale":
+                if not (np.isfinite(value) and value > 0):
+                    raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
+            else:
+                _check_fraction(key, value)
         for key, value in new_config.items():
             setattr(self, key, value)
-        self.loss_scale = float(state.get("loss_scale", 0.0))
+        self.loss_scale = float(state.get("loss_scale", self.min_loss_scale))
         self.total_updates = int(state.get("total_updates", 0))
         self.columns = {name: np.array(columns[name], dtype=dtype) for name, dtype in COLUMNS.items()}
 

@@ -1,0 +1,67 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from gekodata import PruningDataset, WeightedBucketSampler
+
+
+def test_item_shapes_gain_the_index():
+    dict_ds = PruningDataset([{"x": torch.tensor([1.0]), "y": 3}] * 4)
+    assert dict_ds[2]["idx"] == 2 and dict_ds[2]["y"] == 3
+    tuple_ds = PruningDataset(TensorDataset(torch.arange(5.0), torch.arange(5)))
+    x, y, idx = tuple_ds[4]
+    assert idx == 4 and y == 4
+    plain_ds = PruningDataset(["a", "b"])
+    assert plain_ds[1] == ("b", 1)
+
+
+def test_custom_keys_and_collision():
+    ds = PruningDataset([{"idx": 7}], index_key="row")
+    assert ds[0] == {"idx": 7, "row": 0}
+    with pytest.raises(ValueError, match="already has a key 'idx'"):
+        PruningDataset([{"idx": 7}])[0]
+    with pytest.raises(ValueError):
+        PruningDataset([1], index_key="k", weight_key="k")
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="map-style"):
+        PruningDataset(iter([1, 2]))
+    with pytest.raises(ValueError):
+        PruningDataset([1], prune_frozen_after=0)
+    with pytest.raises(RuntimeError, match="not attached"):
+        PruningDataset([1]).unprune()
+
+
+def test_index_survives_default_collate():
+    ds = PruningDataset([{"x": torch.full((2,), float(i)), "y": i % 2} for i in range(10)])
+    sampler = WeightedBucketSampler(ds, num_epochs=1, seed=3)
+    batches = list(DataLoader(ds, batch_size=4, sampler=sampler))
+    idx = torch.cat([b["idx"] for b in batches])
+    assert idx.dtype == torch.int64
+    assert sorted(idx.tolist()) == list(range(10))
+    for b in batches:
+        assert torch.equal(b["x"][:, 0].long(), b["idx"])
+
+
+def test_unbiased_weight_is_delivered_with_items():
+    ds = PruningDataset(TensorDataset(torch.arange(6.0)))
+    sampler = WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    x, idx, weight = ds[3]
+    assert idx == 3 and weight == pytest.approx(1.0)  # epoch 0: uniform, weight 1
+    batch = next(iter(DataLoader(ds, batch_size=6, sampler=sampler)))
+    assert batch[2].dtype == torch.float64 and torch.allclose(batch[2], torch.ones(6, dtype=torch.float64))
+
+
+def test_pickles_without_the_store():
+    ds = PruningDataset(list(range(100)), prune_frozen_after=1)
+    sampler = WeightedBucketSampler(ds, num_epochs=3)
+    sampler.report(np.full(100, 1e-4), None, None, np.arange(100))
+    sampler.report(np.full(5, 3.0), None, None, np.arange(5))
+    sampler.set_epoch(1)
+    assert len(ds) == 5
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._store is None and len(clone) == 5 and clone[42] == (42, 42)
