@@ -236,25 +236,27 @@ class BucketPolicy:
 
     # ---------------------------------------------------------------- classify
     def classify(self, store: GEKOStateStore) -> np.ndarray:
-        """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN."""
+        """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN.
+
+        Thresholds are compared with the stored values (confidence quantised to 1/255).
+        """
         cols = store.columns
-        seen = cols["visits"] > 0
+        visits = cols["visits"]
         correct = store.last_correct
-        conf = store.confidence
-        frozen = (
-            correct
-            & (conf > self.freeze_confidence)
-            & (store.stability > self.freeze_stability)
-            & (store.q_value >= self.freeze_q)
-            & (cols["visits"] >= self.min_visits_to_freeze)
-        )
-        hard = (1.0 - conf) > self.hard_confidence
-        codes = np.where(
-            correct,
-            np.where(frozen, Bucket.FREEZE, Bucket.LIGHT),
-            np.where(hard, Bucket.HARD, Bucket.FOCUS),
-        ).astype(np.uint8)
-        codes[~seen] = Bucket.UNSEEN
+        conf_255 = cols["conf_ema"]  # uint8, confidence * 255
+        # stability > s  <=>  sqrt(var) < 1 - s  <=>  var < (1 - s)^2
+        frozen = conf_255 > self.freeze_confidence * 255.0
+        frozen &= correct
+        frozen &= cols["loss_var"].astype(np.float32) < np.float32((1.0 - self.freeze_stability) ** 2)
+        frozen &= cols["q_value"].astype(np.float32) >= np.float32(self.freeze_q)
+        if self.min_visits_to_freeze > 1:
+            frozen &= visits >= self.min_visits_to_freeze
+        # wrong and 1 - conf > hard_confidence  <=>  conf < 1 - hard_confidence
+        codes = np.where(conf_255 < (1.0 - self.hard_confidence) * 255.0,
+                         np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
+        codes[correct] = Bucket.LIGHT
+        codes[frozen] = Bucket.FREEZE
+        codes[visits == 0] = Bucket.UNSEEN
         return codes
 
     def sample_weights(self, store: GEKOStateStore, codes: np.ndarray, phase: Phase) -> np.ndarray:
