@@ -65,3 +65,22 @@ def test_pickles_without_the_store():
     assert len(ds) == 5
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._store is None and len(clone) == 5 and clone[42] == (42, 42)
+
+
+def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
+    """Loss weights live in shared memory: persistent workers read the current epoch's values."""
+    n = 64
+    ds = PruningDataset(TensorDataset(torch.arange(float(n))))
+    sampler = WeightedBucketSampler(ds, num_epochs=3, unbiased=True, unbiased_floor=0.5, seed=1)
+    loader = DataLoader(ds, batch_size=16, sampler=sampler, num_workers=2,
+                        multiprocessing_context="spawn", persistent_workers=True)
+    losses = np.where(np.arange(n) < 32, 1e-4, 3.0)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        for x, idx, weight in loader:
+            expected = sampler.loss_weights(idx).double()
+            assert torch.allclose(weight, expected), (epoch, weight, expected)
+            sampler.report(torch.from_numpy(losses[idx.numpy()]), None, None, idx)
+    # epoch 1 planned the mastered half at the floor: their weights are > 1, the rest < 1
+    weights = sampler.loss_weights(np.arange(n))
+    assert (weights[:32] > 1).all() and (weights[32:] < 1).all()
