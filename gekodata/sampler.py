@@ -1,42 +1,39 @@
 """`WeightedBucketSampler`: the torch Sampler that plans each epoch from per-sample state.
 
 Data flow: the user's loop calls :meth:`WeightedBucketSampler.report` with per-sample signals →
-the :class:`~gekodata.state.GEKOStateStore` folds them in → at the next epoch boundary the
-:class:`~gekodata.policy.BucketPolicy` classifies samples and weighs them for the curriculum
-phase → :mod:`gekodata.plan` turns weights into draw counts and a shuffled index stream → the
-DataLoader reads it.
+reports wait in a buffer until the next sync point, where (gathered across ranks under
+``torch.distributed``) they are folded into the :class:`~gekodata.state.GEKOStateStore` in one
+update → at the next epoch boundary the :class:`~gekodata.policy.BucketPolicy` classifies samples
+and weighs them for the curriculum phase → :mod:`gekodata.plan` turns weights into draw counts
+and a shuffled global index stream → each rank reads its shard through its DataLoader.
 """
 from __future__ import annotations
 
+import json
 import math
+import operator
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any, Dict, Iterator, List, Optional, Sized, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from . import distributed as gdist
 from .dataset import PruningDataset
 from .plan import Budget, draw_counts, epoch_generator, resolve_budget, shuffled_plan
 from .policy import Bucket, BucketPolicy, Phase
-from .report import EfficiencyReport, EpochRecord
-from .state import GEKOStateStore
+from .report import EfficiencyReport, EpochRecord, records_from_dicts
+from .state import COLUMNS, GEKOStateStore, atomic_write, read_state_file
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
+SAMPLER_FORMAT = "gekodata.sampler"
+SAMPLER_FORMAT_VERSION = 1
 _ITER_CHUNK = 1 << 16
-
-
-@dataclass
-class _PendingReport:
-    """A report from a CUDA device, kept on the device until the next flush (no host sync)."""
-
-    number: int
-    idx: torch.Tensor
-    loss: torch.Tensor
-    conf: Optional[torch.Tensor]
-    correct: Optional[torch.Tensor]
+_FINGERPRINT_LEN = 32
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -50,24 +47,42 @@ class WeightedBucketSampler(Sampler[int]):
         num_epochs: epochs the run will train; curriculum progress of epoch ``e`` is
             ``(e + 0.5) / num_epochs`` (see :mod:`gekodata.policy`).
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
-            is read or written.
-        budget: draws per epoch. None (default): the number of samples with weight > 0, so frozen
-            and pruned samples shorten the epoch. An int: exactly that many. A float in (0, 1]:
-            that fraction of the full dataset (for same-budget comparisons).
+            is read or written. Must be the same on every rank.
+        budget: draws per epoch (global, over all ranks). None (default): the number of samples
+            with weight > 0, so frozen and pruned samples shorten the epoch. An int: exactly that
+            many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
         unbiased: attach a loss weight ``v_i = sum(w) / (N_live * w_i)`` to every draw, so that
             the epoch mean of ``v * loss`` estimates the mean loss over all live samples. Every
             live sample then keeps at least ``unbiased_floor`` weight.
-        unbiased_floor: weight given in unbiased mode to live samples whose bucket weight is 0
+        unbiased_floor: weight given in unbiased mode to live samples whose bucket weight is lower
             (e.g. FREEZE); each such sample adds this fraction of a pass to the default budget.
         store: an existing store to continue from; default a fresh ``GEKOStateStore``.
-        flush_every: reports from CUDA tensors stay on the device and are folded into the store
-            at epoch boundaries, on :meth:`flush`, and after this many reports (one host sync
-            each). CPU tensors and numpy arrays are validated and applied at once.
+        sync_every: fold reports into the store every this many :meth:`report` calls as well as
+            at each epoch boundary (None: epoch boundaries only). Under ``torch.distributed``
+            every rank must then call ``report`` equally often. Bounds the report buffer.
+        rank, world_size: this process's rank and the number of ranks; default from the
+            initialised ``torch.distributed`` process group, else 0 and 1.
+        shard: True (default): every rank iterates its own equal-length, strided slice of the
+            global plan (plain DataLoader per rank under torchrun, DDP, FSDP, DeepSpeed); the plan
+            is padded cyclically to a multiple of ``world_size``. False: every rank iterates the
+            whole global plan, for wrappers that shard batches themselves (accelerate's
+            ``BatchSamplerShard``, the HF Trainer).
 
-    Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``: it makes that
-    epoch's plan from the reports received so far (epoch 0 is planned on first use if
-    ``set_epoch(0)`` is never called). Epoch 0 (nothing reported yet) visits every sample
-    exactly once.
+    Epochs: call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``. It folds in
+    every report so far and makes that epoch's plan (epoch 0 is planned on first use if
+    ``set_epoch(0)`` is never called). Epoch 0 (nothing reported yet) visits every sample once.
+
+    Sync points: reports are buffered (on their device for CUDA tensors, so ``report`` never
+    forces a host sync) and folded into the store at :meth:`set_epoch`, :meth:`flush`,
+    :meth:`save`, and every ``sync_every`` reports. All reports of one sync window form one store
+    update: the store depends on the multiset of reported (index, signals) per window, not on
+    batch order, batch size or world size. :attr:`store` shows the state as of the last sync
+    point. Under ``torch.distributed`` every sync point is a collective: all ranks must reach it.
+
+    Resume: :meth:`state_dict`/:meth:`load_state_dict` implement torchdata's Stateful protocol
+    (epoch and position in the stream; a few dozen bytes, no per-sample data), so a
+    ``StatefulDataLoader`` resumes mid-epoch exactly. :meth:`save`/:meth:`load` persist the
+    rest: store, plan, policy, epoch, seed and the per-epoch history.
     """
 
     def __init__(
@@ -81,7 +96,10 @@ class WeightedBucketSampler(Sampler[int]):
         unbiased: bool = False,
         unbiased_floor: float = 0.1,
         store: Optional[GEKOStateStore] = None,
-        flush_every: int = 256,
+        sync_every: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        shard: bool = True,
     ) -> None:
         num_samples = data_source.num_samples if isinstance(data_source, PruningDataset) else len(data_source)
         if int(num_epochs) < 1:
@@ -91,8 +109,8 @@ class WeightedBucketSampler(Sampler[int]):
         resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
         if unbiased and not (0.0 < float(unbiased_floor) and math.isfinite(unbiased_floor)):
             raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
-        if int(flush_every) < 1:
-            raise ValueError(f"flush_every must be >= 1, got {flush_every}")
+        if sync_every is not None and int(sync_every) < 1:
+            raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")
         if store is not None and len(store) != num_samples:
             raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")
         self.data_source = data_source
@@ -103,7 +121,9 @@ class WeightedBucketSampler(Sampler[int]):
         self.budget = budget
         self.unbiased = bool(unbiased)
         self.unbiased_floor = float(unbiased_floor)
-        self.flush_every = int(flush_every)
+        self.sync_every = None if sync_every is None else int(sync_every)
+        self.rank, self.world_size = gdist.resolve_rank_world(rank, world_size)
+        self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased:
@@ -115,18 +135,28 @@ class WeightedBucketSampler(Sampler[int]):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
         self._plan: Optional[np.ndarray] = None
+        self._local: Optional[np.ndarray] = None
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
         self._records: List[EpochRecord] = []
-        self._pending: List[_PendingReport] = []
-        self._num_reports = 0
+        self._pending: List[Tuple[Any, Any]] = []  # (idx int64 [n], values float32 [n, 3])
+        self._pending_rows = 0
+        self._reports_since_sync = 0
+        self._resume_at: Optional[int] = None
+        self._chunk_start = 0
+        self._chunk_len = 0
+        self._chunk_iter: Iterator[int] = iter(())
 
     # ------------------------------------------------------------------ store
     @property
     def store(self) -> GEKOStateStore:
-        """The per-sample state, with every pending report applied."""
-        self.flush()
+        """The per-sample state as of the last sync point (see :meth:`flush`)."""
         return self._store
+
+    @property
+    def pending_reports(self) -> int:
+        """Reported rows on this rank not yet folded into the store."""
+        return self._pending_rows
 
     @property
     def prune_frozen_after(self) -> Optional[int]:
@@ -139,7 +169,7 @@ class WeightedBucketSampler(Sampler[int]):
         """Start epoch ``epoch`` (0-based): fold in all reports so far and make its plan.
 
         Classification, frozen streaks and pruning advance once per new epoch; calling it
-        again with the same epoch keeps the same plan.
+        again with the same epoch keeps the same plan (and a resumed position).
         """
         epoch = int(epoch)
         if epoch < 0:
@@ -148,19 +178,29 @@ class WeightedBucketSampler(Sampler[int]):
         self._ensure_plan()
 
     def __len__(self) -> int:
-        return len(self._ensure_plan())
+        """Indices this rank iterates in the current epoch (known before iteration)."""
+        return len(self._local_plan())
 
     def __iter__(self) -> Iterator[int]:
-        plan = self._ensure_plan()
-        for start in range(0, len(plan), _ITER_CHUNK):
-            yield from plan[start : start + _ITER_CHUNK].tolist()
+        local = self._local_plan()
+        start = self._resume_at or 0
+        self._resume_at = None
+        self._chunk_start, self._chunk_len, self._chunk_iter = start, 0, iter(())
+        for begin in range(start, len(local), _ITER_CHUNK):
+            chunk = local[begin : begin + _ITER_CHUNK].tolist()
+            self._chunk_start, self._chunk_len = begin, len(chunk)
+            self._chunk_iter = iter(chunk)
+            yield from self._chunk_iter
 
     @property
     def plan(self) -> np.ndarray:
-        """The current epoch's index stream, int [len(self)] (read-only view)."""
-        view = self._ensure_plan().view()
-        view.flags.writeable = False
-        return view
+        """This rank's index stream for the current epoch, int [len(self)] (read-only)."""
+        return _read_only(self._local_plan())
+
+    @property
+    def global_plan(self) -> np.ndarray:
+        """The whole epoch's index stream before sharding, identical on every rank (read-only)."""
+        return _read_only(self._ensure_plan())
 
     @property
     def phase(self) -> Phase:
@@ -169,9 +209,23 @@ class WeightedBucketSampler(Sampler[int]):
 
     def _ensure_plan(self) -> np.ndarray:
         if self._plan is None or self._planned_epoch != self.epoch:
-            self._plan = self._make_plan(self.epoch)
-            self._planned_epoch = self.epoch
+            self._set_plan(self._make_plan(self.epoch), self.epoch)
         return self._plan
+
+    def _set_plan(self, plan: np.ndarray, epoch: int) -> None:
+        self._plan, self._planned_epoch, self._local = plan, epoch, None
+        self._resume_at = None
+
+    def _local_plan(self) -> np.ndarray:
+        plan = self._ensure_plan()
+        if self._local is None:
+            if not self.shard or self.world_size == 1:
+                self._local = plan
+            else:
+                per_rank = -(-len(plan) // self.world_size)
+                padded = np.resize(plan, per_rank * self.world_size) if len(plan) else plan
+                self._local = padded[self.rank :: self.world_size]
+        return self._local
 
     def _make_plan(self, epoch: int) -> np.ndarray:
         started = time.perf_counter()
@@ -203,8 +257,6 @@ class WeightedBucketSampler(Sampler[int]):
         plan = shuffled_plan(counts, rng)
         if self._loss_weights is not None:
             self._set_loss_weights(weights)
-        if isinstance(self.data_source, PruningDataset):
-            self.data_source._num_live = self.num_samples - store.num_pruned
         record = EpochRecord(
             epoch=epoch,
             phase=phase.name,
@@ -216,7 +268,12 @@ class WeightedBucketSampler(Sampler[int]):
             plan_seconds=time.perf_counter() - started,
         )
         self._records = [r for r in self._records if r.epoch != epoch] + [record]
+        self._sync_dataset()
         return plan
+
+    def _sync_dataset(self) -> None:
+        if isinstance(self.data_source, PruningDataset):
+            self.data_source._num_live = self.num_samples - self._store.num_pruned
 
     def _set_loss_weights(self, weights: np.ndarray) -> None:
         positive = weights > 0
@@ -231,9 +288,9 @@ class WeightedBucketSampler(Sampler[int]):
         if self._loss_weights is None:
             raise RuntimeError("loss weights exist only with unbiased=True")
         self._ensure_plan()
-        index = idx.cpu().long() if isinstance(idx, torch.Tensor) else torch.from_numpy(np.array(idx, dtype=np.int64))
-        out = self._loss_weights[index]
-        return out.to(idx.device) if isinstance(idx, torch.Tensor) else out
+        if isinstance(idx, torch.Tensor):
+            return self._loss_weights[idx.cpu().long()].to(idx.device)
+        return self._loss_weights[torch.from_numpy(np.array(idx, dtype=np.int64))]
 
     # ------------------------------------------------------------------ reports
     def report(
@@ -255,104 +312,249 @@ class WeightedBucketSampler(Sampler[int]):
             idx: int [B], the samples' positions in the original dataset (``batch["idx"]`` from
                 :class:`PruningDataset`). Required.
 
-        Torch tensors on any device or numpy arrays. CPU inputs are validated now: a bad call
-        raises ``ValueError`` naming the problem and leaves the store unchanged. CUDA inputs are
-        shape-checked now and stay on the device; their values are checked when they are
-        folded in (see ``flush_every``), where a bad report raises and all pending ones are
-        dropped.
+        Torch tensors on any device, numpy arrays or lists. CPU inputs are validated now: a bad
+        call raises ``ValueError`` naming the problem and records nothing. CUDA inputs are
+        shape-checked now and stay on the device (no host sync); their values are checked at the
+        next sync point, where a bad window raises ``ValueError`` on every rank and is dropped,
+        leaving the store unchanged.
         """
         if idx is None:
             raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
         self._ensure_plan()  # the current epoch's plan predates its reports
-        self._num_reports += 1
         if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in (loss, conf, correct, idx)):
-            pending = _PendingReport(
-                self._num_reports,
-                *(_detach_device(x) for x in (idx, loss, conf, correct)),
-            )
-            arrays = [pending.idx, pending.loss, pending.conf, pending.correct]
-            _check_shapes(*arrays)
-            self._pending.append(pending)
-            self._count_reported(len(pending.idx))
-            if len(self._pending) >= self.flush_every:
-                self.flush()
-            return
-        idx_np, loss_np, conf_np, correct_np = (_to_numpy(x) for x in (idx, loss, conf, correct))
-        self._apply(idx_np, loss_np, conf_np, correct_np)
-        self._count_reported(len(idx_np))
-
-    def _count_reported(self, n: int) -> None:
-        self._records[-1].reported += n
-
-    def _apply(self, idx: np.ndarray, loss: np.ndarray, conf: Optional[np.ndarray],
-               correct: Optional[np.ndarray]) -> None:
-        _check_shapes(idx, loss, conf, correct)
-        if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
-            if idx.size and np.issubdtype(idx.dtype, np.floating) and np.all(np.mod(idx, 1) == 0):
-                raise ValueError(
-                    f"idx must be an integer array, got {idx.dtype}; indices must never travel as floats "
-                    "(float32 loses integers above 2^24)"
-                )
-            raise ValueError(f"idx must be an integer array, got dtype {idx.dtype}")
-        loss = loss.astype(np.float64, copy=False)
-        self._store.validate(idx, loss, conf, correct.astype(np.float64) if correct is not None else None)
-        if conf is None:
-            conf = np.exp(-loss)
-        if correct is None:
-            correct = conf > 0.5
-        self._store.update(idx, loss, conf, correct.astype(np.float64))
+            chunk = _device_chunk(idx, loss, conf, correct)
+        else:
+            chunk = _host_chunk(self._store, idx, loss, conf, correct)
+        self._pending.append(chunk)
+        self._pending_rows += int(chunk[0].shape[0])
+        self._reports_since_sync += 1
+        if self.sync_every is not None and self._reports_since_sync >= self.sync_every:
+            self.flush()
 
     def flush(self) -> None:
-        """Fold reports still held on a device into the store (one host sync)."""
-        if not self._pending:
-            return
+        """Sync point: fold every buffered report (of every rank) into the store.
+
+        Under ``torch.distributed`` this is a collective (all ranks must call it): indices are
+        gathered as int64 and values as float32, in rank order, so every rank applies the same
+        update and the stores stay bitwise equal. One host sync per call.
+        """
         pending, self._pending = self._pending, []
-        moved = []
-        for p in pending:
-            moved.append((p.number,) + tuple(None if t is None else t.cpu().numpy() for t in (p.idx, p.loss, p.conf, p.correct)))
-        for number, idx, loss, conf, correct in moved:
-            try:
-                self._store.validate(idx, loss.astype(np.float64), conf,
-                                     None if correct is None else correct.astype(np.float64))
-            except ValueError as exc:
-                raise ValueError(f"report #{number} (deferred, on device): {exc}; "
-                                 f"{len(moved)} pending reports were dropped") from None
-        for _, idx, loss, conf, correct in moved:
-            self._apply(idx, loss, conf, correct)
+        self._pending_rows = 0
+        self._reports_since_sync = 0
+        if gdist.is_distributed():
+            idx, values = _gather_chunks(pending)
+        elif pending:
+            idx = np.concatenate([_as_numpy(c[0]) for c in pending])
+            values = np.concatenate([_as_numpy(c[1]) for c in pending])
+        else:
+            return
+        if len(idx) == 0:
+            return
+        try:
+            self._store.update(idx, values[:, 0], values[:, 1], values[:, 2])
+        except ValueError as exc:
+            raise ValueError(f"reports folded at this sync point were rejected and dropped: {exc}") from None
+        if self._records:
+            self._records[-1].reported += len(idx)
 
     # ------------------------------------------------------------------ results
     def efficiency_report(self) -> EfficiencyReport:
-        """What was planned and trained per epoch, counted from real reports."""
+        """What was planned and trained per epoch, counted from real reports.
+
+        Single process: includes reports not yet folded into the store. Under
+        ``torch.distributed`` the counts are global as of the last sync point: call
+        :meth:`flush` on every rank first for the final figures.
+        """
+        self._ensure_plan()
+        records = [r.copy() for r in self._records]
+        if not gdist.is_distributed():
+            records[-1].reported += self._pending_rows
+        return EfficiencyReport(records)
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> Dict[str, Any]:
+        """Position in the current epoch's stream (torchdata Stateful protocol). O(1), no arrays."""
+        local = self._local_plan()
+        if self._resume_at is not None:
+            yielded = self._resume_at
+        else:
+            yielded = self._chunk_start + self._chunk_len - operator.length_hint(self._chunk_iter)
+        return {
+            "epoch": self.epoch,
+            "yielded": int(yielded),
+            "length": len(local),
+            "fingerprint": _fingerprint(local),
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "shard": self.shard,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue the stream at ``state``'s position; the next ``iter()`` starts there.
+
+        The sampler must already hold that epoch's plan: restore it with :meth:`load` (or run
+        up to the same point) first. Mismatched dataset size, seed, rank layout or plan raise
+        ``ValueError``.
+        """
+        for key in ("num_samples", "seed", "world_size", "rank", "shard"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(f"sampler state has {key}={state[key]!r} but this sampler has {getattr(self, key)!r}")
+        epoch = int(state["epoch"])
+        if epoch != self._planned_epoch:
+            self.set_epoch(epoch)
+        self.epoch = epoch
+        local = self._local_plan()
+        if state.get("length", len(local)) != len(local) or (
+            "fingerprint" in state and state["fingerprint"] != _fingerprint(local)
+        ):
+            raise ValueError(
+                f"sampler state belongs to another plan for epoch {epoch}: restore the sampler with "
+                "load(path) from the checkpoint taken with this state first"
+            )
+        yielded = int(state["yielded"])
+        if not 0 <= yielded <= len(local):
+            raise ValueError(f"yielded={yielded} is outside this epoch's {len(local)} indices")
+        self._resume_at = yielded
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write store, plan and run state to ``path`` (safetensors), atomically.
+
+        A sync point (all ranks must call it under ``torch.distributed``): pending reports are
+        folded in first, rank 0 writes once, and every rank returns after the file exists.
+        """
         self._ensure_plan()
         self.flush()
-        return EfficiencyReport([r.copy() for r in self._records])
+        if self.rank == 0:
+            from safetensors.numpy import save as save_bytes
+
+            state = self._store.state_dict()
+            arrays: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in state["columns"].items()}
+            arrays["plan"] = self._plan
+            if self._loss_weights is not None:
+                arrays["loss_weights"] = self._loss_weights.numpy()
+            meta = {
+                "num_samples": self.num_samples,
+                "world_size": self.world_size,
+                "seed": self.seed,
+                "num_epochs": self.num_epochs,
+                "budget": self.budget,
+                "unbiased": self.unbiased,
+                "unbiased_floor": self.unbiased_floor,
+                "epoch": self.epoch,
+                "planned_epoch": self._planned_epoch,
+                "classified_epoch": self._classified_epoch,
+                "policy": self.policy.config(),
+                "store": {"config": state["config"], "loss_scale": state["loss_scale"],
+                          "total_updates": state["total_updates"],
+                          "format_version": state["format_version"]},
+                "records": [asdict(r) for r in self._records],
+            }
+            metadata = {
+                "format": SAMPLER_FORMAT,
+                "format_version": str(SAMPLER_FORMAT_VERSION),
+                "num_samples": str(self.num_samples),
+                "sampler": json.dumps(meta),
+            }
+            atomic_write(os.fspath(path), save_bytes(arrays, metadata=metadata))
+        gdist.barrier()
+
+    def load(self, path: Union[str, os.PathLike], *, strict: bool = True) -> None:
+        """Restore what :meth:`save` wrote. Every rank calls it.
+
+        Raises ``ValueError`` and changes nothing for a file of another format or format version,
+        another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
+        budget, unbiased setting or policy configuration.
+        """
+        arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
+        where = os.fspath(path)
+        try:
+            version = int(metadata["format_version"])
+            meta = json.loads(metadata["sampler"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
+        if version != SAMPLER_FORMAT_VERSION:
+            raise ValueError(f"{where}: sampler format version {version} is not supported "
+                             f"(expected {SAMPLER_FORMAT_VERSION})")
+        if int(meta.get("num_samples", -1)) != self.num_samples:
+            raise ValueError(f"{where}: saved for {meta.get('num_samples')} samples, "
+                             f"this dataset has {self.num_samples}")
+        if strict:
+            mine = {"seed": self.seed, "budget": self.budget, "unbiased": self.unbiased,
+                    "unbiased_floor": self.unbiased_floor, "policy": self.policy.config()}
+            for key, value in mine.items():
+                if json.loads(json.dumps(value)) != meta.get(key):
+                    raise ValueError(f"{where}: saved {key} differs from this sampler's "
+                                     f"(pass strict=False to load anyway)")
+        expected = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if self.unbiased else set())
+        missing = expected - set(arrays)
+        if missing:
+            raise ValueError(f"{where}: missing arrays {sorted(missing)}")
+        plan = arrays["plan"]
+        if plan.ndim != 1 or not np.issubdtype(plan.dtype, np.integer) or (
+            len(plan) and (plan.min() < 0 or plan.max() >= self.num_samples)
+        ):
+            raise ValueError(f"{where}: the saved plan is not a valid index stream for {self.num_samples} samples")
+        if self.unbiased and arrays["loss_weights"].shape != (self.num_samples,):
+            raise ValueError(f"{where}: loss_weights has the wrong shape")
+        store_meta = meta.get("store", {})
+        candidate = GEKOStateStore(self.num_samples, **store_meta.get("config", {}))
+        candidate.load_state_dict({
+            "format_version": store_meta.get("format_version"),
+            "num_samples": self.num_samples,
+            "config": store_meta.get("config", {}),
+            "loss_scale": store_meta.get("loss_scale"),
+            "total_updates": store_meta.get("total_updates", 0),
+            "columns": {k: arrays[f"store.{k}"] for k in COLUMNS},
+        })
+        records = records_from_dicts(meta.get("records", []))
+        # everything is validated: apply
+        self._store.load_state_dict(candidate.state_dict())
+        if self._loss_weights is not None:
+            self._loss_weights.copy_(torch.from_numpy(np.array(arrays["loss_weights"], dtype=np.float32)))
+        self._records = records
+        self._pending, self._pending_rows, self._reports_since_sync = [], 0, 0
+        self._classified_epoch = int(meta["classified_epoch"])
+        self.epoch = int(meta["epoch"])
+        self._set_plan(np.array(plan), int(meta["planned_epoch"]))
+        self._sync_dataset()
 
     def __repr__(self) -> str:
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
-                f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased})")
+                f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
+                f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
 
 
-def _detach_device(x: SignalInput) -> Optional[torch.Tensor]:
-    if x is None:
-        return None
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    return torch.as_tensor(np.asarray(x))
+# ---------------------------------------------------------------------- helpers
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
-def _to_numpy(x: SignalInput) -> Optional[np.ndarray]:
+def _fingerprint(local: np.ndarray) -> List[int]:
+    """A few indices from both ends of a stream: cheap evidence that two plans are the same."""
+    return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _to_host_array(x: SignalInput) -> Optional[np.ndarray]:
     if x is None:
         return None
     if isinstance(x, torch.Tensor):
         x = x.detach()
-        if x.dtype == torch.bfloat16 or x.dtype == torch.float16:
+        if x.dtype in (torch.bfloat16, torch.float16):
             x = x.float()
         return x.numpy()
     return np.asarray(x)
 
 
 def _check_shapes(idx: Any, loss: Any, conf: Any, correct: Any) -> None:
-    named: Tuple[Tuple[str, Any], ...] = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct))
+    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct))
     for name, arr in named:
         if arr is not None and len(arr.shape) != 1:
             raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
@@ -362,3 +564,61 @@ def _check_shapes(idx: Any, loss: Any, conf: Any, correct: Any) -> None:
                 f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
                 "all report arrays must have the same length"
             )
+
+
+def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
+    if is_integer:
+        return
+    if is_float:
+        raise ValueError(
+            f"idx must be an integer array, got {dtype}; indices must never travel as floats "
+            "(float32 loses integers above 2^24)"
+        )
+    raise ValueError(f"idx must be an integer array, got dtype {dtype}")
+
+
+def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,
+                correct: SignalInput) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate a CPU report now; (idx int64 [n], values float32 [n, 3])."""
+    idx_a, loss_a, conf_a, correct_a = (_to_host_array(x) for x in (idx, loss, conf, correct))
+    _check_shapes(idx_a, loss_a, conf_a, correct_a)
+    _check_index_dtype(np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_,
+                       np.issubdtype(idx_a.dtype, np.floating), idx_a.dtype)
+    loss64 = loss_a.astype(np.float64)
+    correct64 = None if correct_a is None else correct_a.astype(np.float64)
+    store.validate(idx_a, loss64, conf_a, correct64)
+    conf64 = np.exp(-loss64) if conf_a is None else conf_a.astype(np.float64)
+    if correct64 is None:
+        correct64 = (conf64 > 0.5).astype(np.float64)
+    values = np.stack([loss64, conf64, correct64], axis=1).astype(np.float32)
+    return idx_a.astype(np.int64), values
+
+
+def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
+                  correct: SignalInput) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Shape-check a device report and keep it on the device; no host sync."""
+    device = next(x.device for x in (loss, conf, correct, idx) if isinstance(x, torch.Tensor) and x.device.type != "cpu")
+    tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True)
+               for x in (idx, loss, conf, correct)]
+    idx_t, loss_t, conf_t, correct_t = tensors
+    _check_shapes(idx_t, loss_t, conf_t, correct_t)
+    _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
+                       idx_t.is_floating_point(), idx_t.dtype)
+    loss_f = loss_t.float()
+    conf_f = torch.exp(-loss_f) if conf_t is None else conf_t.float()
+    correct_f = (conf_f > 0.5).float() if correct_t is None else correct_t.float()
+    return idx_t.long(), torch.stack([loss_f, conf_f, correct_f], dim=1)
+
+
+def _gather_chunks(pending: List[Tuple[Any, Any]]) -> Tuple[np.ndarray, np.ndarray]:
+    """All ranks' pending reports, concatenated in rank order, as host arrays."""
+    device = gdist.collective_device()
+    if pending:
+        idx = torch.cat([torch.as_tensor(c[0]).to(device) for c in pending])
+        values = torch.cat([torch.as_tensor(c[1]).to(device) for c in pending])
+    else:
+        idx = torch.empty(0, dtype=torch.int64, device=device)
+        values = torch.empty((0, 3), dtype=torch.float32, device=device)
+    all_idx = gdist.all_gather_rows(idx)
+    all_values = gdist.all_gather_rows(values)
+    return all_idx.cpu().numpy(), all_values.cpu().numpy()

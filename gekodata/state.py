@@ -404,7 +404,7 @@ class GEKOStateStore:
         }
         metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
         payload = save(state["columns"], metadata=metadata)
-        _atomic_write(os.fspath(path), payload)
+        atomic_write(os.fspath(path), payload)
 
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Restore this store from a file written by :meth:`save`.
@@ -444,8 +444,14 @@ class GEKOStateStore:
         return store
 
 
-def read_state_file(path: Union[str, os.PathLike]) -> "tuple[Dict[str, np.ndarray], Dict[str, str]]":
-    """Read a gekodata safetensors file: (arrays, metadata). ``ValueError`` if not one."""
+def read_state_file(
+    path: Union[str, os.PathLike], expected_format: str = _FORMAT_NAME
+) -> "tuple[Dict[str, np.ndarray], Dict[str, str]]":
+    """Read a gekodata safetensors file: (arrays, metadata).
+
+    ``ValueError`` if it is not a readable safetensors file whose metadata ``format`` is
+    ``expected_format`` ("gekodata.state" for stores, "gekodata.sampler" for samplers).
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -457,8 +463,10 @@ def read_state_file(path: Union[str, os.PathLike]) -> "tuple[Dict[str, np.ndarra
         metadata = _read_metadata(raw)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
-    if metadata.get("format") != _FORMAT_NAME:
-        raise ValueError(f"{path}: not a gekodata state file (format={metadata.get('format')!r})")
+    if metadata.get("format") != expected_format:
+        raise ValueError(
+            f"{path}: not a {expected_format} file (format={metadata.get('format')!r})"
+        )
     return arrays, metadata
 
 
@@ -470,7 +478,8 @@ def _read_metadata(raw: bytes) -> Dict[str, str]:
     return dict(header.get("__metadata__", {}))
 
 
-def _atomic_write(path: str, payload: bytes) -> None:
+def atomic_write(path: str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temp file in the same folder, fsync and rename."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:

@@ -17,7 +17,7 @@ def make(n=256, **kwargs):
 
 
 def test_report_and_signals_never_sync_the_host():
-    sampler = make(flush_every=1000)
+    sampler = make()
     model = torch.nn.Linear(8, 4).cuda()
     lm_logits = torch.randn(4, 6, 32, device="cuda")
     lm_labels = torch.randint(0, 32, (4, 6), device="cuda")
@@ -39,9 +39,9 @@ def test_report_and_signals_never_sync_the_host():
         causal_lm_signals(lm_logits.bfloat16(), lm_labels, correct=0.5)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert len(sampler._pending) == 8
-    assert sampler.store.visits.sum() == 256  # the flush happens here
-    assert not sampler._pending
+    assert sampler.pending_reports == 256 and sampler.store.visits.sum() == 0
+    sampler.flush()  # the one host sync
+    assert sampler.store.visits.sum() == 256 and sampler.pending_reports == 0
 
 
 def test_device_reports_equal_cpu_reports():
@@ -50,12 +50,14 @@ def test_device_reports_equal_cpu_reports():
     loss = rng.random(256).astype(np.float32) * 3
     conf = rng.random(256).astype(np.float32)
     correct = rng.random(256) > 0.5
-    cpu, gpu = make(), make(flush_every=3)
+    cpu, gpu = make(sync_every=3), make(sync_every=3)
     for s in range(0, 256, 32):
         sl = slice(s, s + 32)
         cpu.report(torch.tensor(loss[sl]), torch.tensor(conf[sl]), torch.tensor(correct[sl]), torch.tensor(idx[sl]))
         gpu.report(torch.tensor(loss[sl]).cuda(), torch.tensor(conf[sl]).cuda(),
                    torch.tensor(correct[sl]).cuda(), torch.tensor(idx[sl]).cuda())
+    cpu.flush()
+    gpu.flush()
     for name, col in cpu.store.columns.items():
         np.testing.assert_array_equal(col, gpu.store.columns[name], err_msg=name)
 
@@ -67,7 +69,7 @@ def test_deferred_bad_values_raise_at_flush_and_change_nothing():
     before = {k: v.copy() for k, v in sampler.store.columns.items()}
     sampler.report(torch.tensor([0.5], device="cuda"), None, None, torch.tensor([2], device="cuda"))
     sampler.report(torch.tensor([float("nan")], device="cuda"), None, None, torch.tensor([3], device="cuda"))
-    with pytest.raises(ValueError, match="report #3.*finite"):
+    with pytest.raises(ValueError, match="rejected and dropped.*finite"):
         sampler.flush()
     for k, v in before.items():
         np.testing.assert_array_equal(sampler.store.columns[k], v)

@@ -130,6 +130,7 @@ def test_property_frozen_and_pruned_never_planned(seed, n, epochs):
 def test_bad_reports_raise_and_leave_store_unchanged():
     _, sampler = make(10)
     sampler.report(torch.tensor([0.5, 0.2]), None, None, torch.tensor([1, 2]))
+    sampler.flush()
     before = {k: v.copy() for k, v in sampler.store.columns.items()}
     reported = sampler.efficiency_report().trained_passes
     bad_calls = [
@@ -145,6 +146,7 @@ def test_bad_reports_raise_and_leave_store_unchanged():
     for call in bad_calls:
         with pytest.raises(ValueError):
             sampler.report(**call)
+    sampler.flush()
     for k, v in before.items():
         np.testing.assert_array_equal(sampler.store.columns[k], v)
     assert sampler.efficiency_report().trained_passes == reported
@@ -159,6 +161,7 @@ def test_float_indices_are_refused_with_an_explanation():
 def test_missing_conf_and_correct_are_derived_from_loss():
     _, sampler = make(4)
     sampler.report(np.array([0.01, 2.0]), None, None, np.array([0, 1]))
+    sampler.flush()
     store = sampler.store
     assert store.confidence[0] == pytest.approx(np.exp(-0.01), abs=1 / 255)
     assert store.last_correct[0] and not store.last_correct[1]
@@ -169,6 +172,8 @@ def test_reports_accept_numpy_lists_and_mixed_dtypes():
     sampler.report([0.3, 0.4], [0.7, 0.6], [True, False], [2, 3])
     sampler.report(torch.tensor([0.3], dtype=torch.bfloat16), torch.tensor([0.5], dtype=torch.float16),
                    torch.tensor([1]), torch.tensor([0], dtype=torch.int32))
+    assert sampler.pending_reports == 3 and sampler.store.visits.sum() == 0  # folded at sync points
+    sampler.flush()
     assert sampler.store.visits.tolist() == [1, 0, 1, 1]
 
 
@@ -251,4 +256,5 @@ def test_plans_above_the_multinomial_limit():
     plan = sampler.plan
     assert len(plan) == 1000 and plan.max() < n and len(np.unique(plan)) == 1000
     sampler.report(np.array([0.1, 5.0]), None, None, np.array([n - 1, n - 2], dtype=np.int64))
+    sampler.flush()
     assert sampler.store.visits[n - 2 :].tolist() == [1, 1]

@@ -1,0 +1,78 @@
+"""Rank/world discovery and the collective that synchronises reports across ranks.
+
+Only ``torch.distributed`` is used (gloo on CPU, nccl on GPU). Indices travel as int64 and values
+as float32 in separate tensors, so no index is ever rounded through a float.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group with more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def resolve_rank_world(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
+    """(rank, world_size): the arguments where given, else the initialised process group's.
+
+    Without an initialised group the defaults are rank 0 of 1, like ``DistributedSampler`` run
+    outside ``torchrun``.
+    """
+    initialised = dist.is_available() and dist.is_initialized()
+    if world_size is None:
+        world_size = dist.get_world_size() if initialised else 1
+    if rank is None:
+        rank = dist.get_rank() if initialised else 0
+    world_size, rank = int(world_size), int(rank)
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    return rank, world_size
+
+
+def collective_device() -> torch.device:
+    """Device the default process group's backend communicates on (CUDA for nccl)."""
+    backend = dist.get_backend()
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_gather_rows(local: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``local`` [n_r, ...] in rank order; ``n_r`` may differ per rank.
+
+    Three steps: gather the row counts, pad each rank's rows to the maximum, gather, trim.
+    ``local`` must be on :func:`collective_device`. Every rank must call this (a collective).
+    """
+    world = dist.get_world_size()
+    count = torch.tensor([local.shape[0]], dtype=torch.int64, device=local.device)
+    counts: List[torch.Tensor] = [torch.empty_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]  # one host sync per gather, at sync points only
+    longest = max(sizes)
+    padded = local
+    if local.shape[0] < longest:
+        pad = torch.zeros((longest - local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device)
+        padded = torch.cat([local, pad])
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([g[:n] for g, n in zip(gathered, sizes)])
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """``obj`` from rank ``src`` on every rank (identity outside a process group)."""
+    if not is_distributed():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
