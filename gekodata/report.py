@@ -117,8 +117,10 @@ class EfficiencyReport:
         ax_s.set_ylim(bottom=0)
         ax_s.set_title(f"epoch size: {self.fraction_saved:.1%} saved")
         ax_s.legend(fontsize=8)
+        labels = [f"{r.epoch}\n{r.phase.lower()}" for r in self.epochs]
         for ax in (ax_b, ax_s):
             ax.set_xticks(epochs)
+            ax.set_xticklabels(labels, fontsize=8)
         if title:
             fig.suptitle(title)
         fig.tight_layout()

@@ -75,3 +75,18 @@ def test_deferred_bad_values_raise_at_flush_and_change_nothing():
         np.testing.assert_array_equal(sampler.store.columns[k], v)
     with pytest.raises(ValueError, match="same length"):  # shapes are still checked at once
         sampler.report(torch.ones(2, device="cuda"), None, None, torch.tensor([1], device="cuda"))
+
+
+def test_nccl_gather_keeps_int64_indices_exact(tmp_path):
+    import torch.distributed as dist
+
+    from gekodata.distributed import all_gather_rows, collective_device
+
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        assert collective_device().type == "cuda"
+        idx = torch.tensor([2**40 + 3, 2**24 + 1, 7], dtype=torch.int64, device="cuda")
+        out = all_gather_rows(idx)
+        assert out.dtype == torch.int64 and out.tolist() == idx.tolist()
+    finally:
+        dist.destroy_process_group()
