@@ -1,0 +1,67 @@
+"""DeepSpeed (ZeRO stage 2) training with gekodata: one plan, equal shards, equal stores.
+
+    DS_BUILD_OPS=0 pip install deepspeed
+    torchrun --standalone --nproc_per_node=2 examples/deepspeed_zero.py --epochs 4
+
+CPU with gloo here (DeepSpeed's CPU accelerator, a plain torch optimizer: no compiled ops);
+on GPUs drop ``dist_backend="gloo"`` and let DeepSpeed pick nccl.
+gekodata's lines are marked ``# gekodata``; everything else is an ordinary DeepSpeed script.
+"""
+import argparse
+import os
+import time
+
+import deepspeed
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from gekodata import PruningDataset, WeightedBucketSampler  # gekodata
+from gekodata.signals import classification_signals  # gekodata
+from mnist_common import accuracy, finish, make_mlp, mnist_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--zero-stage", type=int, default=2)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "deepspeed_zero.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    deepspeed.init_distributed(dist_backend="gloo")
+    train, (x_test, y_test) = mnist_split(args.train_size)
+    model = make_mlp()
+    config = {
+        "train_micro_batch_size_per_gpu": args.batch_size,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": args.zero_stage},
+        "steps_per_print": 10**9,
+    }
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                                           config=config)
+
+    ds = PruningDataset(train, prune_frozen_after=2)  # gekodata: items gain "idx"
+    sampler = WeightedBucketSampler(ds, num_epochs=args.epochs, seed=0)  # gekodata: this rank's shard of one plan
+    loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
+                        generator=torch.Generator().manual_seed(0))
+    plan_lengths = []
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)  # gekodata: sync point on every rank, then the epoch's plan
+        plan_lengths.append(len(sampler))
+        for batch in loader:
+            loss, conf, correct = classification_signals(engine(batch["x"]), batch["y"])  # gekodata
+            engine.backward((loss * batch.get("weight", 1)).mean())
+            engine.step()
+            sampler.report(loss, conf, correct, batch["idx"])  # gekodata
+    sampler.flush()  # gekodata: fold the last epoch's reports on every rank
+
+    test_acc = accuracy(engine.module, x_test, y_test)
+    finish("deepspeed", args.out, sampler, engine.module.state_dict(), plan_lengths, test_acc,
+           time.perf_counter() - started)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
