@@ -5,7 +5,6 @@
 CPU with gloo here; on GPUs use nccl and move model and batches to ``cuda:LOCAL_RANK``.
 gekodata's lines are marked ``# gekodata``; everything else is an ordinary DDP script.
 """
-import argparse
 import os
 import time
 
@@ -16,16 +15,12 @@ from torch.utils.data import DataLoader
 
 from gekodata import PruningDataset, WeightedBucketSampler  # gekodata
 from gekodata.signals import classification_signals  # gekodata
-from mnist_common import accuracy, finish, make_mlp, mnist_split
+from mnist_common import accuracy, example_parser, finish, make_mlp, mnist_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = example_parser("ddp")
     parser.add_argument("--checkpoint", default=None, help="folder for per-epoch checkpoints")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "ddp.json"))
     args = parser.parse_args()
     started = time.perf_counter()
     dist.init_process_group("gloo")

@@ -7,7 +7,6 @@ CPU with gloo here (DeepSpeed's CPU accelerator, a plain torch optimizer: no com
 on GPUs drop ``dist_backend="gloo"`` and let DeepSpeed pick nccl.
 gekodata's lines are marked ``# gekodata``; everything else is an ordinary DeepSpeed script.
 """
-import argparse
 import os
 import time
 
@@ -18,16 +17,12 @@ from torch.utils.data import DataLoader
 
 from gekodata import PruningDataset, WeightedBucketSampler  # gekodata
 from gekodata.signals import classification_signals  # gekodata
-from mnist_common import accuracy, finish, make_mlp, mnist_split
+from mnist_common import accuracy, example_parser, finish, make_mlp, mnist_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = example_parser("deepspeed_zero")
     parser.add_argument("--zero-stage", type=int, default=2)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "deepspeed_zero.json"))
     args = parser.parse_args()
     started = time.perf_counter()
     deepspeed.init_distributed(dist_backend="gloo")

@@ -5,7 +5,6 @@
 CPU with gloo here; on GPUs use nccl and ``torch.cuda.set_device(LOCAL_RANK)`` before sharding.
 gekodata's lines are marked ``# gekodata``; everything else is an ordinary FSDP2 script.
 """
-import argparse
 import os
 import time
 
@@ -16,15 +15,11 @@ from torch.utils.data import DataLoader
 
 from gekodata import PruningDataset, WeightedBucketSampler  # gekodata
 from gekodata.signals import classification_signals  # gekodata
-from mnist_common import accuracy, finish, make_mlp, mnist_split
+from mnist_common import accuracy, example_parser, finish, make_mlp, mnist_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "fsdp.json"))
+    parser = example_parser("fsdp")
     args = parser.parse_args()
     started = time.perf_counter()
     dist.init_process_group("gloo")

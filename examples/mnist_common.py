@@ -4,6 +4,7 @@ Not gekodata: this is the part of a user's script that exists before gekodata is
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -13,6 +14,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import StackDataset
+
+
+def example_parser(name: str) -> argparse.ArgumentParser:
+    """The examples' common flags; ``--out`` defaults to ``examples/out/<name>.json``."""
+    parser = argparse.ArgumentParser(description=f"gekodata {name} example")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=4000, help="training digits (of 4,000)")
+    parser.add_argument("--batch-size", type=int, default=64, help="per rank")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", f"{name}.json"))
+    return parser
 
 
 def mnist_split(train_size: int = 4000):

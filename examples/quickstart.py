@@ -16,10 +16,11 @@ hyperparameters:
     python examples/quickstart.py              # gekodata
     python examples/quickstart.py --baseline   # DataLoader(shuffle=True), no gekodata
 
-Each run prints one line per epoch (phase, sample passes trained, test accuracy, time) and
-writes a JSON summary to ``--out`` (default ``examples/out/``); the gekodata run also prints
-the efficiency report and saves its plot there. Once both summaries exist, the second run
-prints a side-by-side comparison.
+Each run prints one line per epoch (0-based, as in gekodata's report): phase, sample passes
+trained, mean training loss over the samples drawn (gekodata draws the harder ones, so it is
+not comparable across modes), test accuracy and time. It writes a JSON summary to ``--out``
+(default ``examples/out/``); the gekodata run also prints the efficiency report and saves its
+plot there. Once both summaries exist, the second run prints a side-by-side comparison.
 
 Setup (everything runs offline on CPU; ~5 minutes per mode on 2 cores):
 
@@ -172,6 +173,8 @@ def main(argv=None) -> dict:
                         help="gekodata: BucketPolicy() or one of BucketPolicy.preset(...)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.train_size < 0:
+        parser.error("--epochs and --batch-size must be >= 1, --train-size >= 0")
     mode = "baseline" if args.baseline else "gekodata"
 
     import transformers
@@ -217,7 +220,7 @@ def main(argv=None) -> dict:
             shares = bucket_shares(sampler.efficiency_report().epochs[-1].buckets, len(train_ds))  # gekodata
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, dynamic_ncols=True)
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             if sampler is not None:
@@ -244,7 +247,7 @@ def main(argv=None) -> dict:
         history.append({"epoch": epoch, "phase": phase, "passes": passes, "train_loss": loss_sum / max(seen, 1),
                         "test_accuracy": acc, "train_seconds": epoch_train_s,
                         "elapsed_seconds": time.perf_counter() - loop_start})
-        tqdm.write(f"epoch {epoch + 1}/{args.epochs}  phase {phase:<11}  passes {passes:>5}/{len(train_ds)}  "
+        tqdm.write(f"epoch {epoch}  phase {phase:<11}  passes {passes:>5}/{len(train_ds)}  "
                    f"train loss {history[-1]['train_loss']:.4f}  test acc {acc:.4f}  "
                    f"train {epoch_train_s:5.1f}s  elapsed {history[-1]['elapsed_seconds']:6.1f}s")
 
