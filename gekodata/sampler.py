@@ -73,8 +73,9 @@ class WeightedBucketSampler(Sampler[int]):
     ``set_epoch(0)`` is never called). Epoch 0 (nothing reported yet) visits every sample once.
 
     Sync points: reports are buffered (on their device for CUDA tensors, so ``report`` never
-    forces a host sync) and folded into the store at :meth:`set_epoch`, :meth:`flush`,
-    :meth:`save`, and every ``sync_every`` reports. All reports of one sync window form one store
+    forces a host sync) and folded into the store at :meth:`set_epoch` (and at the first use of
+    the sampler, which plans epoch 0), :meth:`flush`, :meth:`save`, and every ``sync_every``
+    reports. All reports of one sync window form one store
     update: the store depends on the multiset of reported (index, signals) per window, not on
     batch order, batch size or world size. :attr:`store` shows the state as of the last sync
     point. Under ``torch.distributed`` every sync point is a collective: all ranks must reach it.
