@@ -254,51 +254,66 @@ class GEKOStateStore:
         Raises ``ValueError`` (store unchanged) if the arrays are invalid.
         """
         idx = np.asarray(idx)
-        loss = np.asarray(loss, dtype=np.float64)
-        conf = np.asarray(conf, dtype=np.float64)
-        correct = np.asarray(correct, dtype=np.float64)
+        loss = np.asarray(loss, dtype=np.float32)
+        conf = np.asarray(conf, dtype=np.float32)
+        correct = np.asarray(correct, dtype=np.float32)
         self.validate(idx, loss, conf, correct)
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
         multiplicity: Optional[np.ndarray] = None
-        uniq, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
-        if len(uniq) != len(idx):
-            loss = np.bincount(inverse, loss) / counts
-            conf = np.bincount(inverse, conf) / counts
-            correct = np.bincount(inverse, correct) / counts
-            idx, multiplicity = uniq, counts
+        if self._has_duplicates(idx):
+            idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
+            loss, conf, correct = (
+                (np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct)
+            )
 
         quantile = float(np.quantile(loss, self.loss_scale_quantile))
         self.loss_scale = max(self.loss_scale, quantile)
         cols = self.columns
         visits = cols["visits"][idx]
         first = visits == 0
-        a = self.ema_alpha
+        a = np.float32(self.ema_alpha)
+        f16_max = np.float32(np.finfo(np.float16).max)
 
-        old_loss = cols["loss_ema"][idx].astype(np.float64)
-        new_loss = np.where(first, loss, old_loss + a * (loss - old_loss))
-        old_var = cols["loss_var"][idx].astype(np.float64)
-        # West's exponentially weighted variance: var <- (1-a) (var + a (x - mean)^2)
-        new_var = np.where(first, 0.0, (1.0 - a) * (old_var + a * (loss - old_loss) ** 2))
-        old_conf = cols["conf_ema"][idx] / _U8_SCALE
-        new_conf = np.where(first, conf, old_conf + a * (conf - old_conf))
-        old_corr = cols["correct_ema"][idx] / _U8_SCALE
-        new_corr = np.where(first, correct, old_corr + a * (correct - old_corr))
-        reward = 1.0 - np.minimum(loss / self.loss_scale, 1.0)
-        old_q = cols["q_value"][idx].astype(np.float64)
-        new_q = np.where(first, reward, old_q + self.q_rate * (reward - old_q))
-
-        cols["loss_ema"][idx] = np.minimum(new_loss, np.finfo(np.float16).max)
-        cols["loss_var"][idx] = np.minimum(new_var, np.finfo(np.float16).max)
-        cols["conf_ema"][idx] = _quantize_u8(new_conf)
-        cols["correct_ema"][idx] = _quantize_u8(new_corr)
-        cols["q_value"][idx] = new_q
+        # loss EMA and West's exponentially weighted variance: var <- (1-a) (var + a (x - mean)^2)
+        mean = cols["loss_ema"][idx].astype(np.float32)
+        delta = loss - mean
+        var = cols["loss_var"][idx].astype(np.float32)
+        var += a * delta * delta
+        var *= np.float32(1.0) - a
+        mean += a * delta
+        mean[first] = loss[first]
+        var[first] = 0.0
+        cols["loss_ema"][idx] = np.minimum(mean, f16_max)
+        cols["loss_var"][idx] = np.minimum(var, f16_max)
+        for name, value in (("conf_ema", conf), ("correct_ema", correct)):
+            ema = cols[name][idx].astype(np.float32) / np.float32(_U8_SCALE)
+            ema += a * (value - ema)
+            ema[first] = value[first]
+            cols[name][idx] = _quantize_u8(ema)
+        reward = np.float32(1.0) - np.minimum(loss / np.float32(self.loss_scale), np.float32(1.0))
+        q = cols["q_value"][idx].astype(np.float32)
+        q += np.float32(self.q_rate) * (reward - q)
+        q[first] = reward[first]
+        cols["q_value"][idx] = q
         step = 1 if multiplicity is None else multiplicity
         cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, _MAX_VISITS)
         flags = cols["flags"][idx] & ~_CORRECT_BIT
-        cols["flags"][idx] = np.where(correct >= 0.5, flags | _CORRECT_BIT, flags)
+        flags[correct >= 0.5] |= _CORRECT_BIT
+        cols["flags"][idx] = flags
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+    def _has_duplicates(self, idx: np.ndarray) -> bool:
+        """Whether ``idx`` repeats an index: a bitmap for large updates, a sort for small ones."""
+        if len(idx) < 2:
+            return False
+        if len(idx) * 16 >= self.num_samples:
+            mark = np.zeros(self.num_samples, dtype=np.bool_)
+            mark[idx] = True
+            return int(np.count_nonzero(mark)) != len(idx)
+        ordered = np.sort(idx)
+        return bool((ordered[1:] == ordered[:-1]).any())
 
     def set_buckets(self, codes: np.ndarray, frozen: np.ndarray) -> None:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
