@@ -7,7 +7,6 @@ CPU with gloo here (DeepSpeed's CPU accelerator, a plain torch optimizer: no com
 on GPUs drop ``dist_backend="gloo"`` and let DeepSpeed pick nccl.
 gekodata's lines are marked ``# gekodata``; everything else is an ordinary DeepSpeed script.
 """
-import os
 import time
 
 import deepspeed

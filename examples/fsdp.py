@@ -5,7 +5,6 @@
 CPU with gloo here; on GPUs use nccl and ``torch.cuda.set_device(LOCAL_RANK)`` before sharding.
 gekodata's lines are marked ``# gekodata``; everything else is an ordinary FSDP2 script.
 """
-import os
 import time
 
 import torch

@@ -49,7 +49,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 

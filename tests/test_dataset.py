@@ -77,7 +77,7 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
     losses = np.where(np.arange(n) < 32, 1e-4, 3.0)
     for epoch in range(2):
         sampler.set_epoch(epoch)
-        for x, idx, weight in loader:
+        for _, idx, weight in loader:
             expected = sampler.loss_weights(idx).double()
             assert torch.allclose(weight, expected), (epoch, weight, expected)
             sampler.report(torch.from_numpy(losses[idx.numpy()]), None, None, idx)

@@ -13,7 +13,6 @@ pruned, the efficiency report counts what really happened, and accuracy stays cl
 """
 from __future__ import annotations
 
-import collections
 import gc
 import math
 

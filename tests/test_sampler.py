@@ -65,7 +65,7 @@ def test_same_seed_same_reports_same_plans_and_store():
         plans = []
         for epoch in range(4):
             sampler.set_epoch(epoch)
-            plans.append(report_all(sampler, lambda idx: losses[idx] * (0.3 ** epoch)))
+            plans.append(report_all(sampler, lambda idx, e=epoch: losses[idx] * (0.3 ** e)))
         return plans, sampler.store
     plans_a, store_a = run(1)
     plans_b, store_b = run(1)
