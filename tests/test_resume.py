@@ -118,3 +118,28 @@ def test_save_load_roundtrip_and_refusals(tmp_path):
     for k, v in snapshot.items():
         np.testing.assert_array_equal(fresh.store.columns[k], v)
     assert fresh.epoch == 0
+
+
+def test_unbiased_state_roundtrips_and_strict_can_be_relaxed(tmp_path):
+    def sampler(**kw):
+        return WeightedBucketSampler(PruningDataset(list(range(200))), num_epochs=3, seed=1, unbiased=True, **kw)
+    a = sampler()
+    a.report(np.where(np.arange(200) < 100, 1e-3, 2.0), None, None, np.arange(200))
+    a.set_epoch(1)
+    a.save(tmp_path / "u.safetensors")
+    b = sampler()
+    b.load(tmp_path / "u.safetensors")
+    assert torch.equal(b.loss_weights(np.arange(200)), a.loss_weights(np.arange(200)))
+    c = sampler(unbiased_floor=0.3)
+    with pytest.raises(ValueError, match="unbiased_floor"):
+        c.load(tmp_path / "u.safetensors")
+    c.load(tmp_path / "u.safetensors", strict=False)
+    assert np.array_equal(c.plan, a.plan)
+
+
+def test_stream_position_refuses_another_world_layout():
+    a = WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=2)
+    state = a.state_dict()
+    assert state["length"] == 50
+    with pytest.raises(ValueError, match="world_size"):
+        WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=4).load_state_dict(state)
