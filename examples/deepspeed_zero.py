@@ -24,17 +24,25 @@ def main() -> None:
     parser.add_argument("--zero-stage", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
+    if not torch.cuda.is_available():
+        # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce at init (about a minute
+        # with a cold cache), used only by inference_all_reduce: skip it for CPU training
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="gloo")
     train, (x_test, y_test) = mnist_split(args.train_size)
     model = make_mlp()
     config = {
         "train_micro_batch_size_per_gpu": args.batch_size,
         "gradient_accumulation_steps": 1,
+        # torch.optim.Adam (no compiled FusedAdam on CPU); adam_w_mode False: plain Adam as in ddp.py
+        "optimizer": {"type": "Adam", "params": {"lr": 1e-3, "torch_adam": True, "adam_w_mode": False}},
         "zero_optimization": {"stage": args.zero_stage},
         "steps_per_print": 10**9,
     }
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-                                           config=config)
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
+    if dist.get_rank() == 0:
+        print(f"ZeRO stage {engine.zero_optimization_stage()}, optimizer {type(engine.optimizer).__name__} "
+              f"around {type(engine.optimizer.optimizer).__name__}")
 
     ds = PruningDataset(train, prune_frozen_after=2)  # gekodata: items gain "idx"
     sampler = WeightedBucketSampler(ds, num_epochs=args.epochs, seed=0)  # gekodata: this rank's shard of one plan

@@ -61,6 +61,9 @@ def finish(name: str, out: str, sampler, params: Dict[str, torch.Tensor], plan_l
            test_accuracy: float, wall_clock_s: float, params_comparable: bool = True) -> None:
     """Gather per-rank evidence; rank 0 prints the efficiency report and writes ``out`` (JSON).
 
+    ``params``: this rank's full copy of the model parameters. ``params_comparable=False`` where
+    equal copies prove nothing (FSDP: the full tensors are all-gathered from one sharded copy, so
+    they are equal on every rank by construction); ``params_equal`` is then null.
     Ends with a barrier, so that no rank tears down the process group while rank 0 still writes.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -87,12 +90,16 @@ def _write_result(name, out, sampler, everyone, plan_lengths, test_accuracy, wal
         "plan_lengths_per_rank": [[r["plan_lengths"][e] for r in everyone] for e in range(len(plan_lengths))],
         "stores_equal": len({r["store"] for r in everyone}) == 1,
         "params_equal": len({r["params"] for r in everyone}) == 1 if params_comparable else None,
+        "store_digest": everyone[0]["store"],
+        "params_digest": everyone[0]["params"],
         "test_accuracy": test_accuracy,
         "trained_passes": report.trained_passes,
         "full_data_passes": report.full_data_passes,
         "fraction_saved": report.fraction_saved,
         "wall_clock_s": wall_clock_s,
     }
+    for epoch, lengths in enumerate(result["plan_lengths_per_rank"]):
+        print(f"epoch {epoch}: plan length per rank {lengths}")
     print(json.dumps({k: v for k, v in result.items() if k != "plan_lengths_per_rank"}))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as fh:

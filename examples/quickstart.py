@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
         phase, shares = "uniform", ""
         if sampler is not None:
             phase = sampler.phase.name  # gekodata: curriculum phase
-            shares = bucket_shares(sampler.efficiency_report().epochs[-1].buckets, len(train_ds))  # gekodata
+            shares = bucket_shares(sampler.epoch_record.buckets, len(train_ds))  # gekodata
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
         eval_start = time.perf_counter()
         acc = evaluate(model, test_ds, args.eval_batch_size)
         eval_s += time.perf_counter() - eval_start
-        passes = sampler.efficiency_report().epochs[-1].reported if sampler is not None else seen  # gekodata
+        passes = sampler.epoch_record.reported if sampler is not None else seen  # gekodata
         history.append({"epoch": epoch, "phase": phase, "passes": passes, "train_loss": loss_sum / max(seen, 1),
                         "test_accuracy": acc, "train_seconds": epoch_train_s,
                         "elapsed_seconds": time.perf_counter() - loop_start})

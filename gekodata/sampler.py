@@ -359,6 +359,16 @@ class WeightedBucketSampler(Sampler[int]):
             self._records[-1].reported += len(idx)
 
     # ------------------------------------------------------------------ results
+    @property
+    def epoch_record(self) -> EpochRecord:
+        """The current epoch's record (phase, bucket counts at planning, planned draws, passes
+        reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
+        self._ensure_plan()
+        record = self._records[-1].copy()
+        if not gdist.is_distributed():
+            record.reported += self._pending_rows
+        return record
+
     def efficiency_report(self) -> EfficiencyReport:
         """What was planned and trained per epoch, counted from real reports.
 

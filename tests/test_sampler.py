@@ -244,6 +244,8 @@ def test_efficiency_report_counts_real_reports():
     assert [r.reported for r in report.epochs] == [100, len(half)]
     assert report.trained_passes == 100 + len(half)
     assert report.fraction_saved == pytest.approx(1 - (100 + len(half)) / 200)
+    current = sampler.epoch_record
+    assert current.epoch == 1 and current.reported == len(half) and current.planned == len(plan)
     d = report.to_dict()
     assert d["trained_passes"] == report.trained_passes and len(d["epochs"]) == 2
     assert "saved" in str(report)
