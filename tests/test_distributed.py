@@ -1,12 +1,12 @@
 """Real multi-process groups (torchrun, gloo, CPU): one global plan, equal shards, equal stores."""
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from torchrun_util import run_torchrun
 
 HERE = Path(__file__).parent
 
@@ -15,7 +15,7 @@ def launch(script, nproc, *args, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(script), *map(str, args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = run_torchrun(cmd, env, timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

@@ -7,11 +7,11 @@ trained and reported, no more passes than full-data training, accuracy well abov
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchrun_util import run_torchrun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCHS = 3
@@ -25,7 +25,7 @@ def launch(script, out_dir, nproc=2, *extra, timeout=300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(EXAMPLES / script), "--train-size", str(TRAIN_SIZE), "--epochs", str(EPOCHS), "--out", str(out),
            *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = run_torchrun(cmd, env, timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
 
