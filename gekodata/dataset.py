@@ -104,7 +104,6 @@ class PruningDataset(Dataset):
                 raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
             target = target[store.pruned[target]]
         store.reset(target)
-        self._num_live = len(self)
         return int(target.size)
 
     def __getitem__(self, index: int) -> Any:

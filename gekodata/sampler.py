@@ -26,7 +26,7 @@ from .dataset import PruningDataset
 from .plan import Budget, draw_counts, epoch_generator, resolve_budget, shuffled_plan
 from .policy import Bucket, BucketPolicy, Phase
 from .report import EfficiencyReport, EpochRecord, records_from_dicts
-from .state import COLUMNS, GEKOStateStore, atomic_write, read_state_file
+from .state import COLUMNS, GEKOStateStore, atomic_write, check_report_shapes, read_state_file
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
@@ -269,12 +269,7 @@ class WeightedBucketSampler(Sampler[int]):
             plan_seconds=time.perf_counter() - started,
         )
         self._records = [r for r in self._records if r.epoch != epoch] + [record]
-        self._sync_dataset()
         return plan
-
-    def _sync_dataset(self) -> None:
-        if isinstance(self.data_source, PruningDataset):
-            self.data_source._num_live = self.num_samples - self._store.num_pruned
 
     def _set_loss_weights(self, weights: np.ndarray) -> None:
         positive = weights > 0
@@ -376,11 +371,8 @@ class WeightedBucketSampler(Sampler[int]):
         ``torch.distributed`` the counts are global as of the last sync point: call
         :meth:`flush` on every rank first for the final figures.
         """
-        self._ensure_plan()
-        records = [r.copy() for r in self._records]
-        if not gdist.is_distributed():
-            records[-1].reported += self._pending_rows
-        return EfficiencyReport(records)
+        current = self.epoch_record
+        return EfficiencyReport([r.copy() for r in self._records[:-1]] + [current])
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict[str, Any]:
@@ -510,8 +502,14 @@ class WeightedBucketSampler(Sampler[int]):
         if self.unbiased and arrays["loss_weights"].shape != (self.num_samples,):
             raise ValueError(f"{where}: loss_weights has the wrong shape")
         store_meta = meta.get("store", {})
-        candidate = GEKOStateStore(self.num_samples, **store_meta.get("config", {}))
-        candidate.load_state_dict({
+        try:
+            records = records_from_dicts(meta.get("records", []))
+            classified_epoch, epoch = int(meta["classified_epoch"]), int(meta["epoch"])
+            planned_epoch = int(meta["planned_epoch"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
+        # the store validates before it changes anything; nothing after it can fail
+        self._store.load_state_dict({
             "format_version": store_meta.get("format_version"),
             "num_samples": self.num_samples,
             "config": store_meta.get("config", {}),
@@ -519,17 +517,12 @@ class WeightedBucketSampler(Sampler[int]):
             "total_updates": store_meta.get("total_updates", 0),
             "columns": {k: arrays[f"store.{k}"] for k in COLUMNS},
         })
-        records = records_from_dicts(meta.get("records", []))
-        # everything is validated: apply
-        self._store.load_state_dict(candidate.state_dict())
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(np.array(arrays["loss_weights"], dtype=np.float32)))
         self._records = records
         self._pending, self._pending_rows, self._reports_since_sync = [], 0, 0
-        self._classified_epoch = int(meta["classified_epoch"])
-        self.epoch = int(meta["epoch"])
-        self._set_plan(np.array(plan), int(meta["planned_epoch"]))
-        self._sync_dataset()
+        self._classified_epoch, self.epoch = classified_epoch, epoch
+        self._set_plan(np.array(plan), planned_epoch)
 
     def __repr__(self) -> str:
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
@@ -564,19 +557,6 @@ def _to_host_array(x: SignalInput) -> Optional[np.ndarray]:
     return np.asarray(x)
 
 
-def _check_shapes(idx: Any, loss: Any, conf: Any, correct: Any) -> None:
-    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct))
-    for name, arr in named:
-        if arr is not None and len(arr.shape) != 1:
-            raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
-    for name, arr in named[1:]:
-        if arr is not None and arr.shape[0] != idx.shape[0]:
-            raise ValueError(
-                f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
-                "all report arrays must have the same length"
-            )
-
-
 def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
     if is_integer:
         return
@@ -592,7 +572,7 @@ def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf
                 correct: SignalInput) -> Tuple[np.ndarray, np.ndarray]:
     """Validate a CPU report now; (idx int64 [n], values float32 [n, 3])."""
     idx_a, loss_a, conf_a, correct_a = (_to_host_array(x) for x in (idx, loss, conf, correct))
-    _check_shapes(idx_a, loss_a, conf_a, correct_a)
+    check_report_shapes(idx_a, loss_a, conf_a, correct_a)
     _check_index_dtype(np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_,
                        np.issubdtype(idx_a.dtype, np.floating), idx_a.dtype)
     loss64 = loss_a.astype(np.float64)
@@ -612,7 +592,7 @@ def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
     tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True)
                for x in (idx, loss, conf, correct)]
     idx_t, loss_t, conf_t, correct_t = tensors
-    _check_shapes(idx_t, loss_t, conf_t, correct_t)
+    check_report_shapes(idx_t, loss_t, conf_t, correct_t)
     _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
                        idx_t.is_floating_point(), idx_t.dtype)
     loss_f = loss_t.float()

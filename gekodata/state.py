@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -59,6 +59,21 @@ COLUMNS: Dict[str, np.dtype] = {
 }
 
 ArrayLike = Union[np.ndarray, "list[float]"]
+
+
+def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None) -> None:
+    """``ValueError`` unless every given array (numpy or torch, on any device) is 1-D and as long
+    as ``idx``. Reads shapes only, so it never syncs a device."""
+    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct))
+    for name, arr in named:
+        if arr is not None and len(arr.shape) != 1:
+            raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
+    for name, arr in named[1:]:
+        if arr is not None and arr.shape[0] != idx.shape[0]:
+            raise ValueError(
+                f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
+                "all report arrays must have the same length"
+            )
 
 
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
@@ -201,16 +216,7 @@ class GEKOStateStore:
         Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, finite losses,
         confidences and correctness in ``[0, 1]``. Touches nothing.
         """
-        arrays = {"idx": idx, "loss": loss, "conf": conf, "correct": correct}
-        for name, arr in arrays.items():
-            if arr is not None and arr.ndim != 1:
-                raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
-        for name, arr in arrays.items():
-            if arr is not None and len(arr) != len(idx):
-                raise ValueError(
-                    f"{name} has {len(arr)} entries but idx has {len(idx)}; "
-                    "all report arrays must have the same length"
-                )
+        check_report_shapes(idx, loss, conf, correct)
         if len(idx) == 0:
             return
         if not np.issubdtype(idx.dtype, np.integer):
@@ -394,10 +400,14 @@ class GEKOStateStore:
                     raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
             else:
                 _check_fraction(key, value)
+        try:
+            loss_scale = float(state.get("loss_scale", new_config["min_loss_scale"]))
+            total_updates = int(state.get("total_updates", 0))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad loss_scale or total_updates in state: {exc}") from None
         for key, value in new_config.items():
             setattr(self, key, value)
-        self.loss_scale = float(state.get("loss_scale", self.min_loss_scale))
-        self.total_updates = int(state.get("total_updates", 0))
+        self.loss_scale, self.total_updates = loss_scale, total_updates
         self.columns = {name: np.array(columns[name], dtype=dtype) for name, dtype in COLUMNS.items()}
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
@@ -427,36 +437,34 @@ class GEKOStateStore:
         Raises ``ValueError`` (store unchanged) for another format, format version, dataset
         size, or a truncated/corrupt file.
         """
-        columns, metadata = read_state_file(path)
-        try:
-            version = int(metadata["format_version"])
-            num_samples = int(metadata["num_samples"])
-            config = json.loads(metadata.get("config", "{}"))
-            loss_scale = float(metadata.get("loss_scale", 0.0))
-            total_updates = int(metadata.get("total_updates", 0))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
-        self.load_state_dict(
-            {
-                "format_version": version,
-                "num_samples": num_samples,
-                "config": config,
-                "loss_scale": loss_scale,
-                "total_updates": total_updates,
-                "columns": columns,
-            }
-        )
+        self.load_state_dict(_state_from_file(path))
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "GEKOStateStore":
-        """A new store sized and configured from a file written by :meth:`save`."""
-        _, metadata = read_state_file(path)
+        """A new store sized and configured from a file written by :meth:`save` (read once)."""
+        state = _state_from_file(path)
         try:
-            store = cls(int(metadata["num_samples"]), **json.loads(metadata.get("config", "{}")))
-        except (KeyError, ValueError, TypeError) as exc:
+            store = cls(state["num_samples"], **state["config"])
+        except TypeError as exc:
             raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
-        store.load(path)
+        store.load_state_dict(state)
         return store
+
+
+def _state_from_file(path: Union[str, os.PathLike]) -> Dict[str, object]:
+    """A :meth:`GEKOStateStore.state_dict`-shaped dict read from a store file."""
+    columns, metadata = read_state_file(path)
+    try:
+        return {
+            "format_version": int(metadata["format_version"]),
+            "num_samples": int(metadata["num_samples"]),
+            "config": dict(json.loads(metadata.get("config", "{}"))),
+            "loss_scale": float(metadata.get("loss_scale", 0.0)),
+            "total_updates": int(metadata.get("total_updates", 0)),
+            "columns": columns,
+        }
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
 
 
 def read_state_file(
