@@ -5,7 +5,8 @@ call ``sampler.report(loss, conf, correct, idx)`` in your loop; gekodata keeps p
 sorts samples into GEKO's buckets and plans each epoch from them.
 """
 from .dataset import PruningDataset
-from .policy import AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, Phase
+from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, InfoBatchPolicy,
+                     Phase, SelectionPolicy)
 from .report import EfficiencyReport, EpochRecord
 from .sampler import WeightedBucketSampler
 from .state import GEKOStateStore
@@ -22,8 +23,10 @@ __all__ = [
     "EfficiencyReport",
     "EpochRecord",
     "GEKOStateStore",
+    "InfoBatchPolicy",
     "Phase",
     "PruningDataset",
+    "SelectionPolicy",
     "WeightedBucketSampler",
     "__version__",
 ]

@@ -23,7 +23,8 @@ class PruningDataset(Dataset):
     Item shapes:
 
     * a mapping (e.g. ``{"x": ..., "y": ...}``) gains the key ``index_key`` (default ``"idx"``)
-      and, in unbiased mode, ``weight_key`` (default ``"weight"``, a float loss weight);
+      and, when the sampler has loss weights (unbiased mode, ``InfoBatchPolicy``), ``weight_key``
+      (default ``"weight"``, a float loss weight);
     * a tuple or list gains trailing elements: ``(*item, idx)`` or ``(*item, idx, weight)``;
     * anything else (a tensor, a string) becomes ``(item, idx)`` or ``(item, idx, weight)``.
 
@@ -33,7 +34,7 @@ class PruningDataset(Dataset):
             consecutive epochs; pruned samples are never planned again until :meth:`unprune`.
             None (default) disables pruning.
         index_key: key added to mapping items for the index.
-        weight_key: key added to mapping items for the unbiased loss weight.
+        weight_key: key added to mapping items for the loss weight.
 
     ``len()`` counts live (not pruned) samples; ``num_samples`` is the wrapped dataset's length,
     and indices always refer to it. Any index can still be read, pruned or not. The wrapper

@@ -12,19 +12,19 @@ import numpy as np
 Budget = Union[None, int, float]
 
 
-def resolve_budget(budget: Budget, num_positive: int, num_samples: int, extra: float = 0.0) -> int:
+def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
     """Number of draws S for an epoch.
 
     Args:
-        budget: None -> ``num_positive`` (+ ``extra``, rounded), so that frozen or pruned samples
-            shorten the epoch; an int -> exactly that many draws; a float in (0, 1] -> that
-            fraction of ``num_samples`` (the full dataset), rounded.
-        num_positive: samples with weight > 0.
+        budget: None -> ``default`` rounded (the policy's default: usually the number of samples
+            with weight > 0, so that frozen or pruned samples shorten the epoch); an int ->
+            exactly that many draws; a float in (0, 1] -> that fraction of ``num_samples`` (the
+            full dataset), rounded.
+        default: draws when ``budget`` is None (>= 0).
         num_samples: full dataset length.
-        extra: fractional passes added to the default budget (unbiased mode's floored samples).
     """
     if budget is None:
-        return int(round(num_positive + extra))
+        return int(round(default))
     if isinstance(budget, (bool, np.bool_)):
         raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
     if isinstance(budget, (int, np.integer)):
@@ -39,13 +39,16 @@ def resolve_budget(budget: Budget, num_positive: int, num_samples: int, extra: f
 
 
 def draw_counts(weights: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
-    """Systematic (low-variance) rounding of ``total * weights / weights.sum()``.
+    """Integer draw counts with ``counts.sum() == total`` and expectation ``total * w / sum(w)``.
 
-    Returns int64 [N] counts with ``counts.sum() == total`` and every count within 1 of its
-    expectation (``floor`` or ``ceil`` of it). One uniform offset ``u`` from ``rng`` places the
-    grid ``u, u+1, ...`` over the cumulative expectations; a sample gets as many draws as grid
-    points fall in its interval. Samples of weight 0 get 0 draws. Equal positive weights take an
-    exact integer path (``total`` equal to their number gives each exactly one draw).
+    Every sample gets the floor of its expectation ``e_i`` plus at most one extra draw; the extra
+    draws go to a systematic (low-variance) sample over the fractional parts ``e_i - floor(e_i)``
+    taken in a random order, so sample ``i`` gets its extra draw with probability exactly its
+    fractional part and *which* samples get one is random (a systematic grid over index order
+    would only ever pick a few fixed stripes, e.g. all even or all odd indices at half the data).
+    Samples of weight 0 get 0 draws. Equal positive weights take an exact integer path (``total``
+    equal to their number gives each exactly one draw; fewer draws pick a uniform random subset).
+    Randomness: one permutation and one offset from ``rng``. O(N) time and memory.
     """
     weights = np.asarray(weights, dtype=np.float64)
     n = len(weights)
@@ -53,32 +56,33 @@ def draw_counts(weights: np.ndarray, total: int, rng: np.random.Generator) -> np
         raise ValueError(f"total must be >= 0, got {total}")
     if n and (not np.isfinite(weights).all() or weights.min() < 0):
         raise ValueError("weights must be finite and >= 0")
-    positive = weights > 0
-    num_positive = int(np.count_nonzero(positive))
+    positive = np.flatnonzero(weights > 0)
+    num_positive = len(positive)
+    counts = np.zeros(n, dtype=np.int64)
     if total == 0 or num_positive == 0:
-        return np.zeros(n, dtype=np.int64)
-    offset = rng.random()
+        return counts
     pos_weights = weights[positive]
     if pos_weights.min() == pos_weights.max():
         base, remainder = divmod(total, num_positive)
-        extra = np.zeros(num_positive, dtype=np.int64)
+        counts[positive] = base
         if remainder:
-            # systematic selection of `remainder` of `num_positive` equal slots
-            grid = np.floor(offset + np.arange(remainder) * (num_positive / remainder)).astype(np.int64)
-            extra[np.minimum(grid, num_positive - 1)] = 1
-        counts = np.zeros(n, dtype=np.int64)
-        counts[positive] = base + extra
+            counts[positive[rng.choice(num_positive, remainder, replace=False, shuffle=False)]] += 1
         return counts
-    cumulative = np.cumsum(weights)
-    cumulative *= total / cumulative[-1]
-    cumulative[-1] = total  # exact end point: sum(counts) == total
-    grid_hits = np.floor(cumulative + offset).astype(np.int64)
-    counts = np.diff(grid_hits, prepend=np.int64(np.floor(offset)))
-    # float error can only shift a grid point by one ulp; zero-weight samples stay at zero
-    counts[~positive] = 0
-    np.maximum(counts, 0, out=counts)
+    expected = pos_weights * (total / pos_weights.sum())
+    base = np.floor(expected)
+    counts[positive] = base.astype(np.int64)
+    remainder = int(total - counts.sum())
+    if remainder > 0:
+        # extra draws: a systematic grid over the fractional parts, walked in a random order
+        order = rng.permutation(num_positive)
+        cumulative = np.cumsum((expected - base)[order])
+        cumulative *= remainder / cumulative[-1]
+        cumulative[-1] = remainder  # exact end point
+        hits = np.floor(cumulative + rng.random()).astype(np.int64)
+        extra = np.diff(hits, prepend=np.int64(0))
+        counts[positive[order]] += np.clip(extra, 0, 1)
     drift = int(total - counts.sum())
-    if drift:
+    if drift:  # float error only (a fractional part scaled past 1, or floors summing past total)
         _repair_drift(counts, weights, drift)
     return counts
 

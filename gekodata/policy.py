@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -169,8 +169,48 @@ def _check_threshold(name: str, value: float) -> float:
     return value
 
 
+class SelectionPolicy:
+    """What :class:`~gekodata.sampler.WeightedBucketSampler` asks of a policy once per epoch.
+
+    Data flows one way: the sampler hands the store to :meth:`classify` (bucket code per sample),
+    then to :meth:`sample_weights` for the epoch's phase (relative draw rates), asks
+    :meth:`default_budget` how many draws an epoch has when the user set no budget, and, when
+    :attr:`provides_loss_weights` is set, :meth:`loss_weight_table` for the per-sample loss
+    weights the dataset attaches to each item. Subclasses set ``curriculum`` and
+    ``max_times_seen`` and implement :meth:`classify` and :meth:`config`.
+    """
+
+    curriculum: Curriculum
+    max_times_seen: Optional[int]
+    provides_loss_weights: ClassVar[bool] = False
+
+    def classify(self, store: GEKOStateStore) -> np.ndarray:
+        """Bucket code per sample, uint8 [N]."""
+        raise NotImplementedError
+
+    def sample_weights(self, store: GEKOStateStore, codes: np.ndarray, phase: Phase) -> np.ndarray:
+        """float64 [N] draw weights: the phase's bucket weight, 0 if pruned or over ``max_times_seen``."""
+        weights = phase.weight_table()[codes]
+        weights[store.pruned] = 0.0
+        if self.max_times_seen is not None:
+            weights[store.visits >= self.max_times_seen] = 0.0
+        return weights
+
+    def default_budget(self, weights: np.ndarray) -> float:
+        """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
+        and pruned samples shorten the epoch."""
+        return float(np.count_nonzero(weights))
+
+    def loss_weight_table(self, weights: np.ndarray) -> Optional[np.ndarray]:
+        """float32 [N] loss weight per sample for this epoch, or None (no loss weights)."""
+        return None
+
+    def config(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
 @dataclass
-class BucketPolicy:
+class BucketPolicy(SelectionPolicy):
     """GEKO's bucket rules and per-bucket weights.
 
     Args:
@@ -234,6 +274,14 @@ class BucketPolicy:
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    @classmethod
+    def uniform(cls) -> "BucketPolicy":
+        """Every sample weight 1, nothing ever freezes: plain uniform training. With a sampler
+        ``budget`` below the dataset size, each epoch is a fresh uniform random subset of that
+        size (the random-subset control). Buckets are still classified and reported."""
+        return cls(curriculum=Curriculum.constant(hard=1, focus=1, light=1, freeze=1, unseen=1),
+                   freeze_confidence=1.0)
+
     # ---------------------------------------------------------------- classify
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN.
@@ -259,14 +307,6 @@ class BucketPolicy:
         codes[visits == 0] = Bucket.UNSEEN
         return codes
 
-    def sample_weights(self, store: GEKOStateStore, codes: np.ndarray, phase: Phase) -> np.ndarray:
-        """float64 [N] draw weights: the phase's bucket weight, 0 if pruned or over ``max_times_seen``."""
-        weights = phase.weight_table()[codes]
-        weights[store.pruned] = 0.0
-        if self.max_times_seen is not None:
-            weights[store.visits >= self.max_times_seen] = 0.0
-        return weights
-
     # ---------------------------------------------------------------- config
     def config(self) -> Dict[str, Any]:
         """JSON-serialisable description; :meth:`from_config` rebuilds the policy."""
@@ -285,6 +325,90 @@ class BucketPolicy:
         kwargs = dict(config)
         kwargs["curriculum"] = Curriculum.from_config(kwargs["curriculum"])
         return cls(**kwargs)
+
+
+@dataclass
+class InfoBatchPolicy(SelectionPolicy):
+    """InfoBatch (Qin et al., ICLR 2024): prune well-learned samples at random, rescale the rest.
+
+    Each epoch, a seen sample whose loss EMA is below the mean loss EMA of all seen samples is
+    "well-learned" (bucket LIGHT; the others are FOCUS, never-reported ones UNSEEN). A
+    well-learned sample is drawn with probability ``1 - prune_ratio`` and, when drawn, carries
+    loss weight ``1 / (1 - prune_ratio)``; every other sample is drawn exactly once with loss
+    weight 1, so the epoch's summed weighted loss is unbiased for the full epoch's. Epochs whose
+    midpoint lies in the last ``anneal_fraction`` of the run (phase ANNEAL) train on every sample
+    with weight 1. Nothing freezes, so nothing is pruned for good.
+
+    Differences from the published code, on purpose: the score is the store's loss EMA (the
+    paper keeps each sample's latest loss: use ``GEKOStateStore(n, ema_alpha=1.0)`` for exactly
+    that); the mean is taken over samples seen so far (the paper starts unseen scores at a
+    constant); the drawn subset is an exact-size systematic sample in random order rather than
+    independent coin flips (same inclusion probabilities, less variance in epoch length).
+    The loss weights reach the loop as the dataset item's ``"weight"`` (see
+    :class:`~gekodata.dataset.PruningDataset`) or :meth:`WeightedBucketSampler.loss_weights`.
+
+    Args:
+        prune_ratio: probability r of dropping a well-learned sample, in [0, 1) (paper: 0.5).
+        anneal_fraction: fraction of the run trained on full data at the end, in [0, 1)
+            (paper: 0.125).
+        max_times_seen: as in :class:`BucketPolicy`.
+    """
+
+    prune_ratio: float = 0.5
+    anneal_fraction: float = 0.125
+    max_times_seen: Optional[int] = None
+    provides_loss_weights: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self.prune_ratio = float(self.prune_ratio)
+        self.anneal_fraction = float(self.anneal_fraction)
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        if not 0.0 <= self.anneal_fraction < 1.0:
+            raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
+        if self.max_times_seen is not None and int(self.max_times_seen) < 1:
+            raise ValueError(f"max_times_seen must be >= 1 or None, got {self.max_times_seen}")
+        keep = 1.0 - self.prune_ratio
+        phases = [Phase("PRUNE", 0.0, 1.0 - self.anneal_fraction, hard=1, focus=1, light=keep, unseen=1)]
+        if self.anneal_fraction > 0:
+            phases.append(Phase("ANNEAL", 1.0 - self.anneal_fraction, 1.0, hard=1, focus=1, light=1, unseen=1))
+        self.curriculum = Curriculum(phases)
+
+    def classify(self, store: GEKOStateStore) -> np.ndarray:
+        """UNSEEN (no report), LIGHT (loss EMA below the mean over seen samples), else FOCUS."""
+        seen = store.visits > 0
+        loss = store.columns["loss_ema"]
+        codes = np.full(len(store), np.uint8(Bucket.UNSEEN))
+        if seen.any():
+            seen_loss = loss[seen].astype(np.float64)
+            codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
+        return codes
+
+    def default_budget(self, weights: np.ndarray) -> float:
+        """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
+        return float(weights.sum())
+
+    def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
+        """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""
+        table = np.zeros(len(weights), dtype=np.float32)
+        positive = weights > 0
+        table[positive] = 1.0 / weights[positive]
+        return table
+
+    def config(self) -> Dict[str, Any]:
+        return {"kind": "infobatch", "prune_ratio": self.prune_ratio,
+                "anneal_fraction": self.anneal_fraction, "max_times_seen": self.max_times_seen}
+
+
+def policy_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+    """Rebuild a policy from its :meth:`~SelectionPolicy.config`."""
+    kwargs = dict(config)
+    kind = kwargs.pop("kind", "bucket")
+    if kind == "infobatch":
+        return InfoBatchPolicy(**kwargs)
+    if kind == "bucket":
+        return BucketPolicy.from_config(kwargs)
+    raise ValueError(f"unknown policy kind {kind!r}")
 
 
 AGGRESSIVE = "aggressive"

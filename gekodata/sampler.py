@@ -24,7 +24,7 @@ from torch.utils.data import Sampler
 from . import distributed as gdist
 from .dataset import PruningDataset
 from .plan import Budget, draw_counts, epoch_generator, resolve_budget, shuffled_plan
-from .policy import Bucket, BucketPolicy, Phase
+from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy
 from .report import EfficiencyReport, EpochRecord, records_from_dicts
 from .state import COLUMNS, GEKOStateStore, atomic_write, check_report_shapes, read_state_file
 
@@ -42,8 +42,10 @@ class WeightedBucketSampler(Sampler[int]):
     Args:
         data_source: the dataset the loader reads, usually a :class:`PruningDataset` (needed for
             pruning and for unbiased loss weights); any sized dataset works otherwise.
-        policy: bucket rules and curriculum; default ``BucketPolicy()`` (GEKO's thresholds and
-            mountain curriculum).
+        policy: a :class:`~gekodata.policy.SelectionPolicy`: bucket rules and curriculum; default
+            ``BucketPolicy()`` (GEKO's thresholds and mountain curriculum). Others:
+            ``BucketPolicy.uniform()`` (with ``budget``: a random subset per epoch) and
+            ``InfoBatchPolicy()`` (brings its own loss weights).
         num_epochs: epochs the run will train; curriculum progress of epoch ``e`` is
             ``(e + 0.5) / num_epochs`` (see :mod:`gekodata.policy`).
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
@@ -89,7 +91,7 @@ class WeightedBucketSampler(Sampler[int]):
     def __init__(
         self,
         data_source: Sized,
-        policy: Optional[BucketPolicy] = None,
+        policy: Optional[SelectionPolicy] = None,
         *,
         num_epochs: int,
         seed: int = 0,
@@ -108,6 +110,11 @@ class WeightedBucketSampler(Sampler[int]):
         if int(seed) < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
+        policy = policy if policy is not None else BucketPolicy()
+        if not isinstance(policy, SelectionPolicy):
+            raise ValueError(f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}")
+        if unbiased and policy.provides_loss_weights:
+            raise ValueError(f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them")
         if unbiased and not (0.0 < float(unbiased_floor) and math.isfinite(unbiased_floor)):
             raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
         if sync_every is not None and int(sync_every) < 1:
@@ -116,7 +123,7 @@ class WeightedBucketSampler(Sampler[int]):
             raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")
         self.data_source = data_source
         self.num_samples = num_samples
-        self.policy = policy if policy is not None else BucketPolicy()
+        self.policy = policy
         self.num_epochs = int(num_epochs)
         self.seed = int(seed)
         self.budget = budget
@@ -127,7 +134,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
         self._loss_weights: Optional[torch.Tensor] = None
-        if self.unbiased:
+        if self.unbiased or policy.provides_loss_weights:
             self._loss_weights = torch.ones(num_samples, dtype=torch.float32)
             if isinstance(data_source, PruningDataset):
                 # shared memory: persistent DataLoader workers see each epoch's new weights
@@ -243,21 +250,23 @@ class WeightedBucketSampler(Sampler[int]):
         codes = store.bucket
         phase = self.policy.curriculum.phase_for_epoch(epoch, self.num_epochs)
         weights = self.policy.sample_weights(store, codes, phase)
-        num_positive = int(np.count_nonzero(weights))
-        floored = 0
+        default_budget = self.policy.default_budget(weights)
         if self.unbiased:
             live = ~store.pruned
             if self.policy.max_times_seen is not None:
                 live &= store.visits < self.policy.max_times_seen
             to_floor = live & (weights < self.unbiased_floor)
-            floored = int(np.count_nonzero(to_floor & (weights == 0)))
+            # each floored sample that had weight 0 adds unbiased_floor of a pass to the budget
+            default_budget += self.unbiased_floor * int(np.count_nonzero(to_floor & (weights == 0)))
             weights[to_floor] = self.unbiased_floor
-        total = resolve_budget(self.budget, num_positive, self.num_samples, extra=floored * self.unbiased_floor)
+        total = resolve_budget(self.budget, default_budget, self.num_samples)
         rng = epoch_generator(self.seed, epoch)
         counts = draw_counts(weights, total, rng)
         plan = shuffled_plan(counts, rng)
-        if self._loss_weights is not None:
+        if self.unbiased:
             self._set_loss_weights(weights)
+        elif self._loss_weights is not None:
+            self._loss_weights.copy_(torch.from_numpy(self.policy.loss_weight_table(weights)))
         record = EpochRecord(
             epoch=epoch,
             phase=phase.name,
@@ -280,9 +289,10 @@ class WeightedBucketSampler(Sampler[int]):
         self._loss_weights.copy_(torch.from_numpy(values))
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
-        """Unbiased-mode loss weight of each index (float32, same device as a tensor ``idx``)."""
+        """Loss weight of each index this epoch (float32, same device as a tensor ``idx``): in
+        unbiased mode, or from a policy with loss weights such as ``InfoBatchPolicy``."""
         if self._loss_weights is None:
-            raise RuntimeError("loss weights exist only with unbiased=True")
+            raise RuntimeError("loss weights exist only with unbiased=True or a policy that provides them (InfoBatchPolicy)")
         self._ensure_plan()
         if isinstance(idx, torch.Tensor):
             return self._loss_weights[idx.cpu().long()].to(idx.device)
@@ -490,7 +500,7 @@ class WeightedBucketSampler(Sampler[int]):
                 if json.loads(json.dumps(value)) != meta.get(key):
                     raise ValueError(f"{where}: saved {key} differs from this sampler's "
                                      f"(pass strict=False to load anyway)")
-        expected = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if self.unbiased else set())
+        expected = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if self._loss_weights is not None else set())
         missing = expected - set(arrays)
         if missing:
             raise ValueError(f"{where}: missing arrays {sorted(missing)}")
@@ -499,7 +509,7 @@ class WeightedBucketSampler(Sampler[int]):
             len(plan) and (plan.min() < 0 or plan.max() >= self.num_samples)
         ):
             raise ValueError(f"{where}: the saved plan is not a valid index stream for {self.num_samples} samples")
-        if self.unbiased and arrays["loss_weights"].shape != (self.num_samples,):
+        if self._loss_weights is not None and arrays["loss_weights"].shape != (self.num_samples,):
             raise ValueError(f"{where}: loss_weights has the wrong shape")
         store_meta = meta.get("store", {})
         try:

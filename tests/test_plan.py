@@ -40,6 +40,21 @@ def test_counts_are_unbiased_over_offsets():
     np.testing.assert_allclose(mean, total * weights / weights.sum(), atol=0.05)
 
 
+@pytest.mark.parametrize("equal", [True, False])
+def test_subsets_are_random_not_stripes(equal):
+    """Half the data per epoch: which samples are drawn varies freely, not as index stripes."""
+    n = 200
+    weights = np.ones(n) if equal else np.where(np.arange(n) < 100, 1.0, 1.5)
+    draws = np.array([draw_counts(weights, n // 2, np.random.default_rng(s)) for s in range(400)])
+    assert len({row.tobytes() for row in draws}) == 400
+    # neighbours are drawn independently-ish (a stripe grid makes them perfectly anti-correlated)
+    both = np.mean((draws[:, :-1] > 0) & (draws[:, 1:] > 0))
+    single = np.mean(draws > 0)
+    assert abs(both - single ** 2) < 0.05
+    # inclusion frequency matches the expectation per sample
+    np.testing.assert_allclose(draws.mean(axis=0), (n // 2) * weights / weights.sum(), atol=0.1)
+
+
 def test_plan_is_deterministic_per_seed_and_epoch():
     weights = np.random.default_rng(1).random(500)
     def plan(seed, epoch):
@@ -70,7 +85,7 @@ def test_global_rng_untouched():
     [(None, 7), (3, 3), (0, 0), (0.5, 50), (1.0, 100)],
 )
 def test_resolve_budget(budget, expected):
-    assert resolve_budget(budget, num_positive=7, num_samples=100) == expected
+    assert resolve_budget(budget, default=7, num_samples=100) == expected
 
 
 @pytest.mark.parametrize("budget", [-1, 0.0, 1.5, "half", True])
