@@ -74,13 +74,16 @@ def draw_counts(weights: np.ndarray, total: int, rng: np.random.Generator) -> np
     remainder = int(total - counts.sum())
     if remainder > 0:
         # extra draws: a systematic grid over the fractional parts, walked in a random order
-        order = rng.permutation(num_positive)
-        cumulative = np.cumsum((expected - base)[order])
+        fraction = expected - base
+        candidates = np.flatnonzero(fraction > 0)
+        order = np.arange(len(candidates), dtype=index_dtype(len(candidates)))
+        rng.shuffle(order)
+        cumulative = np.cumsum(fraction[candidates][order])
         cumulative *= remainder / cumulative[-1]
         cumulative[-1] = remainder  # exact end point
         hits = np.floor(cumulative + rng.random()).astype(np.int64)
-        extra = np.diff(hits, prepend=np.int64(0))
-        counts[positive[order]] += np.clip(extra, 0, 1)
+        chosen = order[np.diff(hits, prepend=np.int64(0)) > 0]  # at most one extra draw each
+        counts[positive[candidates[chosen]]] += 1
     drift = int(total - counts.sum())
     if drift:  # float error only (a fractional part scaled past 1, or floors summing past total)
         _repair_drift(counts, weights, drift)

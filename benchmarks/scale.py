@@ -1,0 +1,330 @@
+"""How gekodata's state store and epoch planner scale with dataset size (1M, 10M, 100M samples).
+
+Measured per size N, each part in a fresh child process (so its peak RSS is its own):
+
+* ``gekodata``: bytes per sample of ``GEKOStateStore`` (sum of column nbytes / N); the epoch-0
+  plan (``WeightedBucketSampler.set_epoch(0)``: every sample once); one store update over all N
+  indices (``arange``) with random losses, confidences and correctness (``store.update``), which
+  puts samples in mixed buckets; the next plan (``set_epoch(e)``, timed alone: classify, weigh,
+  draw counts, shuffle) and a breakdown of it into those steps; then the fold a real sync point
+  does: ``store.update`` with one epoch's indices in plan order (shuffled, repeated indices);
+  index throughput of iterating the epoch-0 plan (``for _ in sampler: pass``); memory.
+* ``RandomSampler``: torch's uniform sampler, one epoch iterated the same way.
+* ``WeightedRandomSampler(weights, N)``: torch's weighted sampler, iterated the same way; it uses
+  ``torch.multinomial`` and fails above 2^24 categories, so at 100M the error is recorded.
+
+Memory: peak RSS (``resource.getrusage``) after the epoch-0 plan and iteration, and at the end
+(which also holds this benchmark's own N-sized update inputs); and the peak of numpy buffers
+allocated while planning (``tracemalloc``), i.e. the transient memory a plan needs per sample.
+
+Times are medians of ``--repeats`` (default 3) runs (the first epoch-0 plan also pays first-touch
+page faults of the fresh store); an iteration whose first epoch takes over 10 s is run once.
+Goals (PASS/MISS): <= 12 B/sample, plan <= 2 s at 100M, >= 20M indices/s.
+
+Run (from the repo root)::
+
+    python benchmarks/scale.py            # 1M, 10M, 100M (~6 GB peak at 100M)
+    python benchmarks/scale.py --quick    # 1M, 10M
+    python benchmarks/scale.py --sizes 1000000 30000000
+
+Writes ``<out>/scale.json`` and ``<out>/scale.png`` (``--out``, default ``benchmarks/results``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+import torch
+
+GOAL_BYTES, GOAL_PLAN_S, GOAL_RATE = 12.0, 2.0, 20e6
+ONCE_ABOVE_S = 10.0
+PARTS = ("gekodata", "RandomSampler", "WeightedRandomSampler")
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def timed(fn: Callable[[], Any], repeats: int, once_above: float = float("inf")) -> List[float]:
+    """Seconds of ``repeats`` calls of ``fn`` (just one if the first takes > ``once_above``)."""
+    times: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if times[0] > once_above:
+            break
+    return times
+
+
+def consume(it: Iterable[int]) -> int:
+    """Iterate like a Python consumer (BatchSampler, a training loop) does; returns the count."""
+    n = 0
+    for _ in it:
+        n += 1
+    return n
+
+
+def iter_rate(make_iter: Callable[[], Iterable[int]], expected: int, repeats: int) -> Dict[str, Any]:
+    counts: List[int] = []
+    times = timed(lambda: counts.append(consume(make_iter())), repeats, once_above=ONCE_ABOVE_S)
+    assert all(c == expected for c in counts), (counts, expected)
+    return {"iter_s": times, "indices_per_s": expected / statistics.median(times)}
+
+
+def time_fold(store: Any, plan: np.ndarray, rng: np.random.Generator, repeats: int) -> List[float]:
+    """A real sync point folds an epoch's reports in plan order: shuffled, repeated indices."""
+    idx = np.array(plan, dtype=np.int64)
+    loss = rng.exponential(0.5, len(idx)).astype(np.float32)
+    conf, correct = np.exp(-loss), (rng.random(len(idx), dtype=np.float32) < 0.7).astype(np.float32)
+    return timed(lambda: store.update(idx, loss, conf, correct), repeats, ONCE_ABOVE_S)
+
+
+def bench_gekodata(n: int, repeats: int) -> Dict[str, Any]:
+    from gekodata import GEKOStateStore, WeightedBucketSampler
+    from gekodata.plan import draw_counts, epoch_generator, index_dtype, resolve_budget
+
+    store = GEKOStateStore(n)
+    out: Dict[str, Any] = {"bytes_per_sample": sum(c.nbytes for c in store.columns.values()) / n}
+    num_epochs = 5
+
+    def fresh_plan0() -> None:  # a new sampler over the untouched store plans epoch 0 from scratch
+        WeightedBucketSampler(range(n), num_epochs=num_epochs, seed=0, store=store).set_epoch(0)
+
+    out["plan0_s"] = timed(fresh_plan0, repeats)  # the first run also pays first-touch page faults
+    sampler = WeightedBucketSampler(range(n), num_epochs=num_epochs, seed=0, store=store)
+    sampler.set_epoch(0)
+    out.update(iter_rate(lambda: iter(sampler), n, repeats))
+    out["peak_rss_after_plan0_and_iter_bytes"] = peak_rss()
+
+    rng = np.random.default_rng(1234)
+    idx = np.arange(n, dtype=np.int64)
+    out["update_s"], out["plan_s"], out["plan_len"], out["phase"] = [], [], [], []
+    for r in range(repeats):  # epochs 1..repeats: ASCENT, PEAK, DESCENT of the mountain
+        loss = rng.exponential(0.5, n).astype(np.float32)
+        conf = np.exp(-loss) * rng.uniform(0.9, 1.0, n).astype(np.float32)
+        correct = (rng.random(n, dtype=np.float32) < conf).astype(np.float32)
+        start = time.perf_counter()
+        store.update(idx, loss, conf, correct)
+        out["update_s"].append(time.perf_counter() - start)
+        del loss, conf, correct
+        start = time.perf_counter()
+        sampler.set_epoch(1 + r)
+        out["plan_s"].append(time.perf_counter() - start)
+        out["plan_len"].append(len(sampler))
+        out["phase"].append(sampler.phase.name)
+    out["buckets"] = sampler.epoch_record.buckets
+    del idx
+    out["fold_plan_rows"] = len(sampler.global_plan)
+    out["fold_plan_order_s"] = time_fold(store, sampler.global_plan, rng, repeats)
+    out["peak_rss_after_update_and_plans_bytes"] = peak_rss()
+
+    # the last plan again, step by step with the public pieces (what set_epoch spends where)
+    steps: Dict[str, float] = {}
+
+    def lap(name: str, start: float) -> float:
+        now = time.perf_counter()
+        steps[name] = now - start
+        return now
+
+    epoch = sampler.epoch
+    phase = sampler.policy.curriculum.phase_for_epoch(epoch, num_epochs)
+    tracemalloc.start()  # numpy reports its buffers: the transient memory a plan needs
+    t = time.perf_counter()
+    codes = sampler.policy.classify(store)
+    t = lap("classify", t)
+    weights = sampler.policy.sample_weights(store, codes, phase)
+    total = resolve_budget(None, sampler.policy.default_budget(weights), n)
+    t = lap("sample_weights+budget", t)
+    gen = epoch_generator(0, epoch)
+    counts = draw_counts(weights, total, gen)
+    t = lap("draw_counts", t)
+    plan = np.repeat(np.arange(n, dtype=index_dtype(n)), counts)
+    t = lap("np.repeat", t)
+    gen.shuffle(plan)
+    lap("rng.shuffle", t)
+    out["plan_peak_alloc_bytes"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out["plan_breakdown_s"] = steps
+    out["peak_rss_bytes"] = peak_rss()
+    return out
+
+
+def bench_random(n: int, repeats: int) -> Dict[str, Any]:
+    sampler = torch.utils.data.RandomSampler(range(n), generator=torch.Generator().manual_seed(0))
+    out = iter_rate(lambda: iter(sampler), n, repeats)
+    out["peak_rss_bytes"] = peak_rss()
+    return out
+
+
+def bench_weighted(n: int, repeats: int) -> Dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.rand(n, generator=gen, dtype=torch.float64) + 0.1
+    sampler = torch.utils.data.WeightedRandomSampler(weights, n, replacement=True, generator=gen)
+    try:
+        out = iter_rate(lambda: iter(sampler), n, repeats)
+    except RuntimeError as exc:
+        out = {"error": str(exc).strip().splitlines()[0]}
+    out["peak_rss_bytes"] = peak_rss()
+    return out
+
+
+def run_child(part: str, n: int, repeats: int) -> Dict[str, Any]:
+    """One part at one size in a fresh interpreter (clean peak RSS); its JSON result."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", part, "--sizes", str(n), "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return {"error": f"child failed: {tail}", "returncode": proc.returncode}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> Dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
+            "loadavg_at_start": list(os.getloadavg())}
+
+
+def fmt_n(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n:,}"
+
+
+def med(xs: Optional[List[float]]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(results: Dict[str, Dict[str, Any]], sizes: List[int]) -> Dict[str, Any]:
+    rows, goals = [], {}
+    for n in sizes:
+        g, r, w = (results[str(n)][p] for p in PARTS)
+        rows.append({
+            "N": n, "bytes_per_sample": g.get("bytes_per_sample"),
+            "plan0_s": med(g.get("plan0_s")), "plan_s": med(g.get("plan_s")), "update_s": med(g.get("update_s")),
+            "fold_plan_order_s": med(g.get("fold_plan_order_s")),
+            "geko_idx_per_s": g.get("indices_per_s"), "random_idx_per_s": r.get("indices_per_s"),
+            "weighted_idx_per_s": w.get("indices_per_s"), "weighted_error": w.get("error"),
+            "plan_alloc_b_per_sample": g.get("plan_peak_alloc_bytes", 0) / n,
+            "geko_peak_rss_gb": g.get("peak_rss_bytes", 0) / 2**30,
+            "geko_rss_after_plan0_iter_gb": g.get("peak_rss_after_plan0_and_iter_bytes", 0) / 2**30,
+            "random_peak_rss_gb": r.get("peak_rss_bytes", 0) / 2**30,
+            "weighted_peak_rss_gb": w.get("peak_rss_bytes", 0) / 2**30,
+        })
+    big = rows[-1]
+    at = f"at {fmt_n(big['N'])}"
+    goals[f"<= {GOAL_BYTES:g} B/sample (all N)"] = all(x["bytes_per_sample"] <= GOAL_BYTES for x in rows)
+    goals[f"plan <= {GOAL_PLAN_S:g} s {at} (epoch 0 and later)"] = max(big["plan0_s"], big["plan_s"]) <= GOAL_PLAN_S
+    goals[f">= {GOAL_RATE / 1e6:g}M indices/s (all N)"] = all((x["geko_idx_per_s"] or 0) >= GOAL_RATE for x in rows)
+    return {"rows": rows, "goals": goals}
+
+
+def print_table(summary: Dict[str, Any]) -> None:
+    head = (f"{'N':>6} {'B/smp':>6} {'plan0 s':>8} {'plan s':>8} {'update s':>9} {'fold s':>8} {'plan B/smp':>10} "
+            f"{'geko idx/s':>11} {'Random idx/s':>13} {'Weighted idx/s':>15} {'RSS GB geko/rand/wtd':>21}")
+    print(head + "\n" + "-" * len(head))
+    for x in summary["rows"]:
+        wtd = f"{x['weighted_idx_per_s'] / 1e6:.1f}M" if x["weighted_idx_per_s"] else "FAILS"
+        rand = f"{x['random_idx_per_s'] / 1e6:.1f}M" if x["random_idx_per_s"] else "n/a"
+        geko = f"{x['geko_idx_per_s'] / 1e6:.1f}M" if x["geko_idx_per_s"] else "n/a"
+        rss = f"{x['geko_peak_rss_gb']:.2f}/{x['random_peak_rss_gb']:.2f}/{x['weighted_peak_rss_gb']:.2f}"
+        print(f"{fmt_n(x['N']):>6} {x['bytes_per_sample'] or float('nan'):6.1f} {x['plan0_s']:8.3f} "
+              f"{x['plan_s']:8.3f} {x['update_s']:9.3f} {x['fold_plan_order_s']:8.3f} "
+              f"{x['plan_alloc_b_per_sample']:10.1f} {geko:>11} {rand:>13} {wtd:>15} {rss:>21}")
+    for x in summary["rows"]:
+        if x["weighted_error"]:
+            print(f"  WeightedRandomSampler at {fmt_n(x['N'])}: {x['weighted_error']}")
+    for goal, ok in summary["goals"].items():
+        print(f"{'PASS' if ok else 'MISS'}  {goal}")
+
+
+def plot(summary: Dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    ns = [x["N"] for x in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(ns, [x["plan0_s"] for x in rows], "o-", label="plan, epoch 0")
+    ax1.plot(ns, [x["plan_s"] for x in rows], "s-", label="plan, mixed buckets")
+    ax1.plot(ns, [x["update_s"] for x in rows], "^--", label="store.update (arange N)")
+    ax1.plot(ns, [x["fold_plan_order_s"] for x in rows], "v--", label="fold (epoch in plan order)")
+    ax1.axhline(GOAL_PLAN_S, color="gray", ls=":", label=f"goal {GOAL_PLAN_S:g} s at 100M")
+    ax1.set(xscale="log", yscale="log", xlabel="samples N", ylabel="seconds", title="Epoch plan and fold time")
+    ax1.legend(fontsize=8)
+    for key, label, marker in (("geko_idx_per_s", "WeightedBucketSampler", "o-"),
+                               ("random_idx_per_s", "torch RandomSampler", "s-"),
+                               ("weighted_idx_per_s", "torch WeightedRandomSampler", "^-")):
+        pts = [(x["N"], x[key]) for x in rows if x[key]]
+        if pts:
+            ax2.plot(*zip(*pts), marker, label=label)
+    for x in rows:
+        if x["weighted_error"]:
+            ax2.annotate("WeightedRandomSampler\nfails (> 2^24)", (x["N"], GOAL_RATE), fontsize=7,
+                         ha="right", va="bottom", color="C2")
+    ax2.axhline(GOAL_RATE, color="gray", ls=":", label=f"goal {GOAL_RATE / 1e6:g}M/s")
+    ax2.set(xscale="log", yscale="log", xlabel="samples N", ylabel="indices / s", title="Iteration throughput")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="dataset sizes (default 1M 10M 100M)")
+    parser.add_argument("--quick", action="store_true", help="1M and 10M only")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:  # internal: one part, one size, JSON on stdout
+        fn = {"gekodata": bench_gekodata, "RandomSampler": bench_random, "WeightedRandomSampler": bench_weighted}
+        print(json.dumps(fn[args.child](args.sizes[0], args.repeats)))
+        return {}
+    sizes = sorted(args.sizes or ([1_000_000, 10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]))
+    info = machine()
+    print(f"machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
+          f"load avg {info['loadavg_at_start'][0]:.2f}")
+    if info["loadavg_at_start"][0] > 0.5:
+        print("note: the machine is busy; timings are inflated")
+    results: Dict[str, Dict[str, Any]] = {}
+    for n in sizes:
+        results[str(n)] = {}
+        for part in PARTS:
+            start = time.perf_counter()
+            results[str(n)][part] = run_child(part, n, args.repeats)
+            print(f"  {fmt_n(n):>5} {part:<22} {time.perf_counter() - start:6.1f} s wall", flush=True)
+    info["loadavg_at_end"] = list(os.getloadavg())
+    summary = summarize(results, sizes)
+    print()
+    print_table(summary)
+    report = {"benchmark": "scale", "machine": info, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "mode": "quick" if args.quick else "full", "sizes": sizes, "repeats": args.repeats,
+              "goals": {"bytes_per_sample_max": GOAL_BYTES, "plan_seconds_max_at_100M": GOAL_PLAN_S,
+                        "indices_per_second_min": GOAL_RATE},
+              "summary": summary, "raw": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    plot(summary, args.out / "scale.png")
+    print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
