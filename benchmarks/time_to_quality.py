@@ -74,6 +74,7 @@ from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDatas
 from gekodata.signals import classification_signals
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_THREADS = torch.get_num_threads()
 ARMS = ("full", "gekodata", "gekodata_unbiased", "infobatch", "random_subset", "same_budget")
 COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")))
 
@@ -381,8 +382,7 @@ def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms
         task.seeds = seeds
     if epochs:
         task.epochs = epochs
-    if task.threads:
-        torch.set_num_threads(task.threads)
+    torch.set_num_threads(task.threads or DEFAULT_THREADS)
     result = {
         "task": name, "title": task.title, "mode": "quick" if quick else "full", "machine": machine(),
         "date": dt.date.today().isoformat(),
@@ -435,8 +435,7 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str) -> N
     result = json.loads(stem.with_suffix(".json").read_text())
     task = TASKS[name](quick)
     task.epochs = result["config"]["epochs"]
-    if task.threads:
-        torch.set_num_threads(task.threads)
+    torch.set_num_threads(task.threads or DEFAULT_THREADS)
     for pair in pairs:
         arm, seed = pair.split(":")
         seed = int(seed)
