@@ -67,7 +67,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDataset, WeightedBucketSampler
