@@ -344,7 +344,8 @@ class InfoBatchPolicy(SelectionPolicy):
     that); the mean is taken over samples seen so far (the paper starts unseen scores at a
     constant); the drawn subset is an exact-size systematic sample in random order rather than
     independent coin flips (same inclusion probabilities, less variance in epoch length).
-    The loss weights reach the loop as the dataset item's ``"weight"`` (see
+    With an explicit sampler ``budget`` the draw rates are rescaled to it while the loss weights
+    stay ``1 / (1 - r)``. The loss weights reach the loop as the dataset item's ``"weight"`` (see
     :class:`~gekodata.dataset.PruningDataset`) or :meth:`WeightedBucketSampler.loss_weights`.
 
     Args:
