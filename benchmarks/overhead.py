@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -50,6 +48,7 @@ import torch.nn.functional as F
 from torch.utils.data import RandomSampler
 from torch.utils.data._utils.collate import default_collate
 
+from bench_common import machine_info, write_results
 from gekodata import PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
@@ -200,13 +199,6 @@ def model_step_time(batch: int, warmup: int, steps: int) -> Dict[str, Any]:
             "measured": True}
 
 
-def machine() -> Dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-            "loadavg_at_start": list(os.getloadavg())}
-
-
 def print_table(rows: List[Dict[str, Any]]) -> None:
     head = f"{'config':<26}" + "".join(f"{c:>10}" for c in COMPONENTS) + f"{'total':>10}{'step':>11}{'overhead':>10}"
     print("per-step cost in microseconds (fold and plan amortised over the run's steps)")
@@ -256,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--large-steps", type=int, default=5, help="measured MiniLM steps at batch 256")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    info = machine()
+    info = machine_info()
     print(f"machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
           f"{info['torch_threads']} threads, load avg {info['loadavg_at_start'][0]:.2f}")
     if info["loadavg_at_start"][0] > 0.5:
@@ -290,10 +282,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     report = {"benchmark": "overhead", "machine": info, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "mode": "quick" if args.quick else "full", "repeats": args.repeats, "goal_overhead_pct_max": GOAL_PCT,
               "components": list(COMPONENTS), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "overhead.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot(rows, args.out / "overhead.png")
-    print(f"wrote {args.out / 'overhead.json'} and {args.out / 'overhead.png'}")
+    write_results(args.out, "overhead", report, lambda path: plot(rows, path))
     return report
 
 

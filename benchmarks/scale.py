@@ -35,7 +35,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
+from bench_common import machine_info, write_results
 
 GOAL_BYTES, GOAL_PLAN_S, GOAL_RATE = 12.0, 2.0, 20e6
 ONCE_ABOVE_S = 10.0
@@ -192,13 +192,6 @@ def run_child(part: str, n: int, repeats: int) -> Dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine() -> Dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-            "loadavg_at_start": list(os.getloadavg())}
-
-
 def fmt_n(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n:,}"
 
@@ -298,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(json.dumps(fn[args.child](args.sizes[0], args.repeats)))
         return {}
     sizes = sorted(args.sizes or ([1_000_000, 10_000_000] if args.quick else [1_000_000, 10_000_000, 100_000_000]))
-    info = machine()
+    info = machine_info()
     print(f"machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
           f"load avg {info['loadavg_at_start'][0]:.2f}")
     if info["loadavg_at_start"][0] > 0.5:
@@ -319,10 +312,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
               "goals": {"bytes_per_sample_max": GOAL_BYTES, "plan_seconds_max_at_100M": GOAL_PLAN_S,
                         "indices_per_second_min": GOAL_RATE},
               "summary": summary, "raw": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot(summary, args.out / "scale.png")
-    print(f"wrote {args.out / 'scale.json'} and {args.out / 'scale.png'}")
+    write_results(args.out, "scale", report, lambda path: plot(summary, path))
     return report
 
 

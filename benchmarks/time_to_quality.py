@@ -69,12 +69,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from bench_common import machine_info
 from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_THREADS = torch.get_num_threads()
 ARMS = ("full", "gekodata", "gekodata_unbiased", "infobatch", "random_subset", "same_budget")
+RUN_KEYS = ("final_metric", "wall_clock_s", "sample_passes", "selection_s", "passes_per_epoch")
 COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")))
 
 
@@ -277,9 +279,9 @@ def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[
 
 # ---------------------------------------------------------------------------------------- results
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), python {platform.python_version()}")
+    info = machine_info()
+    return (f"{platform.system()} {info['processor']}, {info['cpu_count']} CPU cores, torch {info['torch']} "
+            f"({info['torch_threads']} threads), python {info['python']}")
 
 
 def target_of(full_finals: List[float]) -> float:
@@ -387,8 +389,7 @@ def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms
         "date": dt.date.today().isoformat(),
         "config": {"epochs": task.epochs, "batch_size": task.batch_size, "lr": task.lr,
                    "weight_decay": task.weight_decay, "lr_schedule": "linear to 0 over progress", **task.notes},
-        "arms": {arm: {"seeds": [], "final_metric": [], "wall_clock_s": [], "sample_passes": [],
-                       "selection_s": [], "passes_per_epoch": [], "curves": []} for arm in arms},
+        "arms": {arm: {"seeds": [], "curves": [], **{key: [] for key in RUN_KEYS}} for arm in arms},
     }
     out.mkdir(parents=True, exist_ok=True)
     stem = name + ("_quick" if quick else "")
@@ -404,7 +405,7 @@ def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms
                 budget = {"per_epoch": run["passes_per_epoch"], "total": run["sample_passes"]}
             data = result["arms"][arm]
             data["seeds"].append(seed)
-            for key in ("final_metric", "wall_clock_s", "sample_passes", "selection_s", "passes_per_epoch"):
+            for key in RUN_KEYS:
                 data[key].append(run[key])
             data["curves"].append(run["curve"])
             print(f"  seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "
@@ -448,7 +449,7 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str) -> N
         result.setdefault("reruns", []).append({
             "arm": arm, "seed": seed, "reason": reason, "date": dt.date.today().isoformat(),
             "replaced": {k: data[k][i] for k in ("final_metric", "wall_clock_s", "sample_passes")}})
-        for key in ("final_metric", "wall_clock_s", "sample_passes", "selection_s", "passes_per_epoch"):
+        for key in RUN_KEYS:
             data[key][i] = run[key]
         data["curves"][i] = run["curve"]
         print(f"  rerun seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "

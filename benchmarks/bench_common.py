@@ -1,0 +1,27 @@
+"""What the benchmark scripts share: a description of the machine and writing their results."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import numpy as np
+import torch
+
+
+def machine_info() -> Dict[str, Any]:
+    """Platform, CPU count, library versions, torch threads and the 1-minute load average now."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
+            "loadavg_at_start": list(os.getloadavg())}
+
+
+def write_results(out: Path, name: str, report: Dict[str, Any], plot: Callable[[Path], None]) -> None:
+    """``<out>/<name>.json`` from ``report`` and ``<out>/<name>.png`` from ``plot(path)``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    plot(out / f"{name}.png")
+    print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
