@@ -48,7 +48,8 @@ def draw_counts(weights: np.ndarray, total: int, rng: np.random.Generator) -> np
     would only ever pick a few fixed stripes, e.g. all even or all odd indices at half the data).
     Samples of weight 0 get 0 draws. Equal positive weights take an exact integer path (``total``
     equal to their number gives each exactly one draw; fewer draws pick a uniform random subset).
-    Randomness: one permutation and one offset from ``rng``. O(N) time and memory.
+    Randomness from ``rng`` only: a shuffle of the samples with a fractional part and one grid
+    offset (equal weights: one choice without replacement). O(N) time and memory.
     """
     weights = np.asarray(weights, dtype=np.float64)
     n = len(weights)
