@@ -6,6 +6,8 @@ GEKO sorts samples into four buckets by correctness, confidence and learning qua
 * LIGHT: correct but not mastered.
 * FOCUS: wrong, near miss.
 * HARD: wrong and far off ("confident-wrong").
+* SUSPECT (only with ``BucketPolicy(noise_guard=True)``): HARD samples that look mislabeled;
+  they lose HARD's boost (see "Noise guard" below).
 
 **Confidence convention.** gekodata's confidence is the probability the model gives the *target*
 (Dataset Cartography's convention; for a correct sample it equals GEKO's max-softmax). GEKO tested
@@ -19,6 +21,25 @@ phase that covers most of it and short runs still visit the middle phases: 3 epo
 ASCENT, PEAK, DESCENT; 5 epochs to one epoch per phase. Epochs past ``num_epochs`` stay in the
 last phase. (GEKO advanced progress per optimizer step and never reached PEAK's weights in the
 sampler of a short run.)
+
+**Noise guard.** GEKO boosts confident-wrong samples 3-5x, but on real data many of them are
+label errors (Dataset Cartography's "hard-to-learn" region; RHO-LOSS: a high loss is not the
+same as learnable), so the boost amplifies wrong labels. The guard separates "hard but
+learnable" from "probably mislabeled" with online signals only, all from reports the loop makes
+anyway: a sample is SUSPECT when
+
+1. it is HARD: wrong, and the model puts little probability on the given label;
+2. its last ``suspect_streak`` reports were all wrong (the store's wrong streak) and, when the
+   loop reports predicted labels, agreed on the *same* wrong label: the model keeps answering
+   one other class, stably, instead of drifting towards the given label as it does for hard
+   but learnable samples (whose wrong predictions wander and whose target probability rises);
+3. the model is right elsewhere: the share of seen samples whose last report was correct is at
+   least ``suspect_min_accuracy``. Early in training, when most answers are wrong, a wrong
+   streak says nothing about the label, so nothing is suspect.
+
+SUSPECT samples are drawn at ``suspect_weight`` (default 0.1, in every phase) instead of
+HARD's weight: rarely enough not to fit the suspicious label, often enough that a sample the
+model comes to answer correctly leaves SUSPECT (its streak resets on a correct report).
 """
 from __future__ import annotations
 
@@ -29,7 +50,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .state import GEKOStateStore
+from .state import MAX_WRONG_STREAK, GEKOStateStore
 
 
 class Bucket(IntEnum):
@@ -40,6 +61,7 @@ class Bucket(IntEnum):
     LIGHT = 2
     FOCUS = 3
     HARD = 4
+    SUSPECT = 5
 
 
 NUM_BUCKETS = len(Bucket)
@@ -188,9 +210,14 @@ class SelectionPolicy:
         """Bucket code per sample, uint8 [N]."""
         raise NotImplementedError
 
+    def weight_table(self, phase: Phase) -> np.ndarray:
+        """float64 [NUM_BUCKETS]: draw weight per bucket code in ``phase``."""
+        return phase.weight_table()
+
     def sample_weights(self, store: GEKOStateStore, codes: np.ndarray, phase: Phase) -> np.ndarray:
-        """float64 [N] draw weights: the phase's bucket weight, 0 if pruned or over ``max_times_seen``."""
-        weights = phase.weight_table()[codes]
+        """float64 [N] draw weights: the bucket's weight (:meth:`weight_table`), 0 if pruned or
+        over ``max_times_seen``."""
+        weights = self.weight_table(phase)[codes]
         weights[store.pruned] = 0.0
         if self.max_times_seen is not None:
             weights[store.visits >= self.max_times_seen] = 0.0
@@ -222,6 +249,14 @@ class BucketPolicy(SelectionPolicy):
             0.60 on max-softmax; see the module docstring), else FOCUS.
         min_visits_to_freeze: reported passes a sample needs before it may freeze (GEKO: 1).
         max_times_seen: samples with this many reported passes get weight 0 (None = no limit).
+        noise_guard: classify probably-mislabeled HARD samples as SUSPECT (module docstring).
+            Off by default.
+        suspect_streak: consecutive wrong reports (agreeing on the predicted label when the loop
+            reports ``pred``) before a HARD sample is SUSPECT; 1 to 7 (the store's streak
+            saturates at 7).
+        suspect_min_accuracy: the guard acts only while at least this share of seen samples was
+            correct at its last report.
+        suspect_weight: draw weight of SUSPECT samples, in every phase (>= 0; 0 drops them).
     """
 
     curriculum: Curriculum = field(default_factory=Curriculum.mountain)
@@ -231,8 +266,18 @@ class BucketPolicy(SelectionPolicy):
     hard_confidence: float = 0.60
     min_visits_to_freeze: int = 1
     max_times_seen: Optional[int] = None
+    noise_guard: bool = False
+    suspect_streak: int = 3
+    suspect_min_accuracy: float = 0.5
+    suspect_weight: float = 0.1
 
     def __post_init__(self) -> None:
+        self.noise_guard = bool(self.noise_guard)
+        if not 1 <= int(self.suspect_streak) <= MAX_WRONG_STREAK:
+            raise ValueError(f"suspect_streak must be in [1, {MAX_WRONG_STREAK}], got {self.suspect_streak}")
+        self.suspect_streak = int(self.suspect_streak)
+        self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
+        self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
             raise ValueError(f"curriculum must be a Curriculum, got {type(self.curriculum).__name__}")
         for name in ("freeze_confidence", "freeze_stability", "freeze_q", "hard_confidence"):
@@ -304,8 +349,27 @@ class BucketPolicy(SelectionPolicy):
                          np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
         codes[correct] = Bucket.LIGHT
         codes[frozen] = Bucket.FREEZE
-        codes[visits == 0] = Bucket.UNSEEN
+        seen = visits > 0
+        codes[~seen] = Bucket.UNSEEN
+        if self.noise_guard:
+            codes[self.suspects(store, codes, seen)] = Bucket.SUSPECT
         return codes
+
+    def suspects(self, store: GEKOStateStore, codes: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """bool [N]: HARD samples the noise guard holds for mislabeled (module docstring)."""
+        num_seen = int(np.count_nonzero(seen))
+        if num_seen == 0:
+            return np.zeros(len(codes), dtype=bool)
+        accuracy = np.count_nonzero(store.last_correct & seen) / num_seen
+        if accuracy < self.suspect_min_accuracy:
+            return np.zeros(len(codes), dtype=bool)
+        return (codes == Bucket.HARD) & (store.wrong_streak >= self.suspect_streak)
+
+    def weight_table(self, phase: Phase) -> np.ndarray:
+        """The phase's weights, with ``suspect_weight`` for SUSPECT."""
+        table = phase.weight_table()
+        table[Bucket.SUSPECT] = self.suspect_weight
+        return table
 
     # ---------------------------------------------------------------- config
     def config(self) -> Dict[str, Any]:
@@ -318,6 +382,10 @@ class BucketPolicy(SelectionPolicy):
             "hard_confidence": self.hard_confidence,
             "min_visits_to_freeze": self.min_visits_to_freeze,
             "max_times_seen": self.max_times_seen,
+            "noise_guard": self.noise_guard,
+            "suspect_streak": self.suspect_streak,
+            "suspect_min_accuracy": self.suspect_min_accuracy,
+            "suspect_weight": self.suspect_weight,
         }
 
     @classmethod

@@ -11,12 +11,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD")
+BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
 
 
 @dataclass
 class EpochRecord:
-    """One epoch of a run. Counts are sample passes; ``plan_seconds`` is wall-clock."""
+    """One epoch of a run. Counts are sample passes; ``plan_seconds`` is wall-clock.
+
+    ``planned`` and ``reported`` include the forgetting audit's draws; ``audit_planned`` and
+    ``audit_reported`` count those alone, ``audit_unfrozen`` the audited samples whose loss had
+    risen past the margin (they left FREEZE / pruning).
+    """
 
     epoch: int
     phase: str
@@ -27,6 +32,9 @@ class EpochRecord:
     buckets: Dict[str, int]
     plan_seconds: float
     reported: int = 0
+    audit_planned: int = 0
+    audit_reported: int = 0
+    audit_unfrozen: int = 0
 
     def copy(self) -> "EpochRecord":
         return dataclasses.replace(self, buckets=dict(self.buckets))
@@ -53,6 +61,11 @@ class EfficiencyReport:
         return sum(r.planned for r in self.epochs)
 
     @property
+    def audit_passes(self) -> int:
+        """Passes spent re-checking frozen and pruned samples (included in trained_passes)."""
+        return sum(r.audit_reported for r in self.epochs)
+
+    @property
     def fraction_saved(self) -> float:
         """1 - trained / full-data passes over the epochs recorded (0.0 if none)."""
         full = self.full_data_passes
@@ -64,23 +77,27 @@ class EfficiencyReport:
             "full_data_passes": self.full_data_passes,
             "planned_passes": self.planned_passes,
             "trained_passes": self.trained_passes,
+            "audit_passes": self.audit_passes,
             "fraction_saved": self.fraction_saved,
         }
 
     def __str__(self) -> str:
+        audits = any(r.audit_planned for r in self.epochs)
         header = ["epoch", "phase", "planned", "unique", "trained", "full", "saved", "pruned",
-                  *(b.lower() for b in BUCKET_ORDER)]
+                  *(b.lower() for b in BUCKET_ORDER), *(("audit", "unfrozen") if audits else ())]
         rows = [header]
         for r in self.epochs:
             saved = 1.0 - r.reported / r.num_samples if r.num_samples else 0.0
             rows.append([str(r.epoch), r.phase, str(r.planned), str(r.unique_planned), str(r.reported),
                          str(r.num_samples), f"{saved:.1%}", str(r.pruned),
-                         *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER)])
+                         *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER),
+                         *((str(r.audit_reported), str(r.audit_unfrozen)) if audits else ())])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
         lines.append(
             f"trained {self.trained_passes} of {self.full_data_passes} full-data sample passes: "
-            f"{self.fraction_saved:.1%} saved (counted from reports)"
+            f"{self.fraction_saved:.1%} saved (counted from reports"
+            + (f"; {self.audit_passes} of them forgetting audits)" if audits else ")")
         )
         return "\n".join(lines)
 
@@ -98,7 +115,7 @@ class EfficiencyReport:
             raise ImportError("EfficiencyReport.plot needs matplotlib: pip install 'gekodata[plot]'") from exc
         epochs = [r.epoch for r in self.epochs]
         colors = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
-                  "FOCUS": "#f39c12", "HARD": "#e74c3c"}
+                  "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e44ad"}
         fig, (ax_b, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
         bottom = [0.0] * len(epochs)
         for name in BUCKET_ORDER:
@@ -130,3 +147,14 @@ class EfficiencyReport:
 
 def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
     return [EpochRecord(**row) for row in rows]
+
+
+def plot_data_map(store: Any, path: str, *, title: Optional[str] = None, max_points: int = 200_000) -> Any:
+    """Write a data map PNG of ``store`` (a :class:`~gekodata.state.GEKOStateStore`): confidence vs
+    variability per seen sample, coloured by bucket. Returns the :class:`~gekodata.datamap.DataMapPoints`
+    drawn. See :func:`gekodata.datamap.plot_data_map` (variability definition, subsampling above
+    ``max_points``). Needs matplotlib (``pip install 'gekodata[plot]'``).
+    """
+    from .datamap import plot_data_map as _plot_data_map
+
+    return _plot_data_map(store, path, title=title, max_points=max_points)

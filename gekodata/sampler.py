@@ -14,7 +14,7 @@ import math
 import operator
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sized, Tuple, Union
 
 import numpy as np
@@ -24,9 +24,9 @@ from torch.utils.data import Sampler
 from . import distributed as gdist
 from .dataset import PruningDataset
 from .plan import Budget, draw_counts, epoch_generator, resolve_budget, shuffled_plan
-from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy
+from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy, policy_from_config
 from .report import EfficiencyReport, EpochRecord, records_from_dicts
-from .state import COLUMNS, GEKOStateStore, atomic_write, check_report_shapes, read_state_file
+from .state import COLUMNS, OPTIONAL_COLUMNS, GEKOStateStore, atomic_write, check_report_shapes, read_state_file
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
@@ -34,6 +34,7 @@ SAMPLER_FORMAT = "gekodata.sampler"
 SAMPLER_FORMAT_VERSION = 1
 _ITER_CHUNK = 1 << 16
 _FINGERPRINT_LEN = 32
+_AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -69,6 +70,15 @@ class WeightedBucketSampler(Sampler[int]):
             is padded cyclically to a multiple of ``world_size``. False: every rank iterates the
             whole global plan, for wrappers that shard batches themselves (accelerate's
             ``BatchSamplerShard``, the HF Trainer).
+        audit_fraction: forgetting audit: each epoch this fraction (rounded up) of the samples
+            that are frozen (FREEZE) or pruned and not otherwise planned is drawn once, chosen at
+            random by a private generator seeded by (seed, epoch). Their draws are counted as
+            ``audit_planned`` / ``audit_reported`` in the efficiency report. 0 (default) disables
+            it. The loop needs no change: audited items come through the loader like any other.
+        audit_margin: an audited sample whose reported loss exceeds its loss EMA by more than
+            this (loss units; nats for cross-entropy) counts as forgotten: its state restarts from
+            that report (not pruned, streaks and EMAs reset, visits kept), so it leaves FREEZE and
+            is classified afresh at the next epoch.
 
     Epochs: call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``. It folds in
     every report so far and makes that epoch's plan (epoch 0 is planned on first use if
@@ -103,6 +113,8 @@ class WeightedBucketSampler(Sampler[int]):
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         shard: bool = True,
+        audit_fraction: float = 0.0,
+        audit_margin: float = 0.5,
     ) -> None:
         num_samples = data_source.num_samples if isinstance(data_source, PruningDataset) else len(data_source)
         if int(num_epochs) < 1:
@@ -119,6 +131,10 @@ class WeightedBucketSampler(Sampler[int]):
             raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
         if sync_every is not None and int(sync_every) < 1:
             raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")
+        if not 0.0 <= float(audit_fraction) <= 1.0:
+            raise ValueError(f"audit_fraction must be in [0, 1], got {audit_fraction}")
+        if not (math.isfinite(float(audit_margin)) and float(audit_margin) >= 0):
+            raise ValueError(f"audit_margin must be finite and >= 0, got {audit_margin}")
         if store is not None and len(store) != num_samples:
             raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")
         self.data_source = data_source
@@ -132,6 +148,9 @@ class WeightedBucketSampler(Sampler[int]):
         self.sync_every = None if sync_every is None else int(sync_every)
         self.rank, self.world_size = gdist.resolve_rank_world(rank, world_size)
         self.shard = bool(shard)
+        self.audit_fraction = float(audit_fraction)
+        self.audit_margin = float(audit_margin)
+        self._audit_pending: Optional[np.ndarray] = None  # sorted int64: audits not yet reported
         self._store = store if store is not None else GEKOStateStore(num_samples)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -147,7 +166,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
         self._records: List[EpochRecord] = []
-        self._pending: List[Tuple[Any, Any]] = []  # (idx int64 [n], values float32 [n, 3])
+        self._pending: List[Tuple[Any, Any]] = []  # (idx and pred int64 [n, 2], values float32 [n, 3])
         self._pending_rows = 0
         self._reports_since_sync = 0
         self._resume_at: Optional[int] = None
@@ -262,6 +281,7 @@ class WeightedBucketSampler(Sampler[int]):
         total = resolve_budget(self.budget, default_budget, self.num_samples)
         rng = epoch_generator(self.seed, epoch)
         counts = draw_counts(weights, total, rng)
+        audits = self._plan_audits(store, codes, counts, epoch)
         plan = shuffled_plan(counts, rng)
         if self.unbiased:
             self._set_loss_weights(weights)
@@ -276,9 +296,27 @@ class WeightedBucketSampler(Sampler[int]):
             pruned=store.num_pruned,
             buckets={b.name: int(n) for b, n in zip(Bucket, np.bincount(codes, minlength=len(Bucket)))},
             plan_seconds=time.perf_counter() - started,
+            audit_planned=len(audits),
         )
         self._records = [r for r in self._records if r.epoch != epoch] + [record]
         return plan
+
+    def _plan_audits(self, store: GEKOStateStore, codes: np.ndarray, counts: np.ndarray, epoch: int) -> np.ndarray:
+        """Pick this epoch's forgetting audits and add one draw each to ``counts`` (in place).
+
+        Candidates: seen samples that are frozen or pruned and have no draw this epoch. The
+        choice uses its own generator, so switching audits on leaves the rest of the plan as is.
+        """
+        if self.audit_fraction == 0:
+            self._audit_pending = None
+            return np.empty(0, dtype=np.int64)
+        candidates = np.flatnonzero(((codes == Bucket.FREEZE) | store.pruned) & (counts == 0) & store.seen)
+        num = min(len(candidates), math.ceil(self.audit_fraction * len(candidates)))
+        rng = np.random.default_rng([self.seed, epoch, _AUDIT_STREAM])
+        chosen = np.sort(candidates[rng.choice(len(candidates), num, replace=False)]) if num else candidates[:0]
+        counts[chosen] += 1
+        self._audit_pending = chosen.astype(np.int64)
+        return chosen
 
     def _set_loss_weights(self, weights: np.ndarray) -> None:
         positive = weights > 0
@@ -305,6 +343,8 @@ class WeightedBucketSampler(Sampler[int]):
         conf: SignalInput = None,
         correct: SignalInput = None,
         idx: SignalInput = None,
+        *,
+        pred: SignalInput = None,
     ) -> None:
         """Record per-sample signals of one batch.
 
@@ -317,6 +357,9 @@ class WeightedBucketSampler(Sampler[int]):
                 correct argmax for cross-entropy).
             idx: int [B], the samples' positions in the original dataset (``batch["idx"]`` from
                 :class:`PruningDataset`). Required.
+            pred: optional int [B], the predicted label (e.g. ``logits.argmax(-1)``), -1 for
+                unknown. Listed by :meth:`suspects`; with it the noise guard's wrong streak
+                counts only wrong answers that agree (see :mod:`gekodata.policy`).
 
         Torch tensors on any device, numpy arrays or lists. CPU inputs are validated now: a bad
         call raises ``ValueError`` naming the problem and records nothing. CUDA inputs are
@@ -327,10 +370,10 @@ class WeightedBucketSampler(Sampler[int]):
         if idx is None:
             raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
         self._ensure_plan()  # the current epoch's plan predates its reports
-        if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in (loss, conf, correct, idx)):
-            chunk = _device_chunk(idx, loss, conf, correct)
+        if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in (loss, conf, correct, idx, pred)):
+            chunk = _device_chunk(idx, loss, conf, correct, pred)
         else:
-            chunk = _host_chunk(self._store, idx, loss, conf, correct)
+            chunk = _host_chunk(self._store, idx, loss, conf, correct, pred)
         self._pending.append(chunk)
         self._pending_rows += int(chunk[0].shape[0])
         self._reports_since_sync += 1
@@ -356,12 +399,83 @@ class WeightedBucketSampler(Sampler[int]):
             return
         if len(idx) == 0:
             return
+        ints, idx = idx, idx[:, 0]
+        pred = ints[:, 1] if (ints[:, 1] >= 0).any() else None
+        loss, conf, correct = values[:, 0], values[:, 1], values[:, 2]
         try:
-            self._store.update(idx, values[:, 0], values[:, 1], values[:, 2])
+            self._store.validate(idx, loss, conf, correct, pred)
         except ValueError as exc:
             raise ValueError(f"reports folded at this sync point were rejected and dropped: {exc}") from None
+        audited, unfrozen = self._check_audits(idx, loss)
+        self._store.update(idx, loss, conf, correct, pred)
+        if unfrozen is not None:
+            self._store.columns["visits"][unfrozen[0]] = np.minimum(
+                unfrozen[1] + self._store.columns["visits"][unfrozen[0]], np.iinfo(np.uint16).max)
         if self._records:
-            self._records[-1].reported += len(idx)
+            record = self._records[-1]
+            record.reported += len(idx)
+            record.audit_reported += audited
+            record.audit_unfrozen += 0 if unfrozen is None else len(unfrozen[0])
+
+    def _check_audits(self, idx: np.ndarray, loss: np.ndarray) -> Tuple[int, Optional[Tuple[np.ndarray, np.ndarray]]]:
+        """Forgetting audit for the rows of a sync window that re-check frozen or pruned samples.
+
+        An audited sample whose reported loss exceeds its loss EMA by more than ``audit_margin``
+        was forgotten: its state restarts from this report (EMAs, streaks, pruned flag and bucket
+        reset, so it is classified afresh next epoch; visits kept). Returns the number of
+        audit rows and, for restarted samples, (indices, their visits before the reset).
+        """
+        if self._audit_pending is None or len(self._audit_pending) == 0:
+            return 0, None
+        rows = np.isin(idx, self._audit_pending)
+        if not rows.any():
+            return 0, None
+        audit_idx, audit_loss = idx[rows], loss[rows]
+        self._audit_pending = np.setdiff1d(self._audit_pending, audit_idx, assume_unique=True)
+        before = self._store.columns["loss_ema"][audit_idx].astype(np.float32)
+        forgotten = np.unique(audit_idx[audit_loss > before + np.float32(self.audit_margin)])
+        if len(forgotten) == 0:
+            return int(rows.sum()), None
+        visits = self._store.columns["visits"][forgotten].astype(np.int64)
+        self._store.reset(forgotten)
+        return int(rows.sum()), (forgotten, visits)
+
+    # ------------------------------------------------------------------ suspects
+    def suspects(self) -> "Suspects":
+        """Samples the noise guard classified SUSPECT at the current epoch's plan (probably
+        mislabeled; ``BucketPolicy(noise_guard=True)``), with what the store knows of them."""
+        self._ensure_plan()
+        store = self._store
+        idx = np.flatnonzero(store.bucket == Bucket.SUSPECT)
+        return Suspects(
+            idx=idx.astype(np.int64),
+            predicted=store.predicted[idx].astype(np.int64),
+            confidence=store.confidence[idx],
+            loss=store.loss[idx],
+            wrong_streak=store.wrong_streak[idx],
+            visits=store.visits[idx].astype(np.int64),
+        )
+
+    def export_suspects(self, path: Union[str, os.PathLike], labels: Optional[Any] = None) -> int:
+        """Write :meth:`suspects` as CSV (atomically) and return how many rows were written.
+
+        Columns: ``idx, predicted, confidence, loss, wrong_streak, visits`` and, when ``labels``
+        (the given label of every sample, indexable by ``idx``: array, tensor or list) is
+        passed, ``label`` after ``idx``. ``predicted`` is -1 where the loop reported no ``pred``.
+        """
+        found = self.suspects()
+        header = ["idx", "predicted", "confidence", "loss", "wrong_streak", "visits"]
+        columns = [found.idx, found.predicted, np.round(found.confidence, 4), np.round(found.loss, 4),
+                   found.wrong_streak, found.visits]
+        if labels is not None:
+            given = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+            if len(given) != self.num_samples:
+                raise ValueError(f"labels has {len(given)} entries but the dataset has {self.num_samples} samples")
+            header.insert(1, "label")
+            columns.insert(1, given[found.idx])
+        lines = [",".join(header)] + [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns))]
+        atomic_write(os.fspath(path), ("\n".join(lines) + "\n").encode())
+        return len(found.idx)
 
     # ------------------------------------------------------------------ results
     @property
@@ -445,6 +559,8 @@ class WeightedBucketSampler(Sampler[int]):
             state = self._store.state_dict()
             arrays: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in state["columns"].items()}
             arrays["plan"] = self._plan
+            if self._audit_pending is not None:
+                arrays["audit_pending"] = self._audit_pending
             if self._loss_weights is not None:
                 arrays["loss_weights"] = self._loss_weights.numpy()
             meta = {
@@ -455,6 +571,8 @@ class WeightedBucketSampler(Sampler[int]):
                 "budget": self.budget,
                 "unbiased": self.unbiased,
                 "unbiased_floor": self.unbiased_floor,
+                "audit_fraction": self.audit_fraction,
+                "audit_margin": self.audit_margin,
                 "epoch": self.epoch,
                 "planned_epoch": self._planned_epoch,
                 "classified_epoch": self._classified_epoch,
@@ -495,12 +613,21 @@ class WeightedBucketSampler(Sampler[int]):
                              f"this dataset has {self.num_samples}")
         if strict:
             mine = {"seed": self.seed, "budget": self.budget, "unbiased": self.unbiased,
-                    "unbiased_floor": self.unbiased_floor, "policy": self.policy.config()}
+                    "unbiased_floor": self.unbiased_floor, "policy": self.policy.config(),
+                    "audit_fraction": self.audit_fraction, "audit_margin": self.audit_margin}
+            saved = dict(meta)
+            saved.setdefault("audit_fraction", 0.0)  # files from before the audit existed
+            saved.setdefault("audit_margin", self.audit_margin if not saved["audit_fraction"] else None)
+            try:  # through the policy class, so settings added since the file was written take defaults
+                saved["policy"] = policy_from_config(meta.get("policy", {})).config()
+            except (TypeError, ValueError, KeyError):
+                pass
             for key, value in mine.items():
-                if json.loads(json.dumps(value)) != meta.get(key):
+                if json.loads(json.dumps(value)) != saved.get(key):
                     raise ValueError(f"{where}: saved {key} differs from this sampler's "
                                      f"(pass strict=False to load anyway)")
         expected = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if self._loss_weights is not None else set())
+        columns = [k for k in (*COLUMNS, *OPTIONAL_COLUMNS) if f"store.{k}" in arrays]
         missing = expected - set(arrays)
         if missing:
             raise ValueError(f"{where}: missing arrays {sorted(missing)}")
@@ -525,8 +652,10 @@ class WeightedBucketSampler(Sampler[int]):
             "config": store_meta.get("config", {}),
             "loss_scale": store_meta.get("loss_scale"),
             "total_updates": store_meta.get("total_updates", 0),
-            "columns": {k: arrays[f"store.{k}"] for k in COLUMNS},
+            "columns": {k: arrays[f"store.{k}"] for k in columns},
         })
+        audit = arrays.get("audit_pending")
+        self._audit_pending = None if audit is None else np.array(audit, dtype=np.int64)
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(np.array(arrays["loss_weights"], dtype=np.float32)))
         self._records = records
@@ -538,6 +667,21 @@ class WeightedBucketSampler(Sampler[int]):
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
                 f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
+
+
+@dataclass(frozen=True)
+class Suspects:
+    """Samples classified SUSPECT, as parallel arrays [K] (see :meth:`WeightedBucketSampler.suspects`)."""
+
+    idx: np.ndarray  # int64: positions in the original dataset
+    predicted: np.ndarray  # int64: last predicted label, -1 if the loop reported no pred
+    confidence: np.ndarray  # float32: EMA of the probability of the given label
+    loss: np.ndarray  # float32: loss EMA
+    wrong_streak: np.ndarray  # uint8: consecutive wrong reports (saturates at 7)
+    visits: np.ndarray  # int64: reported passes
+
+    def __len__(self) -> int:
+        return len(self.idx)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -579,36 +723,43 @@ def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
 
 
 def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,
-                correct: SignalInput) -> Tuple[np.ndarray, np.ndarray]:
-    """Validate a CPU report now; (idx int64 [n], values float32 [n, 3])."""
-    idx_a, loss_a, conf_a, correct_a = (_to_host_array(x) for x in (idx, loss, conf, correct))
-    check_report_shapes(idx_a, loss_a, conf_a, correct_a)
+                correct: SignalInput, pred: SignalInput = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate a CPU report now; (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3])."""
+    idx_a, loss_a, conf_a, correct_a, pred_a = (_to_host_array(x) for x in (idx, loss, conf, correct, pred))
+    check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
     _check_index_dtype(np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_,
                        np.issubdtype(idx_a.dtype, np.floating), idx_a.dtype)
     loss64 = loss_a.astype(np.float64)
     correct64 = None if correct_a is None else correct_a.astype(np.float64)
-    store.validate(idx_a, loss64, conf_a, correct64)
+    store.validate(idx_a, loss64, conf_a, correct64, pred_a)
     conf64 = np.exp(-loss64) if conf_a is None else conf_a.astype(np.float64)
     if correct64 is None:
         correct64 = (conf64 > 0.5).astype(np.float64)
     values = np.stack([loss64, conf64, correct64], axis=1).astype(np.float32)
-    return idx_a.astype(np.int64), values
+    ints = np.full((len(idx_a), 2), -1, dtype=np.int64)
+    ints[:, 0] = idx_a
+    if pred_a is not None:
+        ints[:, 1] = pred_a
+    return ints, values
 
 
 def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
-                  correct: SignalInput) -> Tuple[torch.Tensor, torch.Tensor]:
+                  correct: SignalInput, pred: SignalInput = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Shape-check a device report and keep it on the device; no host sync."""
-    device = next(x.device for x in (loss, conf, correct, idx) if isinstance(x, torch.Tensor) and x.device.type != "cpu")
-    tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True)
-               for x in (idx, loss, conf, correct)]
-    idx_t, loss_t, conf_t, correct_t = tensors
-    check_report_shapes(idx_t, loss_t, conf_t, correct_t)
+    given = (idx, loss, conf, correct, pred)
+    device = next(x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu")
+    tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True) for x in given]
+    idx_t, loss_t, conf_t, correct_t, pred_t = tensors
+    check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
     _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
                        idx_t.is_floating_point(), idx_t.dtype)
+    if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex()):
+        raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
     loss_f = loss_t.float()
     conf_f = torch.exp(-loss_f) if conf_t is None else conf_t.float()
     correct_f = (conf_f > 0.5).float() if correct_t is None else correct_t.float()
-    return idx_t.long(), torch.stack([loss_f, conf_f, correct_f], dim=1)
+    pred_l = torch.full_like(idx_t, -1, dtype=torch.int64) if pred_t is None else pred_t.long()
+    return torch.stack([idx_t.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
 
 
 def _gather_chunks(pending: List[Tuple[Any, Any]]) -> Tuple[np.ndarray, np.ndarray]:
@@ -618,7 +769,7 @@ def _gather_chunks(pending: List[Tuple[Any, Any]]) -> Tuple[np.ndarray, np.ndarr
         idx = torch.cat([torch.as_tensor(c[0]).to(device) for c in pending])
         values = torch.cat([torch.as_tensor(c[1]).to(device) for c in pending])
     else:
-        idx = torch.empty(0, dtype=torch.int64, device=device)
+        idx = torch.empty((0, 2), dtype=torch.int64, device=device)
         values = torch.empty((0, 3), dtype=torch.float32, device=device)
     all_idx = gdist.all_gather_rows(idx)
     all_values = gdist.all_gather_rows(values)

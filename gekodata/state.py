@@ -23,7 +23,17 @@ correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
 visits         uint16   2      reported passes, saturating at 65535.
 frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
 flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
-                               bit 4: last reported correctness.
+                               bit 4: last reported correctness, bits 5-7: wrong streak
+                               (consecutive wrong reports, saturating at 7).
+=============  =======  =====  ==============================================================
+
+Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
+4 more bytes per sample):
+
+=============  =======  =====  ==============================================================
+pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
+                               With it, the wrong streak counts only wrong reports that agree
+                               on the predicted label (a new wrong label restarts it at 1).
 =============  =======  =====  ==============================================================
 
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
@@ -43,6 +53,9 @@ _FORMAT_NAME = "gekodata.state"
 _BUCKET_MASK = np.uint8(0b0000_0111)
 _PRUNED_BIT = np.uint8(0b0000_1000)
 _CORRECT_BIT = np.uint8(0b0001_0000)
+_STREAK_SHIFT = 5
+_STREAK_MASK = np.uint8(0b1110_0000)
+MAX_WRONG_STREAK = 7
 _U8_SCALE = 255.0
 _MAX_VISITS = np.iinfo(np.uint16).max
 _MAX_STREAK = np.iinfo(np.uint8).max
@@ -57,14 +70,17 @@ COLUMNS: Dict[str, np.dtype] = {
     "frozen_streak": np.dtype(np.uint8),
     "flags": np.dtype(np.uint8),
 }
+OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
+    "pred_label": np.dtype(np.int32),
+}
 
 ArrayLike = Union[np.ndarray, "list[float]"]
 
 
-def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None) -> None:
+def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None) -> None:
     """``ValueError`` unless every given array (numpy or torch, on any device) is 1-D and as long
     as ``idx``. Reads shapes only, so it never syncs a device."""
-    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct))
+    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct), ("pred", pred))
     for name, arr in named:
         if arr is not None and len(arr.shape) != 1:
             raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
@@ -88,7 +104,7 @@ def _check_fraction(name: str, value: float) -> float:
 
 
 class GEKOStateStore:
-    """Per-sample state for ``num_samples`` samples, 12 bytes each.
+    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
@@ -105,8 +121,9 @@ class GEKOStateStore:
 
     Duplicate indices in one :meth:`update` are combined deterministically: their losses,
     confidences and correctness are averaged into a single observation (one EMA step, the
-    "last correct" bit set when the mean correctness is >= 0.5), and ``visits`` grows by the
-    multiplicity. The result does not depend on the order of the rows.
+    "last correct" bit set when the mean correctness is >= 0.5, the largest predicted label
+    kept), and ``visits`` grows by the multiplicity. The result does not depend on the order
+    of the rows.
     """
 
     def __init__(
@@ -190,6 +207,20 @@ class GEKOStateStore:
         return self.columns["flags"] & _BUCKET_MASK
 
     @property
+    def wrong_streak(self) -> np.ndarray:
+        """Consecutive wrong reports, uint8 [N], saturating at ``MAX_WRONG_STREAK`` (7). A correct
+        report resets it to 0; with predicted labels a wrong report whose label differs from the
+        last one restarts it at 1."""
+        return (self.columns["flags"] & _STREAK_MASK) >> _STREAK_SHIFT
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Last reported predicted label, int32 [N]; -1 where unknown (never reported)."""
+        if "pred_label" in self.columns:
+            return self.columns["pred_label"]
+        return np.full(self.num_samples, -1, dtype=np.int32)
+
+    @property
     def frozen_streak(self) -> np.ndarray:
         """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
         return self.columns["frozen_streak"]
@@ -210,13 +241,15 @@ class GEKOStateStore:
         loss: np.ndarray,
         conf: Optional[np.ndarray] = None,
         correct: Optional[np.ndarray] = None,
+        pred: Optional[np.ndarray] = None,
     ) -> None:
         """Raise ``ValueError`` naming the first problem with an update's arrays.
 
         Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, finite losses,
-        confidences and correctness in ``[0, 1]``. Touches nothing.
+        confidences and correctness in ``[0, 1]``, integer predicted labels in
+        ``[-1, 2^31)``. Touches nothing.
         """
-        check_report_shapes(idx, loss, conf, correct)
+        check_report_shapes(idx, loss, conf, correct, pred)
         if len(idx) == 0:
             return
         if not np.issubdtype(idx.dtype, np.integer):
@@ -241,6 +274,11 @@ class GEKOStateStore:
             if bad_mask.any():
                 where = int(np.flatnonzero(bad_mask)[0])
                 raise ValueError(f"{name} must be in [0, 1]; entry {where} is {arr[where]} (idx {idx[where]})")
+        if pred is not None:
+            if not np.issubdtype(pred.dtype, np.integer):
+                raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
+            if int(pred.min()) < -1 or int(pred.max()) > np.iinfo(np.int32).max:
+                raise ValueError("pred must be labels in [0, 2^31) or -1 (unknown)")
 
     def update(
         self,
@@ -248,6 +286,7 @@ class GEKOStateStore:
         loss: np.ndarray,
         conf: np.ndarray,
         correct: np.ndarray,
+        pred: Optional[np.ndarray] = None,
     ) -> None:
         """Fold one batch of observations into the store.
 
@@ -256,6 +295,8 @@ class GEKOStateStore:
             loss: float [B], per-sample loss (>= 0, finite).
             conf: float [B] in [0, 1], confidence (probability of the target).
             correct: float or bool [B] in [0, 1], correctness.
+            pred: optional int [B], predicted label (e.g. argmax class), -1 = unknown. The first
+                update with ``pred`` allocates the ``pred_label`` column.
 
         Raises ``ValueError`` (store unchanged) if the arrays are invalid.
         """
@@ -263,7 +304,8 @@ class GEKOStateStore:
         loss = np.asarray(loss, dtype=np.float32)
         conf = np.asarray(conf, dtype=np.float32)
         correct = np.asarray(correct, dtype=np.float32)
-        self.validate(idx, loss, conf, correct)
+        pred = None if pred is None else np.asarray(pred)
+        self.validate(idx, loss, conf, correct, pred)
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
@@ -273,6 +315,10 @@ class GEKOStateStore:
             loss, conf, correct = (
                 (np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct)
             )
+            if pred is not None:
+                merged = np.full(len(idx), -1, dtype=np.int64)
+                np.maximum.at(merged, inverse, pred.astype(np.int64))
+                pred = merged
 
         quantile = float(np.quantile(loss, self.loss_scale_quantile))
         self.loss_scale = max(self.loss_scale, quantile)
@@ -305,8 +351,21 @@ class GEKOStateStore:
         cols["q_value"][idx] = q
         step = 1 if multiplicity is None else multiplicity
         cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, _MAX_VISITS)
-        flags = cols["flags"][idx] & ~_CORRECT_BIT
-        flags[correct >= 0.5] |= _CORRECT_BIT
+        is_correct = correct >= 0.5
+        flags = cols["flags"][idx]
+        streak = (flags >> _STREAK_SHIFT).astype(np.int64) + 1
+        if pred is not None:
+            if "pred_label" not in cols:
+                cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
+            last_pred = cols["pred_label"][idx]
+            streak[(pred >= 0) & (last_pred >= 0) & (pred != last_pred)] = 1  # a new wrong answer
+            known = pred >= 0
+            cols["pred_label"][idx[known]] = pred[known]
+        streak = np.minimum(streak, MAX_WRONG_STREAK).astype(np.uint8)
+        streak[is_correct] = 0
+        flags &= ~(_CORRECT_BIT | _STREAK_MASK)
+        flags |= streak << _STREAK_SHIFT
+        flags[is_correct] |= _CORRECT_BIT
         cols["flags"][idx] = flags
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
 
@@ -349,9 +408,10 @@ class GEKOStateStore:
             self.columns["flags"][target] &= ~_PRUNED_BIT
 
     def reset(self, idx: np.ndarray) -> None:
-        """Return rows ``idx`` to the never-seen state (all columns 0, not pruned)."""
-        for col in self.columns.values():
-            col[idx] = 0
+        """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
+        label -1)."""
+        for name, col in self.columns.items():
+            col[idx] = -1 if name == "pred_label" else 0
 
     # -------------------------------------------------------------- persistence
     def config(self) -> Dict[str, float]:
@@ -383,9 +443,11 @@ class GEKOStateStore:
                 f"state is for {state.get('num_samples')} samples but this store has {self.num_samples}"
             )
         columns = state.get("columns")
-        if not isinstance(columns, Mapping) or set(columns) != set(COLUMNS):
-            raise ValueError(f"state must hold exactly the columns {sorted(COLUMNS)}")
-        for name, dtype in COLUMNS.items():
+        if not isinstance(columns, Mapping) or not set(COLUMNS) <= set(columns) <= set(COLUMNS) | set(OPTIONAL_COLUMNS):
+            raise ValueError(f"state must hold the columns {sorted(COLUMNS)} and optionally {sorted(OPTIONAL_COLUMNS)}")
+        dtypes = {**COLUMNS, **OPTIONAL_COLUMNS}
+        for name in columns:
+            dtype = dtypes[name]
             col = np.asarray(columns[name])
             if col.dtype != dtype or col.shape != (self.num_samples,):
                 raise ValueError(
@@ -408,7 +470,7 @@ class GEKOStateStore:
         for key, value in new_config.items():
             setattr(self, key, value)
         self.loss_scale, self.total_updates = loss_scale, total_updates
-        self.columns = {name: np.array(columns[name], dtype=dtype) for name, dtype in COLUMNS.items()}
+        self.columns = {name: np.array(columns[name], dtype=dtypes[name]) for name in dtypes if name in columns}
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
         """Write the store to ``path`` as safetensors, atomically (temp file, fsync, rename).
