@@ -230,14 +230,20 @@ def make_loader(task: Task, arm: str, seed: int, budget: Optional[dict]):
     return DataLoader(dataset, batch_size=task.batch_size, sampler=sampler), sampler, epochs, pass_budget
 
 
-def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[dict]) -> dict:
-    """Train one arm from ``init_state``; per-epoch test accuracy, wall-clock and passes."""
+def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[dict],
+            loader_factory: Callable = make_loader,
+            on_epoch: Optional[Callable[[int, Optional[WeightedBucketSampler]], dict]] = None) -> dict:
+    """Train one arm from ``init_state``; per-epoch test accuracy, wall-clock and passes.
+
+    ``loader_factory`` has :func:`make_loader`'s signature (other benchmarks add arms through it);
+    ``on_epoch(epoch, sampler)`` returns extra figures stored in that epoch's curve point (not
+    timed)."""
     model = task.make_model(seed)
     model.load_state_dict(init_state)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
     torch.manual_seed(seed)  # dropout
-    loader, sampler, epochs, pass_budget = make_loader(task, arm, seed, budget)
+    loader, sampler, epochs, pass_budget = loader_factory(task, arm, seed, budget)
     reports = sampler is not None and arm not in ("random_subset", "same_budget")
     weighted = arm in ("gekodata_unbiased", "infobatch")
     curve, passes_per_epoch = [], []
@@ -262,7 +268,7 @@ def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[
             opt.zero_grad(set_to_none=True)
             if reports:
                 t = time.perf_counter()
-                sampler.report(loss, conf, correct, batch["idx"])
+                sampler.report(loss, conf, correct, batch["idx"], pred=logits.detach().argmax(-1))
                 selection_s += time.perf_counter() - t
             epoch_passes += len(loss)
             passes += len(loss)
@@ -270,7 +276,8 @@ def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[
                 break
         train_s += time.perf_counter() - started
         passes_per_epoch.append(epoch_passes)
-        curve.append({"epoch": epoch, "train_s": train_s, "passes": passes, "metric": task.evaluate(model)})
+        curve.append({"epoch": epoch, "train_s": train_s, "passes": passes, "metric": task.evaluate(model),
+                      **(on_epoch(epoch, sampler) if on_epoch else {})})
         if pass_budget and passes >= pass_budget:
             break
     return {"final_metric": curve[-1]["metric"], "wall_clock_s": train_s, "sample_passes": passes,

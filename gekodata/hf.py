@@ -190,16 +190,18 @@ def _index_of(batch: Any, key: str, where: str) -> torch.Tensor:
 
 
 def report_batch(loader: Any, batch: Mapping, loss: torch.Tensor, conf: Optional[torch.Tensor] = None,
-                 correct: Optional[torch.Tensor] = None) -> None:
-    """``sampler.report(loss, conf, correct, batch["idx"])`` for the sampler behind ``loader``.
+                 correct: Optional[torch.Tensor] = None, *, pred: Optional[torch.Tensor] = None) -> None:
+    """``sampler.report(loss, conf, correct, batch["idx"], pred=pred)`` for the sampler behind
+    ``loader``.
 
-    ``loss``, ``conf``, ``correct``: [B] for the B rows of ``batch`` (this process's rows; the
-    sampler gathers all processes' reports at its next sync point). Raises as
-    :func:`sampler_of` does, and ``ValueError`` if the batch carries no usable index.
+    ``loss``, ``conf``, ``correct`` (and the optional predicted labels ``pred``): [B] for the B
+    rows of ``batch`` (this process's rows; the sampler gathers all processes' reports at its next
+    sync point). Raises as :func:`sampler_of` does, and ``ValueError`` if the batch carries no
+    usable index.
     """
     sampler = sampler_of(loader)
     key = sampler.data_source.index_key if isinstance(sampler.data_source, PruningDataset) else "idx"
-    sampler.report(loss, conf, correct, _index_of(batch, key, "report_batch"))
+    sampler.report(loss, conf, correct, _index_of(batch, key, "report_batch"), pred=pred)
 
 
 # ---------------------------------------------------------------------------- signals and loss
@@ -451,7 +453,9 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         else:  # this micro-batch's mean; Trainer divides by the accumulation steps
             loss = weighted.sum() / items.sum().clamp(min=1)
             self.loss_is_scaled_for_ga = False
-        self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx)
+        # classification logits [B, K]: the argmax is the predicted label (for the noise guard)
+        pred = logits.detach().argmax(-1) if logits.dim() == 2 else None
+        self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

@@ -224,9 +224,11 @@ class SelectionPolicy:
         return weights
 
     def default_budget(self, weights: np.ndarray) -> float:
-        """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
-        and pruned samples shorten the epoch."""
-        return float(np.count_nonzero(weights))
+        """Draws per epoch without an explicit budget: one per sample of weight >= 1 and ``w`` of
+        a draw for a sample of weight ``w`` < 1 (so a rarely drawn SUSPECT or floored sample does
+        not add a whole pass that would go to the others), i.e. ``sum(min(w, 1))``. Frozen and
+        pruned samples (weight 0) shorten the epoch."""
+        return float(np.minimum(weights, 1.0).sum())
 
     def loss_weight_table(self, weights: np.ndarray) -> Optional[np.ndarray]:
         """float32 [N] loss weight per sample for this epoch, or None (no loss weights)."""
@@ -452,10 +454,6 @@ class InfoBatchPolicy(SelectionPolicy):
             seen_loss = loss[seen].astype(np.float64)
             codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
         return codes
-
-    def default_budget(self, weights: np.ndarray) -> float:
-        """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
-        return float(weights.sum())
 
     def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""

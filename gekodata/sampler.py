@@ -51,14 +51,15 @@ class WeightedBucketSampler(Sampler[int]):
             ``(e + 0.5) / num_epochs`` (see :mod:`gekodata.policy`).
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
             is read or written. Must be the same on every rank.
-        budget: draws per epoch (global, over all ranks). None (default): the number of samples
-            with weight > 0, so frozen and pruned samples shorten the epoch. An int: exactly that
-            many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
+        budget: draws per epoch (global, over all ranks). None (default): the policy's default,
+            for ``BucketPolicy`` one draw per sample of weight >= 1 and ``w`` of a draw per sample
+            of weight ``w`` < 1 (e.g. SUSPECT), so frozen and pruned samples shorten the epoch.
+            An int: exactly that many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
         unbiased: attach a loss weight ``v_i = sum(w) / (N_live * w_i)`` to every draw, so that
             the epoch mean of ``v * loss`` estimates the mean loss over all live samples. Every
             live sample then keeps at least ``unbiased_floor`` weight.
         unbiased_floor: weight given in unbiased mode to live samples whose bucket weight is lower
-            (e.g. FREEZE); each such sample adds this fraction of a pass to the default budget.
+            (e.g. FREEZE); each such sample counts this fraction of a pass in the default budget.
         store: an existing store to continue from; default a fresh ``GEKOStateStore``.
         sync_every: fold reports into the store every this many :meth:`report` calls as well as
             at each epoch boundary (None: epoch boundaries only). Under ``torch.distributed``
@@ -275,8 +276,8 @@ class WeightedBucketSampler(Sampler[int]):
             if self.policy.max_times_seen is not None:
                 live &= store.visits < self.policy.max_times_seen
             to_floor = live & (weights < self.unbiased_floor)
-            # each floored sample that had weight 0 adds unbiased_floor of a pass to the budget
-            default_budget += self.unbiased_floor * int(np.count_nonzero(to_floor & (weights == 0)))
+            # a floored sample counts min(floor, 1) of a pass in the budget (see default_budget)
+            default_budget += float((min(self.unbiased_floor, 1.0) - np.minimum(weights[to_floor], 1.0)).sum())
             weights[to_floor] = self.unbiased_floor
         total = resolve_budget(self.budget, default_budget, self.num_samples)
         rng = epoch_generator(self.seed, epoch)

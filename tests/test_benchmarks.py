@@ -32,3 +32,26 @@ def test_time_to_quality_writes_every_arm(tmp_path):
     assert 0 <= result["arms"]["same_budget"]["sample_passes"][0] - geko["sample_passes"][0] < 64
     assert (tmp_path / "t2_quick.png").stat().st_size > 0
     assert "| gekodata |" in (tmp_path / "t2_quick.md").read_text()
+
+
+def test_noise_benchmark_injects_flips_and_scores_suspects(tmp_path):
+    import noise
+    import torch
+
+    labels = torch.arange(1000) % 10
+    noisy, flipped = noise.inject_noise(labels, 10, 0.2, seed=3)
+    assert flipped.sum() == 200 and (noisy[torch.from_numpy(flipped)] != labels[torch.from_numpy(flipped)]).all()
+    assert (noisy[torch.from_numpy(~flipped)] == labels[torch.from_numpy(~flipped)]).all()
+    assert ((noisy >= 0) & (noisy < 10)).all()
+    noise.main(["--task", "t2", "--quick", "--epochs", "2", "--rates", "0.2", "--arms", "full", "gekodata_guard",
+                "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "noise_t2_quick.json").read_text())
+    (rate,) = result["rates"]
+    assert rate["rate"] == 0.2 and set(rate["arms"]) == {"full", "gekodata_guard"}
+    guard = rate["arms"]["gekodata_guard"]
+    suspects = guard["suspects"][0]
+    assert 0.0 <= suspects["precision"] <= 1.0 and 0.0 <= suspects["recall"] <= 1.0
+    assert [p["epoch"] for p in guard["curves"][0]] == [0, 1] and "suspect" in guard["curves"][0][-1]
+    assert rate["arms"]["full"]["suspects"] == [None]
+    assert "| 20% | gekodata_guard |" in (tmp_path / "noise_t2_quick.md").read_text()
+    assert (tmp_path / "noise_t2_quick.png").stat().st_size > 0
