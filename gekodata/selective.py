@@ -65,6 +65,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .tokens import private_generator
+
 ROW_STRATEGIES = ("topk", "random", "weighted")
 
 
@@ -91,20 +93,19 @@ def _check_scores(scores: Any) -> torch.Tensor:
     return scores
 
 
+def _checked(scores: Any, fraction: float, strategy: str) -> "tuple[torch.Tensor, int, int]":
+    """Validated (scores [B], B, rows kept k) for a row-selection call."""
+    scores = _check_scores(scores)
+    fraction = _check_fraction(fraction)
+    if strategy not in ROW_STRATEGIES:
+        raise ValueError(f"strategy must be one of {ROW_STRATEGIES}, got {strategy!r}")
+    return scores, scores.numel(), num_kept(scores.numel(), fraction)
+
+
 def num_kept(batch_size: int, fraction: float) -> int:
     """Rows kept from a batch of ``batch_size``: ``max(1, floor(fraction * B + 0.5))``."""
     fraction = _check_fraction(fraction)
     return max(1, min(int(batch_size), math.floor(fraction * batch_size + 0.5)))
-
-
-def _private_generator(generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        return generator
-    g = torch.Generator()
-    g.seed()  # private and non-deterministic; the global RNG is never touched
-    return g
 
 
 def _rank_ascending(scores: torch.Tensor) -> torch.Tensor:
@@ -125,12 +126,7 @@ def inclusion_probabilities(scores: torch.Tensor, fraction: float, strategy: str
       exceed 1 are kept surely and the rest rescaled).
     * ``"topk"``: 1 for the ``k`` highest scores, 0 otherwise (deterministic).
     """
-    scores = _check_scores(scores)
-    fraction = _check_fraction(fraction)
-    if strategy not in ROW_STRATEGIES:
-        raise ValueError(f"strategy must be one of {ROW_STRATEGIES}, got {strategy!r}")
-    b = scores.numel()
-    k = num_kept(b, fraction)
+    scores, b, k = _checked(scores, fraction, strategy)
     dev = scores.device
     if strategy == "random":
         return torch.full((b,), k / b, dtype=torch.float64, device=dev)
@@ -180,17 +176,12 @@ def select_rows(
     Returns:
         int64 [k] row indices in increasing order, on ``scores``' device.
     """
-    scores = _check_scores(scores)
-    fraction = _check_fraction(fraction)
-    if strategy not in ROW_STRATEGIES:
-        raise ValueError(f"strategy must be one of {ROW_STRATEGIES}, got {strategy!r}")
-    b = scores.numel()
-    k = num_kept(b, fraction)
+    scores, b, k = _checked(scores, fraction, strategy)
     dev = scores.device
     if strategy == "topk":
         rows = torch.sort(-scores, stable=True).indices[:k]  # highest first, ties: lower index
     else:
-        gen = _private_generator(generator)
+        gen = private_generator(generator)
         if strategy == "random":
             u = torch.rand(b, generator=gen, device=gen.device).to(dev)
             rows = torch.topk(u, k).indices
@@ -330,7 +321,7 @@ class SelectiveBackprop:
         if strategy not in ROW_STRATEGIES:
             raise ValueError(f"strategy must be one of {ROW_STRATEGIES}, got {strategy!r}")
         self.strategy = strategy
-        self.generator = _private_generator(generator) if strategy != "topk" else generator
+        self.generator = private_generator(generator) if strategy != "topk" else generator
         self.steps = 0
         self.samples_seen = 0
         self.samples_scored = 0

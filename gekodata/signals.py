@@ -40,6 +40,28 @@ def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signa
     return loss, conf, correct
 
 
+def check_causal_lm_inputs(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """``TypeError``/``ValueError`` unless ``logits`` is a float [B, T, V] tensor and ``labels`` an
+    integer [B, T] tensor (with a hint when the labels look already shifted). Shared by
+    :func:`causal_lm_signals` and :mod:`gekodata.tokens`."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError("logits and labels must be torch tensors")
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be [B, T, V], got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating-point tensor, got {logits.dtype}")
+    if labels.dim() != 2 or tuple(labels.shape) != tuple(logits.shape[:2]):
+        hint = ""
+        if labels.dim() == 2 and labels.shape[0] == logits.shape[0] and labels.shape[1] == logits.shape[1] - 1:
+            hint = " (labels look already shifted: pass shift=False with logits[:, :-1])"
+        raise ValueError(
+            f"labels must be [B, T] = {tuple(logits.shape[:2])} to match logits [B, T, V], "
+            f"got {tuple(labels.shape)}{hint}"
+        )
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer token ids, got {labels.dtype}")
+
+
 def causal_lm_signals(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -69,18 +91,7 @@ def causal_lm_signals(
 
     A sample with no target tokens gets loss 0, conf 1 and correct True: it has nothing to learn.
     """
-    if logits.dim() != 3:
-        raise ValueError(f"logits must be [B, T, V], got shape {tuple(logits.shape)}")
-    if labels.dim() != 2 or tuple(labels.shape) != tuple(logits.shape[:2]):
-        hint = ""
-        if labels.dim() == 2 and labels.shape[0] == logits.shape[0] and labels.shape[1] == logits.shape[1] - 1:
-            hint = " (labels look already shifted: pass shift=False with logits[:, :-1])"
-        raise ValueError(
-            f"labels must be [B, T] = {tuple(logits.shape[:2])} to match logits [B, T, V], "
-            f"got {tuple(labels.shape)}{hint}"
-        )
-    if labels.is_floating_point():
-        raise ValueError(f"labels must be integer token ids, got {labels.dtype}")
+    check_causal_lm_inputs(logits, labels)
     if shift:
         logits = logits[:, :-1, :]
         labels = labels[:, 1:]

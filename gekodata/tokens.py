@@ -45,6 +45,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .signals import check_causal_lm_inputs
+
 SCORINGS = ("entropy", "margin", "loss", "combined")
 STRATEGIES = ("topk", "stratified", "sequence_aware", "random")
 
@@ -53,26 +55,6 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
 
 # --------------------------------------------------------------------------- validation
-def _check_logits_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
-    """Shape / dtype checks shared with :func:`gekodata.signals.causal_lm_signals`."""
-    if not isinstance(logits, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise TypeError("logits and labels must be torch tensors")
-    if logits.dim() != 3:
-        raise ValueError(f"logits must be [B, T, V], got shape {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating-point tensor, got {logits.dtype}")
-    if labels.dim() != 2 or tuple(labels.shape) != tuple(logits.shape[:2]):
-        hint = ""
-        if labels.dim() == 2 and labels.shape[0] == logits.shape[0] and labels.shape[1] == logits.shape[1] - 1:
-            hint = " (labels look already shifted: pass shift=False with logits[:, :-1])"
-        raise ValueError(
-            f"labels must be [B, T] = {tuple(logits.shape[:2])} to match logits [B, T, V], "
-            f"got {tuple(labels.shape)}{hint}"
-        )
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be integer token ids, got {labels.dtype}")
-
-
 def _targets(
     logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, shift: bool
 ) -> torch.Tensor:
@@ -159,7 +141,7 @@ def token_difficulty(
         ValueError: bad shapes/dtypes, unknown ``scoring``, ``V < 2``, or (CPU tensors) label ids
             outside ``[0, V)`` other than ``ignore_index``.
     """
-    _check_logits_labels(logits, labels)
+    check_causal_lm_inputs(logits, labels)
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     batch, steps, vocab = logits.shape
@@ -228,7 +210,8 @@ def _round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
-def _private_generator(generator: torch.Generator | None) -> torch.Generator:
+def private_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator`` if given (type-checked), else a fresh non-deterministically seeded one."""
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -320,10 +303,10 @@ def select_tokens(
     if strategy == "topk":
         mask = _ranks_desc(d) < k
     elif strategy == "random":
-        u = _uniform(n, _private_generator(generator), d.device)
+        u = _uniform(n, private_generator(generator), d.device)
         mask = _ranks_desc(torch.where(valid, u, d)) < k
     elif strategy == "stratified":
-        mask = _stratified(d, valid, n_valid, k, num_bands, _private_generator(generator))
+        mask = _stratified(d, valid, n_valid, k, num_bands, private_generator(generator))
     else:
         mask = _sequence_aware(d.view(shape), valid.view(shape), k, min_per_sequence)
     return (mask & valid).view(shape)
@@ -471,7 +454,7 @@ def masked_token_loss(
     still runs a full backward (see the module docstring: this changes what is learned, it does
     not save FLOPs).
     """
-    _check_logits_labels(logits, labels)
+    check_causal_lm_inputs(logits, labels)
     vocab = logits.shape[-1]
     if shift:
         logits = logits[:, :-1, :]
