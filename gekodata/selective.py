@@ -28,7 +28,10 @@ Two usage shapes
 
    Cost in forward-units per sample (forward = 1, backward = 2): ``B * 1 + k * 3`` against
    ``B * 3`` for the full batch, i.e. a saving only for ``keep_fraction < 2/3`` (at 0.5: 2.5/3,
-   17% fewer FLOPs; at 0.25: 1.75/3, 42% fewer). A no-grad forward also stores no activations.
+   17% fewer FLOPs; at 0.25: 1.75/3, 42% fewer). With a frozen base (LoRA) a backward costs
+   about one forward, so the break-even is ``keep_fraction < 1/2``: measured on SmolLM2-135M LoRA
+   (``benchmarks/tokens.py``), keep 0.5 with a scoring pass saved nothing. A no-grad forward also
+   stores no activations.
 
 2. **No scoring pass: rank by gekodata's stored loss EMA.** Rows carry their dataset index
    (``PruningDataset`` puts it in ``batch["idx"]``); the store already holds each sample's loss
@@ -389,16 +392,23 @@ class SelectiveBackprop:
             elapsed = time.perf_counter() - t0
             self.record_time(**{phase: elapsed})
 
-    def cost_summary(self) -> dict[str, float]:
+    def cost_summary(self, backward_cost: float = 2.0) -> dict[str, float]:
         """Analytic cost next to measured time.
 
-        FLOP units: a forward is 1 unit per sample and a backward 2 units, so a full-batch step
-        costs ``3 * samples_seen`` and selective backprop ``samples_scored + 3 *
-        samples_backpropagated``. ``flop_ratio`` < 1 means a real saving; the seconds show whether
-        the hardware agreed (small sub-batches use an accelerator less efficiently).
+        FLOP units: a forward is 1 unit per sample and a backward ``backward_cost`` units (2 for
+        full training, where weight and input gradients each cost about a forward; about 1 when
+        the base is frozen, e.g. LoRA, where only input gradients flow through it). A full-batch
+        step costs ``(1 + backward_cost) * samples_seen`` and selective backprop ``samples_scored
+        + (1 + backward_cost) * samples_backpropagated``, so with a scoring pass it saves only
+        when ``keep_fraction < backward_cost / (1 + backward_cost)`` (2/3 for full training, 1/2
+        under LoRA). ``flop_ratio`` < 1 means a real saving; the seconds show whether the
+        hardware agreed (small sub-batches use an accelerator less efficiently).
         """
-        full = 3.0 * self.samples_seen
-        selective = float(self.samples_scored) + 3.0 * self.samples_backpropagated
+        if not (math.isfinite(backward_cost) and backward_cost >= 0):
+            raise ValueError(f"backward_cost must be finite and >= 0, got {backward_cost}")
+        step = 1.0 + float(backward_cost)
+        full = step * self.samples_seen
+        selective = float(self.samples_scored) + step * self.samples_backpropagated
         return {
             "steps": float(self.steps),
             "samples_seen": float(self.samples_seen),
@@ -408,6 +418,7 @@ class SelectiveBackprop:
             "flop_units_full": full,
             "flop_units_selective": selective,
             "flop_ratio": selective / full if full else 0.0,
+            "backward_cost": float(backward_cost),
             "scoring_seconds": self.scoring_seconds,
             "training_seconds": self.training_seconds,
             "total_seconds": self.scoring_seconds + self.training_seconds,

@@ -241,6 +241,10 @@ def test_counters_and_cost_summary_add_up():
     assert cost["flop_units_full"] == 3 * 56
     assert cost["flop_units_selective"] == 40 + 3 * 14
     assert cost["flop_ratio"] == pytest.approx((40 + 42) / 168)
+    lora = sb.cost_summary(backward_cost=1.0)  # frozen base: a backward costs about one forward
+    assert lora["flop_units_full"] == 2 * 56 and lora["flop_units_selective"] == 40 + 2 * 14
+    with pytest.raises(ValueError, match="backward_cost"):
+        sb.cost_summary(backward_cost=-1)
     assert cost["kept_fraction"] == pytest.approx(14 / 56)
     assert cost["scoring_seconds"] == 0.5 and cost["training_seconds"] >= 1.5
     assert cost["total_seconds"] == pytest.approx(cost["scoring_seconds"] + cost["training_seconds"])
