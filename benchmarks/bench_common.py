@@ -25,3 +25,16 @@ def write_results(out: Path, name: str, report: Dict[str, Any], plot: Callable[[
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     plot(out / f"{name}.png")
     print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
+
+
+def update_readme(name: str, text: str, readme: Path = Path(__file__).resolve().parents[1] / "README.md") -> bool:
+    """Replace the README block between ``<!-- bench:name -->`` and ``<!-- /bench:name -->``;
+    False (README untouched) if the markers are missing."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
+    return True

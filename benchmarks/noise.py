@@ -46,6 +46,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import time_to_quality as ttq
+from bench_common import update_readme
 from gekodata import Bucket, BucketPolicy, PruningDataset, WeightedBucketSampler
 
 ARMS = ("full", "gekodata", "gekodata_guard", "infobatch")
@@ -74,11 +75,15 @@ def noisy_task(task: ttq.Task, rate: float, seed: int) -> "tuple[ttq.Task, np.nd
     return dataclasses.replace(task, train=ttq.TensorDictDataset(**columns)), flipped
 
 
+GUARD: Dict[str, int] = {}  # BucketPolicy overrides for the guard arm (--suspect-streak)
+
+
 def make_loader(task: ttq.Task, arm: str, seed: int, budget: Optional[dict]):
     if arm != "gekodata_guard":
         return ttq.make_loader(task, arm, seed, budget)
     dataset = PruningDataset(task.train)
-    sampler = WeightedBucketSampler(dataset, BucketPolicy(noise_guard=True), num_epochs=task.epochs, seed=seed)
+    sampler = WeightedBucketSampler(dataset, BucketPolicy(noise_guard=True, **GUARD), num_epochs=task.epochs,
+                                    seed=seed)
     return DataLoader(dataset, batch_size=task.batch_size, sampler=sampler), sampler, task.epochs, None
 
 
@@ -107,7 +112,7 @@ def final_suspects(sampler: Optional[WeightedBucketSampler], flipped: np.ndarray
     if sampler is None or not isinstance(sampler.policy, BucketPolicy):
         return None
     sampler.flush()
-    guard = dataclasses.replace(sampler.policy, noise_guard=True)
+    guard = dataclasses.replace(sampler.policy, noise_guard=True, **GUARD)
     return precision_recall(guard.classify(sampler.store) == Bucket.SUSPECT, flipped)
 
 
@@ -217,11 +222,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--epochs", type=int, help="override the task's epochs")
     parser.add_argument("--rates", type=float, nargs="*", default=list(RATES))
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: the task's)")
+    parser.add_argument("--suspect-streak", type=int, help="the guard arm's suspect_streak (default: the policy's)")
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for a --suspect-streak variant)")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
     parser.add_argument("--out", type=Path, default=ttq.ROOT / "benchmarks" / "results")
     parser.add_argument("--render", action="store_true", help="redraw table, PNG and README block from the JSON")
     args = parser.parse_args(argv)
-    stem = args.out / (f"noise_{args.task}" + ("_quick" if args.quick else ""))
+    stem = args.out / (f"noise_{args.task}" + ("_quick" if args.quick else "") + args.tag)
+    if args.suspect_streak:
+        GUARD["suspect_streak"] = args.suspect_streak
     if args.render:
         result = json.loads(stem.with_suffix(".json").read_text())
     else:
@@ -229,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         task.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
         task.epochs = args.epochs or (4 if args.quick else task.epochs)
         torch.set_num_threads(args.threads or task.threads or ttq.DEFAULT_THREADS)
-        result = {"task": args.task, "title": task.title, "mode": "quick" if args.quick else "full",
+        result = {"task": args.task, "title": task.title, "guard": dict(GUARD), "mode": "quick" if args.quick else "full",
                   "machine": ttq.machine(), "date": dt.date.today().isoformat(), "seeds": task.seeds,
                   "config": {"epochs": task.epochs, "batch_size": task.batch_size, "lr": task.lr,
                              "noise": "symmetric, uniform over the other classes", **task.notes},
@@ -243,7 +252,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("\n" + text)
     stem.with_suffix(".md").write_text(text)
     plot(result, stem.with_suffix(".png"))
-    if result["mode"] == "full" and ttq.update_readme(f"noise_{args.task}", text):
+    if result["mode"] == "full" and not args.tag and update_readme(f"noise_{args.task}", text):
         print(f"README.md: noise_{args.task} table updated")
     print(f"wrote {stem}.json, .md and .png")
 

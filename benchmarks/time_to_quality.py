@@ -69,7 +69,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from bench_common import machine_info
+from bench_common import machine_info, update_readme
 from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
@@ -368,18 +368,6 @@ def plot(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def update_readme(task: str, text: str, readme: Path = ROOT / "README.md") -> bool:
-    """Replace the README block between ``<!-- bench:task -->`` and ``<!-- /bench:task -->``."""
-    start, end = f"<!-- bench:{task} -->", f"<!-- /bench:{task} -->"
-    content = readme.read_text()
-    if start not in content or end not in content:
-        return False
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
-    return True
 
 
 # ---------------------------------------------------------------------------------------- main

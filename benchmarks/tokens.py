@@ -102,7 +102,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_common import machine_info, write_results
+from bench_common import machine_info, update_readme, write_results
 
 from gekodata import GEKOStateStore
 from gekodata.selective import SelectiveBackprop, subset_batch
@@ -544,6 +544,8 @@ def run(mode: str, out: Path, seeds: list[int] | None = None, parts: list[str] |
     text = table(result)
     (out / f"{name}.md").write_text(text)
     print("\n" + text)
+    if mode == "full" and update_readme("tokens", text):
+        print("README.md: tokens table updated")
     return result
 
 
@@ -556,6 +558,8 @@ def render(path: Path) -> dict[str, Any]:
     path.with_suffix(".md").write_text(text)
     plot(result, path.with_suffix(".png"))
     print(text)
+    if result.get("mode") == "full" and update_readme("tokens", text):
+        print("README.md: tokens table updated")
     return result
 
 
