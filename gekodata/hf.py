@@ -438,7 +438,8 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
-        loss_i, conf, correct, items = per_sample_signals(logits, labels, self._signals_task(model, logits))
+        task = self._signals_task(model, logits)
+        loss_i, conf, correct, items = per_sample_signals(logits, labels, task)
         if loss_i.shape != idx.shape:
             raise ValueError(f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
                              f"{tuple(idx.shape)}")
@@ -453,8 +454,8 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         else:  # this micro-batch's mean; Trainer divides by the accumulation steps
             loss = weighted.sum() / items.sum().clamp(min=1)
             self.loss_is_scaled_for_ga = False
-        # classification logits [B, K]: the argmax is the predicted label (for the noise guard)
-        pred = logits.detach().argmax(-1) if logits.dim() == 2 else None
+        # built-in classification signals: the argmax is the predicted label (for the noise guard)
+        pred = logits.detach().argmax(-1) if task == "classification" else None
         self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
         return (loss, outputs) if return_outputs else loss
 

@@ -41,7 +41,14 @@ anyway: a sample is SUSPECT when
 
 SUSPECT samples are drawn at ``suspect_weight`` (default 0.1, in every phase) instead of
 HARD's weight: rarely enough not to fit the suspicious label, often enough that a sample the
-model comes to answer correctly leaves SUSPECT (its streak resets on a correct report).
+model comes to answer correctly leaves SUSPECT (its streak resets on a correct report). Each
+counts ``suspect_weight`` of a draw in the default epoch budget. The sampler's ``unbiased=True``
+weighs every live sample's loss back to its data share, suspects included, so it undoes this
+down-weighting: use the guard without unbiased mode.
+
+The streak counts sync windows (by default epochs): all reports of a sample in one window are one
+observation (see :class:`~gekodata.state.GEKOStateStore`), and predictions that disagree within a
+window restart the streak.
 """
 from __future__ import annotations
 
@@ -225,12 +232,10 @@ class SelectionPolicy:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
 
-    def default_budget(self, weights: np.ndarray) -> float:
-        """Draws per epoch without an explicit budget: one per sample of weight >= 1 and ``w`` of
-        a draw for a sample of weight ``w`` < 1 (so a rarely drawn SUSPECT or floored sample does
-        not add a whole pass that would go to the others), i.e. ``sum(min(w, 1))``. Frozen and
-        pruned samples (weight 0) shorten the epoch."""
-        return float(np.minimum(weights, 1.0).sum())
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+        """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
+        and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from."""
+        return float(np.count_nonzero(weights))
 
     def loss_weight_table(self, weights: np.ndarray) -> Optional[np.ndarray]:
         """float32 [N] loss weight per sample for this epoch, or None (no loss weights)."""
@@ -369,6 +374,16 @@ class BucketPolicy(SelectionPolicy):
             return np.zeros(len(codes), dtype=bool)
         return (codes == Bucket.HARD) & (store.wrong_streak >= self.suspect_streak)
 
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+        """One draw per sample of weight > 0, except that a SUSPECT sample counts
+        ``min(suspect_weight, 1)`` of a draw: a rarely drawn suspect must not add a whole pass
+        that would go to the other samples (which would multiply the HARD draws instead)."""
+        budget = float(np.count_nonzero(weights))
+        if self.noise_guard and self.suspect_weight < 1.0:
+            suspect = (codes == Bucket.SUSPECT) & (weights > 0)
+            budget -= (1.0 - self.suspect_weight) * int(np.count_nonzero(suspect))
+        return budget
+
     def weight_table(self, phase: Phase) -> np.ndarray:
         """The phase's weights, with ``suspect_weight`` for SUSPECT."""
         table = phase.weight_table()
@@ -456,6 +471,10 @@ class InfoBatchPolicy(SelectionPolicy):
             seen_loss = loss[seen].astype(np.float64)
             codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
         return codes
+
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+        """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
+        return float(weights.sum())
 
     def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""

@@ -9,6 +9,8 @@ and a shuffled global index stream → each rank reads its shard through its Dat
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import operator
@@ -51,10 +53,10 @@ class WeightedBucketSampler(Sampler[int]):
             ``(e + 0.5) / num_epochs`` (see :mod:`gekodata.policy`).
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
             is read or written. Must be the same on every rank.
-        budget: draws per epoch (global, over all ranks). None (default): the policy's default,
-            for ``BucketPolicy`` one draw per sample of weight >= 1 and ``w`` of a draw per sample
-            of weight ``w`` < 1 (e.g. SUSPECT), so frozen and pruned samples shorten the epoch.
-            An int: exactly that many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
+        budget: draws per epoch (global, over all ranks), forgetting audits included. None
+            (default): the policy's default, for ``BucketPolicy`` the number of samples with
+            weight > 0 (a SUSPECT sample counts ``suspect_weight`` of one), so frozen and pruned
+            samples shorten the epoch; audits come on top of it. An int: exactly that many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
         unbiased: attach a loss weight ``v_i = sum(w) / (N_live * w_i)`` to every draw, so that
             the epoch mean of ``v * loss`` estimates the mean loss over all live samples. Every
             live sample then keeps at least ``unbiased_floor`` weight.
@@ -76,6 +78,8 @@ class WeightedBucketSampler(Sampler[int]):
             random by a private generator seeded by (seed, epoch). Their draws are counted as
             ``audit_planned`` / ``audit_reported`` in the efficiency report. 0 (default) disables
             it. The loop needs no change: audited items come through the loader like any other.
+            With loss weights (unbiased mode, ``InfoBatchPolicy``) an audited item carries weight
+            0: it is checked, not trained, and the weighted loss stays unbiased.
         audit_margin: an audited sample whose reported loss exceeds its loss EMA by more than
             this (loss units; nats for cross-entropy) counts as forgotten: its state restarts from
             that report (not pruned, streaks and EMAs reset, visits kept), so it leaves FREEZE and
@@ -270,24 +274,29 @@ class WeightedBucketSampler(Sampler[int]):
         codes = store.bucket
         phase = self.policy.curriculum.phase_for_epoch(epoch, self.num_epochs)
         weights = self.policy.sample_weights(store, codes, phase)
-        default_budget = self.policy.default_budget(weights)
+        default_budget = self.policy.default_budget(weights, codes)
         if self.unbiased:
             live = ~store.pruned
             if self.policy.max_times_seen is not None:
                 live &= store.visits < self.policy.max_times_seen
             to_floor = live & (weights < self.unbiased_floor)
-            # a floored sample counts min(floor, 1) of a pass in the budget (see default_budget)
-            default_budget += float((min(self.unbiased_floor, 1.0) - np.minimum(weights[to_floor], 1.0)).sum())
+            # each floored sample that had weight 0 adds unbiased_floor of a pass to the budget
+            default_budget += self.unbiased_floor * int(np.count_nonzero(to_floor & (weights == 0)))
             weights[to_floor] = self.unbiased_floor
         total = resolve_budget(self.budget, default_budget, self.num_samples)
+        audits = self._plan_audits(store, codes, weights, epoch)
+        if self.budget is not None:  # an explicit budget includes the audits
+            total = max(total - len(audits), 0)
         rng = epoch_generator(self.seed, epoch)
         counts = draw_counts(weights, total, rng)
-        audits = self._plan_audits(store, codes, counts, epoch)
+        counts[audits] += 1
         plan = shuffled_plan(counts, rng)
         if self.unbiased:
             self._set_loss_weights(weights)
         elif self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(self.policy.loss_weight_table(weights)))
+        if self._loss_weights is not None and len(audits):
+            self._loss_weights[torch.from_numpy(audits)] = 0.0  # audits check, they do not train
         record = EpochRecord(
             epoch=epoch,
             phase=phase.name,
@@ -302,22 +311,26 @@ class WeightedBucketSampler(Sampler[int]):
         self._records = [r for r in self._records if r.epoch != epoch] + [record]
         return plan
 
-    def _plan_audits(self, store: GEKOStateStore, codes: np.ndarray, counts: np.ndarray, epoch: int) -> np.ndarray:
-        """Pick this epoch's forgetting audits and add one draw each to ``counts`` (in place).
+    def _plan_audits(self, store: GEKOStateStore, codes: np.ndarray, weights: np.ndarray, epoch: int) -> np.ndarray:
+        """This epoch's forgetting audits: sorted int64 indices, one draw each.
 
-        Candidates: seen samples that are frozen or pruned and have no draw this epoch. The
-        choice uses its own generator, so switching audits on leaves the rest of the plan as is.
+        Candidates: seen samples that are frozen or pruned, have weight 0 (so the plan would not
+        draw them; in unbiased mode frozen samples keep a floor weight and are revisited anyway)
+        and are under ``max_times_seen``. The choice uses its own generator, so switching audits
+        on leaves the rest of the plan's randomness as it was.
         """
         if self.audit_fraction == 0:
             self._audit_pending = None
             return np.empty(0, dtype=np.int64)
-        candidates = np.flatnonzero(((codes == Bucket.FREEZE) | store.pruned) & (counts == 0) & store.seen)
-        num = min(len(candidates), math.ceil(self.audit_fraction * len(candidates)))
+        eligible = ((codes == Bucket.FREEZE) | store.pruned) & (weights == 0) & store.seen
+        if self.policy.max_times_seen is not None:
+            eligible &= store.visits < self.policy.max_times_seen
+        candidates = np.flatnonzero(eligible)
+        num = min(len(candidates), math.ceil(self.audit_fraction * len(candidates) - 1e-9))
         rng = np.random.default_rng([self.seed, epoch, _AUDIT_STREAM])
         chosen = np.sort(candidates[rng.choice(len(candidates), num, replace=False)]) if num else candidates[:0]
-        counts[chosen] += 1
         self._audit_pending = chosen.astype(np.int64)
-        return chosen
+        return self._audit_pending
 
     def _set_loss_weights(self, weights: np.ndarray) -> None:
         positive = weights > 0
@@ -401,7 +414,7 @@ class WeightedBucketSampler(Sampler[int]):
         if len(idx) == 0:
             return
         ints, idx = idx, idx[:, 0]
-        pred = ints[:, 1] if (ints[:, 1] >= 0).any() else None
+        pred = ints[:, 1] if (ints[:, 1] != -1).any() else None
         loss, conf, correct = values[:, 0], values[:, 1], values[:, 2]
         try:
             self._store.validate(idx, loss, conf, correct, pred)
@@ -444,7 +457,10 @@ class WeightedBucketSampler(Sampler[int]):
     # ------------------------------------------------------------------ suspects
     def suspects(self) -> "Suspects":
         """Samples the noise guard classified SUSPECT at the current epoch's plan (probably
-        mislabeled; ``BucketPolicy(noise_guard=True)``), with what the store knows of them."""
+        mislabeled; ``BucketPolicy(noise_guard=True)``), with what the store knows of them.
+
+        Plans the current epoch if needed, which under ``torch.distributed`` is a collective:
+        call it on every rank, or after ``set_epoch`` (then it reads local state only)."""
         self._ensure_plan()
         store = self._store
         idx = np.flatnonzero(store.bucket == Bucket.SUSPECT)
@@ -466,16 +482,19 @@ class WeightedBucketSampler(Sampler[int]):
         """
         found = self.suspects()
         header = ["idx", "predicted", "confidence", "loss", "wrong_streak", "visits"]
-        columns = [found.idx, found.predicted, np.round(found.confidence, 4), np.round(found.loss, 4),
-                   found.wrong_streak, found.visits]
+        columns = [found.idx.tolist(), found.predicted.tolist(), [f"{x:.4f}" for x in found.confidence.tolist()],
+                   [f"{x:.4f}" for x in found.loss.tolist()], found.wrong_streak.tolist(), found.visits.tolist()]
         if labels is not None:
             given = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
             if len(given) != self.num_samples:
                 raise ValueError(f"labels has {len(given)} entries but the dataset has {self.num_samples} samples")
             header.insert(1, "label")
-            columns.insert(1, given[found.idx])
-        lines = [",".join(header)] + [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns))]
-        atomic_write(os.fspath(path), ("\n".join(lines) + "\n").encode())
+            columns.insert(1, given[found.idx].tolist())
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")  # quotes labels that hold commas or quotes
+        writer.writerow(header)
+        writer.writerows(zip(*columns))
+        atomic_write(os.fspath(path), text.getvalue().encode())
         return len(found.idx)
 
     # ------------------------------------------------------------------ results
@@ -618,7 +637,8 @@ class WeightedBucketSampler(Sampler[int]):
                     "audit_fraction": self.audit_fraction, "audit_margin": self.audit_margin}
             saved = dict(meta)
             saved.setdefault("audit_fraction", 0.0)  # files from before the audit existed
-            saved.setdefault("audit_margin", self.audit_margin if not saved["audit_fraction"] else None)
+            if not saved["audit_fraction"] and not self.audit_fraction:
+                saved["audit_margin"] = self.audit_margin  # the margin is unused without audits
             try:  # through the policy class, so settings added since the file was written take defaults
                 saved["policy"] = policy_from_config(meta.get("policy", {})).config()
             except (TypeError, ValueError, KeyError):
@@ -656,7 +676,7 @@ class WeightedBucketSampler(Sampler[int]):
             "columns": {k: arrays[f"store.{k}"] for k in columns},
         })
         audit = arrays.get("audit_pending")
-        self._audit_pending = None if audit is None else np.array(audit, dtype=np.int64)
+        self._audit_pending = None if audit is None or not self.audit_fraction else np.array(audit, dtype=np.int64)
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(np.array(arrays["loss_weights"], dtype=np.float32)))
         self._records = records
@@ -754,7 +774,7 @@ def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
     check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
     _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
                        idx_t.is_floating_point(), idx_t.dtype)
-    if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex()):
+    if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool):
         raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
     loss_f = loss_t.float()
     conf_f = torch.exp(-loss_f) if conf_t is None else conf_t.float()

@@ -24,7 +24,7 @@ visits         uint16   2      reported passes, saturating at 65535.
 frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
 flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
                                bit 4: last reported correctness, bits 5-7: wrong streak
-                               (consecutive wrong reports, saturating at 7).
+                               (consecutive wrong updates, saturating at 7).
 =============  =======  =====  ==============================================================
 
 Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
@@ -120,10 +120,12 @@ class GEKOStateStore:
             whose losses are all tiny does not read tiny absolute losses as Q-value 0.
 
     Duplicate indices in one :meth:`update` are combined deterministically: their losses,
-    confidences and correctness are averaged into a single observation (one EMA step, the
-    "last correct" bit set when the mean correctness is >= 0.5, the largest predicted label
-    kept), and ``visits`` grows by the multiplicity. The result does not depend on the order
-    of the rows.
+    confidences and correctness are averaged into a single observation (one EMA step, one step
+    of the wrong streak, the "last correct" bit set when the mean correctness is >= 0.5, the
+    largest predicted label kept, and the streak restarted at 1 if the predicted labels
+    differ), and ``visits`` grows by the multiplicity. The result does not depend on the order
+    of the rows. The sampler folds one sync window (by default an epoch) per update, so the
+    wrong streak counts consecutive windows with a wrong observation.
     """
 
     def __init__(
@@ -316,8 +318,12 @@ class GEKOStateStore:
                 (np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct)
             )
             if pred is not None:
+                pred = pred.astype(np.int64)
                 merged = np.full(len(idx), -1, dtype=np.int64)
-                np.maximum.at(merged, inverse, pred.astype(np.int64))
+                np.maximum.at(merged, inverse, pred)
+                lowest = np.full(len(idx), np.iinfo(np.int64).max, dtype=np.int64)
+                np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, np.iinfo(np.int64).max))
+                disagree = (merged >= 0) & (lowest != merged)  # different known labels in one window
                 pred = merged
 
         quantile = float(np.quantile(loss, self.loss_scale_quantile))
@@ -354,6 +360,8 @@ class GEKOStateStore:
         is_correct = correct >= 0.5
         flags = cols["flags"][idx]
         streak = (flags >> _STREAK_SHIFT).astype(np.int64) + 1
+        if pred is not None and multiplicity is not None:
+            streak[disagree] = 1  # the answer wandered within the window: not a stable wrong label
         if pred is not None:
             if "pred_label" not in cols:
                 cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)

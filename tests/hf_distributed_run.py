@@ -35,9 +35,9 @@ class Recorder:
         self.sampler, self.base, self.trained, self.reported, self.mismatched = sampler, base, {}, {}, 0
         original = sampler.report
 
-        def report(loss, conf=None, correct=None, idx=None):
+        def report(loss, conf=None, correct=None, idx=None, **kwargs):
             self.reported.setdefault(sampler.epoch, []).extend(torch.as_tensor(idx).tolist())
-            return original(loss, conf, correct, idx)
+            return original(loss, conf, correct, idx, **kwargs)
 
         sampler.report = report
 

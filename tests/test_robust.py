@@ -315,3 +315,71 @@ def test_report_checks_pred():
     sampler.report(torch.ones(2), idx=torch.tensor([0, 1]), pred=torch.tensor([3, 4]))
     sampler.flush()
     assert sampler.store.predicted[:2].tolist() == [3, 4]
+
+
+def test_disagreeing_predictions_within_one_window_restart_the_streak():
+    store = GEKOStateStore(2)
+    for _ in range(3):  # sample 0: the same wrong answer twice per window; sample 1: two answers
+        _update(store, [0, 0, 1, 1], 2.0, 0.0, pred=[4, 4, 3, 5])
+    assert store.wrong_streak.tolist() == [3, 1]
+
+
+def test_default_budget_counts_suspects_fractionally_and_keeps_user_weight_scale():
+    store = _hard_store(10, 2, 4)
+    guard = BucketPolicy(noise_guard=True, suspect_weight=0.1, curriculum=Curriculum.constant(hard=3, focus=1, light=1))
+    codes = guard.classify(store)
+    weights = guard.sample_weights(store, codes, guard.curriculum.phases[0])
+    others = np.count_nonzero(weights[codes != Bucket.SUSPECT])
+    assert (codes == Bucket.SUSPECT).sum() == 2
+    assert guard.default_budget(weights, codes) == pytest.approx(others + 2 * 0.1)
+    small = BucketPolicy(curriculum=Curriculum.constant(hard=0.3, focus=0.1, light=0.1))
+    codes = small.classify(store)
+    weights = small.sample_weights(store, codes, small.curriculum.phases[0])
+    assert small.default_budget(weights, codes) == np.count_nonzero(weights) == 2  # not 0.3 + 0.3
+
+
+def _frozen_sampler(**kwargs):
+    """A sampler over 40 samples of which 30 are frozen (mastered) and 10 hard, at epoch 1."""
+    dataset = PruningDataset(TensorDataset(torch.zeros(40, 1)))
+    sampler = WeightedBucketSampler(dataset, BucketPolicy(curriculum=Curriculum.constant(hard=2, focus=1, light=1)),
+                                    num_epochs=4, seed=0, **kwargs)
+    sampler.set_epoch(0)
+    idx = torch.arange(40)
+    loss = torch.where(idx < 30, torch.tensor(0.01), torch.tensor(3.0))
+    sampler.report(loss, idx=idx)
+    sampler.set_epoch(1)
+    return sampler
+
+
+def test_audits_fit_inside_an_explicit_budget_and_carry_no_loss_weight():
+    sampler = _frozen_sampler(budget=20, audit_fraction=0.2)
+    assert (sampler.store.bucket == Bucket.FREEZE).sum() == 30
+    assert len(sampler) == 20 and sampler.epoch_record.audit_planned == 6
+    default = _frozen_sampler(audit_fraction=0.2)  # default budget: the audits come on top
+    assert len(default) == 10 + 6
+    unbiased = _frozen_sampler(unbiased=True, audit_fraction=0.5)
+    assert unbiased.epoch_record.audit_planned == 0  # frozen samples keep a floor weight: no audit needed
+    pruned = _frozen_sampler(unbiased=True, audit_fraction=0.5)
+    pruned.store.set_pruned(np.arange(30))
+    pruned.set_epoch(2)
+    audits = pruned._audit_pending
+    assert len(audits) == 15
+    assert pruned.loss_weights(torch.from_numpy(audits)).eq(0).all()  # checked, not trained
+    planned = np.bincount(pruned.global_plan, minlength=40)
+    assert (planned[audits] == 1).all()
+
+
+def test_export_suspects_writes_valid_csv_for_any_label(tmp_path):
+    dataset = PruningDataset(TensorDataset(torch.zeros(10, 1)))
+    sampler = WeightedBucketSampler(dataset, BucketPolicy(noise_guard=True), num_epochs=4, seed=0)
+    sampler.set_epoch(0)
+    idx = torch.arange(10)
+    for epoch in range(1, 4):
+        sampler.report(torch.where(idx < 2, torch.tensor(4.0), torch.tensor(0.01)), idx=idx,
+                       pred=torch.zeros(10, dtype=torch.long))
+        sampler.set_epoch(epoch)
+    labels = ['a,b', 'say "x"'] + ["c"] * 8
+    assert sampler.export_suspects(tmp_path / "s.csv", labels=labels) == 2
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [r["label"] for r in rows] == labels[:2]
+    assert all(len(r["confidence"].split(".")[1]) == 4 for r in rows)
