@@ -135,17 +135,11 @@ def load_model(name: str, seed: int):
     if name == "smollm2":
         return lora_8bit.load_model("smollm2", seed)
     import transformers
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(seed)
     tok = PrintableTokenizer()
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                         tie_word_embeddings=False)
-    return LlamaForCausalLM(config).float(), tok
+    return lora_8bit.tiny_llama(tok, max_positions=512), tok
 
 
 # ---------------------------------------------------------------------------------------- data

@@ -124,22 +124,29 @@ def smollm2_dir() -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+def tiny_llama(tok, max_positions: int):
+    """A randomly initialised 2-layer float32 LlamaForCausalLM for ``tok``'s vocabulary (CI size);
+    initialised from the global torch RNG (the examples seed it)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                         tie_word_embeddings=False)
+    return LlamaForCausalLM(config).float()
+
+
 def load_model(name: str, seed: int):
     """(model, tokenizer): a float32 LlamaForCausalLM and an encoder of text to ids."""
     import transformers
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     torch.manual_seed(seed)
     if name == "tiny":
         tok = CharTokenizer()
-        config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=32, pad_token_id=tok.pad_token_id,
-                             bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                             tie_word_embeddings=False)
-        return LlamaForCausalLM(config).float(), tok
+        return tiny_llama(tok, max_positions=32), tok
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = smollm2_dir()
