@@ -30,8 +30,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .policy import Bucket
-from .report import EfficiencyReport, records_from_dicts
-from .state import GEKOStateStore, read_state_file
+from .report import BUCKET_COLORS, EfficiencyReport, records_from_dicts
+from .sampler import SAMPLER_FORMAT, sampler_file_store_state
+from .state import STATE_FORMAT, GEKOStateStore, read_state_file, state_from_file_parts
 
 DEFAULT_MAX_POINTS = 200_000
 """Most points :func:`plot_data_map` draws; larger stores are subsampled."""
@@ -40,13 +41,7 @@ DEFAULT_SEED = 0
 MAX_VARIABILITY = 0.5
 """Cap of the variability estimate: the largest std of a quantity in [0, 1]."""
 
-STATE_FORMAT = "gekodata.state"
-SAMPLER_FORMAT = "gekodata.sampler"
-
-_BUCKET_COLORS = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
-                  "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e24aa"}
 _FALLBACK_COLORS = ("#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#1f77b4")
-_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 _CHUNK = 1 << 22  # positions per chunk when mapping subsample ranks to sample indices
 
 
@@ -70,59 +65,32 @@ class LoadedState:
     run: Dict[str, Any] = field(default_factory=dict)
 
 
-def _read_format(path: str) -> str:
-    """The ``format`` entry of a safetensors file's metadata, reading only the header."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{path}: not a gekodata state file (shorter than a safetensors header)")
-        header_len = int.from_bytes(head, "little")
-        if header_len > _MAX_HEADER_BYTES:
-            raise ValueError(f"{path}: not a gekodata state file (no safetensors header)")
-        raw = fh.read(header_len)
-    try:
-        header = json.loads(raw)
-        metadata = header.get("__metadata__") or {}
-        return str(metadata.get("format", ""))
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        raise ValueError(f"{path}: not a gekodata state file (no readable safetensors header)") from None
-
-
 def load_state(path: Union[str, os.PathLike]) -> LoadedState:
-    """Read a store or sampler file, detecting which from its metadata ``format``.
+    """Read a store or sampler file (once), detecting which from its metadata ``format``.
 
     Raises ``FileNotFoundError``/``OSError`` for unreadable paths and ``ValueError`` for any
     other file (another format, a truncated or corrupt file, an unsupported format version).
     """
     path = os.fspath(path)
-    fmt = _read_format(path)
+    try:
+        arrays, metadata = read_state_file(path, expected_format=None)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a gekodata state file ({exc})") from None
+    fmt = metadata.get("format", "")
     if fmt == STATE_FORMAT:
-        return LoadedState(path, "store", GEKOStateStore.from_file(path))
+        return LoadedState(path, "store", GEKOStateStore.from_state_dict(
+            state_from_file_parts(path, arrays, metadata), where=path))
     if fmt != SAMPLER_FORMAT:
         raise ValueError(f"{path}: not a gekodata state or sampler file (format={fmt or None!r}; "
                          f"expected {STATE_FORMAT!r} or {SAMPLER_FORMAT!r})")
-    arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
     try:
         meta = json.loads(metadata["sampler"])
-        store_meta = dict(meta.get("store", {}))
-        num_samples = int(meta["num_samples"])
-        store = GEKOStateStore(num_samples, **dict(store_meta.get("config", {})))
+        store_state = sampler_file_store_state(arrays, meta)
         records = records_from_dicts(meta.get("records", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: bad gekodata sampler metadata ({exc})") from None
     # every "store.<column>" array: the store itself decides which columns it accepts
-    columns = {name[len("store."):]: arr for name, arr in arrays.items() if name.startswith("store.")}
-    try:
-        store.load_state_dict({
-            "format_version": store_meta.get("format_version"),
-            "num_samples": num_samples,
-            "config": store_meta.get("config", {}),
-            "loss_scale": store_meta.get("loss_scale"),
-            "total_updates": store_meta.get("total_updates", 0),
-            "columns": columns,
-        })
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    store = GEKOStateStore.from_state_dict(store_state, where=path)
     run = {key: meta.get(key) for key in ("epoch", "num_epochs", "seed", "budget", "policy")}
     return LoadedState(path, "sampler", store, EfficiencyReport(records), run)
 
@@ -237,7 +205,7 @@ def data_map_points(
 
 def _bucket_style(name: str, fallback: int) -> Tuple[str, str, float]:
     """(colour, marker, size) of a bucket; SUSPECT stands out, unknown names get a fallback."""
-    color = _BUCKET_COLORS.get(name, _FALLBACK_COLORS[fallback % len(_FALLBACK_COLORS)])
+    color = BUCKET_COLORS.get(name, _FALLBACK_COLORS[fallback % len(_FALLBACK_COLORS)])
     if name == "SUSPECT":
         return color, "x", 14.0
     return color, "o", 5.0

@@ -29,8 +29,8 @@ learnable" from "probably mislabeled" with online signals only, all from reports
 anyway: a sample is SUSPECT when
 
 1. it is HARD: wrong, and the model puts little probability on the given label;
-2. its last ``suspect_streak`` (default 2) reports were all wrong (the store's wrong streak)
-   and, when the loop reports predicted labels, agreed on the *same* wrong label: the model keeps
+2. its last ``suspect_streak`` (default 2) observations were all wrong (the store's wrong
+   streak, one observation per sync window: see the end of this docstring) and, when the loop reports predicted labels, agreed on the *same* wrong label: the model keeps
    answering one other class, stably, instead of drifting towards the given label as it does for
    hard but learnable samples (whose wrong predictions wander and whose target probability
    rises). On the noise benchmark a streak of 2 found more of the flipped labels than 3 at a
@@ -260,8 +260,8 @@ class BucketPolicy(SelectionPolicy):
         max_times_seen: samples with this many reported passes get weight 0 (None = no limit).
         noise_guard: classify probably-mislabeled HARD samples as SUSPECT (module docstring).
             Off by default.
-        suspect_streak: consecutive wrong reports (agreeing on the predicted label when the loop
-            reports ``pred``) before a HARD sample is SUSPECT; 1 to 7 (the store's streak
+        suspect_streak: consecutive wrong sync windows (agreeing on the predicted label when the
+            loop reports ``pred``) before a HARD sample is SUSPECT; 1 to 7 (the store's streak
             saturates at 7).
         suspect_min_accuracy: the guard acts only while at least this share of seen samples was
             correct at its last report.

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
+BUCKET_COLORS = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
+                 "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e44ad"}  # plots of buckets
 
 
 @dataclass
@@ -114,13 +116,11 @@ class EfficiencyReport:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("EfficiencyReport.plot needs matplotlib: pip install 'gekodata[plot]'") from exc
         epochs = [r.epoch for r in self.epochs]
-        colors = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
-                  "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e44ad"}
         fig, (ax_b, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
         bottom = [0.0] * len(epochs)
         for name in BUCKET_ORDER:
             shares = [r.buckets.get(name, 0) / r.num_samples if r.num_samples else 0.0 for r in self.epochs]
-            ax_b.bar(epochs, shares, bottom=bottom, color=colors[name], label=name.lower())
+            ax_b.bar(epochs, shares, bottom=bottom, color=BUCKET_COLORS[name], label=name.lower())
             bottom = [b + s for b, s in zip(bottom, shares)]
         ax_b.set_xlabel("epoch")
         ax_b.set_ylabel("share of samples")

@@ -56,7 +56,8 @@ class WeightedBucketSampler(Sampler[int]):
         budget: draws per epoch (global, over all ranks), forgetting audits included. None
             (default): the policy's default, for ``BucketPolicy`` the number of samples with
             weight > 0 (a SUSPECT sample counts ``suspect_weight`` of one), so frozen and pruned
-            samples shorten the epoch; audits come on top of it. An int: exactly that many. A float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
+            samples shorten the epoch; audits come on top of it. An int: exactly that many. A
+            float in (0, 1]: that fraction of the full dataset (same-budget comparisons).
         unbiased: attach a loss weight ``v_i = sum(w) / (N_live * w_i)`` to every draw, so that
             the epoch mean of ``v * loss`` estimates the mean loss over all live samples. Every
             live sample then keeps at least ``unbiased_floor`` weight.
@@ -445,7 +446,8 @@ class WeightedBucketSampler(Sampler[int]):
         if not rows.any():
             return 0, None
         audit_idx, audit_loss = idx[rows], loss[rows]
-        self._audit_pending = np.setdiff1d(self._audit_pending, audit_idx, assume_unique=True)
+        # audit_idx may repeat a sample (reported twice in the window): no assume_unique here
+        self._audit_pending = self._audit_pending[~np.isin(self._audit_pending, audit_idx)]
         before = self._store.columns["loss_ema"][audit_idx].astype(np.float32)
         forgotten = np.unique(audit_idx[audit_loss > before + np.float32(self.audit_margin)])
         if len(forgotten) == 0:
@@ -659,7 +661,6 @@ class WeightedBucketSampler(Sampler[int]):
             raise ValueError(f"{where}: the saved plan is not a valid index stream for {self.num_samples} samples")
         if self._loss_weights is not None and arrays["loss_weights"].shape != (self.num_samples,):
             raise ValueError(f"{where}: loss_weights has the wrong shape")
-        store_meta = meta.get("store", {})
         try:
             records = records_from_dicts(meta.get("records", []))
             classified_epoch, epoch = int(meta["classified_epoch"]), int(meta["epoch"])
@@ -667,14 +668,9 @@ class WeightedBucketSampler(Sampler[int]):
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
         # the store validates before it changes anything; nothing after it can fail
-        self._store.load_state_dict({
-            "format_version": store_meta.get("format_version"),
-            "num_samples": self.num_samples,
-            "config": store_meta.get("config", {}),
-            "loss_scale": store_meta.get("loss_scale"),
-            "total_updates": store_meta.get("total_updates", 0),
-            "columns": {k: arrays[f"store.{k}"] for k in columns},
-        })
+        store_state = sampler_file_store_state(arrays, meta)
+        store_state["columns"] = {k: store_state["columns"][k] for k in columns}  # known columns only
+        self._store.load_state_dict(store_state)
         audit = arrays.get("audit_pending")
         self._audit_pending = None if audit is None or not self.audit_fraction else np.array(audit, dtype=np.int64)
         if self._loss_weights is not None:
@@ -698,7 +694,7 @@ class Suspects:
     predicted: np.ndarray  # int64: last predicted label, -1 if the loop reported no pred
     confidence: np.ndarray  # float32: EMA of the probability of the given label
     loss: np.ndarray  # float32: loss EMA
-    wrong_streak: np.ndarray  # uint8: consecutive wrong reports (saturates at 7)
+    wrong_streak: np.ndarray  # uint8: consecutive wrong sync windows (saturates at 7)
     visits: np.ndarray  # int64: reported passes
 
     def __len__(self) -> int:
@@ -706,6 +702,24 @@ class Suspects:
 
 
 # ---------------------------------------------------------------------- helpers
+def sampler_file_store_state(arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> Dict[str, Any]:
+    """The store part of a sampler file (:meth:`WeightedBucketSampler.save`), shaped like
+    :meth:`GEKOStateStore.state_dict`: ``meta["store"]`` and every ``"store.<column>"`` array.
+
+    ``arrays``/``meta``: the file's arrays and its parsed ``"sampler"`` metadata. ``KeyError``
+    if ``meta`` has no ``num_samples``; the columns are checked by the store when loaded.
+    """
+    store_meta = dict(meta.get("store", {}))
+    return {
+        "format_version": store_meta.get("format_version"),
+        "num_samples": int(meta["num_samples"]),
+        "config": store_meta.get("config", {}),
+        "loss_scale": store_meta.get("loss_scale"),
+        "total_updates": store_meta.get("total_updates", 0),
+        "columns": {name[len("store."):]: arr for name, arr in arrays.items() if name.startswith("store.")},
+    }
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False

@@ -32,7 +32,7 @@ Optional column (allocated on the first :meth:`GEKOStateStore.update` that passe
 
 =============  =======  =====  ==============================================================
 pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
-                               With it, the wrong streak counts only wrong reports that agree
+                               With it, the wrong streak counts only wrong updates that agree
                                on the predicted label (a new wrong label restarts it at 1).
 =============  =======  =====  ==============================================================
 
@@ -48,7 +48,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 
 FORMAT_VERSION = 1
-_FORMAT_NAME = "gekodata.state"
+STATE_FORMAT = "gekodata.state"
 
 _BUCKET_MASK = np.uint8(0b0000_0111)
 _PRUNED_BIT = np.uint8(0b0000_1000)
@@ -210,9 +210,10 @@ class GEKOStateStore:
 
     @property
     def wrong_streak(self) -> np.ndarray:
-        """Consecutive wrong reports, uint8 [N], saturating at ``MAX_WRONG_STREAK`` (7). A correct
-        report resets it to 0; with predicted labels a wrong report whose label differs from the
-        last one restarts it at 1."""
+        """Consecutive wrong updates (the sampler folds one sync window per update), uint8 [N],
+        saturating at ``MAX_WRONG_STREAK`` (7). A correct update resets it to 0; with predicted
+        labels a wrong update whose label differs from the last one, or whose duplicate rows
+        disagree, restarts it at 1."""
         return (self.columns["flags"] & _STREAK_MASK) >> _STREAK_SHIFT
 
     @property
@@ -312,6 +313,7 @@ class GEKOStateStore:
             return
         idx = idx.astype(np.int64, copy=False)
         multiplicity: Optional[np.ndarray] = None
+        wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
         if self._has_duplicates(idx):
             idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
             loss, conf, correct = (
@@ -323,7 +325,7 @@ class GEKOStateStore:
                 np.maximum.at(merged, inverse, pred)
                 lowest = np.full(len(idx), np.iinfo(np.int64).max, dtype=np.int64)
                 np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, np.iinfo(np.int64).max))
-                disagree = (merged >= 0) & (lowest != merged)  # different known labels in one window
+                wandered = (merged >= 0) & (lowest != merged)
                 pred = merged
 
         quantile = float(np.quantile(loss, self.loss_scale_quantile))
@@ -360,8 +362,8 @@ class GEKOStateStore:
         is_correct = correct >= 0.5
         flags = cols["flags"][idx]
         streak = (flags >> _STREAK_SHIFT).astype(np.int64) + 1
-        if pred is not None and multiplicity is not None:
-            streak[disagree] = 1  # the answer wandered within the window: not a stable wrong label
+        if wandered is not None:
+            streak[wandered] = 1  # the answer wandered within the window: not a stable wrong label
         if pred is not None:
             if "pred_label" not in cols:
                 cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
@@ -490,7 +492,7 @@ class GEKOStateStore:
 
         state = self.state_dict()
         metadata = {
-            "format": _FORMAT_NAME,
+            "format": STATE_FORMAT,
             "format_version": str(FORMAT_VERSION),
             "num_samples": str(self.num_samples),
             "config": json.dumps(state["config"]),
@@ -512,18 +514,33 @@ class GEKOStateStore:
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "GEKOStateStore":
         """A new store sized and configured from a file written by :meth:`save` (read once)."""
-        state = _state_from_file(path)
+        return cls.from_state_dict(_state_from_file(path), where=os.fspath(path))
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], where: Optional[str] = None) -> "GEKOStateStore":
+        """A new store sized and configured from a :meth:`state_dict`-shaped mapping.
+
+        ``ValueError`` for bad contents, its message prefixed with ``where`` (e.g. a file name)."""
+        prefix = f"{where}: " if where else ""
         try:
             store = cls(state["num_samples"], **state["config"])
         except TypeError as exc:
-            raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
-        store.load_state_dict(state)
+            raise ValueError(f"{prefix}bad gekodata metadata ({exc})") from None
+        try:
+            store.load_state_dict(state)
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
         return store
 
 
 def _state_from_file(path: Union[str, os.PathLike]) -> Dict[str, object]:
     """A :meth:`GEKOStateStore.state_dict`-shaped dict read from a store file."""
-    columns, metadata = read_state_file(path)
+    return state_from_file_parts(os.fspath(path), *read_state_file(path))
+
+
+def state_from_file_parts(where: str, columns: Dict[str, np.ndarray], metadata: Mapping[str, str]) -> Dict[str, object]:
+    """A :meth:`GEKOStateStore.state_dict`-shaped dict from a store file's (arrays, metadata)
+    as :func:`read_state_file` returns them; ``where`` names the file in errors."""
     try:
         return {
             "format_version": int(metadata["format_version"]),
@@ -534,16 +551,17 @@ def _state_from_file(path: Union[str, os.PathLike]) -> Dict[str, object]:
             "columns": columns,
         }
     except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{os.fspath(path)}: bad gekodata metadata ({exc})") from None
+        raise ValueError(f"{where}: bad gekodata metadata ({exc})") from None
 
 
 def read_state_file(
-    path: Union[str, os.PathLike], expected_format: str = _FORMAT_NAME
+    path: Union[str, os.PathLike], expected_format: Optional[str] = STATE_FORMAT
 ) -> "tuple[Dict[str, np.ndarray], Dict[str, str]]":
-    """Read a gekodata safetensors file: (arrays, metadata).
+    """Read a gekodata safetensors file once: (arrays, metadata).
 
     ``ValueError`` if it is not a readable safetensors file whose metadata ``format`` is
-    ``expected_format`` ("gekodata.state" for stores, "gekodata.sampler" for samplers).
+    ``expected_format`` ("gekodata.state" for stores, "gekodata.sampler" for samplers; None
+    accepts any format and leaves the check to the caller).
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load
@@ -556,7 +574,7 @@ def read_state_file(
         metadata = _read_metadata(raw)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
-    if metadata.get("format") != expected_format:
+    if expected_format is not None and metadata.get("format") != expected_format:
         raise ValueError(
             f"{path}: not a {expected_format} file (format={metadata.get('format')!r})"
         )

@@ -383,3 +383,18 @@ def test_export_suspects_writes_valid_csv_for_any_label(tmp_path):
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert [r["label"] for r in rows] == labels[:2]
     assert all(len(r["confidence"].split(".")[1]) == 4 for r in rows)
+
+
+def test_audit_reported_twice_in_one_window_is_checked_once():
+    sampler = _frozen_sampler(audit_fraction=0.2)
+    audits = sampler._audit_pending.copy()
+    assert len(audits) == 6
+    first, rest = audits[:3], audits[3:]
+    twice = torch.from_numpy(np.concatenate([first, first]))
+    sampler.report(torch.full((6,), 5.0), idx=twice)  # forgotten, and reported twice
+    sampler.flush()
+    record = sampler.epoch_record
+    assert record.audit_reported == 6 and record.audit_unfrozen == 3
+    np.testing.assert_array_equal(sampler._audit_pending, rest)  # the other audits still count
+    assert (sampler.store.visits[first] == 3).all()  # one visit before, two now: visits kept
+    assert not sampler.store.pruned[first].any()
