@@ -22,7 +22,6 @@ Files: :func:`load_state` reads a store file (:meth:`GEKOStateStore.save`, forma
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -31,8 +30,9 @@ import numpy as np
 
 from .policy import Bucket
 from .report import BUCKET_COLORS, EfficiencyReport, records_from_dicts
-from .sampler import SAMPLER_FORMAT, sampler_file_store_state
-from .state import STATE_FORMAT, GEKOStateStore, read_state_file, state_from_file_parts
+from .io import (SAMPLER_FORMAT, STATE_FORMAT, read_state_file, sampler_file_store_state, sampler_meta,
+                 store_state_from_parts)
+from .state import GEKOStateStore
 
 DEFAULT_MAX_POINTS = 200_000
 """Most points :func:`plot_data_map` draws; larger stores are subsampled."""
@@ -79,12 +79,12 @@ def load_state(path: Union[str, os.PathLike]) -> LoadedState:
     fmt = metadata.get("format", "")
     if fmt == STATE_FORMAT:
         return LoadedState(path, "store", GEKOStateStore.from_state_dict(
-            state_from_file_parts(path, arrays, metadata), where=path))
+            store_state_from_parts(path, arrays, metadata), where=path))
     if fmt != SAMPLER_FORMAT:
         raise ValueError(f"{path}: not a gekodata state or sampler file (format={fmt or None!r}; "
                          f"expected {STATE_FORMAT!r} or {SAMPLER_FORMAT!r})")
+    meta = sampler_meta(path, metadata)
     try:
-        meta = json.loads(metadata["sampler"])
         store_state = sampler_file_store_state(arrays, meta)
         records = records_from_dicts(meta.get("records", []))
     except (KeyError, TypeError, ValueError) as exc:

@@ -80,7 +80,7 @@ from . import distributed as gdist
 from .dataset import PruningDataset
 from .sampler import WeightedBucketSampler
 from .signals import causal_lm_signals, classification_signals
-from .state import atomic_write
+from .io import atomic_write
 
 SAMPLER_FILE = "gekodata_sampler.safetensors"
 TRAINER_FILE = "gekodata_trainer.json"

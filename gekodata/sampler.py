@@ -10,8 +10,8 @@ and a shuffled global index stream → each rank reads its shard through its Dat
 from __future__ import annotations
 
 import csv
-import io
 import json
+import io
 import math
 import operator
 import os
@@ -28,12 +28,11 @@ from .dataset import PruningDataset
 from .plan import Budget, draw_counts, epoch_generator, resolve_budget, shuffled_plan
 from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy, policy_from_config
 from .report import EfficiencyReport, EpochRecord, records_from_dicts
-from .state import COLUMNS, OPTIONAL_COLUMNS, GEKOStateStore, atomic_write, check_report_shapes, read_state_file
+from .io import atomic_write, read_sampler_file, sampler_file_store_state, write_sampler_file
+from .state import COLUMNS, OPTIONAL_COLUMNS, GEKOStateStore, check_report_shapes
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
-SAMPLER_FORMAT = "gekodata.sampler"
-SAMPLER_FORMAT_VERSION = 1
 _ITER_CHUNK = 1 << 16
 _FINGERPRINT_LEN = 32
 _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
@@ -576,11 +575,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._ensure_plan()
         self.flush()
         if self.rank == 0:
-            from safetensors.numpy import save as save_bytes
-
-            state = self._store.state_dict()
-            arrays: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in state["columns"].items()}
-            arrays["plan"] = self._plan
+            arrays: Dict[str, np.ndarray] = {"plan": self._plan}
             if self._audit_pending is not None:
                 arrays["audit_pending"] = self._audit_pending
             if self._loss_weights is not None:
@@ -599,18 +594,9 @@ class WeightedBucketSampler(Sampler[int]):
                 "planned_epoch": self._planned_epoch,
                 "classified_epoch": self._classified_epoch,
                 "policy": self.policy.config(),
-                "store": {"config": state["config"], "loss_scale": state["loss_scale"],
-                          "total_updates": state["total_updates"],
-                          "format_version": state["format_version"]},
                 "records": [asdict(r) for r in self._records],
             }
-            metadata = {
-                "format": SAMPLER_FORMAT,
-                "format_version": str(SAMPLER_FORMAT_VERSION),
-                "num_samples": str(self.num_samples),
-                "sampler": json.dumps(meta),
-            }
-            atomic_write(os.fspath(path), save_bytes(arrays, metadata=metadata))
+            write_sampler_file(path, self._store.state_dict(), arrays, meta)
         gdist.barrier()
 
     def load(self, path: Union[str, os.PathLike], *, strict: bool = True) -> None:
@@ -620,16 +606,8 @@ class WeightedBucketSampler(Sampler[int]):
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
         budget, unbiased setting or policy configuration.
         """
-        arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
+        arrays, meta = read_sampler_file(path)
         where = os.fspath(path)
-        try:
-            version = int(metadata["format_version"])
-            meta = json.loads(metadata["sampler"])
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
-        if version != SAMPLER_FORMAT_VERSION:
-            raise ValueError(f"{where}: sampler format version {version} is not supported "
-                             f"(expected {SAMPLER_FORMAT_VERSION})")
         if int(meta.get("num_samples", -1)) != self.num_samples:
             raise ValueError(f"{where}: saved for {meta.get('num_samples')} samples, "
                              f"this dataset has {self.num_samples}")
@@ -702,24 +680,6 @@ class Suspects:
 
 
 # ---------------------------------------------------------------------- helpers
-def sampler_file_store_state(arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> Dict[str, Any]:
-    """The store part of a sampler file (:meth:`WeightedBucketSampler.save`), shaped like
-    :meth:`GEKOStateStore.state_dict`: ``meta["store"]`` and every ``"store.<column>"`` array.
-
-    ``arrays``/``meta``: the file's arrays and its parsed ``"sampler"`` metadata. ``KeyError``
-    if ``meta`` has no ``num_samples``; the columns are checked by the store when loaded.
-    """
-    store_meta = dict(meta.get("store", {}))
-    return {
-        "format_version": store_meta.get("format_version"),
-        "num_samples": int(meta["num_samples"]),
-        "config": store_meta.get("config", {}),
-        "loss_scale": store_meta.get("loss_scale"),
-        "total_updates": store_meta.get("total_updates", 0),
-        "columns": {name[len("store."):]: arr for name, arr in arrays.items() if name.startswith("store.")},
-    }
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False

@@ -41,14 +41,14 @@ correctness are fractions in [0, 1].
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from .io import read_store_file, write_store_file
+
 FORMAT_VERSION = 1
-STATE_FORMAT = "gekodata.state"
 
 _BUCKET_MASK = np.uint8(0b0000_0111)
 _PRUNED_BIT = np.uint8(0b0000_1000)
@@ -483,25 +483,12 @@ class GEKOStateStore:
         self.columns = {name: np.array(columns[name], dtype=dtypes[name]) for name in dtypes if name in columns}
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
-        """Write the store to ``path`` as safetensors, atomically (temp file, fsync, rename).
+        """Write the store to ``path`` as a store file (:mod:`gekodata.io`), atomically.
 
         The safetensors metadata holds ``format`` ("gekodata.state"), ``format_version``,
         ``num_samples`` and a JSON ``config``; ``extra_metadata`` adds string entries.
         """
-        from safetensors.numpy import save
-
-        state = self.state_dict()
-        metadata = {
-            "format": STATE_FORMAT,
-            "format_version": str(FORMAT_VERSION),
-            "num_samples": str(self.num_samples),
-            "config": json.dumps(state["config"]),
-            "loss_scale": repr(self.loss_scale),
-            "total_updates": str(self.total_updates),
-        }
-        metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
-        payload = save(state["columns"], metadata=metadata)
-        atomic_write(os.fspath(path), payload)
+        write_store_file(path, self.state_dict(), extra_metadata)
 
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Restore this store from a file written by :meth:`save`.
@@ -509,12 +496,12 @@ class GEKOStateStore:
         Raises ``ValueError`` (store unchanged) for another format, format version, dataset
         size, or a truncated/corrupt file.
         """
-        self.load_state_dict(_state_from_file(path))
+        self.load_state_dict(read_store_file(path))
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "GEKOStateStore":
         """A new store sized and configured from a file written by :meth:`save` (read once)."""
-        return cls.from_state_dict(_state_from_file(path), where=os.fspath(path))
+        return cls.from_state_dict(read_store_file(path), where=os.fspath(path))
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], where: Optional[str] = None) -> "GEKOStateStore":
@@ -531,82 +518,3 @@ class GEKOStateStore:
         except ValueError as exc:
             raise ValueError(f"{prefix}{exc}") from None
         return store
-
-
-def _state_from_file(path: Union[str, os.PathLike]) -> Dict[str, object]:
-    """A :meth:`GEKOStateStore.state_dict`-shaped dict read from a store file."""
-    return state_from_file_parts(os.fspath(path), *read_state_file(path))
-
-
-def state_from_file_parts(where: str, columns: Dict[str, np.ndarray], metadata: Mapping[str, str]) -> Dict[str, object]:
-    """A :meth:`GEKOStateStore.state_dict`-shaped dict from a store file's (arrays, metadata)
-    as :func:`read_state_file` returns them; ``where`` names the file in errors."""
-    try:
-        return {
-            "format_version": int(metadata["format_version"]),
-            "num_samples": int(metadata["num_samples"]),
-            "config": dict(json.loads(metadata.get("config", "{}"))),
-            "loss_scale": float(metadata.get("loss_scale", 0.0)),
-            "total_updates": int(metadata.get("total_updates", 0)),
-            "columns": columns,
-        }
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{where}: bad gekodata metadata ({exc})") from None
-
-
-def read_state_file(
-    path: Union[str, os.PathLike], expected_format: Optional[str] = STATE_FORMAT
-) -> "tuple[Dict[str, np.ndarray], Dict[str, str]]":
-    """Read a gekodata safetensors file once: (arrays, metadata).
-
-    ``ValueError`` if it is not a readable safetensors file whose metadata ``format`` is
-    ``expected_format`` ("gekodata.state" for stores, "gekodata.sampler" for samplers; None
-    accepts any format and leaves the check to the caller).
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    path = os.fspath(path)
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        arrays = load(raw)
-        metadata = _read_metadata(raw)
-    except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
-    if expected_format is not None and metadata.get("format") != expected_format:
-        raise ValueError(
-            f"{path}: not a {expected_format} file (format={metadata.get('format')!r})"
-        )
-    return arrays, metadata
-
-
-def _read_metadata(raw: bytes) -> Dict[str, str]:
-    if len(raw) < 8:
-        raise ValueError("file shorter than a safetensors header")
-    header_len = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + header_len])
-    return dict(header.get("__metadata__", {}))
-
-
-def atomic_write(path: str, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
