@@ -16,15 +16,18 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def resolve_rank_world(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
+def resolve_rank_world(rank: Optional[int], world_size: Optional[int], *, standalone: bool = False) -> Tuple[int, int]:
     """(rank, world_size): the arguments where given, else the initialised process group's.
 
-    Without an initialised group the defaults are rank 0 of 1, like ``DistributedSampler`` run
-    outside ``torchrun``.
+    Without an initialised group the defaults are rank 0 of 1. An explicit layout of more than
+    one rank needs an initialised process group of that size, because reports are shared only
+    through it (else each rank's store would silently drift apart); ``standalone=True`` accepts
+    it anyway, for one process that plays one rank of a layout (inspecting a checkpoint, tests).
     """
     initialised = dist.is_available() and dist.is_initialized()
+    group_world = dist.get_world_size() if initialised else 1
     if world_size is None:
-        world_size = dist.get_world_size() if initialised else 1
+        world_size = group_world
     if rank is None:
         rank = dist.get_rank() if initialised else 0
     world_size, rank = int(world_size), int(rank)
@@ -32,6 +35,16 @@ def resolve_rank_world(rank: Optional[int], world_size: Optional[int]) -> Tuple[
         raise ValueError(f"world_size must be >= 1, got {world_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if not standalone and world_size != group_world:
+        where = (f"the initialised process group has {group_world} rank(s)" if initialised
+                 else "no torch.distributed process group is initialised")
+        raise ValueError(
+            f"world_size={world_size} but {where}: the ranks could not share their reports and their "
+            "stores would drift apart. Call torch.distributed.init_process_group first, or pass "
+            "standalone=True to play one rank of that layout in a single process"
+        )
+    if not standalone and initialised and rank != dist.get_rank():
+        raise ValueError(f"rank={rank} but this process is rank {dist.get_rank()} of the process group")
     return rank, world_size
 
 

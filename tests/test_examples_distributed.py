@@ -71,7 +71,7 @@ def test_ddp_example_two_ranks_and_checkpoint(ddp_run):
     # store and weights, and loads into a fresh sampler over the same data
     common = examples_common()
     ds = PruningDataset(common.mnist_split(TRAIN_SIZE)[0], prune_frozen_after=2)
-    sampler = WeightedBucketSampler(ds, num_epochs=EPOCHS, seed=0, rank=0, world_size=2)
+    sampler = WeightedBucketSampler(ds, num_epochs=EPOCHS, seed=0, rank=0, world_size=2, standalone=True)
     sampler.load(ckpt / "sampler.safetensors")
     assert sampler.epoch == EPOCHS - 1
     assert sampler.efficiency_report().trained_passes == result["trained_passes"]

@@ -138,8 +138,8 @@ def test_unbiased_state_roundtrips_and_strict_can_be_relaxed(tmp_path):
 
 
 def test_stream_position_refuses_another_world_layout():
-    a = WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=2)
+    a = WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=2, standalone=True)
     state = a.state_dict()
     assert state["length"] == 50
     with pytest.raises(ValueError, match="world_size"):
-        WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=4).load_state_dict(state)
+        WeightedBucketSampler(PruningDataset(list(range(100))), num_epochs=2, rank=0, world_size=4, standalone=True).load_state_dict(state)
