@@ -1,15 +1,103 @@
-"""Epoch plans: integer draw counts from weights, and the shuffled index stream.
+"""Epoch plans: (store, policy, budget, seed, epoch) -> the epoch's index stream and loss weights.
 
-Pure functions over whole arrays, O(N) time and memory, valid for any N (no torch.multinomial
-2^24 category cap). Randomness comes only from the ``numpy.random.Generator`` passed in.
+:func:`plan_epoch` is the whole planning step and changes nothing: bucket weights for the
+curriculum phase, the unbiased floor (optional), the budget, the forgetting audit's draws,
+integer draw counts and the shuffled stream. The helpers below it are pure functions over whole
+arrays, O(N) time and memory, valid for any N (no torch.multinomial 2^24 category cap).
+Randomness comes only from generators seeded by (seed, epoch).
 """
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
 
+from .audit import ForgettingAudit
+from .policy import Bucket, SelectionPolicy
+from .report import EpochRecord
+from .state import GEKOStateStore
+
 Budget = Union[None, int, float]
+
+
+@dataclass
+class EpochPlan:
+    """One epoch's plan.
+
+    ``indices``: the global index stream, int32/int64 [S + audits]; ``loss_weights``: float32 [N]
+    per-sample loss weights for this epoch, or None when the run has none; ``audits``: sorted
+    int64 indices drawn once for the forgetting audit; ``record``: the epoch's counts."""
+
+    indices: np.ndarray
+    loss_weights: Optional[np.ndarray]
+    audits: np.ndarray
+    record: EpochRecord
+
+
+def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, num_epochs: int, seed: int,
+               budget: Budget = None, unbiased_floor: Optional[float] = None,
+               audit: Optional[ForgettingAudit] = None) -> EpochPlan:
+    """Plan epoch ``epoch`` from the store's bucket codes (classified beforehand); pure.
+
+    Steps: weights ``w_i`` of the phase's bucket table (0 for FREEZE, pruned, or over
+    ``max_times_seen``) -> unbiased mode (``unbiased_floor`` given): every live sample keeps at
+    least that weight, and gets loss weight ``v_i = sum(w) / (N_live * w_i)`` -> the budget S
+    (:func:`resolve_budget`; an explicit budget includes the audits) -> the audits -> draw counts
+    (:func:`draw_counts`) with one extra draw per audit -> the stream shuffled by
+    ``epoch_generator(seed, epoch)``. Audited samples carry loss weight 0 (checked, not trained).
+    """
+    started = time.perf_counter()
+    codes = store.bucket
+    phase = policy.curriculum.phase_for_epoch(epoch, num_epochs)
+    weights = policy.sample_weights(store, codes, phase)
+    default_budget = policy.default_budget(weights, codes)
+    if unbiased_floor is not None:
+        live = ~store.pruned
+        if policy.max_times_seen is not None:
+            live &= store.visits < policy.max_times_seen
+        to_floor = live & (weights < unbiased_floor)
+        # each floored sample that had weight 0 adds unbiased_floor of a pass to the budget
+        default_budget += unbiased_floor * int(np.count_nonzero(to_floor & (weights == 0)))
+        weights[to_floor] = unbiased_floor
+    total = resolve_budget(budget, default_budget, len(store))
+    audits = (audit.choose(store, codes, weights, epoch, policy.max_times_seen) if audit is not None
+              else np.empty(0, dtype=np.int64))
+    if budget is not None:  # an explicit budget includes the audits
+        total = max(total - len(audits), 0)
+    rng = epoch_generator(seed, epoch)
+    counts = draw_counts(weights, total, rng)
+    counts[audits] += 1
+    indices = shuffled_plan(counts, rng)
+    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights)
+    if loss_weights is not None:
+        loss_weights = np.asarray(loss_weights, dtype=np.float32)
+        loss_weights[audits] = 0.0
+    record = EpochRecord(
+        epoch=epoch,
+        phase=phase.name,
+        num_samples=len(store),
+        planned=len(indices),
+        unique_planned=int(np.count_nonzero(counts)),
+        pruned=store.num_pruned,
+        buckets={b.name: int(n) for b, n in zip(Bucket, np.bincount(codes, minlength=len(Bucket)))},
+        plan_seconds=time.perf_counter() - started,
+        audit_planned=len(audits),
+    )
+    return EpochPlan(indices, loss_weights, audits, record)
+
+
+def unbiased_loss_weights(weights: np.ndarray) -> np.ndarray:
+    """``v_i = sum(w) / (N_live * w_i)`` for ``w_i > 0``, else 0: float32 [N]. Drawing ``i``
+    with probability proportional to ``w_i``, the mean of ``v * loss`` over the draws estimates
+    the mean loss over the live samples."""
+    positive = weights > 0
+    num_live = int(np.count_nonzero(positive))
+    values = np.zeros(len(weights), dtype=np.float32)
+    if num_live:
+        values[positive] = weights.sum() / (num_live * weights[positive])
+    return values
 
 
 def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:

@@ -297,7 +297,7 @@ def test_audit_state_survives_save_and_load(tmp_path, digits, one_thread):
     _, other = make_sampler(audit_fraction=0.3)
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.global_plan, sampler.global_plan)
-    np.testing.assert_array_equal(other._audit_pending, sampler._audit_pending)
+    np.testing.assert_array_equal(other.audit_pending, sampler.audit_pending)
     with pytest.raises(ValueError, match="audit_fraction"):
         make_sampler()[1].load(tmp_path / "s.safetensors")
     with pytest.raises(ValueError, match="audit_fraction"):
@@ -362,7 +362,7 @@ def test_audits_fit_inside_an_explicit_budget_and_carry_no_loss_weight():
     pruned = _frozen_sampler(unbiased=True, audit_fraction=0.5)
     pruned.store.set_pruned(np.arange(30))
     pruned.set_epoch(2)
-    audits = pruned._audit_pending
+    audits = pruned.audit_pending
     assert len(audits) == 15
     assert pruned.loss_weights(torch.from_numpy(audits)).eq(0).all()  # checked, not trained
     planned = np.bincount(pruned.global_plan, minlength=40)
@@ -387,7 +387,7 @@ def test_export_suspects_writes_valid_csv_for_any_label(tmp_path):
 
 def test_audit_reported_twice_in_one_window_is_checked_once():
     sampler = _frozen_sampler(audit_fraction=0.2)
-    audits = sampler._audit_pending.copy()
+    audits = sampler.audit_pending.copy()
     assert len(audits) == 6
     first, rest = audits[:3], audits[3:]
     twice = torch.from_numpy(np.concatenate([first, first]))
@@ -395,6 +395,6 @@ def test_audit_reported_twice_in_one_window_is_checked_once():
     sampler.flush()
     record = sampler.epoch_record
     assert record.audit_reported == 6 and record.audit_unfrozen == 3
-    np.testing.assert_array_equal(sampler._audit_pending, rest)  # the other audits still count
+    np.testing.assert_array_equal(sampler.audit_pending, rest)  # the other audits still count
     assert (sampler.store.visits[first] == 3).all()  # one visit before, two now: visits kept
     assert not sampler.store.pruned[first].any()

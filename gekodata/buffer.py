@@ -1,0 +1,221 @@
+"""`ReportBuffer`: validates per-sample reports, holds them until a sync point, gathers them.
+
+One sync window's reports (from every rank under ``torch.distributed``) become one
+:class:`Window`, which the sampler folds into the store in a single update. Validation happens
+once, in the dtype the rows are buffered in (float32 values, int64 indices):
+
+* host input (numpy, lists, CPU tensors) is checked at the :meth:`ReportBuffer.add` call; a bad
+  call raises ``ValueError`` naming the problem and buffers nothing;
+* device input (CUDA tensors) is only shape-checked at the call, so ``report`` never forces a
+  host sync; its values are checked when the window is gathered, where bad rows are dropped
+  one by one (counted in :attr:`ReportBuffer.dropped_rows`, with a warning naming how many),
+  never the rest of the window.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from . import distributed as gdist
+from .state import GEKOStateStore, check_report_shapes
+
+SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
+
+
+@dataclass
+class Window:
+    """One sync window's reports, rows in rank order then call order.
+
+    ``idx`` int64 [n]; ``loss``, ``conf``, ``correct`` float32 [n]; ``pred`` int64 [n] or None
+    when no row carried a predicted label (-1 = unknown)."""
+
+    idx: np.ndarray
+    loss: np.ndarray
+    conf: np.ndarray
+    correct: np.ndarray
+    pred: Optional[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+class ReportBuffer:
+    """Buffered reports of one process for ``store`` (used for validation only).
+
+    Rows wait as (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3] = (loss, conf,
+    correct)) chunks, on their device for CUDA input. :meth:`take` gathers every rank's chunks
+    (a collective under ``torch.distributed``) and empties the buffer only once that succeeded.
+    """
+
+    def __init__(self, store: GEKOStateStore) -> None:
+        self._store = store
+        self._chunks: List[Tuple[Any, Any, bool]] = []  # (ints, values, checked)
+        self.rows = 0
+        self.calls = 0
+        self.dropped_rows = 0
+
+    def add(self, loss: SignalInput, conf: SignalInput, correct: SignalInput, idx: SignalInput,
+            pred: SignalInput = None) -> int:
+        """Validate (host) or shape-check (device) one report and buffer it; returns its rows."""
+        if idx is None:
+            raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
+        given = (idx, loss, conf, correct, pred)
+        if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in given):
+            ints, values = _device_chunk(*given)
+            checked = False
+        else:
+            ints, values = _host_chunk(self._store, *given)
+            checked = True
+        self._chunks.append((ints, values, checked))
+        rows = int(ints.shape[0])
+        self.rows += rows
+        self.calls += 1
+        return rows
+
+    def clear(self) -> None:
+        """Forget every buffered report (e.g. when a checkpoint replaces the state)."""
+        self._chunks, self.rows, self.calls = [], 0, 0
+
+    def take(self) -> Optional[Window]:
+        """Every rank's buffered rows as one validated :class:`Window` (None if there are none
+        anywhere), and an empty buffer. A collective under ``torch.distributed``: all ranks must
+        call it. Rows that fail validation here (device input) are dropped with a warning."""
+        chunks = self._chunks
+        if gdist.is_distributed():
+            ints, values, checked = _gather_chunks(chunks)
+        elif chunks:
+            ints = np.concatenate([_as_numpy(c[0]) for c in chunks])
+            values = np.concatenate([_as_numpy(c[1]) for c in chunks])
+            checked = all(c[2] for c in chunks)
+        else:
+            return None
+        self.clear()
+        if len(ints) == 0:
+            return None
+        idx, pred = ints[:, 0], ints[:, 1]
+        loss, conf, correct = values[:, 0], values[:, 1], values[:, 2]
+        if not checked:
+            bad = _invalid_rows(self._store, idx, loss, conf, correct, pred)
+            num_bad = int(np.count_nonzero(bad))
+            if num_bad:
+                keep = ~bad
+                idx, pred, loss, conf, correct = (a[keep] for a in (idx, pred, loss, conf, correct))
+                self.dropped_rows += num_bad
+                warnings.warn(f"gekodata: dropped {num_bad} reported row(s) with invalid values at this sync point "
+                              f"(non-finite or negative loss, conf/correct outside [0, 1], idx or pred out of "
+                              f"range); the window's other {len(idx)} row(s) were kept", RuntimeWarning, stacklevel=3)
+                if len(idx) == 0:
+                    return None
+        return Window(idx=idx, loss=loss, conf=conf, correct=correct,
+                      pred=pred if (pred != -1).any() else None)
+
+
+def _invalid_rows(store: GEKOStateStore, idx: np.ndarray, loss: np.ndarray, conf: np.ndarray,
+                  correct: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """bool [n]: rows the store would refuse."""
+    finder = getattr(store, "invalid_rows", None)
+    if finder is not None:
+        return finder(idx, loss, conf, correct, pred)
+    with np.errstate(invalid="ignore"):
+        return ~((idx >= 0) & (idx < store.num_samples) & np.isfinite(loss) & (loss >= 0)
+                 & (conf >= 0) & (conf <= 1) & (correct >= 0) & (correct <= 1)
+                 & (pred >= -1) & (pred <= np.iinfo(np.int32).max))
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _to_host_array(x: SignalInput) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
+    if is_integer:
+        return
+    if is_float:
+        raise ValueError(
+            f"idx must be an integer array, got {dtype}; indices must never travel as floats "
+            "(float32 loses integers above 2^24)"
+        )
+    raise ValueError(f"idx must be an integer array, got dtype {dtype}")
+
+
+def _as_float32(name: str, x: np.ndarray) -> np.ndarray:
+    """``x`` as float32, the dtype it is buffered in; ``ValueError`` for non-numeric input."""
+    if x.dtype == np.float32:
+        return x
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype(np.float32)
+
+
+def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,
+                correct: SignalInput, pred: SignalInput = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate a CPU report as it will be stored (float32 values, int64 indices):
+    (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3])."""
+    idx_a, loss_a, conf_a, correct_a, pred_a = (_to_host_array(x) for x in (idx, loss, conf, correct, pred))
+    check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
+    _check_index_dtype(np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_,
+                       np.issubdtype(idx_a.dtype, np.floating), idx_a.dtype)
+    loss32 = _as_float32("loss", loss_a)
+    conf32 = None if conf_a is None else _as_float32("conf", conf_a)
+    correct32 = None if correct_a is None else _as_float32("correct", correct_a)
+    store.validate(idx_a, loss32, conf32, correct32, pred_a)  # overflow to inf in float32 is refused here
+    if conf32 is None:
+        conf32 = np.exp(-loss32)
+    if correct32 is None:
+        correct32 = (conf32 > 0.5).astype(np.float32)
+    values = np.stack([loss32, conf32, correct32], axis=1)
+    ints = np.full((len(idx_a), 2), -1, dtype=np.int64)
+    ints[:, 0] = idx_a
+    if pred_a is not None:
+        ints[:, 1] = pred_a
+    return ints, values
+
+
+def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
+                  correct: SignalInput, pred: SignalInput = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Shape-check a device report and keep it on the device; no host sync."""
+    given = (idx, loss, conf, correct, pred)
+    device = next(x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu")
+    tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True) for x in given]
+    idx_t, loss_t, conf_t, correct_t, pred_t = tensors
+    check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
+    _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
+                       idx_t.is_floating_point(), idx_t.dtype)
+    if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool):
+        raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
+    loss_f = loss_t.float()
+    conf_f = torch.exp(-loss_f) if conf_t is None else conf_t.float()
+    correct_f = (conf_f > 0.5).float() if correct_t is None else correct_t.float()
+    pred_l = torch.full_like(idx_t, -1, dtype=torch.int64) if pred_t is None else pred_t.long()
+    return torch.stack([idx_t.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
+
+
+def _gather_chunks(chunks: List[Tuple[Any, Any, bool]]) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """All ranks' buffered rows, concatenated in rank order, as host arrays, and whether every
+    rank's rows were validated at their call (then nothing needs checking here)."""
+    device = gdist.collective_device()
+    if chunks:
+        ints = torch.cat([torch.as_tensor(c[0]).to(device) for c in chunks])
+        values = torch.cat([torch.as_tensor(c[1]).to(device) for c in chunks])
+    else:
+        ints = torch.empty((0, 2), dtype=torch.int64, device=device)
+        values = torch.empty((0, 3), dtype=torch.float32, device=device)
+    all_ints = gdist.all_gather_rows(ints)
+    all_values = gdist.all_gather_rows(values)
+    # every rank then checks the same rows the same way, so stores stay bitwise equal
+    return all_ints.cpu().numpy(), all_values.cpu().numpy(), False
