@@ -36,10 +36,13 @@ class PruningDataset(Dataset):
         index_key: key added to mapping items for the index.
         weight_key: key added to mapping items for the loss weight.
 
-    ``len()`` counts live (not pruned) samples; ``num_samples`` is the wrapped dataset's length,
-    and indices always refer to it. Any index can still be read, pruned or not. The wrapper
-    pickles for ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased
-    loss weights live in shared memory, so persistent workers see every epoch's values.
+    ``len()`` is the wrapped dataset's length (``num_samples``), always: it is the index range
+    that torch's samplers (``RandomSampler``, ``SequentialSampler``, ``DistributedSampler``) and
+    a Trainer's eval loop draw from, and indices always refer to it. Pruning only changes what
+    :class:`~gekodata.WeightedBucketSampler` plans; :attr:`num_live` counts the samples not
+    pruned. Any index can still be read, pruned or not. The wrapper pickles for
+    ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased loss weights
+    live in shared memory, so persistent workers see every epoch's values.
     """
 
     def __init__(
@@ -76,6 +79,13 @@ class PruningDataset(Dataset):
         self._loss_weights = loss_weights
 
     def __len__(self) -> int:
+        """The wrapped dataset's length (``num_samples``), pruned samples included."""
+        return self.num_samples
+
+    @property
+    def num_live(self) -> int:
+        """Samples not pruned (all of them without a sampler; in a worker process, the count
+        when the dataset was pickled)."""
         if self._store is not None:
             return self.num_samples - self._store.num_pruned
         return self._num_live
@@ -129,10 +139,10 @@ class PruningDataset(Dataset):
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state["_num_live"] = len(self)
+        state["_num_live"] = self.num_live
         state["_store"] = None  # workers only read items; the store stays with the sampler
         return state
 
     def __repr__(self) -> str:
         return (f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
-                f"live={len(self)}, prune_frozen_after={self.prune_frozen_after})")
+                f"live={self.num_live}, prune_frozen_after={self.prune_frozen_after})")

@@ -3,9 +3,17 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset
 
 from gekodata import PruningDataset, WeightedBucketSampler
+
+
+def pruned_first_half(n: int = 10) -> PruningDataset:
+    """PruningDataset over n scalar tensors with samples 0 .. n/2-1 pruned in its store."""
+    ds = PruningDataset(TensorDataset(torch.arange(float(n))))
+    sampler = WeightedBucketSampler(ds, num_epochs=1)  # attaches its store to ds
+    sampler.store.set_pruned(np.arange(n // 2))
+    return ds
 
 
 def test_item_shapes_gain_the_index():
@@ -62,9 +70,9 @@ def test_pickles_without_the_store():
     sampler.report(np.full(100, 1e-4), None, None, np.arange(100))
     sampler.report(np.full(5, 3.0), None, None, np.arange(5))
     sampler.set_epoch(1)
-    assert len(ds) == 5
+    assert ds.num_live == 5 and len(ds) == 100
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._store is None and len(clone) == 5 and clone[42] == (42, 42)
+    assert clone._store is None and clone.num_live == 5 and len(clone) == 100 and clone[42] == (42, 42)
 
 
 def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
@@ -84,3 +92,29 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
     # epoch 1 planned the mastered half at the floor: their weights are > 1, the rest < 1
     weights = sampler.loss_weights(np.arange(n))
     assert (weights[:32] > 1).all() and (weights[32:] < 1).all()
+
+
+# ---------------------------------------------------------------- len() is the index range
+def test_len_is_the_index_range_and_num_live_counts_unpruned_samples():
+    ds = pruned_first_half(10)
+    assert len(ds) == ds.num_samples == 10
+    assert ds.num_live == 5
+    np.testing.assert_array_equal(ds.pruned_indices, np.arange(5))
+    assert ds.unprune([0, 1, 7]) == 2 and ds.num_live == 7 and len(ds) == 10
+    assert PruningDataset(list(range(3))).num_live == 3  # no store: every sample is live
+    assert "live=7" in repr(ds)
+
+
+def test_torch_samplers_and_loaders_draw_the_full_index_range_after_pruning():
+    """Without gekodata's sampler, torch draws from range(len(ds)): pruned samples included."""
+    ds = pruned_first_half(10)
+    everything = list(range(10))
+    assert sorted(RandomSampler(ds, generator=torch.Generator().manual_seed(0))) == everything
+    assert list(SequentialSampler(ds)) == everything
+    assert sorted([*DistributedSampler(ds, num_replicas=2, rank=0, shuffle=False),
+                   *DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)]) == everything
+    for shuffle in (False, True):
+        loader = DataLoader(ds, batch_size=3, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
+        drawn = torch.cat([idx for _, idx in loader])
+        assert sorted(drawn.tolist()) == everything
+
