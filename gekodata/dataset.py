@@ -6,7 +6,8 @@ batch held.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import numpy as np
@@ -20,13 +21,34 @@ if TYPE_CHECKING:  # pragma: no cover
 class PruningDataset(Dataset):
     """Map-style dataset wrapper that returns each item with its original index.
 
-    Item shapes:
+    What ``ds[i]`` returns, by the wrapped item's type (``w`` is the float loss weight, present
+    only when the sampler has loss weights: unbiased mode, ``InfoBatchPolicy``), and what a batch
+    of them looks like after torch's ``default_collate`` (``idx``: int64 tensor [B], ``weight``:
+    float64 tensor [B]):
 
-    * a mapping (e.g. ``{"x": ..., "y": ...}``) gains the key ``index_key`` (default ``"idx"``)
-      and, when the sampler has loss weights (unbiased mode, ``InfoBatchPolicy``), ``weight_key``
-      (default ``"weight"``, a float loss weight);
-    * a tuple or list gains trailing elements: ``(*item, idx)`` or ``(*item, idx, weight)``;
-    * anything else (a tensor, a string) becomes ``(item, idx)`` or ``(item, idx, weight)``.
+    =========================  ==========================================  ===========================================
+    item type                  ``ds[i]``                                   batch after ``default_collate``
+    =========================  ==========================================  ===========================================
+    ``dict``                   new ``dict``: ``{**item, "idx": i}``        ``dict`` of batched values, ``batch["idx"]``
+                               (plus ``"weight": w``)                      (and ``batch["weight"]``)
+    other ``MutableMapping``   shallow copy of the same type               the same type (``BatchEncoding``,
+    (``BatchEncoding``,        (``copy.copy``) with ``"idx"`` (and         ``UserDict``, ...), keys as for ``dict``
+    ``UserDict``, dict         ``"weight"``) set; the original item is
+    subclasses)                not modified
+    other ``Mapping``          plain ``dict`` as above (the type can't     ``dict``
+    (read-only)                be kept: it can't take the new keys)
+    named tuple                ``(item, i)`` or ``(item, i, w)``: the      ``[NamedTuple of batches, idx(, weight)]``,
+                               item untouched, type kept                   so ``item, idx = batch``
+    ``tuple``                  ``(*item, i)`` or ``(*item, i, w)``         ``[*batched fields, idx(, weight)]``
+    ``list``                   ``[*item, i]`` or ``[*item, i, w]``         ``[*batched fields, idx(, weight)]``
+    anything else (tensor,     ``(item, i)`` or ``(item, i, w)``           ``[batched items, idx(, weight)]``,
+    string, number)                                                        so ``x, idx = batch``
+    =========================  ==========================================  ===========================================
+
+    ``"idx"`` and ``"weight"`` stand for ``index_key`` and ``weight_key``. A mapping item that
+    already has ``index_key`` raises ValueError. A ``MutableMapping`` whose ``copy.copy`` shares
+    storage with the original (a custom class without ``__copy__``) raises TypeError rather than
+    writing the index into the wrapped dataset's item.
 
     Args:
         dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``.
@@ -120,22 +142,53 @@ class PruningDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         index = int(index)
         item = self.dataset[index]
-        extras = [index]
-        if self._loss_weights is not None:
-            extras.append(float(self._loss_weights[index]))
-        if isinstance(item, Mapping):
+        weights = self._loss_weights
+        kind = type(item)
+        # checks ordered by how common the type is: dict, tuple (TensorDataset), then the rest
+        if kind is dict:
             if self.index_key in item:
-                raise ValueError(
-                    f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
-                )
-            out: Dict[str, Any] = dict(item)
+                self._key_taken()
+            out = dict(item)
             out[self.index_key] = index
-            if len(extras) > 1:
-                out[self.weight_key] = extras[1]
+            if weights is not None:
+                out[self.weight_key] = float(weights[index])
             return out
-        if isinstance(item, (tuple, list)):
-            return (*item, *extras)
+        if kind is tuple:
+            return (*item, index) if weights is None else (*item, index, float(weights[index]))
+        if isinstance(item, Mapping):
+            return self._mapping_item(item, index, None if weights is None else float(weights[index]))
+        extras = (index,) if weights is None else (index, float(weights[index]))
+        if isinstance(item, tuple):
+            return (item, *extras) if hasattr(item, "_fields") else (*item, *extras)  # named tuple: kept whole
+        if isinstance(item, list):
+            return [*item, *extras]
         return (item, *extras)
+
+    def _key_taken(self) -> None:
+        raise ValueError(
+            f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
+        )
+
+    def _mapping_item(self, item: Mapping, index: int, weight: Optional[float]) -> Mapping:
+        """A non-``dict`` mapping item with the index (and weight) keys: a shallow copy of the same
+        type when it is mutable, else a plain ``dict``."""
+        if self.index_key in item:
+            self._key_taken()
+        if not isinstance(item, MutableMapping):
+            out: MutableMapping = dict(item)
+        else:
+            out = copy.copy(item)
+        out[self.index_key] = index
+        if self.index_key in item:  # the copy shares the original's storage: undo and refuse
+            del item[self.index_key]  # type: ignore[attr-defined]
+            raise TypeError(
+                f"copy.copy() of a {type(item).__name__} item shares its storage, so adding the index "
+                "would modify the wrapped dataset's item; give the class a __copy__ that copies its "
+                "storage, or return dict items"
+            )
+        if weight is not None:
+            out[self.weight_key] = weight
+        return out
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()

@@ -1,11 +1,43 @@
 import pickle
+import types
+from collections import UserDict, namedtuple
+from collections.abc import MutableMapping
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset
+from transformers import BatchEncoding
 
 from gekodata import PruningDataset, WeightedBucketSampler
+
+Point = namedtuple("Point", "x y")  # module level: items cross worker processes by pickle
+
+
+class Row(dict):
+    """A dict subclass item type."""
+
+
+class SharedCopyMapping(MutableMapping):
+    """A MutableMapping whose copy.copy shares its storage (no __copy__)."""
+
+    def __init__(self, data):
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __setitem__(self, key, value):
+        self._data[key] = value
+
+    def __delitem__(self, key):
+        del self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self):
+        return len(self._data)
 
 
 def pruned_first_half(n: int = 10) -> PruningDataset:
@@ -117,4 +149,82 @@ def test_torch_samplers_and_loaders_draw_the_full_index_range_after_pruning():
         loader = DataLoader(ds, batch_size=3, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
         drawn = torch.cat([idx for _, idx in loader])
         assert sorted(drawn.tolist()) == everything
+
+
+# ---------------------------------------------------------------- item types
+def test_namedtuple_items_keep_their_type():
+    ds = PruningDataset([Point(torch.full((2,), float(i)), i) for i in range(8)])
+    item, idx = ds[3]
+    assert type(item) is Point and item.y == 3 and idx == 3
+    points, idx = next(iter(DataLoader(ds, batch_size=4)))
+    assert type(points) is Point and points.x.shape == (4, 2)
+    assert torch.equal(points.y, torch.arange(4)) and torch.equal(idx, torch.arange(4))
+
+
+def test_namedtuple_items_carry_the_unbiased_weight_third():
+    ds = PruningDataset([Point(float(i), i) for i in range(6)])
+    WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    item, idx, weight = ds[5]
+    assert type(item) is Point and idx == 5 and weight == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("make", [BatchEncoding, UserDict, Row], ids=["BatchEncoding", "UserDict", "dict_subclass"])
+def test_mutable_mapping_items_keep_their_type_and_the_source_is_untouched(make):
+    source = [make({"input_ids": torch.tensor([i, i + 1])}) for i in range(6)]
+    ds = PruningDataset(source)
+    item = ds[2]
+    assert type(item) is make and item is not source[2]
+    assert item["idx"] == 2 and torch.equal(item["input_ids"], torch.tensor([2, 3]))
+    assert "idx" not in source[2] and set(source[2]) == {"input_ids"}
+    assert ds[2]["idx"] == 2  # read again: no "already has a key" from a mutated source
+    batch = next(iter(DataLoader(ds, batch_size=3)))
+    assert type(batch) is make and torch.equal(batch["idx"], torch.arange(3))
+    assert batch["input_ids"].shape == (3, 2)
+    WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    weighted = ds[4]
+    assert type(weighted) is make and weighted["weight"] == pytest.approx(1.0) and "weight" not in source[4]
+
+
+def test_immutable_mapping_items_become_dicts():
+    ds = PruningDataset([types.MappingProxyType({"x": i}) for i in range(3)])
+    assert ds[1] == {"x": 1, "idx": 1} and type(ds[1]) is dict
+
+
+def test_mutable_mapping_whose_copy_shares_storage_is_refused_and_left_intact():
+    source = [SharedCopyMapping({"x": i}) for i in range(3)]
+    with pytest.raises(TypeError, match="SharedCopyMapping"):
+        PruningDataset(source)[1]
+    assert dict(source[1]) == {"x": 1}
+
+
+def test_list_items_stay_lists_and_plain_tuples_are_flattened():
+    ds = PruningDataset([[i, 2 * i] for i in range(4)])
+    assert ds[3] == [3, 6, 3] and type(ds[3]) is list
+    assert PruningDataset([(1, 2)])[0] == (1, 2, 0)
+
+
+def test_other_items_become_item_index_pairs_that_collate_to_a_list():
+    ds = PruningDataset([torch.full((3,), float(i)) for i in range(5)])
+    x, idx = ds[4]
+    assert torch.equal(x, torch.full((3,), 4.0)) and idx == 4
+    batch = next(iter(DataLoader(ds, batch_size=5)))
+    assert isinstance(batch, list) and len(batch) == 2
+    x, idx = batch
+    assert x.shape == (5, 3) and torch.equal(idx, torch.arange(5))
+
+
+def test_item_types_survive_worker_processes():
+    """Items are pickled back from num_workers=2 (fork) workers and collated: types kept."""
+    named = PruningDataset([Point(torch.tensor([float(i)]), i) for i in range(8)])
+    mapped = PruningDataset([BatchEncoding({"input_ids": torch.tensor([i])}) for i in range(8)])
+    for ds in (named, mapped):
+        loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork")
+        batches = list(loader)
+        if ds is named:
+            assert all(type(b[0]) is Point for b in batches)
+            idx = torch.cat([b[1] for b in batches])
+        else:
+            assert all(type(b) is BatchEncoding for b in batches)
+            idx = torch.cat([b["idx"] for b in batches])
+        assert idx.tolist() == list(range(8))
 
