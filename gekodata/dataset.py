@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import GEKOStateStore
@@ -51,7 +51,8 @@ class PruningDataset(Dataset):
     writing the index into the wrapped dataset's item.
 
     Args:
-        dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``.
+        dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``; an
+            ``IterableDataset`` is refused (TypeError).
         prune_frozen_after: prune a sample once it has been in the FREEZE bucket for this many
             consecutive epochs; pruned samples are never planned again until :meth:`unprune`.
             None (default) disables pruning.
@@ -75,6 +76,11 @@ class PruningDataset(Dataset):
         index_key: str = "idx",
         weight_key: str = "weight",
     ) -> None:
+        if isinstance(dataset, IterableDataset):
+            raise TypeError(
+                f"PruningDataset wraps map-style datasets; {type(dataset).__name__} is an "
+                "IterableDataset (items are streamed, not read by index, so they cannot carry one)"
+            )
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(
                 f"PruningDataset wraps map-style datasets (with __len__ and __getitem__), "

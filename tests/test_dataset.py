@@ -6,7 +6,8 @@ from collections.abc import MutableMapping
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler,
+                              SequentialSampler, TensorDataset)
 from transformers import BatchEncoding
 
 from gekodata import PruningDataset, WeightedBucketSampler
@@ -38,6 +39,16 @@ class SharedCopyMapping(MutableMapping):
 
     def __len__(self):
         return len(self._data)
+
+
+class Stream(IterableDataset):
+    """An IterableDataset that also has __len__."""
+
+    def __iter__(self):
+        return iter(range(4))
+
+    def __len__(self):
+        return 4
 
 
 def pruned_first_half(n: int = 10) -> PruningDataset:
@@ -227,4 +238,10 @@ def test_item_types_survive_worker_processes():
             assert all(type(b) is BatchEncoding for b in batches)
             idx = torch.cat([b["idx"] for b in batches])
         assert idx.tolist() == list(range(8))
+
+
+# ---------------------------------------------------------------- construction checks
+def test_iterable_datasets_are_refused_at_construction():
+    with pytest.raises(TypeError, match="Stream is an IterableDataset"):
+        PruningDataset(Stream())
 
