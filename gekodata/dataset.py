@@ -17,6 +17,10 @@ from torch.utils.data import Dataset, IterableDataset
 if TYPE_CHECKING:  # pragma: no cover
     from .state import GEKOStateStore
 
+# Largest accepted ``prune_frozen_after`` (epochs). The store counts frozen epochs in the uint8
+# ``frozen_streak`` column (gekodata/state.py), which saturates at 255: a larger limit never fires.
+MAX_PRUNE_FROZEN_AFTER = 255
+
 
 class PruningDataset(Dataset):
     """Map-style dataset wrapper that returns each item with its original index.
@@ -54,8 +58,8 @@ class PruningDataset(Dataset):
         dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``; an
             ``IterableDataset`` is refused (TypeError).
         prune_frozen_after: prune a sample once it has been in the FREEZE bucket for this many
-            consecutive epochs; pruned samples are never planned again until :meth:`unprune`.
-            None (default) disables pruning.
+            consecutive epochs, 1 .. :data:`MAX_PRUNE_FROZEN_AFTER` (255); pruned samples are never
+            planned again until :meth:`unprune`. None (default) disables pruning.
         index_key: key added to mapping items for the index.
         weight_key: key added to mapping items for the loss weight.
 
@@ -86,8 +90,15 @@ class PruningDataset(Dataset):
                 f"PruningDataset wraps map-style datasets (with __len__ and __getitem__), "
                 f"got {type(dataset).__name__}"
             )
-        if prune_frozen_after is not None and int(prune_frozen_after) < 1:
-            raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+        if prune_frozen_after is not None:
+            if int(prune_frozen_after) < 1:
+                raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+            if int(prune_frozen_after) > MAX_PRUNE_FROZEN_AFTER:
+                raise ValueError(
+                    f"prune_frozen_after must be <= {MAX_PRUNE_FROZEN_AFTER}, got {prune_frozen_after}: "
+                    f"the frozen streak counts up to {MAX_PRUNE_FROZEN_AFTER} epochs (a uint8 column), "
+                    "so a larger limit would never prune"
+                )
         if index_key == weight_key:
             raise ValueError("index_key and weight_key must differ")
         self.dataset = dataset

@@ -11,6 +11,7 @@ from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, R
 from transformers import BatchEncoding
 
 from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata.dataset import MAX_PRUNE_FROZEN_AFTER
 
 Point = namedtuple("Point", "x y")  # module level: items cross worker processes by pickle
 
@@ -245,3 +246,9 @@ def test_iterable_datasets_are_refused_at_construction():
     with pytest.raises(TypeError, match="Stream is an IterableDataset"):
         PruningDataset(Stream())
 
+
+def test_prune_frozen_after_is_capped_by_the_frozen_streak_range():
+    assert MAX_PRUNE_FROZEN_AFTER == np.iinfo(np.uint8).max
+    assert PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER).prune_frozen_after == 255
+    with pytest.raises(ValueError, match="255"):
+        PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER + 1)
