@@ -6,40 +6,70 @@ batch held.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from .state import GEKOStateStore
+
+# Largest accepted ``prune_frozen_after`` (epochs). The store counts frozen epochs in the uint8
+# ``frozen_streak`` column (gekodata/state.py), which saturates at 255: a larger limit never fires.
+MAX_PRUNE_FROZEN_AFTER = 255
 
 
 class PruningDataset(Dataset):
     """Map-style dataset wrapper that returns each item with its original index.
 
-    Item shapes:
+    What ``ds[i]`` returns, by the wrapped item's type (``w`` is the float loss weight, present
+    only when the sampler has loss weights: unbiased mode, ``InfoBatchPolicy``), and what a batch
+    of them looks like after torch's ``default_collate`` (``idx``: int64 tensor [B], ``weight``:
+    float64 tensor [B]):
 
-    * a mapping (e.g. ``{"x": ..., "y": ...}``) gains the key ``index_key`` (default ``"idx"``)
-      and, when the sampler has loss weights (unbiased mode, ``InfoBatchPolicy``), ``weight_key``
-      (default ``"weight"``, a float loss weight);
-    * a tuple or list gains trailing elements: ``(*item, idx)`` or ``(*item, idx, weight)``;
-    * anything else (a tensor, a string) becomes ``(item, idx)`` or ``(item, idx, weight)``.
+    =========================  ==========================================  ===========================================
+    item type                  ``ds[i]``                                   batch after ``default_collate``
+    =========================  ==========================================  ===========================================
+    ``dict``                   new ``dict``: ``{**item, "idx": i}``        ``dict`` of batched values, ``batch["idx"]``
+                               (plus ``"weight": w``)                      (and ``batch["weight"]``)
+    other ``MutableMapping``   shallow copy of the same type               the same type (``BatchEncoding``,
+    (``BatchEncoding``,        (``copy.copy``) with ``"idx"`` (and         ``UserDict``, ...), keys as for ``dict``
+    ``UserDict``, dict         ``"weight"``) set; the original item is
+    subclasses)                not modified
+    other ``Mapping``          plain ``dict`` as above (the type can't     ``dict``
+    (read-only)                be kept: it can't take the new keys)
+    named tuple                ``(item, i)`` or ``(item, i, w)``: the      ``[NamedTuple of batches, idx(, weight)]``,
+                               item untouched, type kept                   so ``item, idx = batch``
+    ``tuple``                  ``(*item, i)`` or ``(*item, i, w)``         ``[*batched fields, idx(, weight)]``
+    ``list``                   ``[*item, i]`` or ``[*item, i, w]``         ``[*batched fields, idx(, weight)]``
+    anything else (tensor,     ``(item, i)`` or ``(item, i, w)``           ``[batched items, idx(, weight)]``,
+    string, number)                                                        so ``x, idx = batch``
+    =========================  ==========================================  ===========================================
+
+    ``"idx"`` and ``"weight"`` stand for ``index_key`` and ``weight_key``. A mapping item that
+    already has ``index_key`` raises ValueError. A ``MutableMapping`` whose ``copy.copy`` shares
+    storage with the original (a custom class without ``__copy__``) raises TypeError rather than
+    writing the index into the wrapped dataset's item.
 
     Args:
-        dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``.
+        dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``; an
+            ``IterableDataset`` is refused (TypeError).
         prune_frozen_after: prune a sample once it has been in the FREEZE bucket for this many
-            consecutive epochs; pruned samples are never planned again until :meth:`unprune`.
-            None (default) disables pruning.
+            consecutive epochs, 1 .. :data:`MAX_PRUNE_FROZEN_AFTER` (255); pruned samples are never
+            planned again until :meth:`unprune`. None (default) disables pruning.
         index_key: key added to mapping items for the index.
         weight_key: key added to mapping items for the loss weight.
 
-    ``len()`` counts live (not pruned) samples; ``num_samples`` is the wrapped dataset's length,
-    and indices always refer to it. Any index can still be read, pruned or not. The wrapper
-    pickles for ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased
-    loss weights live in shared memory, so persistent workers see every epoch's values.
+    ``len()`` is the wrapped dataset's length (``num_samples``), always: it is the index range
+    that torch's samplers (``RandomSampler``, ``SequentialSampler``, ``DistributedSampler``) and
+    a Trainer's eval loop draw from, and indices always refer to it. Pruning only changes what
+    :class:`~gekodata.WeightedBucketSampler` plans; :attr:`num_live` counts the samples not
+    pruned. Any index can still be read, pruned or not. The wrapper pickles for
+    ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased loss weights
+    live in shared memory, so persistent workers see every epoch's values.
     """
 
     def __init__(
@@ -50,13 +80,25 @@ class PruningDataset(Dataset):
         index_key: str = "idx",
         weight_key: str = "weight",
     ) -> None:
+        if isinstance(dataset, IterableDataset):
+            raise TypeError(
+                f"PruningDataset wraps map-style datasets; {type(dataset).__name__} is an "
+                "IterableDataset (items are streamed, not read by index, so they cannot carry one)"
+            )
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(
                 f"PruningDataset wraps map-style datasets (with __len__ and __getitem__), "
                 f"got {type(dataset).__name__}"
             )
-        if prune_frozen_after is not None and int(prune_frozen_after) < 1:
-            raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+        if prune_frozen_after is not None:
+            if int(prune_frozen_after) < 1:
+                raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+            if int(prune_frozen_after) > MAX_PRUNE_FROZEN_AFTER:
+                raise ValueError(
+                    f"prune_frozen_after must be <= {MAX_PRUNE_FROZEN_AFTER}, got {prune_frozen_after}: "
+                    f"the frozen streak counts up to {MAX_PRUNE_FROZEN_AFTER} epochs (a uint8 column), "
+                    "so a larger limit would never prune"
+                )
         if index_key == weight_key:
             raise ValueError("index_key and weight_key must differ")
         self.dataset = dataset
@@ -76,6 +118,13 @@ class PruningDataset(Dataset):
         self._loss_weights = loss_weights
 
     def __len__(self) -> int:
+        """The wrapped dataset's length (``num_samples``), pruned samples included."""
+        return self.num_samples
+
+    @property
+    def num_live(self) -> int:
+        """Samples not pruned (all of them without a sampler; in a worker process, the count
+        when the dataset was pickled)."""
         if self._store is not None:
             return self.num_samples - self._store.num_pruned
         return self._num_live
@@ -110,29 +159,60 @@ class PruningDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         index = int(index)
         item = self.dataset[index]
-        extras = [index]
-        if self._loss_weights is not None:
-            extras.append(float(self._loss_weights[index]))
-        if isinstance(item, Mapping):
+        weights = self._loss_weights
+        kind = type(item)
+        # checks ordered by how common the type is: dict, tuple (TensorDataset), then the rest
+        if kind is dict:
             if self.index_key in item:
-                raise ValueError(
-                    f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
-                )
-            out: Dict[str, Any] = dict(item)
+                self._key_taken()
+            out = dict(item)
             out[self.index_key] = index
-            if len(extras) > 1:
-                out[self.weight_key] = extras[1]
+            if weights is not None:
+                out[self.weight_key] = float(weights[index])
             return out
-        if isinstance(item, (tuple, list)):
-            return (*item, *extras)
+        if kind is tuple:
+            return (*item, index) if weights is None else (*item, index, float(weights[index]))
+        if isinstance(item, Mapping):
+            return self._mapping_item(item, index, None if weights is None else float(weights[index]))
+        extras = (index,) if weights is None else (index, float(weights[index]))
+        if isinstance(item, tuple):
+            return (item, *extras) if hasattr(item, "_fields") else (*item, *extras)  # named tuple: kept whole
+        if isinstance(item, list):
+            return [*item, *extras]
         return (item, *extras)
+
+    def _key_taken(self) -> None:
+        raise ValueError(
+            f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
+        )
+
+    def _mapping_item(self, item: Mapping, index: int, weight: Optional[float]) -> Mapping:
+        """A non-``dict`` mapping item with the index (and weight) keys: a shallow copy of the same
+        type when it is mutable, else a plain ``dict``."""
+        if self.index_key in item:
+            self._key_taken()
+        if not isinstance(item, MutableMapping):
+            out: MutableMapping = dict(item)
+        else:
+            out = copy.copy(item)
+        out[self.index_key] = index
+        if self.index_key in item:  # the copy shares the original's storage: undo and refuse
+            del item[self.index_key]  # type: ignore[attr-defined]
+            raise TypeError(
+                f"copy.copy() of a {type(item).__name__} item shares its storage, so adding the index "
+                "would modify the wrapped dataset's item; give the class a __copy__ that copies its "
+                "storage, or return dict items"
+            )
+        if weight is not None:
+            out[self.weight_key] = weight
+        return out
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state["_num_live"] = len(self)
+        state["_num_live"] = self.num_live
         state["_store"] = None  # workers only read items; the store stays with the sampler
         return state
 
     def __repr__(self) -> str:
         return (f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
-                f"live={len(self)}, prune_frozen_after={self.prune_frozen_after})")
+                f"live={self.num_live}, prune_frozen_after={self.prune_frozen_after})")

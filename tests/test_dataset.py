@@ -1,11 +1,63 @@
 import pickle
+import types
+from collections import UserDict, namedtuple
+from collections.abc import MutableMapping
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler,
+                              SequentialSampler, TensorDataset)
+from transformers import BatchEncoding
 
 from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata.dataset import MAX_PRUNE_FROZEN_AFTER
+
+Point = namedtuple("Point", "x y")  # module level: items cross worker processes by pickle
+
+
+class Row(dict):
+    """A dict subclass item type."""
+
+
+class SharedCopyMapping(MutableMapping):
+    """A MutableMapping whose copy.copy shares its storage (no __copy__)."""
+
+    def __init__(self, data):
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __setitem__(self, key, value):
+        self._data[key] = value
+
+    def __delitem__(self, key):
+        del self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self):
+        return len(self._data)
+
+
+class Stream(IterableDataset):
+    """An IterableDataset that also has __len__."""
+
+    def __iter__(self):
+        return iter(range(4))
+
+    def __len__(self):
+        return 4
+
+
+def pruned_first_half(n: int = 10) -> PruningDataset:
+    """PruningDataset over n scalar tensors with samples 0 .. n/2-1 pruned in its store."""
+    ds = PruningDataset(TensorDataset(torch.arange(float(n))))
+    sampler = WeightedBucketSampler(ds, num_epochs=1)  # attaches its store to ds
+    sampler.store.set_pruned(np.arange(n // 2))
+    return ds
 
 
 def test_item_shapes_gain_the_index():
@@ -62,9 +114,9 @@ def test_pickles_without_the_store():
     sampler.report(np.full(100, 1e-4), None, None, np.arange(100))
     sampler.report(np.full(5, 3.0), None, None, np.arange(5))
     sampler.set_epoch(1)
-    assert len(ds) == 5
+    assert ds.num_live == 5 and len(ds) == 100
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._store is None and len(clone) == 5 and clone[42] == (42, 42)
+    assert clone._store is None and clone.num_live == 5 and len(clone) == 100 and clone[42] == (42, 42)
 
 
 def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
@@ -84,3 +136,119 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
     # epoch 1 planned the mastered half at the floor: their weights are > 1, the rest < 1
     weights = sampler.loss_weights(np.arange(n))
     assert (weights[:32] > 1).all() and (weights[32:] < 1).all()
+
+
+# ---------------------------------------------------------------- len() is the index range
+def test_len_is_the_index_range_and_num_live_counts_unpruned_samples():
+    ds = pruned_first_half(10)
+    assert len(ds) == ds.num_samples == 10
+    assert ds.num_live == 5
+    np.testing.assert_array_equal(ds.pruned_indices, np.arange(5))
+    assert ds.unprune([0, 1, 7]) == 2 and ds.num_live == 7 and len(ds) == 10
+    assert PruningDataset(list(range(3))).num_live == 3  # no store: every sample is live
+    assert "live=7" in repr(ds)
+
+
+def test_torch_samplers_and_loaders_draw_the_full_index_range_after_pruning():
+    """Without gekodata's sampler, torch draws from range(len(ds)): pruned samples included."""
+    ds = pruned_first_half(10)
+    everything = list(range(10))
+    assert sorted(RandomSampler(ds, generator=torch.Generator().manual_seed(0))) == everything
+    assert list(SequentialSampler(ds)) == everything
+    assert sorted([*DistributedSampler(ds, num_replicas=2, rank=0, shuffle=False),
+                   *DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)]) == everything
+    for shuffle in (False, True):
+        loader = DataLoader(ds, batch_size=3, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
+        drawn = torch.cat([idx for _, idx in loader])
+        assert sorted(drawn.tolist()) == everything
+
+
+# ---------------------------------------------------------------- item types
+def test_namedtuple_items_keep_their_type():
+    ds = PruningDataset([Point(torch.full((2,), float(i)), i) for i in range(8)])
+    item, idx = ds[3]
+    assert type(item) is Point and item.y == 3 and idx == 3
+    points, idx = next(iter(DataLoader(ds, batch_size=4)))
+    assert type(points) is Point and points.x.shape == (4, 2)
+    assert torch.equal(points.y, torch.arange(4)) and torch.equal(idx, torch.arange(4))
+
+
+def test_namedtuple_items_carry_the_unbiased_weight_third():
+    ds = PruningDataset([Point(float(i), i) for i in range(6)])
+    WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    item, idx, weight = ds[5]
+    assert type(item) is Point and idx == 5 and weight == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("make", [BatchEncoding, UserDict, Row], ids=["BatchEncoding", "UserDict", "dict_subclass"])
+def test_mutable_mapping_items_keep_their_type_and_the_source_is_untouched(make):
+    source = [make({"input_ids": torch.tensor([i, i + 1])}) for i in range(6)]
+    ds = PruningDataset(source)
+    item = ds[2]
+    assert type(item) is make and item is not source[2]
+    assert item["idx"] == 2 and torch.equal(item["input_ids"], torch.tensor([2, 3]))
+    assert "idx" not in source[2] and set(source[2]) == {"input_ids"}
+    assert ds[2]["idx"] == 2  # read again: no "already has a key" from a mutated source
+    batch = next(iter(DataLoader(ds, batch_size=3)))
+    assert type(batch) is make and torch.equal(batch["idx"], torch.arange(3))
+    assert batch["input_ids"].shape == (3, 2)
+    WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    weighted = ds[4]
+    assert type(weighted) is make and weighted["weight"] == pytest.approx(1.0) and "weight" not in source[4]
+
+
+def test_immutable_mapping_items_become_dicts():
+    ds = PruningDataset([types.MappingProxyType({"x": i}) for i in range(3)])
+    assert ds[1] == {"x": 1, "idx": 1} and type(ds[1]) is dict
+
+
+def test_mutable_mapping_whose_copy_shares_storage_is_refused_and_left_intact():
+    source = [SharedCopyMapping({"x": i}) for i in range(3)]
+    with pytest.raises(TypeError, match="SharedCopyMapping"):
+        PruningDataset(source)[1]
+    assert dict(source[1]) == {"x": 1}
+
+
+def test_list_items_stay_lists_and_plain_tuples_are_flattened():
+    ds = PruningDataset([[i, 2 * i] for i in range(4)])
+    assert ds[3] == [3, 6, 3] and type(ds[3]) is list
+    assert PruningDataset([(1, 2)])[0] == (1, 2, 0)
+
+
+def test_other_items_become_item_index_pairs_that_collate_to_a_list():
+    ds = PruningDataset([torch.full((3,), float(i)) for i in range(5)])
+    x, idx = ds[4]
+    assert torch.equal(x, torch.full((3,), 4.0)) and idx == 4
+    batch = next(iter(DataLoader(ds, batch_size=5)))
+    assert isinstance(batch, list) and len(batch) == 2
+    x, idx = batch
+    assert x.shape == (5, 3) and torch.equal(idx, torch.arange(5))
+
+
+def test_item_types_survive_worker_processes():
+    """Items are pickled back from num_workers=2 (fork) workers and collated: types kept."""
+    named = PruningDataset([Point(torch.tensor([float(i)]), i) for i in range(8)])
+    mapped = PruningDataset([BatchEncoding({"input_ids": torch.tensor([i])}) for i in range(8)])
+    for ds in (named, mapped):
+        loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork")
+        batches = list(loader)
+        if ds is named:
+            assert all(type(b[0]) is Point for b in batches)
+            idx = torch.cat([b[1] for b in batches])
+        else:
+            assert all(type(b) is BatchEncoding for b in batches)
+            idx = torch.cat([b["idx"] for b in batches])
+        assert idx.tolist() == list(range(8))
+
+
+# ---------------------------------------------------------------- construction checks
+def test_iterable_datasets_are_refused_at_construction():
+    with pytest.raises(TypeError, match="Stream is an IterableDataset"):
+        PruningDataset(Stream())
+
+
+def test_prune_frozen_after_is_capped_by_the_frozen_streak_range():
+    assert MAX_PRUNE_FROZEN_AFTER == np.iinfo(np.uint8).max
+    assert PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER).prune_frozen_after == 255
+    with pytest.raises(ValueError, match="255"):
+        PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER + 1)

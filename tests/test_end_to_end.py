@@ -124,7 +124,7 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
         plan = sampler.plan.copy()
         planned.append(plan)
         assert len(sampler) == len(plan) and len(loader) == math.ceil(len(plan) / BATCH_SIZE)
-        assert len(ds) == n - store.num_pruned
+        assert ds.num_live == n - store.num_pruned and len(ds) == n
         np.testing.assert_array_equal(ds.pruned_indices, np.flatnonzero(store.pruned))
 
         yielded = []

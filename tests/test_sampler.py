@@ -91,7 +91,7 @@ def test_replanning_same_epoch_is_idempotent():
     np.testing.assert_array_equal(sampler.store.frozen_streak, streak)
 
 
-def test_pruning_shrinks_dataset_and_unprune_restores():
+def test_pruning_shrinks_the_live_count_and_unprune_restores():
     ds, sampler = make(100, prune_frozen_after=2,
                        policy=BucketPolicy(curriculum=Curriculum.constant(hard=1, focus=1, light=1)))
     easy = np.arange(100) < 30
@@ -101,10 +101,10 @@ def test_pruning_shrinks_dataset_and_unprune_restores():
     sampler.set_epoch(4)
     len(sampler)
     assert sampler.store.pruned[easy].all() and not sampler.store.pruned[~easy].any()
-    assert len(ds) == 70
+    assert ds.num_live == 70 and len(ds) == 100
     np.testing.assert_array_equal(ds.pruned_indices, np.flatnonzero(easy))
     assert ds.unprune([0, 1, 50]) == 2
-    assert len(ds) == 72
+    assert ds.num_live == 72 and len(ds) == 100
     sampler.set_epoch(5)
     assert {0, 1} <= set(sampler.plan.tolist())  # back as UNSEEN, planned again
     assert sampler.store.bucket[0] == Bucket.UNSEEN
