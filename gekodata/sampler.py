@@ -11,10 +11,7 @@ the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.io`.
 """
 from __future__ import annotations
 
-import json
-import operator
 import os
-from dataclasses import asdict
 from typing import Any, Dict, Iterator, List, Optional, Sized, Union
 
 import numpy as np
@@ -25,15 +22,13 @@ from . import distributed as gdist
 from .audit import ForgettingAudit
 from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
-from .io import read_sampler_file, sampler_file_store_state, write_sampler_file
+from .checkpoint import SETTINGS, SamplerSnapshot, read_snapshot, write_snapshot
 from .plan import Budget, EpochPlan, plan_epoch, resolve_budget
-from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy, policy_from_config
-from .report import EfficiencyReport, EpochRecord, records_from_dicts
-from .state import COLUMNS, OPTIONAL_COLUMNS, GEKOStateStore
+from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy
+from .position import StreamPosition, fingerprint
+from .report import EfficiencyReport, EpochRecord
+from .state import GEKOStateStore
 from .suspects import Suspects, find_suspects, write_suspects_csv
-
-_ITER_CHUNK = 1 << 16
-_FINGERPRINT_LEN = 32
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -158,8 +153,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
         self._records: List[EpochRecord] = []
-        self._resume_at: Optional[int] = None
-        self._cursor = _Cursor(0)
+        self._position = StreamPosition()
 
     # ------------------------------------------------------------------ views
     @property
@@ -239,11 +233,7 @@ class WeightedBucketSampler(Sampler[int]):
         return len(self._local_plan())
 
     def __iter__(self) -> Iterator[int]:
-        local = self._local_plan()
-        start = self._resume_at or 0
-        self._resume_at = None
-        self._cursor = cursor = _Cursor(start)  # the position is this iterator's from now on
-        return _stream(local, start, cursor)
+        return self._position.iterate(self._local_plan())
 
     def _ensure_plan(self, epoch: int) -> np.ndarray:
         if self._plan is None or self._planned_epoch != epoch:
@@ -270,8 +260,7 @@ class WeightedBucketSampler(Sampler[int]):
 
     def _set_plan(self, plan: np.ndarray, epoch: int) -> None:
         self._plan, self._planned_epoch, self._local = plan, epoch, None
-        self._resume_at = None
-        self._cursor = _Cursor(0)  # a new plan starts at its beginning
+        self._position.reset()  # a new plan starts at its beginning
 
     def _local_plan(self) -> np.ndarray:
         plan = self._ensure_plan(self.epoch)
@@ -379,12 +368,11 @@ class WeightedBucketSampler(Sampler[int]):
     def state_dict(self) -> Dict[str, Any]:
         """Position in the current epoch's stream (torchdata Stateful protocol). O(1), no arrays."""
         local = self._local_plan()
-        yielded = self._resume_at if self._resume_at is not None else self._cursor.position()
         return {
             "epoch": self.epoch,
-            "yielded": int(yielded),
+            "yielded": int(self._position.yielded),
             "length": len(local),
-            "fingerprint": _fingerprint(local),
+            "fingerprint": fingerprint(local),
             "num_samples": self.num_samples,
             "seed": self.seed,
             "rank": self.rank,
@@ -413,16 +401,7 @@ class WeightedBucketSampler(Sampler[int]):
                                  f"at epoch {self._planned_epoch}")
             return
         self.set_epoch(epoch)
-        local = self._local_plan()
-        if state.get("length", len(local)) != len(local) or (
-            "fingerprint" in state and state["fingerprint"] != _fingerprint(local)
-        ):
-            raise ValueError(f"sampler state belongs to another plan for epoch {epoch}: restore the sampler with "
-                             "load(path) from the checkpoint taken with this state first")
-        yielded = int(state["yielded"])
-        if not 0 <= yielded <= len(local):
-            raise ValueError(f"yielded={yielded} is outside this epoch's {len(local)} indices")
-        self._resume_at = yielded
+        self._position.restore(int(state["yielded"]), self._local_plan(), state)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write store, plan and run state to ``path`` (a sampler file), atomically.
@@ -433,15 +412,11 @@ class WeightedBucketSampler(Sampler[int]):
         self._ensure_plan(self.epoch)
         self.flush()
         if self.rank == 0:
-            arrays: Dict[str, np.ndarray] = {"plan": self._plan}
-            if self._audit.pending is not None:
-                arrays["audit_pending"] = self._audit.pending
-            if self._loss_weights is not None:
-                arrays["loss_weights"] = self._loss_weights.numpy()
-            meta = {key: getattr(self, key) for key in _SAVED_SETTINGS}
-            meta.update(epoch=self.epoch, planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch,
-                        policy=self.policy.config(), records=[asdict(r) for r in self._records])
-            write_sampler_file(path, self._store.state_dict(), arrays, meta)
+            write_snapshot(path, SamplerSnapshot(
+                settings=self._settings(), store=self._store.state_dict(), plan=self._plan, epoch=self.epoch,
+                planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._records,
+                loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
+                audit_pending=self._audit.pending))
         gdist.barrier()
 
     def load(self, path: Union[str, os.PathLike], *, strict: bool = True) -> None:
@@ -452,57 +427,20 @@ class WeightedBucketSampler(Sampler[int]):
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
         budget, unbiased setting, audit setting or policy configuration.
         """
-        arrays, meta = read_sampler_file(path)
-        where = os.fspath(path)
-        if int(meta.get("num_samples", -1)) != self.num_samples:
-            raise ValueError(f"{where}: saved for {meta.get('num_samples')} samples, this dataset has {self.num_samples}")
-        if strict:
-            self._check_same_settings(where, meta)
-        expected = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if self._loss_weights is not None else set())
-        missing = expected - set(arrays)
-        if missing:
-            raise ValueError(f"{where}: missing arrays {sorted(missing)}")
-        plan = arrays["plan"]
-        if plan.ndim != 1 or not np.issubdtype(plan.dtype, np.integer) or (
-            len(plan) and (plan.min() < 0 or plan.max() >= self.num_samples)
-        ):
-            raise ValueError(f"{where}: the saved plan is not a valid index stream for {self.num_samples} samples")
-        if self._loss_weights is not None and arrays["loss_weights"].shape != (self.num_samples,):
-            raise ValueError(f"{where}: loss_weights has the wrong shape")
-        try:
-            records = records_from_dicts(meta.get("records", []))
-            classified_epoch, epoch = int(meta["classified_epoch"]), int(meta["epoch"])
-            planned_epoch = int(meta["planned_epoch"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
-        store_state = sampler_file_store_state(arrays, meta)
-        known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
-        store_state["columns"] = {k: v for k, v in store_state["columns"].items() if k in known}
-        self._store.load_state_dict(store_state)  # validates before it changes anything; nothing after fails
-        audit = arrays.get("audit_pending")
-        self._audit.pending = None if audit is None or not self._audit.enabled else np.array(audit, dtype=np.int64)
+        snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
+        self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
+        self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
-            self._loss_weights.copy_(torch.from_numpy(np.array(arrays["loss_weights"], dtype=np.float32)))
-        self._records = records
+            self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
+        self._records = snap.records
         self._buffer.clear()
-        self._classified_epoch, self.epoch = classified_epoch, epoch
-        self._set_plan(np.array(plan), planned_epoch)
+        self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch
+        self._set_plan(snap.plan, snap.planned_epoch)
 
-    def _check_same_settings(self, where: str, meta: Dict[str, Any]) -> None:
-        mine = {"seed": self.seed, "budget": self.budget, "unbiased": self.unbiased,
-                "unbiased_floor": self.unbiased_floor, "policy": self.policy.config(),
-                "audit_fraction": self.audit_fraction, "audit_margin": self.audit_margin}
-        saved = dict(meta)
-        saved.setdefault("audit_fraction", 0.0)  # files from before the audit existed
-        if not saved["audit_fraction"] and not self.audit_fraction:
-            saved["audit_margin"] = self.audit_margin  # the margin is unused without audits
-        try:  # through the policy class, so settings added since the file was written take defaults
-            saved["policy"] = policy_from_config(meta.get("policy", {})).config()
-        except (TypeError, ValueError, KeyError):
-            pass
-        for key, value in mine.items():
-            if json.loads(json.dumps(value)) != saved.get(key):
-                raise ValueError(f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)")
+    def _settings(self) -> Dict[str, Any]:
+        settings = {key: getattr(self, key) for key in SETTINGS}
+        settings["policy"] = self.policy.config()
+        return settings
 
     def __repr__(self) -> str:
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
@@ -510,38 +448,7 @@ class WeightedBucketSampler(Sampler[int]):
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
 
 
-_SAVED_SETTINGS = ("num_samples", "world_size", "seed", "num_epochs", "budget", "unbiased", "unbiased_floor",
-                   "audit_fraction", "audit_margin")
-
-
-class _Cursor:
-    """Position of one iterator in its stream: ``start`` of the current chunk, its length and
-    the chunk's own list iterator (whose length hint tells how much of it is left)."""
-
-    __slots__ = ("start", "length", "items")
-
-    def __init__(self, start: int) -> None:
-        self.start, self.length, self.items = start, 0, iter(())
-
-    def position(self) -> int:
-        """Indices this iterator has yielded, counted from the start of the epoch's stream."""
-        return self.start + self.length - operator.length_hint(self.items)
-
-
-def _stream(local: np.ndarray, start: int, cursor: _Cursor) -> Iterator[int]:
-    """Python ints of ``local[start:]``, converted a chunk at a time, tracking ``cursor``."""
-    for begin in range(start, len(local), _ITER_CHUNK):
-        chunk = local[begin : begin + _ITER_CHUNK].tolist()
-        cursor.start, cursor.length, cursor.items = begin, len(chunk), iter(chunk)
-        yield from cursor.items
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def _fingerprint(local: np.ndarray) -> List[int]:
-    """A few indices from both ends of a stream: cheap evidence that two plans are the same."""
-    return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()

@@ -1,0 +1,112 @@
+"""`SamplerSnapshot`: everything a sampler file holds, and its validated reading and writing.
+
+The sampler takes a snapshot of its run state (:meth:`WeightedBucketSampler.save`) and restores
+one (:meth:`WeightedBucketSampler.load`); this module turns snapshots into sampler files
+(:mod:`gekodata.io`) and back, and checks a file against the sampler that loads it before that
+sampler changes anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+
+from .io import read_sampler_file, sampler_file_store_state, write_sampler_file
+from .policy import policy_from_config
+from .report import EpochRecord, records_from_dicts
+from .state import COLUMNS, OPTIONAL_COLUMNS
+
+SETTINGS = ("num_samples", "world_size", "seed", "num_epochs", "budget", "unbiased", "unbiased_floor",
+            "audit_fraction", "audit_margin")
+"""Run settings saved in a sampler file's metadata (``policy`` is saved beside them)."""
+STRICT_SETTINGS = ("seed", "budget", "unbiased", "unbiased_floor", "policy", "audit_fraction", "audit_margin")
+"""Settings that must match for a strict load."""
+
+
+@dataclass
+class SamplerSnapshot:
+    """A sampler's run state. ``plan``: the global index stream of ``planned_epoch``, int [S];
+    ``loss_weights``: float32 [N] or None; ``audit_pending``: sorted int64 or None; ``settings``:
+    :data:`SETTINGS` plus ``policy`` (its config)."""
+
+    settings: Dict[str, Any]
+    store: Dict[str, Any]
+    plan: np.ndarray
+    epoch: int
+    planned_epoch: int
+    classified_epoch: int
+    records: List[EpochRecord]
+    loss_weights: Optional[np.ndarray] = None
+    audit_pending: Optional[np.ndarray] = None
+
+
+def write_snapshot(path: Union[str, os.PathLike], snap: SamplerSnapshot) -> None:
+    """Write ``snap`` as a sampler file, atomically."""
+    arrays: Dict[str, np.ndarray] = {"plan": snap.plan}
+    if snap.audit_pending is not None:
+        arrays["audit_pending"] = snap.audit_pending
+    if snap.loss_weights is not None:
+        arrays["loss_weights"] = snap.loss_weights
+    meta = dict(snap.settings)
+    meta.update(epoch=snap.epoch, planned_epoch=snap.planned_epoch, classified_epoch=snap.classified_epoch,
+                records=[asdict(r) for r in snap.records])
+    write_sampler_file(path, snap.store, arrays, meta)
+
+
+def read_snapshot(path: Union[str, os.PathLike], expected: Mapping[str, Any], *, strict: bool,
+                  loss_weights: bool) -> SamplerSnapshot:
+    """Read and check a sampler file for a sampler whose settings are ``expected``.
+
+    ``ValueError`` for another format or version, another dataset size, a truncated or corrupt
+    file, a plan that is not an index stream, missing arrays (``loss_weights``: the loading sampler
+    has loss weights) or, with ``strict``, different :data:`STRICT_SETTINGS`.
+    """
+    arrays, meta = read_sampler_file(path)
+    where = os.fspath(path)
+    num_samples = int(expected["num_samples"])
+    if int(meta.get("num_samples", -1)) != num_samples:
+        raise ValueError(f"{where}: saved for {meta.get('num_samples')} samples, this dataset has {num_samples}")
+    if strict:
+        _check_same_settings(where, meta, expected)
+    required = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if loss_weights else set())
+    missing = required - set(arrays)
+    if missing:
+        raise ValueError(f"{where}: missing arrays {sorted(missing)}")
+    plan = arrays["plan"]
+    if plan.ndim != 1 or not np.issubdtype(plan.dtype, np.integer) or (
+        len(plan) and (plan.min() < 0 or plan.max() >= num_samples)
+    ):
+        raise ValueError(f"{where}: the saved plan is not a valid index stream for {num_samples} samples")
+    if loss_weights and arrays["loss_weights"].shape != (num_samples,):
+        raise ValueError(f"{where}: loss_weights has the wrong shape")
+    try:
+        records = records_from_dicts(meta.get("records", []))
+        epochs = (int(meta["epoch"]), int(meta["planned_epoch"]), int(meta["classified_epoch"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
+    store = sampler_file_store_state(arrays, meta)
+    known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
+    store["columns"] = {k: v for k, v in store["columns"].items() if k in known}
+    audit = arrays.get("audit_pending")
+    return SamplerSnapshot(
+        settings={k: meta.get(k) for k in (*SETTINGS, "policy")}, store=store, plan=np.array(plan),
+        epoch=epochs[0], planned_epoch=epochs[1], classified_epoch=epochs[2], records=records,
+        loss_weights=np.array(arrays["loss_weights"], dtype=np.float32) if loss_weights else None,
+        audit_pending=None if audit is None else np.array(audit, dtype=np.int64))
+
+
+def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    saved = dict(meta)
+    saved.setdefault("audit_fraction", 0.0)  # files from before the audit existed
+    if not saved["audit_fraction"] and not expected["audit_fraction"]:
+        saved["audit_margin"] = expected["audit_margin"]  # the margin is unused without audits
+    try:  # through the policy class, so settings added since the file was written take defaults
+        saved["policy"] = policy_from_config(meta.get("policy", {})).config()
+    except (TypeError, ValueError, KeyError):
+        pass
+    for key in STRICT_SETTINGS:
+        if json.loads(json.dumps(expected[key])) != saved.get(key):
+            raise ValueError(f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)")

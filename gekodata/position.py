@@ -1,0 +1,81 @@
+"""`StreamPosition`: where iteration of one epoch's index stream stands, for exact resume.
+
+The position is that of the most recent iterator: it is 0 for a new plan and for every fresh
+``iter()`` (unless a restored position is pending, which the next ``iter()`` starts from), and
+counts the indices that iterator has handed out. Reading it is O(1): the stream is converted to
+Python ints a chunk at a time, and the position is the chunk's start plus what its list iterator
+has already yielded.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+
+_ITER_CHUNK = 1 << 16
+_FINGERPRINT_LEN = 32
+
+
+class _Cursor:
+    """One iterator's place: ``start`` of its current chunk, the chunk's length and the chunk's
+    own list iterator (whose length hint tells how much of it is left)."""
+
+    __slots__ = ("start", "length", "items")
+
+    def __init__(self, start: int) -> None:
+        self.start, self.length, self.items = start, 0, iter(())
+
+    def position(self) -> int:
+        return self.start + self.length - operator.length_hint(self.items)
+
+
+class StreamPosition:
+    """The position in the current epoch's stream (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._resume_at: Optional[int] = None
+        self._cursor = _Cursor(0)
+
+    def reset(self) -> None:
+        """A new plan: start at its beginning, forget any restored position."""
+        self._resume_at = None
+        self._cursor = _Cursor(0)
+
+    def iterate(self, local: np.ndarray) -> Iterator[int]:
+        """A new iterator over ``local`` (from a restored position if one is pending); from now on
+        the position is this iterator's."""
+        start = self._resume_at or 0
+        self._resume_at = None
+        self._cursor = cursor = _Cursor(start)
+        return _stream(local, start, cursor)
+
+    @property
+    def yielded(self) -> int:
+        """Indices handed out in this epoch's stream (or the restored position, pending)."""
+        return self._resume_at if self._resume_at is not None else self._cursor.position()
+
+    def restore(self, yielded: int, local: np.ndarray, state: Dict[str, Any]) -> None:
+        """Make the next iterator start at ``yielded``, after checking that ``state`` (from
+        :func:`position_state`) describes ``local``; ``ValueError`` otherwise."""
+        if state.get("length", len(local)) != len(local) or (
+            "fingerprint" in state and state["fingerprint"] != fingerprint(local)
+        ):
+            raise ValueError(f"sampler state belongs to another plan for epoch {state.get('epoch')}: restore the "
+                             "sampler with load(path) from the checkpoint taken with this state first")
+        if not 0 <= yielded <= len(local):
+            raise ValueError(f"yielded={yielded} is outside this epoch's {len(local)} indices")
+        self._resume_at = yielded
+
+
+def fingerprint(local: np.ndarray) -> List[int]:
+    """A few indices from both ends of a stream: cheap evidence that two plans are the same."""
+    return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()
+
+
+def _stream(local: np.ndarray, start: int, cursor: _Cursor) -> Iterator[int]:
+    """Python ints of ``local[start:]``, converted a chunk at a time, tracking ``cursor``."""
+    for begin in range(start, len(local), _ITER_CHUNK):
+        chunk = local[begin : begin + _ITER_CHUNK].tolist()
+        cursor.start, cursor.length, cursor.items = begin, len(chunk), iter(chunk)
+        yield from cursor.items
