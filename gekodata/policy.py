@@ -346,10 +346,10 @@ class BucketPolicy(SelectionPolicy):
         visits = cols["visits"]
         correct = store.last_correct
         conf_255 = cols["conf_ema"]  # uint8, confidence * 255
-        # stability > s  <=>  sqrt(var) < 1 - s  <=>  var < (1 - s)^2
+        # stability > s  <=>  std < 1 - s
         frozen = conf_255 > self.freeze_confidence * 255.0
         frozen &= correct
-        frozen &= cols["loss_var"].astype(np.float32) < np.float32((1.0 - self.freeze_stability) ** 2)
+        frozen &= store.loss_std < np.float32(1.0 - self.freeze_stability)
         frozen &= cols["q_value"].astype(np.float32) >= np.float32(self.freeze_q)
         if self.min_visits_to_freeze > 1:
             frozen &= visits >= self.min_visits_to_freeze
@@ -465,7 +465,7 @@ class InfoBatchPolicy(SelectionPolicy):
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """UNSEEN (no report), LIGHT (loss EMA below the mean over seen samples), else FOCUS."""
         seen = store.visits > 0
-        loss = store.columns["loss_ema"]
+        loss = store.loss  # decoded float32 [N]
         codes = np.full(len(store), np.uint8(Bucket.UNSEEN))
         if seen.any():
             seen_loss = loss[seen].astype(np.float64)

@@ -10,22 +10,46 @@ Default columns (12 bytes per sample):
 =============  =======  =====  ==============================================================
 column         dtype    bytes  why this dtype
 =============  =======  =====  ==============================================================
-loss_ema       float16  2      EMA of the per-sample loss; fp16 keeps 3 significant digits
-                               over [6e-5, 65504], ample for nats of a cross-entropy.
-loss_var       float16  2      exponential moving variance of the loss; ``stability`` =
-                               1 - sqrt(loss_var) replaces GEKO's "1 - std of the last 5
-                               losses" without storing a history.
+loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (loss codec below).
+loss_std_code  uint16   2      exponential moving standard deviation of the loss, same codec
+                               (same units as the loss); ``stability`` = 1 - std replaces
+                               GEKO's "1 - std of the last 5 losses" without a history.
 q_value        float16  2      GEKO's Q-value EMA in [0, 1]; fp16 resolves steps of 5e-4 near
                                0.8, so a 0.1-rate EMA never stalls below its threshold (uint8
                                would: steps under 1/510 round away).
 conf_ema       uint8    1      EMA of the confidence in [0, 1], quantised to 1/255.
 correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
-visits         uint16   2      reported passes, saturating at 65535.
+visits         uint16   2      reported passes, saturating at ``MAX_VISITS`` (65535).
 frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
 flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
                                bit 4: last reported correctness, bits 5-7: wrong streak
                                (consecutive wrong updates, saturating at 7).
 =============  =======  =====  ==============================================================
+
+Read the loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std`
+and :meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes.
+
+**Loss codec** (both loss columns). Code 0 is 0; code ``c`` in [1, 65535] is
+``2 ** ((c - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)``, i.e. 512 codes per octave with code
+12289 = 1.0, from ``LOSS_MIN = 2^-24`` (5.96e-8) to ``LOSS_MAX = 2^(65534/512 - 24)``
+(2.03e31). Encoding rounds to the nearest code in log space. For a float32 loss ``x``:
+
+=======================  ===============================================================
+loss (as float32)        stored value ``y``
+=======================  ===============================================================
+``0 <= x <= LOSS_MAX``   ``|y - x| <= LOSS_REL_ERROR * x + LOSS_ABS_ERROR``, where
+                         ``LOSS_REL_ERROR = 2^(1/1024) - 1 + 2^-23`` (6.8e-4: half a code
+                         step plus the float32 decode) and ``LOSS_ABS_ERROR = 2^-25`` (3.0e-8,
+                         only for ``x < LOSS_MIN``: losses below ``LOSS_MIN / 2`` are 0)
+``x > LOSS_MAX``, inf,   refused: :meth:`GEKOStateStore.validate` raises ``ValueError`` (so
+NaN, ``x < 0``           ``sampler.report`` refuses the call) and nothing is stored
+=======================  ===============================================================
+
+The relative error is the same over the whole range (fp16 kept 3 digits only up to 65504 and
+saturated there). The EMAs are computed in float32 from the decoded values and encoded again,
+so a stored EMA moves only when an update moves it by more than half a code step: it follows a
+constant input ``x`` to within about ``LOSS_REL_ERROR / ema_alpha`` (0.14% at the default
+``ema_alpha`` 0.5); e.g. an EMA near 1000 ignores changes of the reported loss below about 1.4.
 
 Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
 4 more bytes per sample):
@@ -48,7 +72,9 @@ import numpy as np
 
 from .io import read_store_file, write_store_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Store format version: 2 = log-coded loss EMA and loss std (version 1: fp16 loss EMA and
+variance)."""
 
 _BUCKET_MASK = np.uint8(0b0000_0111)
 _PRUNED_BIT = np.uint8(0b0000_1000)
@@ -57,12 +83,51 @@ _STREAK_SHIFT = 5
 _STREAK_MASK = np.uint8(0b1110_0000)
 MAX_WRONG_STREAK = 7
 _U8_SCALE = 255.0
-_MAX_VISITS = np.iinfo(np.uint16).max
+MAX_VISITS = int(np.iinfo(np.uint16).max)
+"""Largest count the ``visits`` column holds (uint16); it saturates there."""
+_MAX_VISITS = MAX_VISITS
 _MAX_STREAK = np.iinfo(np.uint8).max
 
+LOSS_CODES_PER_OCTAVE = 512
+"""Loss codec: codes per factor of 2."""
+LOSS_CODE_ONE = 24 * LOSS_CODES_PER_OCTAVE + 1
+"""Loss codec: the code of a loss of exactly 1.0 (code 1 is ``2^-24``)."""
+_LOSS_TOP_CODE = int(np.iinfo(np.uint16).max)
+LOSS_MIN = 2.0 ** ((1 - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)
+"""Smallest nonzero stored loss, 2^-24 (about 5.96e-8)."""
+LOSS_MAX = float(np.float32(2.0 ** ((_LOSS_TOP_CODE - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)))
+"""Largest loss the store accepts (the top code, as float32; about 2.03e31)."""
+LOSS_REL_ERROR = 2.0 ** (1 / (2 * LOSS_CODES_PER_OCTAVE)) - 1.0 + 2.0 ** -23
+"""Relative error bound of a stored loss (half a code step plus the float32 decode; 6.8e-4)."""
+LOSS_ABS_ERROR = LOSS_MIN / 2
+"""Absolute error bound of a stored loss below ``LOSS_MIN`` (those under LOSS_MIN / 2 are 0)."""
+_LOSS_TABLE = np.concatenate([
+    np.zeros(1, dtype=np.float32),
+    np.exp2((np.arange(1, _LOSS_TOP_CODE + 1, dtype=np.float64) - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE
+            ).astype(np.float32),
+])
+_LOSS_TABLE.flags.writeable = False
+
+
+def encode_loss(x: np.ndarray) -> np.ndarray:
+    """Loss codes, uint16 [k], of losses ``x`` (float [k], >= 0, finite): the nearest code in
+    log space; values below ``LOSS_MIN / 2`` give code 0, values above ``LOSS_MAX`` the top
+    code (the store refuses such losses before they get here)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        code = np.rint(np.log2(x) * LOSS_CODES_PER_OCTAVE) + LOSS_CODE_ONE
+    code = np.where(x >= LOSS_MIN / 2, np.clip(code, 1, _LOSS_TOP_CODE), 0)
+    return code.astype(np.uint16)
+
+
+def decode_loss(code: np.ndarray) -> np.ndarray:
+    """Losses, float32 [k], of loss codes ``code`` (uint16 [k]); O(k) table look-up."""
+    return _LOSS_TABLE[np.asarray(code, dtype=np.uint16)]
+
+
 COLUMNS: Dict[str, np.dtype] = {
-    "loss_ema": np.dtype(np.float16),
-    "loss_var": np.dtype(np.float16),
+    "loss_ema_code": np.dtype(np.uint16),
+    "loss_std_code": np.dtype(np.uint16),
     "q_value": np.dtype(np.float16),
     "conf_ema": np.dtype(np.uint8),
     "correct_ema": np.dtype(np.uint8),
@@ -108,7 +173,7 @@ class GEKOStateStore:
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
-        ema_alpha: weight of a new observation in the loss, loss-variance, confidence and
+        ema_alpha: weight of a new observation in the loss, loss-std, confidence and
             correctness EMAs (1.0 = keep only the latest). The first observation of a sample
             initialises its EMAs. Default 0.5: a half-life of one visit.
         q_rate: rate of GEKO's Q-value EMA, ``q += q_rate * (reward - q)`` with
@@ -175,8 +240,19 @@ class GEKOStateStore:
 
     @property
     def loss(self) -> np.ndarray:
-        """Loss EMA, float32 [N] (0 for unseen samples)."""
-        return self.columns["loss_ema"].astype(np.float32)
+        """Loss EMA in loss units, float32 [N] (0 for unseen samples); decoded, a new array."""
+        return decode_loss(self.columns["loss_ema_code"])
+
+    def loss_of(self, idx: np.ndarray) -> np.ndarray:
+        """Loss EMA of rows ``idx`` (int [k]) in loss units, float32 [k]; 0 for unseen rows.
+        O(k): reads only those rows."""
+        return decode_loss(self.columns["loss_ema_code"][np.asarray(idx)])
+
+    @property
+    def loss_std(self) -> np.ndarray:
+        """Exponential moving standard deviation of the loss in loss units, float32 [N]
+        (0 for unseen samples and after a single report); decoded, a new array."""
+        return decode_loss(self.columns["loss_std_code"])
 
     @property
     def confidence(self) -> np.ndarray:
@@ -195,8 +271,9 @@ class GEKOStateStore:
 
     @property
     def stability(self) -> np.ndarray:
-        """1 - std of the loss (exponential moving estimate), float32 [N]; 1 for unseen."""
-        return 1.0 - np.sqrt(self.columns["loss_var"].astype(np.float32))
+        """1 - std of the loss (exponential moving estimate, :attr:`loss_std`), float32 [N];
+        1 for unseen."""
+        return np.float32(1.0) - self.loss_std
 
     @property
     def q_value(self) -> np.ndarray:
@@ -270,6 +347,10 @@ class GEKOStateStore:
         if (loss < 0).any():
             where = int(np.flatnonzero(loss < 0)[0])
             raise ValueError(f"loss must be >= 0; entry {where} is {loss[where]} (idx {idx[where]})")
+        if (loss > LOSS_MAX).any():
+            where = int(np.flatnonzero(loss > LOSS_MAX)[0])
+            raise ValueError(f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
+                             f"(gekodata.state.LOSS_MAX); entry {where} is {loss[where]} (idx {idx[where]})")
         for name, arr in (("conf", conf), ("correct", correct)):
             if arr is None:
                 continue
@@ -334,19 +415,19 @@ class GEKOStateStore:
         visits = cols["visits"][idx]
         first = visits == 0
         a = np.float32(self.ema_alpha)
-        f16_max = np.float32(np.finfo(np.float16).max)
 
-        # loss EMA and West's exponentially weighted variance: var <- (1-a) (var + a (x - mean)^2)
-        mean = cols["loss_ema"][idx].astype(np.float32)
+        # loss EMA and West's exponentially weighted variance var <- (1-a) (var + a (x - mean)^2),
+        # kept as its square root std <- sqrt(1-a) * hypot(std, sqrt(a) |x - mean|): float32
+        # without overflow for any loss up to LOSS_MAX (std stays <= LOSS_MAX by induction)
+        mean = decode_loss(cols["loss_ema_code"][idx])
+        std = decode_loss(cols["loss_std_code"][idx])
         delta = loss - mean
-        var = cols["loss_var"][idx].astype(np.float32)
-        var += a * delta * delta
-        var *= np.float32(1.0) - a
+        std = np.float32(np.sqrt(1.0 - self.ema_alpha)) * np.hypot(std, np.float32(np.sqrt(self.ema_alpha)) * delta)
         mean += a * delta
         mean[first] = loss[first]
-        var[first] = 0.0
-        cols["loss_ema"][idx] = np.minimum(mean, f16_max)
-        cols["loss_var"][idx] = np.minimum(var, f16_max)
+        std[first] = 0.0
+        cols["loss_ema_code"][idx] = encode_loss(mean)
+        cols["loss_std_code"][idx] = encode_loss(std)
         for name, value in (("conf_ema", conf), ("correct_ema", correct)):
             ema = cols[name][idx].astype(np.float32) / np.float32(_U8_SCALE)
             ema += a * (value - ema)
