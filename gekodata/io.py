@@ -3,10 +3,12 @@
 Both formats are safetensors files (arrays) whose string metadata says what they are:
 
 * store file (:meth:`GEKOStateStore.save`): ``format = "gekodata.state"``, ``format_version``,
-  ``num_samples``, a JSON ``config``, ``loss_scale``, ``total_updates``; one array per column.
+  ``num_samples``, a JSON ``config``, ``loss_scale``, ``total_updates``; one array per column,
+  plus (format version 2) the loss-scale histogram arrays :data:`STORE_ARRAYS`.
 * sampler file (:meth:`WeightedBucketSampler.save`): ``format = "gekodata.sampler"``,
   ``format_version``, ``num_samples`` and a JSON ``sampler`` entry (run settings, epoch, policy,
-  records and the store's scalars); arrays ``store.<column>``, ``plan`` and optionally
+  records and the store's scalars); arrays ``store.<column>``, ``store.<name>`` for the
+  histogram arrays :data:`STORE_ARRAYS`, ``plan`` and optionally
   ``loss_weights`` and ``audit_pending``.
 
 Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder): a reader
@@ -26,6 +28,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 STATE_FORMAT = "gekodata.state"
 SAMPLER_FORMAT = "gekodata.sampler"
 SAMPLER_FORMAT_VERSION = 1
+STORE_ARRAYS = ("loss_hist_counts", "loss_hist_max")
+"""Store-level arrays that are not per-sample columns: top-level keys of a state dict."""
 
 
 def atomic_write(path: PathLike, payload: bytes) -> None:
@@ -105,7 +109,9 @@ def write_store_file(path: PathLike, state: Mapping[str, Any],
         "total_updates": str(state["total_updates"]),
     }
     metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
-    write_safetensors(path, state["columns"], metadata)
+    arrays = dict(state["columns"])
+    arrays.update({name: state[name] for name in STORE_ARRAYS if state.get(name) is not None})
+    write_safetensors(path, arrays, metadata)
 
 
 def read_store_file(path: PathLike) -> Dict[str, Any]:
@@ -116,8 +122,10 @@ def read_store_file(path: PathLike) -> Dict[str, Any]:
 def store_state_from_parts(where: str, columns: Dict[str, np.ndarray], metadata: Mapping[str, str]) -> Dict[str, Any]:
     """A :meth:`GEKOStateStore.state_dict`-shaped dict from a store file's (arrays, metadata)
     as :func:`read_state_file` returns them; ``where`` names the file in errors."""
+    columns = dict(columns)
+    extra = {name: columns.pop(name) for name in STORE_ARRAYS if name in columns}
     try:
-        return {
+        return {**extra,
             "format_version": int(metadata["format_version"]),
             "num_samples": int(metadata["num_samples"]),
             "config": dict(json.loads(metadata.get("config", "{}"))),
@@ -135,6 +143,7 @@ def write_sampler_file(path: PathLike, store_state: Mapping[str, Any], arrays: M
     """Write a sampler file: the store (a :meth:`GEKOStateStore.state_dict`) as ``store.<column>``
     arrays plus its scalars under ``meta["store"]``, the sampler's own ``arrays`` and JSON ``meta``."""
     everything: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in store_state["columns"].items()}
+    everything.update({f"store.{k}": store_state[k] for k in STORE_ARRAYS if store_state.get(k) is not None})
     everything.update(arrays)
     meta = dict(meta)
     meta["store"] = {key: store_state[key] for key in ("config", "loss_scale", "total_updates", "format_version")}
@@ -171,17 +180,19 @@ def sampler_meta(where: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
 
 def sampler_file_store_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
     """The store part of a sampler file, shaped like :meth:`GEKOStateStore.state_dict`:
-    ``meta["store"]`` and every ``"store.<column>"`` array.
+    ``meta["store"]``, every ``"store.<column>"`` array and the histogram arrays.
 
     ``KeyError`` if ``meta`` has no ``num_samples``; the columns are checked by the store when
     loaded.
     """
     store_meta = dict(meta.get("store", {}))
-    return {
+    extra = {name: arrays[f"store.{name}"] for name in STORE_ARRAYS if f"store.{name}" in arrays}
+    return {**extra,
         "format_version": store_meta.get("format_version"),
         "num_samples": int(meta["num_samples"]),
         "config": store_meta.get("config", {}),
         "loss_scale": store_meta.get("loss_scale"),
         "total_updates": store_meta.get("total_updates", 0),
-        "columns": {name[len("store."):]: arr for name, arr in arrays.items() if name.startswith("store.")},
+        "columns": {name[len("store."):]: arr for name, arr in arrays.items()
+                    if name.startswith("store.") and name[len("store."):] not in STORE_ARRAYS},
     }

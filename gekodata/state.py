@@ -60,11 +60,25 @@ pred_label     int32    4      last predicted label (e.g. the argmax class), -1 
                                on the predicted label (a new wrong label restarts it at 1).
 =============  =======  =====  ==============================================================
 
+**Loss scale** (GEKO's lmax, the ``loss_scale`` of the Q-value reward
+``1 - min(loss / loss_scale, 1)``): the store keeps a histogram of every loss ever reported
+(each row counted, duplicates included), ``LOSS_HIST_BINS`` log-spaced bins of 8 per octave
+over the codec's range (int64 counts and the largest loss seen in each bin, 12 KB in all), and
+sets ``loss_scale = max(min_loss_scale, Q)``, where ``Q`` is the largest loss reported in the bin
+that holds the ``loss_scale_quantile`` (q) quantile of all reported losses. So **a fraction of
+reported losses below 1 - q cannot raise loss_scale above the largest other loss (to within one
+bin: a factor 2^(1/8) = 1.09)**, however the losses were split into updates. ``loss_scale`` falls
+as well as rises as the losses shift. Updates cost O(rows + bins), depend only on the multiset of
+reported losses (not on their order), and are integer counts and maxima, so every rank of a
+distributed run, applying the same gathered update, keeps the same histogram bit for bit. The
+histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and sampler files).
+
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
 correctness are fractions in [0, 1].
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -107,6 +121,11 @@ _LOSS_TABLE = np.concatenate([
             ).astype(np.float32),
 ])
 _LOSS_TABLE.flags.writeable = False
+LOSS_HIST_BINS_PER_OCTAVE = 8
+"""Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
+LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2
+"""Loss-scale histogram: bin 0 holds losses below LOSS_MIN, bin b >= 1 losses in
+``[LOSS_MIN 2^((b-1)/8), LOSS_MIN 2^(b/8))`` (the top bin also holds LOSS_MAX); 1025 bins."""
 
 
 def encode_loss(x: np.ndarray) -> np.ndarray:
@@ -118,6 +137,14 @@ def encode_loss(x: np.ndarray) -> np.ndarray:
         code = np.rint(np.log2(x) * LOSS_CODES_PER_OCTAVE) + LOSS_CODE_ONE
     code = np.where(x >= LOSS_MIN / 2, np.clip(code, 1, _LOSS_TOP_CODE), 0)
     return code.astype(np.uint16)
+
+
+def loss_hist_bins(x: np.ndarray) -> np.ndarray:
+    """Loss-scale histogram bin, int64 [k], of losses ``x`` (float [k] in [0, LOSS_MAX])."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.floor(np.log2(x / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE) + 1
+    return np.where(x >= LOSS_MIN, np.clip(b, 1, LOSS_HIST_BINS - 1), 0).astype(np.int64)
 
 
 def decode_loss(code: np.ndarray) -> np.ndarray:
@@ -140,6 +167,22 @@ OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
 }
 
 ArrayLike = Union[np.ndarray, "list[float]"]
+
+
+def _check_hist(counts: Any, maxima: Any) -> "tuple[np.ndarray, np.ndarray]":
+    """Copies of a saved loss-scale histogram; ``ValueError`` unless it is int64 counts >= 0 and
+    float32 maxima in [0, LOSS_MAX], each [LOSS_HIST_BINS]."""
+    if counts is None or maxima is None:
+        raise ValueError("state lacks the loss-scale histogram (loss_hist_counts, loss_hist_max)")
+    counts, maxima = np.asarray(counts), np.asarray(maxima)
+    if counts.dtype != np.int64 or counts.shape != (LOSS_HIST_BINS,) or (counts < 0).any():
+        raise ValueError(f"loss_hist_counts must be int64 [{LOSS_HIST_BINS}] counts >= 0, "
+                         f"got {counts.dtype} {counts.shape}")
+    if maxima.dtype != np.float32 or maxima.shape != (LOSS_HIST_BINS,) or not (
+            (maxima >= 0) & (maxima <= np.float32(LOSS_MAX))).all():
+        raise ValueError(f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
+                         f"got {maxima.dtype} {maxima.shape}")
+    return counts.copy(), maxima.copy()
 
 
 def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None) -> None:
@@ -178,9 +221,10 @@ class GEKOStateStore:
             initialises its EMAs. Default 0.5: a half-life of one visit.
         q_rate: rate of GEKO's Q-value EMA, ``q += q_rate * (reward - q)`` with
             ``reward = 1 - min(loss / loss_scale, 1)``. The first visit sets ``q = reward``.
-        loss_scale_quantile: quantile of each update's losses that may raise ``loss_scale``
-            (GEKO's lmax, fixed there at 10). ``loss_scale`` is the running maximum of that
-            quantile, so it is observed from the data and robust to single outliers.
+        loss_scale_quantile: q: ``loss_scale`` (GEKO's lmax, fixed there at 10) is the
+            q-quantile of every loss ever reported, read from a log-binned histogram (module
+            docstring), at least ``min_loss_scale``. A fraction of reported losses below 1 - q
+            cannot raise it above the largest other loss (to within one bin, a factor 1.09).
         min_loss_scale: floor of ``loss_scale`` (loss units; default 1.0 nat), so that a run
             whose losses are all tiny does not read tiny absolute losses as Q-value 0.
 
@@ -215,6 +259,10 @@ class GEKOStateStore:
         self.min_loss_scale = min_loss_scale
         self.loss_scale = min_loss_scale
         self.total_updates = 0
+        self.loss_hist_counts = np.zeros(LOSS_HIST_BINS, dtype=np.int64)
+        """Reported losses per histogram bin, int64 [LOSS_HIST_BINS] (see the module docstring)."""
+        self.loss_hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
+        """Largest loss reported in each histogram bin, float32 [LOSS_HIST_BINS] (0 if empty)."""
         self.columns: Dict[str, np.ndarray] = {
             name: np.zeros(num_samples, dtype=dtype) for name, dtype in COLUMNS.items()
         }
@@ -393,6 +441,10 @@ class GEKOStateStore:
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
+        bins = loss_hist_bins(loss)  # every reported row counts, duplicates included
+        self.loss_hist_counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
+        np.maximum.at(self.loss_hist_max, bins, loss)
+        self.loss_scale = self._scale_from_hist()
         multiplicity: Optional[np.ndarray] = None
         wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
         if self._has_duplicates(idx):
@@ -409,8 +461,6 @@ class GEKOStateStore:
                 wandered = (merged >= 0) & (lowest != merged)
                 pred = merged
 
-        quantile = float(np.quantile(loss, self.loss_scale_quantile))
-        self.loss_scale = max(self.loss_scale, quantile)
         cols = self.columns
         visits = cols["visits"][idx]
         first = visits == 0
@@ -459,6 +509,15 @@ class GEKOStateStore:
         flags[is_correct] |= _CORRECT_BIT
         cols["flags"][idx] = flags
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+    def _scale_from_hist(self) -> float:
+        """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
+        total = int(self.loss_hist_counts.sum())
+        if total == 0:
+            return self.min_loss_scale
+        rank = max(1, math.ceil(self.loss_scale_quantile * total))  # the rank-th smallest loss
+        b = int(np.searchsorted(np.cumsum(self.loss_hist_counts), rank, side="left"))
+        return max(self.min_loss_scale, float(self.loss_hist_max[b]))
 
     def _has_duplicates(self, idx: np.ndarray) -> bool:
         """Whether ``idx`` repeats an index: a bitmap for large updates, a sort for small ones."""
@@ -514,7 +573,8 @@ class GEKOStateStore:
         }
 
     def state_dict(self) -> Dict[str, object]:
-        """Columns (copies) plus scalars; round-trips through :meth:`load_state_dict`."""
+        """Columns and loss-scale histogram (copies) plus scalars; round-trips bitwise through
+        :meth:`load_state_dict`."""
         return {
             "format_version": FORMAT_VERSION,
             "num_samples": self.num_samples,
@@ -522,10 +582,14 @@ class GEKOStateStore:
             "loss_scale": self.loss_scale,
             "total_updates": self.total_updates,
             "columns": {name: col.copy() for name, col in self.columns.items()},
+            "loss_hist_counts": self.loss_hist_counts.copy(),
+            "loss_hist_max": self.loss_hist_max.copy(),
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
-        """Restore from :meth:`state_dict`. Validates everything before changing anything."""
+        """Restore from :meth:`state_dict`. Validates everything before changing anything.
+
+        A ``loss_scale`` of None is recomputed from the histogram."""
         version = state.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"state format version {version!r} is not supported (expected {FORMAT_VERSION})")
@@ -553,14 +617,18 @@ class GEKOStateStore:
                     raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
             else:
                 _check_fraction(key, value)
+        hist_counts, hist_max = _check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
         try:
-            loss_scale = float(state.get("loss_scale", new_config["min_loss_scale"]))
+            saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
+            loss_scale = None if saved_scale is None else float(saved_scale)
             total_updates = int(state.get("total_updates", 0))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad loss_scale or total_updates in state: {exc}") from None
         for key, value in new_config.items():
             setattr(self, key, value)
-        self.loss_scale, self.total_updates = loss_scale, total_updates
+        self.loss_hist_counts, self.loss_hist_max = hist_counts, hist_max
+        self.loss_scale = self._scale_from_hist() if loss_scale is None else loss_scale
+        self.total_updates = total_updates
         self.columns = {name: np.array(columns[name], dtype=dtypes[name]) for name in dtypes if name in columns}
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:

@@ -109,3 +109,97 @@ def test_loss_of_reads_only_the_given_rows_decoded():
     assert got.dtype == np.float32 and got.shape == (3,)
     np.testing.assert_array_equal(got, store.loss[[3, 0, 1]])
     np.testing.assert_allclose(got, [7e5, 0.0, 2.5], rtol=LOSS_REL_ERROR)
+
+
+# ------------------------------------------------------------------------------- loss scale
+def _report(store, idx, loss):
+    loss = np.asarray(loss, dtype=np.float32)
+    store.update(np.asarray(idx), loss, np.full(len(loss), 0.5), np.zeros(len(loss)))
+
+
+def test_one_outlier_in_a_small_sync_window_does_not_set_the_scale_for_the_run():
+    store = GEKOStateStore(201)
+    rng = np.random.default_rng(0)
+    for step in range(100):  # sync windows of 2 rows
+        loss = 0.5 + 0.05 * rng.standard_normal(2)
+        if step == 10:
+            loss[1] = 1e4
+        _report(store, [2 * step % 200, (2 * step + 1) % 200], np.abs(loss))
+    # old rule (running max of each update's 0.99-quantile): loss_scale ~ 9900 for the rest of
+    # the run, and a later loss of 3.0 got reward 1 - 3/9900 -> Q ~ 0.9995 on a fresh sample
+    assert store.loss_scale == store.min_loss_scale == 1.0
+    _report(store, [200], [3.0])  # first visit: Q = reward
+    assert store.q_value[200] == 0.0
+
+
+def test_loss_scale_is_the_quantile_of_every_reported_loss_and_can_fall():
+    store = GEKOStateStore(10, loss_scale_quantile=0.5, min_loss_scale=1e-3)
+    _report(store, [0, 1], [8.0, 9.0])
+    assert store.loss_scale == 8.0  # the 1st of 2 losses, exactly (largest loss in its bin)
+    _report(store, [2, 3, 4], [0.1, 0.1, 0.1])
+    assert store.loss_scale == pytest.approx(0.1)  # the median of 5 reports
+    # duplicates count with their multiplicity; row order does not matter
+    a, b = GEKOStateStore(3), GEKOStateStore(3)
+    idx, loss = np.array([0, 0, 1, 2, 0]), np.array([5.0, 7.0, 1.5, 30.0, 2.0])
+    _report(a, idx, loss)
+    _report(b, idx[::-1], loss[::-1])
+    assert a.loss_hist_counts.sum() == 5
+    np.testing.assert_array_equal(a.loss_hist_counts, b.loss_hist_counts)
+    np.testing.assert_array_equal(a.loss_hist_max, b.loss_hist_max)
+    assert a.loss_scale == b.loss_scale
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    inliers=st.lists(st.floats(0, 50, width=32), min_size=1, max_size=200),
+    outlier_share=st.floats(0, 1),
+    outlier=st.floats(1e3, float(np.float32(1e30)), width=32),
+    q=st.sampled_from([0.5, 0.9, 0.99, 0.999]),
+    window=st.integers(1, 7),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_fraction_of_outliers_below_1_minus_q_cannot_raise_the_scale(inliers, outlier_share, outlier, q,
+                                                                       window, seed):
+    """The module docstring's tolerance: outliers of share < 1 - q leave loss_scale <= the
+    largest inlier times one bin width (2^(1/8)), in any order and any window size."""
+    n_in = len(inliers)
+    n_out = int(outlier_share * (1 - q) * n_in / q)  # share n_out / (n_in + n_out) < 1 - q
+    while n_out > 0 and not n_out < (1 - q) * (n_in + n_out):
+        n_out -= 1
+    losses = np.array(inliers + [outlier] * n_out, dtype=np.float32)
+    np.random.default_rng(seed).shuffle(losses)
+    store = GEKOStateStore(8, loss_scale_quantile=q, min_loss_scale=1e-6)
+    for start in range(0, len(losses), window):
+        chunk = losses[start:start + window]
+        _report(store, np.arange(len(chunk)), chunk)
+    bound = max(max(inliers) * 2 ** (1 / 8), 1e-6)
+    assert store.loss_scale <= bound
+
+
+def test_histogram_round_trips_bitwise_through_state_dict_store_and_sampler_files(tmp_path):
+    from gekodata.io import read_sampler_file, sampler_file_store_state, write_sampler_file
+
+    store = GEKOStateStore(30, loss_scale_quantile=0.9)
+    rng = np.random.default_rng(1)
+    _report(store, rng.integers(0, 30, 100), rng.exponential(2.0, 100))
+    clone = GEKOStateStore.from_state_dict(store.state_dict())
+    path = tmp_path / "s.safetensors"
+    store.save(path)
+    from_file = GEKOStateStore.from_file(path)
+    sampler_path = tmp_path / "sampler.safetensors"
+    write_sampler_file(sampler_path, store.state_dict(), {"plan": np.arange(3)}, {"num_samples": 30})
+    from_sampler = GEKOStateStore.from_state_dict(sampler_file_store_state(*read_sampler_file(sampler_path)))
+    for other in (clone, from_file, from_sampler):
+        assert other.loss_scale == store.loss_scale
+        np.testing.assert_array_equal(other.loss_hist_counts, store.loss_hist_counts)
+        np.testing.assert_array_equal(other.loss_hist_max, store.loss_hist_max)
+        for name, col in store.columns.items():
+            np.testing.assert_array_equal(other.columns[name], col)
+        # and they keep evolving identically
+        _report(other, [3, 4], [9.0, 0.25])
+    _report(store, [3, 4], [9.0, 0.25])
+    assert all(o.loss_scale == store.loss_scale for o in (clone, from_file, from_sampler))
+    bad = store.state_dict()
+    bad["loss_hist_counts"] = bad["loss_hist_counts"][:-1]
+    with pytest.raises(ValueError, match="loss_hist_counts"):
+        GEKOStateStore(30).load_state_dict(bad)
