@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -198,6 +198,13 @@ def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = No
                 f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
                 "all report arrays must have the same length"
             )
+
+
+def _as_float32(x: Any) -> np.ndarray:
+    """``x`` as float32 [B], as the store computes with it (float64 beyond float32 becomes inf,
+    silently: validation refuses it)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(x).astype(np.float32, copy=False)
 
 
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
@@ -363,6 +370,71 @@ class GEKOStateStore:
         return int(np.count_nonzero(self.columns["flags"] & _PRUNED_BIT))
 
     # ---------------------------------------------------------------- writing
+    def _row_checks(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: Optional[np.ndarray],
+        correct: Optional[np.ndarray],
+        pred: Optional[np.ndarray],
+    ) -> Iterator[Tuple[np.ndarray, Callable[[int], str]]]:
+        """The per-row checks of a report, in order: (bool [B] mask of refused rows, message of
+        an entry). Values are checked as the store keeps them: cast to float32 first. Raises
+        ``ValueError`` for whole-array problems (shapes, non-integer dtypes). The one source of
+        truth of :meth:`validate` and :meth:`invalid_rows`; lazy, so validate stops early."""
+        check_report_shapes(idx, loss, conf, correct, pred)
+        if len(idx) == 0:
+            return
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
+        if pred is not None and not np.issubdtype(pred.dtype, np.integer):
+            raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
+
+        def entry(arr: np.ndarray) -> Callable[[int], str]:
+            return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
+
+        yield (idx < 0) | (idx >= self.num_samples), lambda where: (
+            f"idx {idx[where]} (entry {where}) out of range for a dataset of {self.num_samples} samples "
+            "(report the sample's position in the original dataset)")
+        loss32 = _as_float32(loss)
+        yield ~np.isfinite(loss32), lambda where: (
+            f"loss must be finite (as float32, the dtype the store computes in); {entry(loss)(where)}")
+        yield loss32 < 0, lambda where: f"loss must be >= 0; {entry(loss)(where)}"
+        yield loss32 > np.float32(LOSS_MAX), lambda where: (
+            f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
+            f"(gekodata.state.LOSS_MAX); {entry(loss)(where)}")
+        for name, arr in (("conf", conf), ("correct", correct)):
+            if arr is not None:
+                arr32 = _as_float32(arr)
+                # NaN fails both comparisons
+                yield ~((arr32 >= 0) & (arr32 <= 1)), (
+                    lambda where, name=name, arr=arr: f"{name} must be in [0, 1]; {entry(arr)(where)}")
+        if pred is not None:
+            yield (pred < -1) | (pred > np.iinfo(np.int32).max), lambda where: (
+                f"pred must be labels in [0, 2^31) or -1 (unknown); {entry(pred)(where)}")
+
+    def invalid_rows(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: Optional[np.ndarray] = None,
+        correct: Optional[np.ndarray] = None,
+        pred: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
+        """bool [B]: True where :meth:`validate` would refuse the row (idx out of range; loss
+        non-finite as float32, negative or above ``LOSS_MAX``; conf/correct outside [0, 1] or
+        NaN; pred outside [-1, 2^31)), so a caller can drop exactly the bad rows of a window.
+
+        Raises ``ValueError`` for problems of whole arrays (not 1-D, unequal lengths, non-integer
+        ``idx`` or ``pred`` dtype). Touches nothing.
+        """
+        idx, loss = np.asarray(idx), np.asarray(loss)
+        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
+        bad = np.zeros(len(idx), dtype=bool)
+        for mask, _ in self._row_checks(idx, loss, conf, correct, pred):
+            bad |= mask
+        return bad
+
     def validate(
         self,
         idx: np.ndarray,
@@ -371,46 +443,18 @@ class GEKOStateStore:
         correct: Optional[np.ndarray] = None,
         pred: Optional[np.ndarray] = None,
     ) -> None:
-        """Raise ``ValueError`` naming the first problem with an update's arrays.
+        """Raise ``ValueError`` naming the first problem with an update's arrays (and the entry).
 
-        Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, finite losses,
-        confidences and correctness in ``[0, 1]``, integer predicted labels in
-        ``[-1, 2^31)``. Touches nothing.
+        Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, then values as the
+        store keeps them (cast to float32 first: a float64 1e39 is inf): finite losses in
+        ``[0, LOSS_MAX]``, confidences and correctness in ``[0, 1]``, integer predicted labels in
+        ``[-1, 2^31)``. The same checks as :meth:`invalid_rows`. Touches nothing.
         """
-        check_report_shapes(idx, loss, conf, correct, pred)
-        if len(idx) == 0:
-            return
-        if not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.num_samples:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"idx {bad} out of range for a dataset of {self.num_samples} samples "
-                "(report the sample's position in the original dataset)"
-            )
-        if not np.isfinite(loss).all():
-            where = int(np.flatnonzero(~np.isfinite(loss))[0])
-            raise ValueError(f"loss must be finite; entry {where} is {loss[where]} (idx {idx[where]})")
-        if (loss < 0).any():
-            where = int(np.flatnonzero(loss < 0)[0])
-            raise ValueError(f"loss must be >= 0; entry {where} is {loss[where]} (idx {idx[where]})")
-        if (loss > LOSS_MAX).any():
-            where = int(np.flatnonzero(loss > LOSS_MAX)[0])
-            raise ValueError(f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-                             f"(gekodata.state.LOSS_MAX); entry {where} is {loss[where]} (idx {idx[where]})")
-        for name, arr in (("conf", conf), ("correct", correct)):
-            if arr is None:
-                continue
-            bad_mask = ~((arr >= 0) & (arr <= 1))  # NaN fails both comparisons
-            if bad_mask.any():
-                where = int(np.flatnonzero(bad_mask)[0])
-                raise ValueError(f"{name} must be in [0, 1]; entry {where} is {arr[where]} (idx {idx[where]})")
-        if pred is not None:
-            if not np.issubdtype(pred.dtype, np.integer):
-                raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
-            if int(pred.min()) < -1 or int(pred.max()) > np.iinfo(np.int32).max:
-                raise ValueError("pred must be labels in [0, 2^31) or -1 (unknown)")
+        idx, loss = np.asarray(idx), np.asarray(loss)
+        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
+        for mask, message in self._row_checks(idx, loss, conf, correct, pred):
+            if mask.any():
+                raise ValueError(message(int(np.flatnonzero(mask)[0])))
 
     def update(
         self,
@@ -419,6 +463,8 @@ class GEKOStateStore:
         conf: np.ndarray,
         correct: np.ndarray,
         pred: Optional[np.ndarray] = None,
+        *,
+        validated: bool = False,
     ) -> None:
         """Fold one batch of observations into the store.
 
@@ -429,15 +475,17 @@ class GEKOStateStore:
             correct: float or bool [B] in [0, 1], correctness.
             pred: optional int [B], predicted label (e.g. argmax class), -1 = unknown. The first
                 update with ``pred`` allocates the ``pred_label`` column.
+            validated: the caller has already passed these exact arrays through
+                :meth:`validate` (or dropped the rows :meth:`invalid_rows` flags): skip the second
+                pass. Invalid arrays then corrupt the store; default False re-validates.
 
         Raises ``ValueError`` (store unchanged) if the arrays are invalid.
         """
         idx = np.asarray(idx)
-        loss = np.asarray(loss, dtype=np.float32)
-        conf = np.asarray(conf, dtype=np.float32)
-        correct = np.asarray(correct, dtype=np.float32)
         pred = None if pred is None else np.asarray(pred)
-        self.validate(idx, loss, conf, correct, pred)
+        if not validated:
+            self.validate(idx, loss, conf, correct, pred)
+        loss, conf, correct = (_as_float32(x) for x in (loss, conf, correct))
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)

@@ -203,3 +203,72 @@ def test_histogram_round_trips_bitwise_through_state_dict_store_and_sampler_file
     bad["loss_hist_counts"] = bad["loss_hist_counts"][:-1]
     with pytest.raises(ValueError, match="loss_hist_counts"):
         GEKOStateStore(30).load_state_dict(bad)
+
+
+# ------------------------------------------------------------------------ validation
+def test_validate_checks_values_as_float32():
+    store = GEKOStateStore(4)
+    # passed the float64 checks before and overflowed to inf in the sampler's float32 buffer
+    with pytest.raises(ValueError, match=r"loss must be finite \(as float32.*entry 0 is 1e\+39 \(idx 0\)"):
+        store.validate(np.array([0, 1]), np.array([1e39, 1.0]))
+    with pytest.raises(ValueError, match=r"largest loss.*entry 1"):
+        store.validate(np.array([0, 1]), np.array([1.0, 1e32]))
+    store.validate(np.array([0, 1]), np.array([1.0, LOSS_MAX]))  # the top is accepted
+    snap = {k: v.copy() for k, v in store.columns.items()}
+    with pytest.raises(ValueError, match="finite"):
+        store.update(np.array([0, 1]), np.array([1e39, 1.0]), np.array([0.5, 0.5]), np.array([0.0, 0.0]))
+    for k, v in snap.items():
+        np.testing.assert_array_equal(store.columns[k], v)
+    assert store.loss_hist_counts.sum() == 0 and store.total_updates == 0
+
+
+def test_invalid_rows_flags_exactly_the_rows_validate_refuses():
+    store = GEKOStateStore(5)
+    idx = np.array([0, 5, -1, 1, 2, 3, 4, 0, 1, 2, 3])
+    loss = np.array([0.1, 0.1, 0.1, np.nan, 1e39, -1.0, 1e32, 0.2, 0.3, 0.4, 0.5])
+    conf = np.array([0.5] * 7 + [1.5, np.nan, 0.5, 0.5])
+    correct = np.array([1.0] * 9 + [-0.1, 1.0])
+    pred = np.array([3] * 10 + [-2])
+    bad = store.invalid_rows(idx, loss, conf, correct, pred)
+    assert bad.dtype == bool and bad.tolist() == [False] + [True] * 10
+    for row in range(1, len(idx)):  # each bad row alone is refused; the good row alone is not
+        keep = np.array([0, row])
+        with pytest.raises(ValueError):
+            store.validate(idx[keep], loss[keep], conf[keep], correct[keep], pred[keep])
+    store.validate(idx[~bad], loss[~bad], conf[~bad], correct[~bad], pred[~bad])
+    assert store.invalid_rows(np.array([], dtype=np.int64), np.array([])).shape == (0,)
+    with pytest.raises(ValueError, match="same length"):
+        store.invalid_rows(np.array([0, 1]), np.array([0.1]))
+    with pytest.raises(ValueError, match="integers"):
+        store.invalid_rows(np.array([0.0]), np.array([0.1]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2, 6), st.floats(allow_nan=True, allow_infinity=True),
+                          st.floats(-0.5, 1.5) | st.just(float("nan"))), min_size=1, max_size=20))
+def test_invalid_rows_and_validate_agree(rows):
+    store = GEKOStateStore(5)
+    idx = np.array([r[0] for r in rows])
+    loss = np.array([r[1] for r in rows])
+    conf = np.array([r[2] for r in rows])
+    bad = store.invalid_rows(idx, loss, conf)
+    if bad.any():
+        with pytest.raises(ValueError):
+            store.validate(idx, loss, conf)
+    else:
+        store.validate(idx, loss, conf)
+    store.validate(idx[~bad], loss[~bad], conf[~bad])  # the rest is always accepted
+
+
+def test_update_validated_skips_the_second_pass_with_the_same_result():
+    a, b = GEKOStateStore(6), GEKOStateStore(6)
+    idx, loss = np.array([0, 3, 3, 5]), np.array([0.5, 2.0, 4.0, 1e5])
+    conf, correct = np.array([0.2, 0.9, 0.7, 0.1]), np.array([0.0, 1.0, 1.0, 0.0])
+    a.validate(idx, loss, conf, correct)
+    a.update(idx, loss, conf, correct, validated=True)
+    b.update(idx, loss, conf, correct)
+    for k in a.columns:
+        np.testing.assert_array_equal(a.columns[k], b.columns[k])
+    assert a.loss_scale == b.loss_scale
+    with pytest.raises(ValueError):  # default: still validates
+        b.update(np.array([9]), np.array([1.0]), np.array([0.5]), np.array([0.0]))
