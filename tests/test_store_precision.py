@@ -272,3 +272,107 @@ def test_update_validated_skips_the_second_pass_with_the_same_result():
     assert a.loss_scale == b.loss_scale
     with pytest.raises(ValueError):  # default: still validates
         b.update(np.array([9]), np.array([1.0]), np.array([0.5]), np.array([0.0]))
+
+
+# ------------------------------------------------------------------------ format version 1
+def _v1_columns(n, rng):
+    """Columns laid out as store format version 1 wrote them (fp16 loss EMA and variance)."""
+    visits = rng.integers(0, 4, n).astype(np.uint16)
+    seen = visits > 0
+    cols = {
+        "loss_ema": np.where(seen, rng.exponential(2.0, n), 0).astype(np.float16),
+        "loss_var": np.where(seen, rng.exponential(0.3, n), 0).astype(np.float16),
+        "q_value": np.where(seen, rng.random(n), 0).astype(np.float16),
+        "conf_ema": np.where(seen, rng.integers(0, 256, n), 0).astype(np.uint8),
+        "correct_ema": np.where(seen, rng.integers(0, 256, n), 0).astype(np.uint8),
+        "visits": visits,
+        "frozen_streak": np.zeros(n, dtype=np.uint8),
+        "flags": np.where(seen, rng.integers(0, 5, n), 0).astype(np.uint8),
+    }
+    cols["loss_ema"][0], cols["visits"][0] = 65504, 2  # a saturated fp16 EMA loads as 65504
+    return cols
+
+
+def _assert_loaded_as_v1(store, cols):
+    seen = cols["visits"] > 0
+    v1_loss = cols["loss_ema"].astype(np.float32)
+    np.testing.assert_array_equal(store.visits, cols["visits"])
+    np.testing.assert_array_equal(store.confidence, cols["conf_ema"].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(store.q_value, cols["q_value"].astype(np.float32))
+    np.testing.assert_array_equal(store.bucket, cols["flags"] & 7)
+    assert (np.abs(store.loss - v1_loss) <= _bound(v1_loss)).all()
+    v1_std = np.sqrt(cols["loss_var"].astype(np.float32))
+    assert (np.abs(store.loss_std - v1_std) <= _bound(v1_std)).all()
+    # histogram rebuilt from the seen samples' loss EMAs, one count each; scale recomputed from it
+    assert store.loss_hist_counts.sum() == seen.sum()
+    assert store.loss_hist_max.max() == v1_loss[seen].max()
+    assert store.loss_scale == max(1.0, float(np.sort(v1_loss[seen])[int(np.ceil(0.99 * seen.sum())) - 1]))
+
+
+def test_version_1_store_file_loads(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+
+    n = 64
+    cols = _v1_columns(n, np.random.default_rng(3))
+    path = tmp_path / "v1.safetensors"
+    save_file(cols, str(path), metadata={
+        "format": "gekodata.state", "format_version": "1", "num_samples": str(n),
+        "config": json.dumps({"ema_alpha": 0.5, "q_rate": 0.1, "loss_scale_quantile": 0.99, "min_loss_scale": 1.0}),
+        "loss_scale": repr(9900.0), "total_updates": "123",
+    })
+    store = GEKOStateStore.from_file(path)
+    assert store.total_updates == 123
+    _assert_loaded_as_v1(store, cols)
+    again = GEKOStateStore(n)
+    again.load(path)
+    np.testing.assert_array_equal(again.loss_hist_counts, store.loss_hist_counts)
+    # re-saved as version 2, it round-trips bitwise
+    store.save(tmp_path / "v2.safetensors")
+    back = GEKOStateStore.from_file(tmp_path / "v2.safetensors")
+    assert back.loss_scale == store.loss_scale
+    for k, v in store.state_dict()["columns"].items():
+        np.testing.assert_array_equal(back.columns[k], v)
+    # a malformed version 1 file is refused and changes nothing
+    bad = dict(cols, loss_ema=np.full(n, np.inf, dtype=np.float16))
+    save_file(bad, str(tmp_path / "bad.safetensors"), metadata={
+        "format": "gekodata.state", "format_version": "1", "num_samples": str(n), "config": "{}",
+        "loss_scale": "1.0", "total_updates": "0"})
+    before = GEKOStateStore(n)
+    with pytest.raises(ValueError, match="loss_ema"):
+        before.load(tmp_path / "bad.safetensors")
+    assert before.visits.sum() == 0 and before.loss_hist_counts.sum() == 0
+
+
+def test_version_1_sampler_file_loads_in_the_sampler_and_the_cli_reader(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+
+    from gekodata import PruningDataset, WeightedBucketSampler
+    from gekodata.datamap import load_state
+
+    n = 64
+    cols = _v1_columns(n, np.random.default_rng(4))
+    sampler = WeightedBucketSampler(PruningDataset(list(range(n))), num_epochs=3)
+    plan = np.arange(n, dtype=np.int64)
+    meta = {  # the sampler metadata of today's sampler files, with a version 1 store part
+        "num_samples": n, "world_size": 1, "seed": sampler.seed, "num_epochs": 3, "budget": None,
+        "unbiased": False, "unbiased_floor": sampler.unbiased_floor, "audit_fraction": 0.0,
+        "audit_margin": sampler.audit_margin, "epoch": 0, "planned_epoch": 0, "classified_epoch": 0,
+        "policy": sampler.policy.config(), "records": [],
+        "store": {"config": {"ema_alpha": 0.5, "q_rate": 0.1, "loss_scale_quantile": 0.99, "min_loss_scale": 1.0},
+                  "loss_scale": 9900.0, "total_updates": 77, "format_version": 1},
+    }
+    path = tmp_path / "v1_sampler.safetensors"
+    save_file({**{f"store.{k}": v for k, v in cols.items()}, "plan": plan}, str(path), metadata={
+        "format": "gekodata.sampler", "format_version": "1", "num_samples": str(n), "sampler": json.dumps(meta)})
+    sampler.load(path)
+    assert sampler.store.total_updates == 77
+    _assert_loaded_as_v1(sampler.store, cols)
+    loaded = load_state(path)
+    assert loaded.kind == "sampler"
+    _assert_loaded_as_v1(loaded.store, cols)
+    for k, v in sampler.store.columns.items():
+        np.testing.assert_array_equal(loaded.store.columns[k], v)
