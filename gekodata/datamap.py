@@ -6,8 +6,8 @@ spread of that probability). Cartography records the probability at every epoch 
 mean and standard deviation; the store keeps moving averages instead, so here:
 
 * confidence = the store's confidence EMA (probability of the target, in [0, 1]);
-* variability = ``min(confidence * sqrt(loss_var), 0.5)``: the store keeps the exponential moving
-  variance of the loss, and with ``p = exp(-loss)`` the delta method gives
+* variability = ``min(confidence * loss_std, 0.5)``: the store keeps the exponential moving
+  standard deviation of the loss, and with ``p = exp(-loss)`` the delta method gives
   ``std(p) ~= p * std(loss)``. 0.5 is the largest standard deviation a quantity in [0, 1] can
   have, so the (first-order) estimate is capped there.
 
@@ -97,15 +97,14 @@ def load_state(path: Union[str, os.PathLike]) -> LoadedState:
 
 # ---------------------------------------------------------------------------- signals
 def variability(store: GEKOStateStore) -> np.ndarray:
-    """Variability per sample, float32 [N]: ``min(confidence * sqrt(loss_var), 0.5)``.
+    """Variability per sample, float32 [N]: ``min(confidence * loss_std, 0.5)``.
 
     The delta-method estimate of the std of the target probability ``p = exp(-loss)``:
-    ``std(p) ~= p * std(loss)``, with ``p`` the confidence EMA and ``std(loss)`` the square root
-    of the store's exponential moving variance of the loss, capped at 0.5 (the largest std of a
-    quantity in [0, 1]). 0 for unseen samples.
+    ``std(p) ~= p * std(loss)``, with ``p`` the confidence EMA and ``std(loss)`` the store's
+    exponential moving standard deviation of the loss (:attr:`GEKOStateStore.loss_std`),
+    capped at 0.5 (the largest std of a quantity in [0, 1]). 0 for unseen samples.
     """
-    std_loss = np.sqrt(store.columns["loss_var"].astype(np.float32))
-    return np.minimum(store.confidence * std_loss, np.float32(MAX_VARIABILITY))
+    return np.minimum(store.confidence * store.loss_std, np.float32(MAX_VARIABILITY))
 
 
 def subsample_seen(seen: np.ndarray, max_points: int, seed: int = DEFAULT_SEED) -> np.ndarray:
@@ -222,7 +221,7 @@ def plot_data_map(
     """Write a PNG data map of ``store`` to ``path``: confidence vs variability per seen sample,
     coloured by bucket (SUSPECT drawn on top with crosses). Returns the points drawn.
 
-    Variability is ``min(confidence * sqrt(loss_var), 0.5)`` (delta method, see the module
+    Variability is ``min(confidence * loss_std, 0.5)`` (delta method, see the module
     docstring). Unseen samples are left out and counted in the title; above ``max_points`` seen
     samples a deterministic uniform subset (``seed``) is drawn, legend counts still cover all.
     Needs matplotlib (``pip install 'gekodata[plot]'``).

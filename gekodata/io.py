@@ -3,15 +3,19 @@
 Both formats are safetensors files (arrays) whose string metadata says what they are:
 
 * store file (:meth:`GEKOStateStore.save`): ``format = "gekodata.state"``, ``format_version``,
-  ``num_samples``, a JSON ``config``, ``loss_scale``, ``total_updates``; one array per column.
+  ``num_samples``, a JSON ``config``, ``loss_scale``, ``total_updates``; one array per column,
+  plus (format version 2) the loss-scale histogram arrays :data:`STORE_ARRAYS`.
 * sampler file (:meth:`WeightedBucketSampler.save`): ``format = "gekodata.sampler"``,
   ``format_version``, ``num_samples`` and a JSON ``sampler`` entry (run settings, epoch, policy,
-  records and the store's scalars); arrays ``store.<column>``, ``plan`` and optionally
+  records and the store's scalars); arrays ``store.<column>``, ``store.<name>`` for the
+  histogram arrays :data:`STORE_ARRAYS`, ``plan`` and optionally
   ``loss_weights`` and ``audit_pending``.
 
 Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder): a reader
 sees the old file or the new one, never a torn one, even if the writer is killed mid-write.
-This module knows formats, not the classes that fill them: it imports nothing of gekodata.
+This module knows formats, not the classes that fill them: it imports nothing of gekodata at
+import time (reading a sampler file whose store part has format version 1 calls
+:func:`gekodata.state.upgrade_state_v1`, imported when needed).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 STATE_FORMAT = "gekodata.state"
 SAMPLER_FORMAT = "gekodata.sampler"
 SAMPLER_FORMAT_VERSION = 1
+STORE_ARRAYS = ("loss_hist_counts", "loss_hist_max")
+"""Store-level arrays that are not per-sample columns: top-level keys of a state dict."""
 
 
 def atomic_write(path: PathLike, payload: bytes) -> None:
@@ -105,7 +111,9 @@ def write_store_file(path: PathLike, state: Mapping[str, Any],
         "total_updates": str(state["total_updates"]),
     }
     metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
-    write_safetensors(path, state["columns"], metadata)
+    arrays = dict(state["columns"])
+    arrays.update({name: state[name] for name in STORE_ARRAYS if state.get(name) is not None})
+    write_safetensors(path, arrays, metadata)
 
 
 def read_store_file(path: PathLike) -> Dict[str, Any]:
@@ -116,8 +124,10 @@ def read_store_file(path: PathLike) -> Dict[str, Any]:
 def store_state_from_parts(where: str, columns: Dict[str, np.ndarray], metadata: Mapping[str, str]) -> Dict[str, Any]:
     """A :meth:`GEKOStateStore.state_dict`-shaped dict from a store file's (arrays, metadata)
     as :func:`read_state_file` returns them; ``where`` names the file in errors."""
+    columns = dict(columns)
+    extra = {name: columns.pop(name) for name in STORE_ARRAYS if name in columns}
     try:
-        return {
+        return {**extra,
             "format_version": int(metadata["format_version"]),
             "num_samples": int(metadata["num_samples"]),
             "config": dict(json.loads(metadata.get("config", "{}"))),
@@ -135,6 +145,7 @@ def write_sampler_file(path: PathLike, store_state: Mapping[str, Any], arrays: M
     """Write a sampler file: the store (a :meth:`GEKOStateStore.state_dict`) as ``store.<column>``
     arrays plus its scalars under ``meta["store"]``, the sampler's own ``arrays`` and JSON ``meta``."""
     everything: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in store_state["columns"].items()}
+    everything.update({f"store.{k}": store_state[k] for k in STORE_ARRAYS if store_state.get(k) is not None})
     everything.update(arrays)
     meta = dict(meta)
     meta["store"] = {key: store_state[key] for key in ("config", "loss_scale", "total_updates", "format_version")}
@@ -149,9 +160,33 @@ def write_sampler_file(path: PathLike, store_state: Mapping[str, Any], arrays: M
 def read_sampler_file(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """(arrays, meta) of a sampler file, ``meta`` the parsed JSON ``sampler`` entry.
 
-    ``ValueError`` for another format, an unsupported format version or bad metadata."""
+    A store part of format version 1 is converted to the current store format (its arrays and
+    ``meta["store"]``). ``ValueError`` for another format, an unsupported format version or bad
+    metadata."""
     arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
-    return arrays, sampler_meta(os.fspath(path), metadata)
+    meta = sampler_meta(os.fspath(path), metadata)
+    store_meta = meta.get("store")
+    if isinstance(store_meta, dict) and store_meta.get("format_version") == 1:
+        return _upgrade_sampler_store_v1(os.fspath(path), arrays, meta)
+    return arrays, meta
+
+
+def _upgrade_sampler_store_v1(where: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]
+                              ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """(arrays, meta) of a sampler file whose store part has format version 1, with that part
+    converted to the current store format (:func:`gekodata.state.upgrade_state_v1`)."""
+    from .state import upgrade_state_v1  # state imports this module: import when needed
+
+    try:
+        state = upgrade_state_v1(sampler_file_store_state(arrays, meta))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: bad version 1 store part ({exc})") from None
+    upgraded = {name: arr for name, arr in arrays.items() if not name.startswith("store.")}
+    upgraded.update({f"store.{name}": col for name, col in state["columns"].items()})
+    upgraded.update({f"store.{name}": state[name] for name in STORE_ARRAYS})
+    meta = dict(meta)
+    meta["store"] = {**meta["store"], "format_version": state["format_version"], "loss_scale": state["loss_scale"]}
+    return upgraded, meta
 
 
 def sampler_meta(where: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
@@ -171,17 +206,19 @@ def sampler_meta(where: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
 
 def sampler_file_store_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
     """The store part of a sampler file, shaped like :meth:`GEKOStateStore.state_dict`:
-    ``meta["store"]`` and every ``"store.<column>"`` array.
+    ``meta["store"]``, every ``"store.<column>"`` array and the histogram arrays.
 
     ``KeyError`` if ``meta`` has no ``num_samples``; the columns are checked by the store when
     loaded.
     """
     store_meta = dict(meta.get("store", {}))
-    return {
+    extra = {name: arrays[f"store.{name}"] for name in STORE_ARRAYS if f"store.{name}" in arrays}
+    return {**extra,
         "format_version": store_meta.get("format_version"),
         "num_samples": int(meta["num_samples"]),
         "config": store_meta.get("config", {}),
         "loss_scale": store_meta.get("loss_scale"),
         "total_updates": store_meta.get("total_updates", 0),
-        "columns": {name[len("store."):]: arr for name, arr in arrays.items() if name.startswith("store.")},
+        "columns": {name[len("store."):]: arr for name, arr in arrays.items()
+                    if name.startswith("store.") and name[len("store."):] not in STORE_ARRAYS},
     }

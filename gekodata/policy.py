@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .state import MAX_WRONG_STREAK, GEKOStateStore
+from .state import MAX_VISITS, MAX_WRONG_STREAK, GEKOStateStore
 
 
 class Bucket(IntEnum):
@@ -193,6 +193,21 @@ class Curriculum:
         return f"Curriculum({[p.name for p in self.phases]})"
 
 
+def _check_max_times_seen(value: Optional[int]) -> Optional[int]:
+    """``max_times_seen`` as an int in [1, MAX_VISITS], or None; ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"max_times_seen must be >= 1 or None, got {value}")
+    if value > MAX_VISITS:
+        raise ValueError(
+            f"max_times_seen must be <= {MAX_VISITS} (gekodata.state.MAX_VISITS), got {value}: the store "
+            f"counts visits in uint16 and saturates at {MAX_VISITS}, so a larger limit could never be reached"
+        )
+    return value
+
+
 def _check_threshold(name: str, value: float) -> float:
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -257,7 +272,8 @@ class BucketPolicy(SelectionPolicy):
         hard_confidence: a wrong sample is HARD when ``1 - confidence > hard_confidence`` (GEKO
             0.60 on max-softmax; see the module docstring), else FOCUS.
         min_visits_to_freeze: reported passes a sample needs before it may freeze (GEKO: 1).
-        max_times_seen: samples with this many reported passes get weight 0 (None = no limit).
+        max_times_seen: samples with this many reported passes get weight 0 (None = no limit);
+            at most ``MAX_VISITS`` (65535), where the store's visit count saturates.
         noise_guard: classify probably-mislabeled HARD samples as SUSPECT (module docstring).
             Off by default.
         suspect_streak: consecutive wrong sync windows (agreeing on the predicted label when the
@@ -294,10 +310,7 @@ class BucketPolicy(SelectionPolicy):
         if int(self.min_visits_to_freeze) < 1:
             raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
         self.min_visits_to_freeze = int(self.min_visits_to_freeze)
-        if self.max_times_seen is not None:
-            if int(self.max_times_seen) < 1:
-                raise ValueError(f"max_times_seen must be >= 1 or None, got {self.max_times_seen}")
-            self.max_times_seen = int(self.max_times_seen)
+        self.max_times_seen = _check_max_times_seen(self.max_times_seen)
 
     # ---------------------------------------------------------------- presets
     @classmethod
@@ -346,10 +359,10 @@ class BucketPolicy(SelectionPolicy):
         visits = cols["visits"]
         correct = store.last_correct
         conf_255 = cols["conf_ema"]  # uint8, confidence * 255
-        # stability > s  <=>  sqrt(var) < 1 - s  <=>  var < (1 - s)^2
+        # stability > s  <=>  std < 1 - s
         frozen = conf_255 > self.freeze_confidence * 255.0
         frozen &= correct
-        frozen &= cols["loss_var"].astype(np.float32) < np.float32((1.0 - self.freeze_stability) ** 2)
+        frozen &= store.loss_std < np.float32(1.0 - self.freeze_stability)
         frozen &= cols["q_value"].astype(np.float32) >= np.float32(self.freeze_q)
         if self.min_visits_to_freeze > 1:
             frozen &= visits >= self.min_visits_to_freeze
@@ -454,8 +467,7 @@ class InfoBatchPolicy(SelectionPolicy):
             raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
         if not 0.0 <= self.anneal_fraction < 1.0:
             raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
-        if self.max_times_seen is not None and int(self.max_times_seen) < 1:
-            raise ValueError(f"max_times_seen must be >= 1 or None, got {self.max_times_seen}")
+        self.max_times_seen = _check_max_times_seen(self.max_times_seen)
         keep = 1.0 - self.prune_ratio
         phases = [Phase("PRUNE", 0.0, 1.0 - self.anneal_fraction, hard=1, focus=1, light=keep, unseen=1)]
         if self.anneal_fraction > 0:
@@ -465,7 +477,7 @@ class InfoBatchPolicy(SelectionPolicy):
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """UNSEEN (no report), LIGHT (loss EMA below the mean over seen samples), else FOCUS."""
         seen = store.visits > 0
-        loss = store.columns["loss_ema"]
+        loss = store.loss  # decoded float32 [N]
         codes = np.full(len(store), np.uint8(Bucket.UNSEEN))
         if seen.any():
             seen_loss = loss[seen].astype(np.float64)

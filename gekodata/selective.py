@@ -289,7 +289,7 @@ def store_scores(store: Any, idx: Any) -> torch.Tensor:
     """
     if not hasattr(store, "columns") and hasattr(store, "store"):
         store = store.store
-    if not (hasattr(store, "columns") and "loss_ema" in store.columns and hasattr(store, "visits")):
+    if not (hasattr(store, "loss_of") and hasattr(store, "visits")):
         raise TypeError(f"store must be a GEKOStateStore (or hold one as .store), got {type(store).__name__}")
     device = idx.device if isinstance(idx, torch.Tensor) else torch.device("cpu")
     idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
@@ -298,7 +298,7 @@ def store_scores(store: Any, idx: Any) -> torch.Tensor:
     n = len(store)
     if idx_np.size and (idx_np.min() < 0 or idx_np.max() >= n):
         raise ValueError(f"idx must be in [0, {n}), got values in [{idx_np.min()}, {idx_np.max()}]")
-    loss = store.columns["loss_ema"][idx_np].astype(np.float32)  # O(B), no N-sized copy
+    loss = store.loss_of(idx_np)  # decoded float32, O(B), no N-sized copy
     loss[store.visits[idx_np] == 0] = np.inf
     return torch.from_numpy(loss).to(device)
 

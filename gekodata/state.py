@@ -10,22 +10,46 @@ Default columns (12 bytes per sample):
 =============  =======  =====  ==============================================================
 column         dtype    bytes  why this dtype
 =============  =======  =====  ==============================================================
-loss_ema       float16  2      EMA of the per-sample loss; fp16 keeps 3 significant digits
-                               over [6e-5, 65504], ample for nats of a cross-entropy.
-loss_var       float16  2      exponential moving variance of the loss; ``stability`` =
-                               1 - sqrt(loss_var) replaces GEKO's "1 - std of the last 5
-                               losses" without storing a history.
+loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (loss codec below).
+loss_std_code  uint16   2      exponential moving standard deviation of the loss, same codec
+                               (same units as the loss); ``stability`` = 1 - std replaces
+                               GEKO's "1 - std of the last 5 losses" without a history.
 q_value        float16  2      GEKO's Q-value EMA in [0, 1]; fp16 resolves steps of 5e-4 near
                                0.8, so a 0.1-rate EMA never stalls below its threshold (uint8
                                would: steps under 1/510 round away).
 conf_ema       uint8    1      EMA of the confidence in [0, 1], quantised to 1/255.
 correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
-visits         uint16   2      reported passes, saturating at 65535.
+visits         uint16   2      reported passes, saturating at ``MAX_VISITS`` (65535).
 frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
 flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
                                bit 4: last reported correctness, bits 5-7: wrong streak
                                (consecutive wrong updates, saturating at 7).
 =============  =======  =====  ==============================================================
+
+Read the loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std`
+and :meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes.
+
+**Loss codec** (both loss columns). Code 0 is 0; code ``c`` in [1, 65535] is
+``2 ** ((c - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)``, i.e. 512 codes per octave with code
+12289 = 1.0, from ``LOSS_MIN = 2^-24`` (5.96e-8) to ``LOSS_MAX = 2^(65534/512 - 24)``
+(2.03e31). Encoding rounds to the nearest code in log space. For a float32 loss ``x``:
+
+=======================  ===============================================================
+loss (as float32)        stored value ``y``
+=======================  ===============================================================
+``0 <= x <= LOSS_MAX``   ``|y - x| <= LOSS_REL_ERROR * x + LOSS_ABS_ERROR``, where
+                         ``LOSS_REL_ERROR = 2^(1/1024) - 1 + 2^-23`` (6.8e-4: half a code
+                         step plus the float32 decode) and ``LOSS_ABS_ERROR = 2^-25`` (3.0e-8,
+                         only for ``x < LOSS_MIN``: losses below ``LOSS_MIN / 2`` are 0)
+``x > LOSS_MAX``, inf,   refused: :meth:`GEKOStateStore.validate` raises ``ValueError`` (so
+NaN, ``x < 0``           ``sampler.report`` refuses the call) and nothing is stored
+=======================  ===============================================================
+
+The relative error is the same over the whole range (fp16 kept 3 digits only up to 65504 and
+saturated there). The EMAs are computed in float32 from the decoded values and encoded again,
+so a stored EMA moves only when an update moves it by more than half a code step: it follows a
+constant input ``x`` to within about ``LOSS_REL_ERROR / ema_alpha`` (0.14% at the default
+``ema_alpha`` 0.5); e.g. an EMA near 1000 ignores changes of the reported loss below about 1.4.
 
 Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
 4 more bytes per sample):
@@ -36,19 +60,36 @@ pred_label     int32    4      last predicted label (e.g. the argmax class), -1 
                                on the predicted label (a new wrong label restarts it at 1).
 =============  =======  =====  ==============================================================
 
+**Loss scale** (GEKO's lmax, the ``loss_scale`` of the Q-value reward
+``1 - min(loss / loss_scale, 1)``): the store keeps a histogram of every loss ever reported
+(each row counted, duplicates included), ``LOSS_HIST_BINS`` log-spaced bins of 8 per octave
+over the codec's range (int64 counts and the largest loss seen in each bin, 12 KB in all), and
+sets ``loss_scale = max(min_loss_scale, Q)``, where ``Q`` is the largest loss reported in the bin
+that holds the ``loss_scale_quantile`` (q) quantile of all reported losses. So **a fraction of
+reported losses below 1 - q cannot raise loss_scale above the largest other loss (to within one
+bin: a factor 2^(1/8) = 1.09)**, however the losses were split into updates. ``loss_scale`` falls
+as well as rises as the losses shift. Updates cost O(rows + bins), depend only on the multiset of
+reported losses (not on their order), and are integer counts and maxima, so every rank of a
+distributed run, applying the same gathered update, keeps the same histogram bit for bit. The
+histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and sampler files).
+
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
 correctness are fractions in [0, 1].
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from .io import read_store_file, write_store_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
+Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
+:func:`upgrade_state_v1`."""
 
 _BUCKET_MASK = np.uint8(0b0000_0111)
 _PRUNED_BIT = np.uint8(0b0000_1000)
@@ -57,12 +98,64 @@ _STREAK_SHIFT = 5
 _STREAK_MASK = np.uint8(0b1110_0000)
 MAX_WRONG_STREAK = 7
 _U8_SCALE = 255.0
-_MAX_VISITS = np.iinfo(np.uint16).max
+MAX_VISITS = int(np.iinfo(np.uint16).max)
+"""Largest count the ``visits`` column holds (uint16); it saturates there."""
+_MAX_VISITS = MAX_VISITS
 _MAX_STREAK = np.iinfo(np.uint8).max
 
+LOSS_CODES_PER_OCTAVE = 512
+"""Loss codec: codes per factor of 2."""
+LOSS_CODE_ONE = 24 * LOSS_CODES_PER_OCTAVE + 1
+"""Loss codec: the code of a loss of exactly 1.0 (code 1 is ``2^-24``)."""
+_LOSS_TOP_CODE = int(np.iinfo(np.uint16).max)
+LOSS_MIN = 2.0 ** ((1 - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)
+"""Smallest nonzero stored loss, 2^-24 (about 5.96e-8)."""
+LOSS_MAX = float(np.float32(2.0 ** ((_LOSS_TOP_CODE - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)))
+"""Largest loss the store accepts (the top code, as float32; about 2.03e31)."""
+LOSS_REL_ERROR = 2.0 ** (1 / (2 * LOSS_CODES_PER_OCTAVE)) - 1.0 + 2.0 ** -23
+"""Relative error bound of a stored loss (half a code step plus the float32 decode; 6.8e-4)."""
+LOSS_ABS_ERROR = LOSS_MIN / 2
+"""Absolute error bound of a stored loss below ``LOSS_MIN`` (those under LOSS_MIN / 2 are 0)."""
+_LOSS_TABLE = np.concatenate([
+    np.zeros(1, dtype=np.float32),
+    np.exp2((np.arange(1, _LOSS_TOP_CODE + 1, dtype=np.float64) - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE
+            ).astype(np.float32),
+])
+_LOSS_TABLE.flags.writeable = False
+LOSS_HIST_BINS_PER_OCTAVE = 8
+"""Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
+LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2
+"""Loss-scale histogram: bin 0 holds losses below LOSS_MIN, bin b >= 1 losses in
+``[LOSS_MIN 2^((b-1)/8), LOSS_MIN 2^(b/8))`` (the top bin also holds LOSS_MAX); 1025 bins."""
+
+
+def encode_loss(x: np.ndarray) -> np.ndarray:
+    """Loss codes, uint16 [k], of losses ``x`` (float [k], >= 0, finite): the nearest code in
+    log space; values below ``LOSS_MIN / 2`` give code 0, values above ``LOSS_MAX`` the top
+    code (the store refuses such losses before they get here)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        code = np.rint(np.log2(x) * LOSS_CODES_PER_OCTAVE) + LOSS_CODE_ONE
+    code = np.where(x >= LOSS_MIN / 2, np.clip(code, 1, _LOSS_TOP_CODE), 0)
+    return code.astype(np.uint16)
+
+
+def loss_hist_bins(x: np.ndarray) -> np.ndarray:
+    """Loss-scale histogram bin, int64 [k], of losses ``x`` (float [k] in [0, LOSS_MAX])."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.floor(np.log2(x / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE) + 1
+    return np.where(x >= LOSS_MIN, np.clip(b, 1, LOSS_HIST_BINS - 1), 0).astype(np.int64)
+
+
+def decode_loss(code: np.ndarray) -> np.ndarray:
+    """Losses, float32 [k], of loss codes ``code`` (uint16 [k]); O(k) table look-up."""
+    return _LOSS_TABLE[np.asarray(code, dtype=np.uint16)]
+
+
 COLUMNS: Dict[str, np.dtype] = {
-    "loss_ema": np.dtype(np.float16),
-    "loss_var": np.dtype(np.float16),
+    "loss_ema_code": np.dtype(np.uint16),
+    "loss_std_code": np.dtype(np.uint16),
     "q_value": np.dtype(np.float16),
     "conf_ema": np.dtype(np.uint8),
     "correct_ema": np.dtype(np.uint8),
@@ -75,6 +168,70 @@ OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
 }
 
 ArrayLike = Union[np.ndarray, "list[float]"]
+V1_COLUMNS: Dict[str, np.dtype] = {
+    "loss_ema": np.dtype(np.float16),
+    "loss_var": np.dtype(np.float16),
+    **{name: dtype for name, dtype in COLUMNS.items() if name not in ("loss_ema_code", "loss_std_code")},
+}
+"""Columns of store format version 1 (loss EMA and variance as fp16)."""
+
+
+def upgrade_state_v1(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """A format-version-2 state dict from a version-1 one (files written before the loss codec).
+
+    The fp16 loss EMA is re-encoded with the loss codec and the fp16 variance becomes the std
+    ``sqrt(loss_var)`` (both exact to within the codec's bound). The loss-scale histogram, which
+    version 1 lacked, is rebuilt from the loss EMAs of the seen samples (one count per sample),
+    and ``loss_scale`` is set to None so that :meth:`GEKOStateStore.load_state_dict` recomputes
+    it from that histogram (the saved running maximum is dropped). Other columns are unchanged.
+    ``ValueError`` for a malformed version-1 state.
+    """
+    num_samples = int(state.get("num_samples", -1))
+    columns = state.get("columns")
+    if not isinstance(columns, Mapping) or not set(V1_COLUMNS) <= set(columns) <= set(V1_COLUMNS) | set(OPTIONAL_COLUMNS):
+        raise ValueError(f"version 1 state must hold the columns {sorted(V1_COLUMNS)} "
+                         f"and optionally {sorted(OPTIONAL_COLUMNS)}")
+    for name in ("loss_ema", "loss_var", "visits"):
+        col = np.asarray(columns[name])
+        if col.dtype != V1_COLUMNS[name] or col.shape != (num_samples,):
+            raise ValueError(f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                             f"expected {V1_COLUMNS[name]} and ({num_samples},)")
+    ema = np.asarray(columns["loss_ema"]).astype(np.float32)
+    var = np.asarray(columns["loss_var"]).astype(np.float32)
+    for name, values in (("loss_ema", ema), ("loss_var", var)):
+        if not ((values >= 0) & (values <= np.float32(LOSS_MAX))).all():  # NaN fails too
+            raise ValueError(f"version 1 column {name!r} holds values that are not finite and >= 0")
+    upgraded = {name: columns[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in columns}
+    upgraded["loss_ema_code"] = encode_loss(ema)
+    upgraded["loss_std_code"] = encode_loss(np.sqrt(var))
+    seen_loss = ema[np.asarray(columns["visits"]) > 0]
+    bins = loss_hist_bins(seen_loss)
+    hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
+    np.maximum.at(hist_max, bins, seen_loss)
+    return {
+        **state,
+        "format_version": 2,
+        "columns": {name: upgraded[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in upgraded},
+        "loss_hist_counts": np.bincount(bins, minlength=LOSS_HIST_BINS).astype(np.int64),
+        "loss_hist_max": hist_max,
+        "loss_scale": None,
+    }
+
+
+def _check_hist(counts: Any, maxima: Any) -> "tuple[np.ndarray, np.ndarray]":
+    """Copies of a saved loss-scale histogram; ``ValueError`` unless it is int64 counts >= 0 and
+    float32 maxima in [0, LOSS_MAX], each [LOSS_HIST_BINS]."""
+    if counts is None or maxima is None:
+        raise ValueError("state lacks the loss-scale histogram (loss_hist_counts, loss_hist_max)")
+    counts, maxima = np.asarray(counts), np.asarray(maxima)
+    if counts.dtype != np.int64 or counts.shape != (LOSS_HIST_BINS,) or (counts < 0).any():
+        raise ValueError(f"loss_hist_counts must be int64 [{LOSS_HIST_BINS}] counts >= 0, "
+                         f"got {counts.dtype} {counts.shape}")
+    if maxima.dtype != np.float32 or maxima.shape != (LOSS_HIST_BINS,) or not (
+            (maxima >= 0) & (maxima <= np.float32(LOSS_MAX))).all():
+        raise ValueError(f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
+                         f"got {maxima.dtype} {maxima.shape}")
+    return counts.copy(), maxima.copy()
 
 
 def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None) -> None:
@@ -90,6 +247,13 @@ def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = No
                 f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
                 "all report arrays must have the same length"
             )
+
+
+def _as_float32(x: Any) -> np.ndarray:
+    """``x`` as float32 [B], as the store computes with it (float64 beyond float32 becomes inf,
+    silently: validation refuses it)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(x).astype(np.float32, copy=False)
 
 
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
@@ -108,14 +272,15 @@ class GEKOStateStore:
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
-        ema_alpha: weight of a new observation in the loss, loss-variance, confidence and
+        ema_alpha: weight of a new observation in the loss, loss-std, confidence and
             correctness EMAs (1.0 = keep only the latest). The first observation of a sample
             initialises its EMAs. Default 0.5: a half-life of one visit.
         q_rate: rate of GEKO's Q-value EMA, ``q += q_rate * (reward - q)`` with
             ``reward = 1 - min(loss / loss_scale, 1)``. The first visit sets ``q = reward``.
-        loss_scale_quantile: quantile of each update's losses that may raise ``loss_scale``
-            (GEKO's lmax, fixed there at 10). ``loss_scale`` is the running maximum of that
-            quantile, so it is observed from the data and robust to single outliers.
+        loss_scale_quantile: q: ``loss_scale`` (GEKO's lmax, fixed there at 10) is the
+            q-quantile of every loss ever reported, read from a log-binned histogram (module
+            docstring), at least ``min_loss_scale``. A fraction of reported losses below 1 - q
+            cannot raise it above the largest other loss (to within one bin, a factor 1.09).
         min_loss_scale: floor of ``loss_scale`` (loss units; default 1.0 nat), so that a run
             whose losses are all tiny does not read tiny absolute losses as Q-value 0.
 
@@ -150,6 +315,10 @@ class GEKOStateStore:
         self.min_loss_scale = min_loss_scale
         self.loss_scale = min_loss_scale
         self.total_updates = 0
+        self.loss_hist_counts = np.zeros(LOSS_HIST_BINS, dtype=np.int64)
+        """Reported losses per histogram bin, int64 [LOSS_HIST_BINS] (see the module docstring)."""
+        self.loss_hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
+        """Largest loss reported in each histogram bin, float32 [LOSS_HIST_BINS] (0 if empty)."""
         self.columns: Dict[str, np.ndarray] = {
             name: np.zeros(num_samples, dtype=dtype) for name, dtype in COLUMNS.items()
         }
@@ -175,8 +344,19 @@ class GEKOStateStore:
 
     @property
     def loss(self) -> np.ndarray:
-        """Loss EMA, float32 [N] (0 for unseen samples)."""
-        return self.columns["loss_ema"].astype(np.float32)
+        """Loss EMA in loss units, float32 [N] (0 for unseen samples); decoded, a new array."""
+        return decode_loss(self.columns["loss_ema_code"])
+
+    def loss_of(self, idx: np.ndarray) -> np.ndarray:
+        """Loss EMA of rows ``idx`` (int [k]) in loss units, float32 [k]; 0 for unseen rows.
+        O(k): reads only those rows."""
+        return decode_loss(self.columns["loss_ema_code"][np.asarray(idx)])
+
+    @property
+    def loss_std(self) -> np.ndarray:
+        """Exponential moving standard deviation of the loss in loss units, float32 [N]
+        (0 for unseen samples and after a single report); decoded, a new array."""
+        return decode_loss(self.columns["loss_std_code"])
 
     @property
     def confidence(self) -> np.ndarray:
@@ -195,8 +375,9 @@ class GEKOStateStore:
 
     @property
     def stability(self) -> np.ndarray:
-        """1 - std of the loss (exponential moving estimate), float32 [N]; 1 for unseen."""
-        return 1.0 - np.sqrt(self.columns["loss_var"].astype(np.float32))
+        """1 - std of the loss (exponential moving estimate, :attr:`loss_std`), float32 [N];
+        1 for unseen."""
+        return np.float32(1.0) - self.loss_std
 
     @property
     def q_value(self) -> np.ndarray:
@@ -238,6 +419,71 @@ class GEKOStateStore:
         return int(np.count_nonzero(self.columns["flags"] & _PRUNED_BIT))
 
     # ---------------------------------------------------------------- writing
+    def _row_checks(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: Optional[np.ndarray],
+        correct: Optional[np.ndarray],
+        pred: Optional[np.ndarray],
+    ) -> Iterator[Tuple[np.ndarray, Callable[[int], str]]]:
+        """The per-row checks of a report, in order: (bool [B] mask of refused rows, message of
+        an entry). Values are checked as the store keeps them: cast to float32 first. Raises
+        ``ValueError`` for whole-array problems (shapes, non-integer dtypes). The one source of
+        truth of :meth:`validate` and :meth:`invalid_rows`; lazy, so validate stops early."""
+        check_report_shapes(idx, loss, conf, correct, pred)
+        if len(idx) == 0:
+            return
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
+        if pred is not None and not np.issubdtype(pred.dtype, np.integer):
+            raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
+
+        def entry(arr: np.ndarray) -> Callable[[int], str]:
+            return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
+
+        yield (idx < 0) | (idx >= self.num_samples), lambda where: (
+            f"idx {idx[where]} (entry {where}) out of range for a dataset of {self.num_samples} samples "
+            "(report the sample's position in the original dataset)")
+        loss32 = _as_float32(loss)
+        yield ~np.isfinite(loss32), lambda where: (
+            f"loss must be finite (as float32, the dtype the store computes in); {entry(loss)(where)}")
+        yield loss32 < 0, lambda where: f"loss must be >= 0; {entry(loss)(where)}"
+        yield loss32 > np.float32(LOSS_MAX), lambda where: (
+            f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
+            f"(gekodata.state.LOSS_MAX); {entry(loss)(where)}")
+        for name, arr in (("conf", conf), ("correct", correct)):
+            if arr is not None:
+                arr32 = _as_float32(arr)
+                # NaN fails both comparisons
+                yield ~((arr32 >= 0) & (arr32 <= 1)), (
+                    lambda where, name=name, arr=arr: f"{name} must be in [0, 1]; {entry(arr)(where)}")
+        if pred is not None:
+            yield (pred < -1) | (pred > np.iinfo(np.int32).max), lambda where: (
+                f"pred must be labels in [0, 2^31) or -1 (unknown); {entry(pred)(where)}")
+
+    def invalid_rows(
+        self,
+        idx: np.ndarray,
+        loss: np.ndarray,
+        conf: Optional[np.ndarray] = None,
+        correct: Optional[np.ndarray] = None,
+        pred: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
+        """bool [B]: True where :meth:`validate` would refuse the row (idx out of range; loss
+        non-finite as float32, negative or above ``LOSS_MAX``; conf/correct outside [0, 1] or
+        NaN; pred outside [-1, 2^31)), so a caller can drop exactly the bad rows of a window.
+
+        Raises ``ValueError`` for problems of whole arrays (not 1-D, unequal lengths, non-integer
+        ``idx`` or ``pred`` dtype). Touches nothing.
+        """
+        idx, loss = np.asarray(idx), np.asarray(loss)
+        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
+        bad = np.zeros(len(idx), dtype=bool)
+        for mask, _ in self._row_checks(idx, loss, conf, correct, pred):
+            bad |= mask
+        return bad
+
     def validate(
         self,
         idx: np.ndarray,
@@ -246,42 +492,18 @@ class GEKOStateStore:
         correct: Optional[np.ndarray] = None,
         pred: Optional[np.ndarray] = None,
     ) -> None:
-        """Raise ``ValueError`` naming the first problem with an update's arrays.
+        """Raise ``ValueError`` naming the first problem with an update's arrays (and the entry).
 
-        Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, finite losses,
-        confidences and correctness in ``[0, 1]``, integer predicted labels in
-        ``[-1, 2^31)``. Touches nothing.
+        Checks: 1-D, equal lengths, integer indices in ``[0, num_samples)``, then values as the
+        store keeps them (cast to float32 first: a float64 1e39 is inf): finite losses in
+        ``[0, LOSS_MAX]``, confidences and correctness in ``[0, 1]``, integer predicted labels in
+        ``[-1, 2^31)``. The same checks as :meth:`invalid_rows`. Touches nothing.
         """
-        check_report_shapes(idx, loss, conf, correct, pred)
-        if len(idx) == 0:
-            return
-        if not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.num_samples:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"idx {bad} out of range for a dataset of {self.num_samples} samples "
-                "(report the sample's position in the original dataset)"
-            )
-        if not np.isfinite(loss).all():
-            where = int(np.flatnonzero(~np.isfinite(loss))[0])
-            raise ValueError(f"loss must be finite; entry {where} is {loss[where]} (idx {idx[where]})")
-        if (loss < 0).any():
-            where = int(np.flatnonzero(loss < 0)[0])
-            raise ValueError(f"loss must be >= 0; entry {where} is {loss[where]} (idx {idx[where]})")
-        for name, arr in (("conf", conf), ("correct", correct)):
-            if arr is None:
-                continue
-            bad_mask = ~((arr >= 0) & (arr <= 1))  # NaN fails both comparisons
-            if bad_mask.any():
-                where = int(np.flatnonzero(bad_mask)[0])
-                raise ValueError(f"{name} must be in [0, 1]; entry {where} is {arr[where]} (idx {idx[where]})")
-        if pred is not None:
-            if not np.issubdtype(pred.dtype, np.integer):
-                raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
-            if int(pred.min()) < -1 or int(pred.max()) > np.iinfo(np.int32).max:
-                raise ValueError("pred must be labels in [0, 2^31) or -1 (unknown)")
+        idx, loss = np.asarray(idx), np.asarray(loss)
+        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
+        for mask, message in self._row_checks(idx, loss, conf, correct, pred):
+            if mask.any():
+                raise ValueError(message(int(np.flatnonzero(mask)[0])))
 
     def update(
         self,
@@ -290,6 +512,8 @@ class GEKOStateStore:
         conf: np.ndarray,
         correct: np.ndarray,
         pred: Optional[np.ndarray] = None,
+        *,
+        validated: bool = False,
     ) -> None:
         """Fold one batch of observations into the store.
 
@@ -300,18 +524,24 @@ class GEKOStateStore:
             correct: float or bool [B] in [0, 1], correctness.
             pred: optional int [B], predicted label (e.g. argmax class), -1 = unknown. The first
                 update with ``pred`` allocates the ``pred_label`` column.
+            validated: the caller has already passed these exact arrays through
+                :meth:`validate` (or dropped the rows :meth:`invalid_rows` flags): skip the second
+                pass. Invalid arrays then corrupt the store; default False re-validates.
 
         Raises ``ValueError`` (store unchanged) if the arrays are invalid.
         """
         idx = np.asarray(idx)
-        loss = np.asarray(loss, dtype=np.float32)
-        conf = np.asarray(conf, dtype=np.float32)
-        correct = np.asarray(correct, dtype=np.float32)
         pred = None if pred is None else np.asarray(pred)
-        self.validate(idx, loss, conf, correct, pred)
+        if not validated:
+            self.validate(idx, loss, conf, correct, pred)
+        loss, conf, correct = (_as_float32(x) for x in (loss, conf, correct))
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
+        bins = loss_hist_bins(loss)  # every reported row counts, duplicates included
+        self.loss_hist_counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
+        np.maximum.at(self.loss_hist_max, bins, loss)
+        self.loss_scale = self._scale_from_hist()
         multiplicity: Optional[np.ndarray] = None
         wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
         if self._has_duplicates(idx):
@@ -328,25 +558,23 @@ class GEKOStateStore:
                 wandered = (merged >= 0) & (lowest != merged)
                 pred = merged
 
-        quantile = float(np.quantile(loss, self.loss_scale_quantile))
-        self.loss_scale = max(self.loss_scale, quantile)
         cols = self.columns
         visits = cols["visits"][idx]
         first = visits == 0
         a = np.float32(self.ema_alpha)
-        f16_max = np.float32(np.finfo(np.float16).max)
 
-        # loss EMA and West's exponentially weighted variance: var <- (1-a) (var + a (x - mean)^2)
-        mean = cols["loss_ema"][idx].astype(np.float32)
+        # loss EMA and West's exponentially weighted variance var <- (1-a) (var + a (x - mean)^2),
+        # kept as its square root std <- sqrt(1-a) * hypot(std, sqrt(a) |x - mean|): float32
+        # without overflow for any loss up to LOSS_MAX (std stays <= LOSS_MAX by induction)
+        mean = decode_loss(cols["loss_ema_code"][idx])
+        std = decode_loss(cols["loss_std_code"][idx])
         delta = loss - mean
-        var = cols["loss_var"][idx].astype(np.float32)
-        var += a * delta * delta
-        var *= np.float32(1.0) - a
+        std = np.float32(np.sqrt(1.0 - self.ema_alpha)) * np.hypot(std, np.float32(np.sqrt(self.ema_alpha)) * delta)
         mean += a * delta
         mean[first] = loss[first]
-        var[first] = 0.0
-        cols["loss_ema"][idx] = np.minimum(mean, f16_max)
-        cols["loss_var"][idx] = np.minimum(var, f16_max)
+        std[first] = 0.0
+        cols["loss_ema_code"][idx] = encode_loss(mean)
+        cols["loss_std_code"][idx] = encode_loss(std)
         for name, value in (("conf_ema", conf), ("correct_ema", correct)):
             ema = cols[name][idx].astype(np.float32) / np.float32(_U8_SCALE)
             ema += a * (value - ema)
@@ -378,6 +606,15 @@ class GEKOStateStore:
         flags[is_correct] |= _CORRECT_BIT
         cols["flags"][idx] = flags
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+    def _scale_from_hist(self) -> float:
+        """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
+        total = int(self.loss_hist_counts.sum())
+        if total == 0:
+            return self.min_loss_scale
+        rank = max(1, math.ceil(self.loss_scale_quantile * total))  # the rank-th smallest loss
+        b = int(np.searchsorted(np.cumsum(self.loss_hist_counts), rank, side="left"))
+        return max(self.min_loss_scale, float(self.loss_hist_max[b]))
 
     def _has_duplicates(self, idx: np.ndarray) -> bool:
         """Whether ``idx`` repeats an index: a bitmap for large updates, a sort for small ones."""
@@ -433,7 +670,8 @@ class GEKOStateStore:
         }
 
     def state_dict(self) -> Dict[str, object]:
-        """Columns (copies) plus scalars; round-trips through :meth:`load_state_dict`."""
+        """Columns and loss-scale histogram (copies) plus scalars; round-trips bitwise through
+        :meth:`load_state_dict`."""
         return {
             "format_version": FORMAT_VERSION,
             "num_samples": self.num_samples,
@@ -441,12 +679,19 @@ class GEKOStateStore:
             "loss_scale": self.loss_scale,
             "total_updates": self.total_updates,
             "columns": {name: col.copy() for name, col in self.columns.items()},
+            "loss_hist_counts": self.loss_hist_counts.copy(),
+            "loss_hist_max": self.loss_hist_max.copy(),
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
-        """Restore from :meth:`state_dict`. Validates everything before changing anything."""
+        """Restore from :meth:`state_dict`. Validates everything before changing anything.
+
+        Accepts format version 1 states too (converted by :func:`upgrade_state_v1`). A
+        ``loss_scale`` of None is recomputed from the histogram."""
         version = state.get("format_version")
-        if version != FORMAT_VERSION:
+        if version == 1:
+            state = upgrade_state_v1(state)
+        elif version != FORMAT_VERSION:
             raise ValueError(f"state format version {version!r} is not supported (expected {FORMAT_VERSION})")
         if int(state.get("num_samples", -1)) != self.num_samples:
             raise ValueError(
@@ -472,14 +717,18 @@ class GEKOStateStore:
                     raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
             else:
                 _check_fraction(key, value)
+        hist_counts, hist_max = _check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
         try:
-            loss_scale = float(state.get("loss_scale", new_config["min_loss_scale"]))
+            saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
+            loss_scale = None if saved_scale is None else float(saved_scale)
             total_updates = int(state.get("total_updates", 0))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad loss_scale or total_updates in state: {exc}") from None
         for key, value in new_config.items():
             setattr(self, key, value)
-        self.loss_scale, self.total_updates = loss_scale, total_updates
+        self.loss_hist_counts, self.loss_hist_max = hist_counts, hist_max
+        self.loss_scale = self._scale_from_hist() if loss_scale is None else loss_scale
+        self.total_updates = total_updates
         self.columns = {name: np.array(columns[name], dtype=dtypes[name]) for name in dtypes if name in columns}
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:

@@ -140,8 +140,8 @@ def test_variability_is_confidence_times_loss_std():
     expected = np.minimum(store.confidence.astype(np.float64) * loss_std, 0.5)
     np.testing.assert_allclose(var, expected, rtol=2e-3, atol=1e-4)
     assert var[1] == 0.0 and var[3] == 0.0  # constant loss; unseen
-    # the documented definition, straight from the store's columns
-    direct = np.minimum(store.confidence * np.sqrt(store.columns["loss_var"].astype(np.float32)), 0.5)
+    # the documented definition, straight from the store's decoded loss std
+    direct = np.minimum(store.confidence * store.loss_std, 0.5)
     np.testing.assert_array_equal(var, direct)
     store.update(np.array([3]), np.array([0.0]), np.array([1.0]), np.array([1.0]))
     store.update(np.array([3]), np.array([40.0]), np.array([1.0]), np.array([1.0]))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from gekodata.policy import Bucket, BucketPolicy, Curriculum, Phase
-from gekodata.state import GEKOStateStore
+from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
+from gekodata.state import MAX_VISITS, GEKOStateStore
 
 
 def store_with(loss, conf, correct, visits_each=1):
@@ -141,3 +141,20 @@ def test_config_roundtrip():
     policy = BucketPolicy.preset("balanced", max_times_seen=9)
     clone = BucketPolicy.from_config(policy.config())
     assert clone.config() == policy.config()
+
+
+@pytest.mark.parametrize("make", [lambda m: BucketPolicy(max_times_seen=m), lambda m: InfoBatchPolicy(max_times_seen=m)])
+def test_max_times_seen_above_the_visits_cap_is_refused(make):
+    # visits are uint16 and saturate at MAX_VISITS: 70000 could never fire (it was accepted before)
+    with pytest.raises(ValueError, match="saturates at 65535"):
+        make(MAX_VISITS + 1)
+    with pytest.raises(ValueError, match=">= 1"):
+        make(0)
+    assert make(MAX_VISITS).max_times_seen == MAX_VISITS
+    # the cap is reachable: a saturated count is at the limit
+    store = GEKOStateStore(2)
+    store.columns["visits"][:] = [MAX_VISITS - 1, 0]
+    store.update(np.array([0, 0, 1]), np.ones(3), np.full(3, 0.5), np.zeros(3))
+    policy = make(MAX_VISITS)
+    weights = policy.sample_weights(store, policy.classify(store), policy.curriculum.phases[0])
+    assert weights[0] == 0.0 and weights[1] > 0.0
