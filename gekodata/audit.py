@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from .policy import Bucket
-from .state import GEKOStateStore
+from .state import MAX_VISITS, GEKOStateStore
 
 _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
 
@@ -37,8 +37,7 @@ class AuditResult:
         """After the window's update: add the visits a restart cleared (saturating), so that
         the restarted EMAs start from the audited report but the pass count stays true."""
         if len(self.forgotten):
-            cap = np.iinfo(store.visits.dtype).max
-            store.visits[self.forgotten] = np.minimum(self.visits + store.visits[self.forgotten], cap)
+            store.visits[self.forgotten] = np.minimum(self.visits + store.visits[self.forgotten], MAX_VISITS)
 
 
 class ForgettingAudit:
@@ -103,16 +102,9 @@ class ForgettingAudit:
         audit_idx, audit_loss = idx[rows], loss[rows]
         # audit_idx may repeat a sample (reported twice in the window): no assume_unique here
         self.pending = self.pending[~np.isin(self.pending, audit_idx)]
-        before = _loss_of(store, audit_idx)
+        before = store.loss_of(audit_idx)
         forgotten = np.unique(audit_idx[audit_loss > before + np.float32(self.margin)])
         visits = store.visits[forgotten].astype(np.int64)
         store.reset(forgotten)
         return AuditResult(int(rows.sum()), forgotten, visits)
 
-
-def _loss_of(store: GEKOStateStore, idx: np.ndarray) -> np.ndarray:
-    """Loss EMA of rows ``idx``, float32 [k], O(k)."""
-    reader = getattr(store, "loss_of", None)
-    if reader is not None:
-        return reader(idx)
-    return store.columns["loss_ema"][idx].astype(np.float32)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from . import distributed as gdist
-from .state import GEKOStateStore, check_report_shapes
+from .checks import check_report_shapes
+from .state import GEKOStateStore
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
@@ -99,7 +100,7 @@ class ReportBuffer:
         idx, pred = ints[:, 0], ints[:, 1]
         loss, conf, correct = values[:, 0], values[:, 1], values[:, 2]
         if not checked:
-            bad = _invalid_rows(self._store, idx, loss, conf, correct, pred)
+            bad = self._store.invalid_rows(idx, loss, conf, correct, pred)
             num_bad = int(np.count_nonzero(bad))
             if num_bad:
                 keep = ~bad
@@ -112,18 +113,6 @@ class ReportBuffer:
                     return None
         return Window(idx=idx, loss=loss, conf=conf, correct=correct,
                       pred=pred if (pred != -1).any() else None)
-
-
-def _invalid_rows(store: GEKOStateStore, idx: np.ndarray, loss: np.ndarray, conf: np.ndarray,
-                  correct: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """bool [n]: rows the store would refuse."""
-    finder = getattr(store, "invalid_rows", None)
-    if finder is not None:
-        return finder(idx, loss, conf, correct, pred)
-    with np.errstate(invalid="ignore"):
-        return ~((idx >= 0) & (idx < store.num_samples) & np.isfinite(loss) & (loss >= 0)
-                 & (conf >= 0) & (conf <= 1) & (correct >= 0) & (correct <= 1)
-                 & (pred >= -1) & (pred <= np.iinfo(np.int32).max))
 
 
 def _as_numpy(x: Any) -> np.ndarray:

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_map = sub.add_parser(
         "map", help="write a data map PNG: confidence vs variability per sample, coloured by bucket",
         description="Data map (Dataset Cartography style) from the online store, no extra passes. "
-                    "variability = min(confidence * sqrt(loss_var), 0.5), the delta-method std of "
+                    "variability = min(confidence * loss_std, 0.5), the delta-method std of "
                     "p = exp(-loss). Unseen samples are left out; above --max-points seen samples a "
                     "fixed-seed uniform subsample is drawn. Needs matplotlib (gekodata[plot]).",
     )

@@ -175,7 +175,7 @@ def _upgrade_sampler_store_v1(where: str, arrays: Dict[str, np.ndarray], meta: D
                               ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """(arrays, meta) of a sampler file whose store part has format version 1, with that part
     converted to the current store format (:func:`gekodata.state.upgrade_state_v1`)."""
-    from .state import upgrade_state_v1  # state imports this module: import when needed
+    from .columns import upgrade_state_v1  # columns -> codec; imported when needed
 
     try:
         state = upgrade_state_v1(sampler_file_store_state(arrays, meta))

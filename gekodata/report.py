@@ -148,13 +148,3 @@ class EfficiencyReport:
 def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
     return [EpochRecord(**row) for row in rows]
 
-
-def plot_data_map(store: Any, path: str, *, title: Optional[str] = None, max_points: int = 200_000) -> Any:
-    """Write a data map PNG of ``store`` (a :class:`~gekodata.state.GEKOStateStore`): confidence vs
-    variability per seen sample, coloured by bucket. Returns the :class:`~gekodata.datamap.DataMapPoints`
-    drawn. See :func:`gekodata.datamap.plot_data_map` (variability definition, subsampling above
-    ``max_points``). Needs matplotlib (``pip install 'gekodata[plot]'``).
-    """
-    from .datamap import plot_data_map as _plot_data_map
-
-    return _plot_data_map(store, path, title=title, max_points=max_points)

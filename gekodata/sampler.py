@@ -321,7 +321,7 @@ class WeightedBucketSampler(Sampler[int]):
 
     def _fold(self, window: Window) -> None:
         audit = self._audit.check(self._store, window.idx, window.loss)
-        self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred)
+        self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred, validated=True)
         audit.restore_visits(self._store)
         if self._records:
             record = self._records[-1]

@@ -29,27 +29,7 @@ flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned
 Read the loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std`
 and :meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes.
 
-**Loss codec** (both loss columns). Code 0 is 0; code ``c`` in [1, 65535] is
-``2 ** ((c - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)``, i.e. 512 codes per octave with code
-12289 = 1.0, from ``LOSS_MIN = 2^-24`` (5.96e-8) to ``LOSS_MAX = 2^(65534/512 - 24)``
-(2.03e31). Encoding rounds to the nearest code in log space. For a float32 loss ``x``:
-
-=======================  ===============================================================
-loss (as float32)        stored value ``y``
-=======================  ===============================================================
-``0 <= x <= LOSS_MAX``   ``|y - x| <= LOSS_REL_ERROR * x + LOSS_ABS_ERROR``, where
-                         ``LOSS_REL_ERROR = 2^(1/1024) - 1 + 2^-23`` (6.8e-4: half a code
-                         step plus the float32 decode) and ``LOSS_ABS_ERROR = 2^-25`` (3.0e-8,
-                         only for ``x < LOSS_MIN``: losses below ``LOSS_MIN / 2`` are 0)
-``x > LOSS_MAX``, inf,   refused: :meth:`GEKOStateStore.validate` raises ``ValueError`` (so
-NaN, ``x < 0``           ``sampler.report`` refuses the call) and nothing is stored
-=======================  ===============================================================
-
-The relative error is the same over the whole range (fp16 kept 3 digits only up to 65504 and
-saturated there). The EMAs are computed in float32 from the decoded values and encoded again,
-so a stored EMA moves only when an update moves it by more than half a code step: it follows a
-constant input ``x`` to within about ``LOSS_REL_ERROR / ema_alpha`` (0.14% at the default
-``ema_alpha`` 0.5); e.g. an EMA near 1000 ignores changes of the reported loss below about 1.4.
+The loss codec (stated error bound, range, refusals) is documented in :mod:`gekodata.codec`.
 
 Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
 4 more bytes per sample):
@@ -60,18 +40,8 @@ pred_label     int32    4      last predicted label (e.g. the argmax class), -1 
                                on the predicted label (a new wrong label restarts it at 1).
 =============  =======  =====  ==============================================================
 
-**Loss scale** (GEKO's lmax, the ``loss_scale`` of the Q-value reward
-``1 - min(loss / loss_scale, 1)``): the store keeps a histogram of every loss ever reported
-(each row counted, duplicates included), ``LOSS_HIST_BINS`` log-spaced bins of 8 per octave
-over the codec's range (int64 counts and the largest loss seen in each bin, 12 KB in all), and
-sets ``loss_scale = max(min_loss_scale, Q)``, where ``Q`` is the largest loss reported in the bin
-that holds the ``loss_scale_quantile`` (q) quantile of all reported losses. So **a fraction of
-reported losses below 1 - q cannot raise loss_scale above the largest other loss (to within one
-bin: a factor 2^(1/8) = 1.09)**, however the losses were split into updates. ``loss_scale`` falls
-as well as rises as the losses shift. Updates cost O(rows + bins), depend only on the multiset of
-reported losses (not on their order), and are integer counts and maxima, so every rank of a
-distributed run, applying the same gathered update, keeps the same histogram bit for bit. The
-histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and sampler files).
+**Loss scale** (GEKO's lmax): the ``loss_scale_quantile`` quantile of a histogram of every loss
+ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :mod:`gekodata.codec`.
 
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
 correctness are fractions in [0, 1].
@@ -80,10 +50,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS,  # noqa: F401 (re-exported)
+                    LOSS_HIST_BINS_PER_OCTAVE, LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, check_hist, decode_loss,
+                    encode_loss, loss_hist_bins)
+from .columns import COLUMNS, OPTIONAL_COLUMNS, V1_COLUMNS, upgrade_state_v1  # noqa: F401 (re-exported)
+from .checks import as_float32, check_report_shapes, row_checks  # noqa: F401 (check_report_shapes re-exported)
 from .io import read_store_file, write_store_file
 
 FORMAT_VERSION = 2
@@ -102,159 +77,6 @@ MAX_VISITS = int(np.iinfo(np.uint16).max)
 """Largest count the ``visits`` column holds (uint16); it saturates there."""
 _MAX_VISITS = MAX_VISITS
 _MAX_STREAK = np.iinfo(np.uint8).max
-
-LOSS_CODES_PER_OCTAVE = 512
-"""Loss codec: codes per factor of 2."""
-LOSS_CODE_ONE = 24 * LOSS_CODES_PER_OCTAVE + 1
-"""Loss codec: the code of a loss of exactly 1.0 (code 1 is ``2^-24``)."""
-_LOSS_TOP_CODE = int(np.iinfo(np.uint16).max)
-LOSS_MIN = 2.0 ** ((1 - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)
-"""Smallest nonzero stored loss, 2^-24 (about 5.96e-8)."""
-LOSS_MAX = float(np.float32(2.0 ** ((_LOSS_TOP_CODE - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)))
-"""Largest loss the store accepts (the top code, as float32; about 2.03e31)."""
-LOSS_REL_ERROR = 2.0 ** (1 / (2 * LOSS_CODES_PER_OCTAVE)) - 1.0 + 2.0 ** -23
-"""Relative error bound of a stored loss (half a code step plus the float32 decode; 6.8e-4)."""
-LOSS_ABS_ERROR = LOSS_MIN / 2
-"""Absolute error bound of a stored loss below ``LOSS_MIN`` (those under LOSS_MIN / 2 are 0)."""
-_LOSS_TABLE = np.concatenate([
-    np.zeros(1, dtype=np.float32),
-    np.exp2((np.arange(1, _LOSS_TOP_CODE + 1, dtype=np.float64) - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE
-            ).astype(np.float32),
-])
-_LOSS_TABLE.flags.writeable = False
-LOSS_HIST_BINS_PER_OCTAVE = 8
-"""Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
-LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2
-"""Loss-scale histogram: bin 0 holds losses below LOSS_MIN, bin b >= 1 losses in
-``[LOSS_MIN 2^((b-1)/8), LOSS_MIN 2^(b/8))`` (the top bin also holds LOSS_MAX); 1025 bins."""
-
-
-def encode_loss(x: np.ndarray) -> np.ndarray:
-    """Loss codes, uint16 [k], of losses ``x`` (float [k], >= 0, finite): the nearest code in
-    log space; values below ``LOSS_MIN / 2`` give code 0, values above ``LOSS_MAX`` the top
-    code (the store refuses such losses before they get here)."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        code = np.rint(np.log2(x) * LOSS_CODES_PER_OCTAVE) + LOSS_CODE_ONE
-    code = np.where(x >= LOSS_MIN / 2, np.clip(code, 1, _LOSS_TOP_CODE), 0)
-    return code.astype(np.uint16)
-
-
-def loss_hist_bins(x: np.ndarray) -> np.ndarray:
-    """Loss-scale histogram bin, int64 [k], of losses ``x`` (float [k] in [0, LOSS_MAX])."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.floor(np.log2(x / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE) + 1
-    return np.where(x >= LOSS_MIN, np.clip(b, 1, LOSS_HIST_BINS - 1), 0).astype(np.int64)
-
-
-def decode_loss(code: np.ndarray) -> np.ndarray:
-    """Losses, float32 [k], of loss codes ``code`` (uint16 [k]); O(k) table look-up."""
-    return _LOSS_TABLE[np.asarray(code, dtype=np.uint16)]
-
-
-COLUMNS: Dict[str, np.dtype] = {
-    "loss_ema_code": np.dtype(np.uint16),
-    "loss_std_code": np.dtype(np.uint16),
-    "q_value": np.dtype(np.float16),
-    "conf_ema": np.dtype(np.uint8),
-    "correct_ema": np.dtype(np.uint8),
-    "visits": np.dtype(np.uint16),
-    "frozen_streak": np.dtype(np.uint8),
-    "flags": np.dtype(np.uint8),
-}
-OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
-    "pred_label": np.dtype(np.int32),
-}
-
-ArrayLike = Union[np.ndarray, "list[float]"]
-V1_COLUMNS: Dict[str, np.dtype] = {
-    "loss_ema": np.dtype(np.float16),
-    "loss_var": np.dtype(np.float16),
-    **{name: dtype for name, dtype in COLUMNS.items() if name not in ("loss_ema_code", "loss_std_code")},
-}
-"""Columns of store format version 1 (loss EMA and variance as fp16)."""
-
-
-def upgrade_state_v1(state: Mapping[str, Any]) -> Dict[str, Any]:
-    """A format-version-2 state dict from a version-1 one (files written before the loss codec).
-
-    The fp16 loss EMA is re-encoded with the loss codec and the fp16 variance becomes the std
-    ``sqrt(loss_var)`` (both exact to within the codec's bound). The loss-scale histogram, which
-    version 1 lacked, is rebuilt from the loss EMAs of the seen samples (one count per sample),
-    and ``loss_scale`` is set to None so that :meth:`GEKOStateStore.load_state_dict` recomputes
-    it from that histogram (the saved running maximum is dropped). Other columns are unchanged.
-    ``ValueError`` for a malformed version-1 state.
-    """
-    num_samples = int(state.get("num_samples", -1))
-    columns = state.get("columns")
-    if not isinstance(columns, Mapping) or not set(V1_COLUMNS) <= set(columns) <= set(V1_COLUMNS) | set(OPTIONAL_COLUMNS):
-        raise ValueError(f"version 1 state must hold the columns {sorted(V1_COLUMNS)} "
-                         f"and optionally {sorted(OPTIONAL_COLUMNS)}")
-    for name in ("loss_ema", "loss_var", "visits"):
-        col = np.asarray(columns[name])
-        if col.dtype != V1_COLUMNS[name] or col.shape != (num_samples,):
-            raise ValueError(f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                             f"expected {V1_COLUMNS[name]} and ({num_samples},)")
-    ema = np.asarray(columns["loss_ema"]).astype(np.float32)
-    var = np.asarray(columns["loss_var"]).astype(np.float32)
-    for name, values in (("loss_ema", ema), ("loss_var", var)):
-        if not ((values >= 0) & (values <= np.float32(LOSS_MAX))).all():  # NaN fails too
-            raise ValueError(f"version 1 column {name!r} holds values that are not finite and >= 0")
-    upgraded = {name: columns[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in columns}
-    upgraded["loss_ema_code"] = encode_loss(ema)
-    upgraded["loss_std_code"] = encode_loss(np.sqrt(var))
-    seen_loss = ema[np.asarray(columns["visits"]) > 0]
-    bins = loss_hist_bins(seen_loss)
-    hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
-    np.maximum.at(hist_max, bins, seen_loss)
-    return {
-        **state,
-        "format_version": 2,
-        "columns": {name: upgraded[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in upgraded},
-        "loss_hist_counts": np.bincount(bins, minlength=LOSS_HIST_BINS).astype(np.int64),
-        "loss_hist_max": hist_max,
-        "loss_scale": None,
-    }
-
-
-def _check_hist(counts: Any, maxima: Any) -> "tuple[np.ndarray, np.ndarray]":
-    """Copies of a saved loss-scale histogram; ``ValueError`` unless it is int64 counts >= 0 and
-    float32 maxima in [0, LOSS_MAX], each [LOSS_HIST_BINS]."""
-    if counts is None or maxima is None:
-        raise ValueError("state lacks the loss-scale histogram (loss_hist_counts, loss_hist_max)")
-    counts, maxima = np.asarray(counts), np.asarray(maxima)
-    if counts.dtype != np.int64 or counts.shape != (LOSS_HIST_BINS,) or (counts < 0).any():
-        raise ValueError(f"loss_hist_counts must be int64 [{LOSS_HIST_BINS}] counts >= 0, "
-                         f"got {counts.dtype} {counts.shape}")
-    if maxima.dtype != np.float32 or maxima.shape != (LOSS_HIST_BINS,) or not (
-            (maxima >= 0) & (maxima <= np.float32(LOSS_MAX))).all():
-        raise ValueError(f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
-                         f"got {maxima.dtype} {maxima.shape}")
-    return counts.copy(), maxima.copy()
-
-
-def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None) -> None:
-    """``ValueError`` unless every given array (numpy or torch, on any device) is 1-D and as long
-    as ``idx``. Reads shapes only, so it never syncs a device."""
-    named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct), ("pred", pred))
-    for name, arr in named:
-        if arr is not None and len(arr.shape) != 1:
-            raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
-    for name, arr in named[1:]:
-        if arr is not None and arr.shape[0] != idx.shape[0]:
-            raise ValueError(
-                f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
-                "all report arrays must have the same length"
-            )
-
-
-def _as_float32(x: Any) -> np.ndarray:
-    """``x`` as float32 [B], as the store computes with it (float64 beyond float32 becomes inf,
-    silently: validation refuses it)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(x).astype(np.float32, copy=False)
-
 
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * _U8_SCALE).astype(np.uint8)
@@ -419,49 +241,6 @@ class GEKOStateStore:
         return int(np.count_nonzero(self.columns["flags"] & _PRUNED_BIT))
 
     # ---------------------------------------------------------------- writing
-    def _row_checks(
-        self,
-        idx: np.ndarray,
-        loss: np.ndarray,
-        conf: Optional[np.ndarray],
-        correct: Optional[np.ndarray],
-        pred: Optional[np.ndarray],
-    ) -> Iterator[Tuple[np.ndarray, Callable[[int], str]]]:
-        """The per-row checks of a report, in order: (bool [B] mask of refused rows, message of
-        an entry). Values are checked as the store keeps them: cast to float32 first. Raises
-        ``ValueError`` for whole-array problems (shapes, non-integer dtypes). The one source of
-        truth of :meth:`validate` and :meth:`invalid_rows`; lazy, so validate stops early."""
-        check_report_shapes(idx, loss, conf, correct, pred)
-        if len(idx) == 0:
-            return
-        if not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
-        if pred is not None and not np.issubdtype(pred.dtype, np.integer):
-            raise ValueError(f"pred must hold integer labels, got dtype {pred.dtype}")
-
-        def entry(arr: np.ndarray) -> Callable[[int], str]:
-            return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
-
-        yield (idx < 0) | (idx >= self.num_samples), lambda where: (
-            f"idx {idx[where]} (entry {where}) out of range for a dataset of {self.num_samples} samples "
-            "(report the sample's position in the original dataset)")
-        loss32 = _as_float32(loss)
-        yield ~np.isfinite(loss32), lambda where: (
-            f"loss must be finite (as float32, the dtype the store computes in); {entry(loss)(where)}")
-        yield loss32 < 0, lambda where: f"loss must be >= 0; {entry(loss)(where)}"
-        yield loss32 > np.float32(LOSS_MAX), lambda where: (
-            f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-            f"(gekodata.state.LOSS_MAX); {entry(loss)(where)}")
-        for name, arr in (("conf", conf), ("correct", correct)):
-            if arr is not None:
-                arr32 = _as_float32(arr)
-                # NaN fails both comparisons
-                yield ~((arr32 >= 0) & (arr32 <= 1)), (
-                    lambda where, name=name, arr=arr: f"{name} must be in [0, 1]; {entry(arr)(where)}")
-        if pred is not None:
-            yield (pred < -1) | (pred > np.iinfo(np.int32).max), lambda where: (
-                f"pred must be labels in [0, 2^31) or -1 (unknown); {entry(pred)(where)}")
-
     def invalid_rows(
         self,
         idx: np.ndarray,
@@ -480,7 +259,7 @@ class GEKOStateStore:
         idx, loss = np.asarray(idx), np.asarray(loss)
         conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
         bad = np.zeros(len(idx), dtype=bool)
-        for mask, _ in self._row_checks(idx, loss, conf, correct, pred):
+        for mask, _ in row_checks(self.num_samples, idx, loss, conf, correct, pred):
             bad |= mask
         return bad
 
@@ -501,7 +280,7 @@ class GEKOStateStore:
         """
         idx, loss = np.asarray(idx), np.asarray(loss)
         conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
-        for mask, message in self._row_checks(idx, loss, conf, correct, pred):
+        for mask, message in row_checks(self.num_samples, idx, loss, conf, correct, pred):
             if mask.any():
                 raise ValueError(message(int(np.flatnonzero(mask)[0])))
 
@@ -534,7 +313,7 @@ class GEKOStateStore:
         pred = None if pred is None else np.asarray(pred)
         if not validated:
             self.validate(idx, loss, conf, correct, pred)
-        loss, conf, correct = (_as_float32(x) for x in (loss, conf, correct))
+        loss, conf, correct = (as_float32(x) for x in (loss, conf, correct))
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
@@ -717,7 +496,7 @@ class GEKOStateStore:
                     raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
             else:
                 _check_fraction(key, value)
-        hist_counts, hist_max = _check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
+        hist_counts, hist_max = check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
         try:
             saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
             loss_scale = None if saved_scale is None else float(saved_scale)

@@ -20,6 +20,8 @@ def digest(store):
     for name in sorted(store.columns):
         h.update(store.columns[name].tobytes())
     h.update(repr(store.loss_scale).encode())
+    h.update(store.loss_hist_counts.tobytes())
+    h.update(store.loss_hist_max.tobytes())
     return h.hexdigest()
 
 

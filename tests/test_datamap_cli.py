@@ -27,7 +27,7 @@ from gekodata import (
     cli,
     datamap,
 )
-from gekodata.report import plot_data_map
+from gekodata.datamap import plot_data_map
 from gekodata.signals import classification_signals
 
 REPO = Path(__file__).resolve().parents[1]
