@@ -41,7 +41,7 @@ _END = object()
 
 # ---------------------------------------------------------------------------- value strategies
 LOSS = st.one_of(
-    st.sampled_from([0.0, 5e-324, 1e-45, 1e-30, 1e-8, 1e-3, 1e30, 3e38]),
+    st.sampled_from([0.0, 5e-324, 1e-45, 1e-30, 1e-8, 1e-3, 1e30, 2e31]),
     st.floats(0.0, 0.05),
     st.floats(0.0, 20.0),
 )
@@ -320,7 +320,7 @@ class SamplerMachine(RuleBasedStateMachine):
         elif bad == "-inf":
             call["loss"] = with_loss(-np.inf)
         elif bad == "f64_over":  # finite in float64, inf in float32
-            call["loss"] = with_loss(data.draw(st.sampled_from([1e39, 3.5e38, 1e300])))
+            call["loss"] = with_loss(data.draw(st.sampled_from([1e39, 3.5e38, 1e300, 3e38, 2.1e31])))
         elif bad == "f64_under":
             call["loss"] = with_loss(data.draw(st.sampled_from([-1e39, -1e300])))
         elif bad == "neg":
