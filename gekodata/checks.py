@@ -47,6 +47,8 @@ def row_checks(
     ``ValueError`` for whole-array problems (shapes, non-integer dtypes). The one source of
     truth of :meth:`GEKOStateStore.validate` and :meth:`GEKOStateStore.invalid_rows`; lazy, so
     validation stops at the first failing check."""
+    idx, loss = np.asarray(idx), np.asarray(loss)
+    conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
     check_report_shapes(idx, loss, conf, correct, pred)
     if len(idx) == 0:
         return

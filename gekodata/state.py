@@ -256,8 +256,6 @@ class GEKOStateStore:
         Raises ``ValueError`` for problems of whole arrays (not 1-D, unequal lengths, non-integer
         ``idx`` or ``pred`` dtype). Touches nothing.
         """
-        idx, loss = np.asarray(idx), np.asarray(loss)
-        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
         bad = np.zeros(len(idx), dtype=bool)
         for mask, _ in row_checks(self.num_samples, idx, loss, conf, correct, pred):
             bad |= mask
@@ -278,8 +276,6 @@ class GEKOStateStore:
         ``[0, LOSS_MAX]``, confidences and correctness in ``[0, 1]``, integer predicted labels in
         ``[-1, 2^31)``. The same checks as :meth:`invalid_rows`. Touches nothing.
         """
-        idx, loss = np.asarray(idx), np.asarray(loss)
-        conf, correct, pred = (None if x is None else np.asarray(x) for x in (conf, correct, pred))
         for mask, message in row_checks(self.num_samples, idx, loss, conf, correct, pred):
             if mask.any():
                 raise ValueError(message(int(np.flatnonzero(mask)[0])))
