@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import distributed as gdist
-from .checks import check_report_shapes
+from .checks import as_float32, check_report_shapes
 from .state import GEKOStateStore
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
@@ -142,13 +142,11 @@ def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
 
 
 def _as_float32(name: str, x: np.ndarray) -> np.ndarray:
-    """``x`` as float32, the dtype it is buffered in; ``ValueError`` for non-numeric input."""
-    if x.dtype == np.float32:
-        return x
+    """``x`` as float32, the dtype it is buffered in (:func:`gekodata.checks.as_float32`);
+    ``ValueError`` for non-numeric input."""
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.issubdtype(x.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        return x.astype(np.float32)
+    return as_float32(x)
 
 
 def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,

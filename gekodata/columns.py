@@ -5,7 +5,7 @@ Dtypes and the reasons for them are tabled in :mod:`gekodata.state`; the loss co
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping
 
 import numpy as np
 
@@ -25,7 +25,6 @@ OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
 }
 
-ArrayLike = Union[np.ndarray, "list[float]"]
 V1_COLUMNS: Dict[str, np.dtype] = {
     "loss_ema": np.dtype(np.float16),
     "loss_var": np.dtype(np.float16),

@@ -15,7 +15,7 @@ Writes are atomic (temp file in the same folder, fsync, rename, fsync of the fol
 sees the old file or the new one, never a torn one, even if the writer is killed mid-write.
 This module knows formats, not the classes that fill them: it imports nothing of gekodata at
 import time (reading a sampler file whose store part has format version 1 calls
-:func:`gekodata.state.upgrade_state_v1`, imported when needed).
+:func:`gekodata.columns.upgrade_state_v1`, imported when needed).
 """
 from __future__ import annotations
 

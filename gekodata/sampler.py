@@ -109,7 +109,7 @@ class WeightedBucketSampler(Sampler[int]):
         audit_fraction: float = 0.0,
         audit_margin: float = 0.5,
     ) -> None:
-        num_samples = data_source.num_samples if isinstance(data_source, PruningDataset) else len(data_source)
+        num_samples = len(data_source)  # a map-style dataset's index range (PruningDataset: the wrapped one's)
         if int(num_epochs) < 1:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
         if int(seed) < 0:

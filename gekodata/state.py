@@ -75,7 +75,6 @@ MAX_WRONG_STREAK = 7
 _U8_SCALE = 255.0
 MAX_VISITS = int(np.iinfo(np.uint16).max)
 """Largest count the ``visits`` column holds (uint16); it saturates there."""
-_MAX_VISITS = MAX_VISITS
 _MAX_STREAK = np.iinfo(np.uint8).max
 
 def _quantize_u8(x: np.ndarray) -> np.ndarray:
@@ -361,7 +360,7 @@ class GEKOStateStore:
         q[first] = reward[first]
         cols["q_value"][idx] = q
         step = 1 if multiplicity is None else multiplicity
-        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, _MAX_VISITS)
+        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, MAX_VISITS)
         is_correct = correct >= 0.5
         flags = cols["flags"][idx]
         streak = (flags >> _STREAK_SHIFT).astype(np.int64) + 1
