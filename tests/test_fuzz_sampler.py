@@ -467,6 +467,17 @@ class SamplerMachine(RuleBasedStateMachine):
             self.resume = state["yielded"]
         assert self.sampler.state_dict()["yielded"] == (self.resume if self.resume is not None else self.pos)
 
+    @rule()
+    def rewind_across_epoch_boundary(self):
+        """Finish the stream, remember the position, start the next epoch, rewind to it: the
+        position of a completed earlier epoch is ignored (a loader restoring its finished
+        iterator after ``set_epoch``). Made of the rules above, so every model stays in step;
+        a rule of its own so that the run reaches this case whatever else it draws."""
+        self.iterate(len(self.expected_plan()) + 1, new_iter=True)
+        self.remember_position()
+        self.set_epoch("next")
+        self.rewind_position()
+
     @rule(save_first=st.booleans(), k=st.integers(0, 45), swap=st.booleans())
     def checkpoint_restore(self, save_first, k, swap):
         """The usual checkpoint (save + state_dict at one moment) restored into a fresh sampler:
