@@ -597,6 +597,22 @@ class NoiseGuardMachine(SamplerMachine):
     NOISE_GUARD = True
     SYNC_EVERY = 3
 
+    @rule()
+    def mislabeled_sample(self):
+        """Three sync windows in which every sample is reported, all right but sample 0, which
+        is confidently wrong with the same predicted label each time, each window followed by
+        the next epoch: the guard's SUSPECT case, made of the rules above (so every model stays
+        in step) and a rule of its own so that the run reaches it whatever else it draws."""
+        idx = np.arange(self.n, dtype=np.int64)
+        wrong = idx == 0
+        call = dict(idx=idx, loss=np.where(wrong, 3.0, 0.01), conf=np.where(wrong, 0.05, 0.99),
+                    correct=np.where(wrong, 0.0, 1.0), pred=np.where(wrong, 1, 0).astype(np.int64))
+        for _ in range(3):
+            STEPS["rules"] += 1
+            self.report_both(call)
+            self.flush()
+            self.set_epoch("next")
+
 
 class AuditMachine(SamplerMachine):
     """Forgetting audit, unbiased loss weights and an explicit budget: checked against the
@@ -611,10 +627,6 @@ class AuditMachine(SamplerMachine):
 VARIANTS = [(SamplerMachine, 130), (NoiseGuardMachine, 130), (AuditMachine, 70)]
 
 
-# losses above ~1.8e19 are valid but overflow float32 in the store's variance update (saturated
-# to the float16 maximum afterwards, so the result is right): a RuntimeWarning, finding 1 of the
-# report that added this file
-@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")
 def test_fuzz_sampler_state_machine():
     STEPS["rules"] = 0
     SEEN.clear()
