@@ -37,6 +37,7 @@ histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Tuple
 
 import numpy as np
@@ -105,3 +106,21 @@ def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
                          f"got {maxima.dtype} {maxima.shape}")
     return counts.copy(), maxima.copy()
+
+
+def add_to_hist(counts: np.ndarray, maxima: np.ndarray, x: np.ndarray) -> None:
+    """Count losses ``x`` (float32 [k] in [0, LOSS_MAX]) into a loss-scale histogram, in place:
+    ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins)."""
+    bins = loss_hist_bins(x)
+    counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
+    np.maximum.at(maxima, bins, x)
+
+
+def hist_quantile_max(counts: np.ndarray, maxima: np.ndarray, q: float) -> float:
+    """The largest loss counted in the bin that holds the q-quantile of the histogram's losses
+    (0.0 for an empty histogram); O(bins)."""
+    total = int(counts.sum())
+    if total == 0:
+        return 0.0
+    rank = max(1, math.ceil(q * total))  # the rank-th smallest loss
+    return float(maxima[int(np.searchsorted(np.cumsum(counts), rank, side="left"))])

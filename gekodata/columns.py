@@ -1,7 +1,35 @@
-"""The store's column layout: current (format version 2) and version 1, and the upgrade.
+"""The store's column layout: current (format version 2) and version 1, the upgrade, the packed
+flag bits and the column checks of a loaded state. The loss codec is :mod:`gekodata.codec`.
 
-Dtypes and the reasons for them are tabled in :mod:`gekodata.state`; the loss codec is
-:mod:`gekodata.codec`.
+Default columns (12 bytes per sample):
+
+=============  =======  =====  ==============================================================
+column         dtype    bytes  why this dtype
+=============  =======  =====  ==============================================================
+loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (:mod:`gekodata.codec`).
+loss_std_code  uint16   2      exponential moving standard deviation of the loss, same codec
+                               (same units as the loss); ``stability`` = 1 - std replaces
+                               GEKO's "1 - std of the last 5 losses" without a history.
+q_value        float16  2      GEKO's Q-value EMA in [0, 1]; fp16 resolves steps of 5e-4 near
+                               0.8, so a 0.1-rate EMA never stalls below its threshold (uint8
+                               would: steps under 1/510 round away).
+conf_ema       uint8    1      EMA of the confidence in [0, 1], quantised to 1/255.
+correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
+visits         uint16   2      reported passes, saturating at ``MAX_VISITS`` (65535).
+frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
+flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
+                               bit 4: last reported correctness, bits 5-7: wrong streak
+                               (consecutive wrong updates, saturating at 7).
+=============  =======  =====  ==============================================================
+
+Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
+4 more bytes per sample):
+
+=============  =======  =====  ==============================================================
+pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
+                               With it, the wrong streak counts only wrong updates that agree
+                               on the predicted label (a new wrong label restarts it at 1).
+=============  =======  =====  ==============================================================
 """
 from __future__ import annotations
 
@@ -24,6 +52,53 @@ COLUMNS: Dict[str, np.dtype] = {
 OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
 }
+
+BUCKET_MASK = np.uint8(0b0000_0111)
+"""``flags`` bits 0-2: the bucket code (0 = never classified)."""
+PRUNED_BIT = np.uint8(0b0000_1000)
+"""``flags`` bit 3: the sample is pruned."""
+CORRECT_BIT = np.uint8(0b0001_0000)
+"""``flags`` bit 4: the last reported correctness was >= 0.5."""
+STREAK_SHIFT = 5
+STREAK_MASK = np.uint8(0b1110_0000)
+"""``flags`` bits 5-7: the wrong streak."""
+MAX_WRONG_STREAK = 7
+"""Largest wrong streak the flags hold; it saturates there."""
+MAX_VISITS = int(np.iinfo(np.uint16).max)
+"""Largest count the ``visits`` column holds (uint16); it saturates there."""
+MAX_FROZEN_STREAK = int(np.iinfo(np.uint8).max)
+"""Largest count the ``frozen_streak`` column holds (uint8); it saturates there."""
+U8_SCALE = 255.0
+"""uint8 fraction columns store ``round(x * U8_SCALE)`` for x in [0, 1]."""
+
+
+def quantize_u8(x: np.ndarray) -> np.ndarray:
+    """Fractions in [0, 1] (clipped) as uint8 codes, nearest 1/255."""
+    return np.rint(np.clip(x, 0.0, 1.0) * U8_SCALE).astype(np.uint8)
+
+
+def dequantize_u8(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes as float32 fractions in [0, 1]."""
+    return codes.astype(np.float32) / np.float32(U8_SCALE)
+
+
+def check_columns(columns: Any, num_samples: int) -> Dict[str, np.ndarray]:
+    """The columns of a loaded state, each as an array of its dtype and shape ``(num_samples,)``,
+    copied; ``ValueError`` naming the first column that is missing, unknown or of another dtype
+    or shape."""
+    if not isinstance(columns, Mapping) or not set(COLUMNS) <= set(columns) <= set(COLUMNS) | set(OPTIONAL_COLUMNS):
+        raise ValueError(f"state must hold the columns {sorted(COLUMNS)} and optionally {sorted(OPTIONAL_COLUMNS)}")
+    checked: Dict[str, np.ndarray] = {}
+    for name, dtype in {**COLUMNS, **OPTIONAL_COLUMNS}.items():
+        if name not in columns:
+            continue
+        col = np.asarray(columns[name])
+        if col.dtype != dtype or col.shape != (num_samples,):
+            raise ValueError(f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                             f"expected {dtype} and ({num_samples},)")
+        checked[name] = np.array(col, dtype=dtype)
+    return checked
+
 
 V1_COLUMNS: Dict[str, np.dtype] = {
     "loss_ema": np.dtype(np.float16),

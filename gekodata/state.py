@@ -5,40 +5,10 @@ updates them with vectorized operations over index arrays. It knows nothing abou
 meaning, curricula or samplers: it records what the training loop observed and how those
 observations are averaged. The policy reads it; the sampler writes bucket codes back.
 
-Default columns (12 bytes per sample):
-
-=============  =======  =====  ==============================================================
-column         dtype    bytes  why this dtype
-=============  =======  =====  ==============================================================
-loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (loss codec below).
-loss_std_code  uint16   2      exponential moving standard deviation of the loss, same codec
-                               (same units as the loss); ``stability`` = 1 - std replaces
-                               GEKO's "1 - std of the last 5 losses" without a history.
-q_value        float16  2      GEKO's Q-value EMA in [0, 1]; fp16 resolves steps of 5e-4 near
-                               0.8, so a 0.1-rate EMA never stalls below its threshold (uint8
-                               would: steps under 1/510 round away).
-conf_ema       uint8    1      EMA of the confidence in [0, 1], quantised to 1/255.
-correct_ema    uint8    1      EMA of correctness in [0, 1], quantised to 1/255.
-visits         uint16   2      reported passes, saturating at ``MAX_VISITS`` (65535).
-frozen_streak  uint8    1      consecutive epochs planned in the frozen bucket, saturating.
-flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned,
-                               bit 4: last reported correctness, bits 5-7: wrong streak
-                               (consecutive wrong updates, saturating at 7).
-=============  =======  =====  ==============================================================
-
-Read the loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std`
-and :meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes.
-
-The loss codec (stated error bound, range, refusals) is documented in :mod:`gekodata.codec`.
-
-Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
-4 more bytes per sample):
-
-=============  =======  =====  ==============================================================
-pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
-                               With it, the wrong streak counts only wrong updates that agree
-                               on the predicted label (a new wrong label restarts it at 1).
-=============  =======  =====  ==============================================================
+The columns, their dtypes and the packed flag bits are tabled in :mod:`gekodata.columns`. Read the
+loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std` and
+:meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes; the loss codec (stated error
+bound, range, refusals) is documented in :mod:`gekodata.codec`.
 
 **Loss scale** (GEKO's lmax): the ``loss_scale_quantile`` quantile of a histogram of every loss
 ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :mod:`gekodata.codec`.
@@ -48,44 +18,45 @@ correctness are fractions in [0, 1].
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
-from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS,  # noqa: F401 (re-exported)
-                    LOSS_HIST_BINS_PER_OCTAVE, LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, check_hist, decode_loss,
-                    encode_loss, loss_hist_bins)
-from .columns import COLUMNS, OPTIONAL_COLUMNS, V1_COLUMNS, upgrade_state_v1  # noqa: F401 (re-exported)
-from .checks import as_float32, check_report_shapes, row_checks  # noqa: F401 (check_report_shapes re-exported)
+from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS, LOSS_HIST_BINS_PER_OCTAVE,
+                    LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
+                    hist_quantile_max)
+from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
+                      OPTIONAL_COLUMNS, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns, dequantize_u8,
+                      upgrade_state_v1)
+from .checks import as_float32, check_report_shapes, row_checks
+from .folds import fold_flags, fold_fraction, fold_loss_moments, fold_q_value
 from .io import read_store_file, write_store_file
+from .merge import has_duplicates, merge_duplicates
+
+__all__ = [  # the store, and the layout and codec names it has always exported
+    "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
+    "LOSS_HIST_BINS", "LOSS_HIST_BINS_PER_OCTAVE", "LOSS_MAX", "LOSS_MIN", "LOSS_REL_ERROR", "MAX_VISITS",
+    "MAX_WRONG_STREAK", "OPTIONAL_COLUMNS", "V1_COLUMNS", "check_report_shapes", "decode_loss", "encode_loss",
+    "upgrade_state_v1",
+]
 
 FORMAT_VERSION = 2
 """Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
 Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
 :func:`upgrade_state_v1`."""
 
-_BUCKET_MASK = np.uint8(0b0000_0111)
-_PRUNED_BIT = np.uint8(0b0000_1000)
-_CORRECT_BIT = np.uint8(0b0001_0000)
-_STREAK_SHIFT = 5
-_STREAK_MASK = np.uint8(0b1110_0000)
-MAX_WRONG_STREAK = 7
-_U8_SCALE = 255.0
-MAX_VISITS = int(np.iinfo(np.uint16).max)
-"""Largest count the ``visits`` column holds (uint16); it saturates there."""
-_MAX_STREAK = np.iinfo(np.uint8).max
-
-def _quantize_u8(x: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(x, 0.0, 1.0) * _U8_SCALE).astype(np.uint8)
-
-
-def _check_fraction(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-    return value
+def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
+                    min_loss_scale: float) -> Dict[str, float]:
+    """The store's settings as floats; ``ValueError`` naming the first out of range."""
+    config = {"ema_alpha": float(ema_alpha), "q_rate": float(q_rate),
+              "loss_scale_quantile": float(loss_scale_quantile), "min_loss_scale": float(min_loss_scale)}
+    for name, value in config.items():
+        if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
+        if name != "min_loss_scale" and not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return config
 
 
 class GEKOStateStore:
@@ -127,14 +98,9 @@ class GEKOStateStore:
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.num_samples = num_samples
-        self.ema_alpha = _check_fraction("ema_alpha", ema_alpha)
-        self.q_rate = _check_fraction("q_rate", q_rate)
-        self.loss_scale_quantile = _check_fraction("loss_scale_quantile", loss_scale_quantile)
-        min_loss_scale = float(min_loss_scale)
-        if not (np.isfinite(min_loss_scale) and min_loss_scale > 0):
-            raise ValueError(f"min_loss_scale must be finite and > 0, got {min_loss_scale}")
-        self.min_loss_scale = min_loss_scale
-        self.loss_scale = min_loss_scale
+        for key, value in _checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale).items():
+            setattr(self, key, value)
+        self.loss_scale = self.min_loss_scale
         self.total_updates = 0
         self.loss_hist_counts = np.zeros(LOSS_HIST_BINS, dtype=np.int64)
         """Reported losses per histogram bin, int64 [LOSS_HIST_BINS] (see the module docstring)."""
@@ -182,17 +148,17 @@ class GEKOStateStore:
     @property
     def confidence(self) -> np.ndarray:
         """Confidence EMA in [0, 1], float32 [N]."""
-        return self.columns["conf_ema"].astype(np.float32) / np.float32(_U8_SCALE)
+        return dequantize_u8(self.columns["conf_ema"])
 
     @property
     def correctness(self) -> np.ndarray:
         """Correctness EMA in [0, 1], float32 [N]."""
-        return self.columns["correct_ema"].astype(np.float32) / np.float32(_U8_SCALE)
+        return dequantize_u8(self.columns["correct_ema"])
 
     @property
     def last_correct(self) -> np.ndarray:
         """bool [N]: correctness of the most recent report."""
-        return (self.columns["flags"] & _CORRECT_BIT) != 0
+        return (self.columns["flags"] & CORRECT_BIT) != 0
 
     @property
     def stability(self) -> np.ndarray:
@@ -208,7 +174,7 @@ class GEKOStateStore:
     @property
     def bucket(self) -> np.ndarray:
         """Bucket code per sample, uint8 [N] (0 = never classified)."""
-        return self.columns["flags"] & _BUCKET_MASK
+        return self.columns["flags"] & BUCKET_MASK
 
     @property
     def wrong_streak(self) -> np.ndarray:
@@ -216,7 +182,7 @@ class GEKOStateStore:
         saturating at ``MAX_WRONG_STREAK`` (7). A correct update resets it to 0; with predicted
         labels a wrong update whose label differs from the last one, or whose duplicate rows
         disagree, restarts it at 1."""
-        return (self.columns["flags"] & _STREAK_MASK) >> _STREAK_SHIFT
+        return (self.columns["flags"] & STREAK_MASK) >> STREAK_SHIFT
 
     @property
     def predicted(self) -> np.ndarray:
@@ -233,11 +199,11 @@ class GEKOStateStore:
     @property
     def pruned(self) -> np.ndarray:
         """bool [N]: sample is pruned (never planned until unpruned)."""
-        return (self.columns["flags"] & _PRUNED_BIT) != 0
+        return (self.columns["flags"] & PRUNED_BIT) != 0
 
     @property
     def num_pruned(self) -> int:
-        return int(np.count_nonzero(self.columns["flags"] & _PRUNED_BIT))
+        return int(np.count_nonzero(self.columns["flags"] & PRUNED_BIT))
 
     # ---------------------------------------------------------------- writing
     def invalid_rows(
@@ -312,94 +278,36 @@ class GEKOStateStore:
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
-        bins = loss_hist_bins(loss)  # every reported row counts, duplicates included
-        self.loss_hist_counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
-        np.maximum.at(self.loss_hist_max, bins, loss)
+        add_to_hist(self.loss_hist_counts, self.loss_hist_max, loss)  # every row, duplicates included
         self.loss_scale = self._scale_from_hist()
         multiplicity: Optional[np.ndarray] = None
         wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
-        if self._has_duplicates(idx):
-            idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
-            loss, conf, correct = (
-                (np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct)
-            )
-            if pred is not None:
-                pred = pred.astype(np.int64)
-                merged = np.full(len(idx), -1, dtype=np.int64)
-                np.maximum.at(merged, inverse, pred)
-                lowest = np.full(len(idx), np.iinfo(np.int64).max, dtype=np.int64)
-                np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, np.iinfo(np.int64).max))
-                wandered = (merged >= 0) & (lowest != merged)
-                pred = merged
-
+        if has_duplicates(idx, self.num_samples):
+            idx, loss, conf, correct, pred, multiplicity, wandered = merge_duplicates(idx, loss, conf, correct, pred)
         cols = self.columns
         visits = cols["visits"][idx]
         first = visits == 0
-        a = np.float32(self.ema_alpha)
-
-        # loss EMA and West's exponentially weighted variance var <- (1-a) (var + a (x - mean)^2),
-        # kept as its square root std <- sqrt(1-a) * hypot(std, sqrt(a) |x - mean|): float32
-        # without overflow for any loss up to LOSS_MAX (std stays <= LOSS_MAX by induction)
-        mean = decode_loss(cols["loss_ema_code"][idx])
-        std = decode_loss(cols["loss_std_code"][idx])
-        delta = loss - mean
-        std = np.float32(np.sqrt(1.0 - self.ema_alpha)) * np.hypot(std, np.float32(np.sqrt(self.ema_alpha)) * delta)
-        mean += a * delta
-        mean[first] = loss[first]
-        std[first] = 0.0
-        cols["loss_ema_code"][idx] = encode_loss(mean)
-        cols["loss_std_code"][idx] = encode_loss(std)
-        for name, value in (("conf_ema", conf), ("correct_ema", correct)):
-            ema = cols[name][idx].astype(np.float32) / np.float32(_U8_SCALE)
-            ema += a * (value - ema)
-            ema[first] = value[first]
-            cols[name][idx] = _quantize_u8(ema)
-        reward = np.float32(1.0) - np.minimum(loss / np.float32(self.loss_scale), np.float32(1.0))
-        q = cols["q_value"][idx].astype(np.float32)
-        q += np.float32(self.q_rate) * (reward - q)
-        q[first] = reward[first]
-        cols["q_value"][idx] = q
-        step = 1 if multiplicity is None else multiplicity
-        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + step, MAX_VISITS)
-        is_correct = correct >= 0.5
-        flags = cols["flags"][idx]
-        streak = (flags >> _STREAK_SHIFT).astype(np.int64) + 1
-        if wandered is not None:
-            streak[wandered] = 1  # the answer wandered within the window: not a stable wrong label
+        cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
+            cols["loss_ema_code"][idx], cols["loss_std_code"][idx], loss, first, self.ema_alpha)
+        cols["conf_ema"][idx] = fold_fraction(cols["conf_ema"][idx], conf, first, self.ema_alpha)
+        cols["correct_ema"][idx] = fold_fraction(cols["correct_ema"][idx], correct, first, self.ema_alpha)
+        cols["q_value"][idx] = fold_q_value(cols["q_value"][idx], loss, self.loss_scale, first, self.q_rate)
+        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + (1 if multiplicity is None else multiplicity),
+                                         MAX_VISITS)
+        last_pred = None
         if pred is not None:
             if "pred_label" not in cols:
                 cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
             last_pred = cols["pred_label"][idx]
-            streak[(pred >= 0) & (last_pred >= 0) & (pred != last_pred)] = 1  # a new wrong answer
             known = pred >= 0
             cols["pred_label"][idx[known]] = pred[known]
-        streak = np.minimum(streak, MAX_WRONG_STREAK).astype(np.uint8)
-        streak[is_correct] = 0
-        flags &= ~(_CORRECT_BIT | _STREAK_MASK)
-        flags |= streak << _STREAK_SHIFT
-        flags[is_correct] |= _CORRECT_BIT
-        cols["flags"][idx] = flags
+        cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
 
     def _scale_from_hist(self) -> float:
         """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
-        total = int(self.loss_hist_counts.sum())
-        if total == 0:
-            return self.min_loss_scale
-        rank = max(1, math.ceil(self.loss_scale_quantile * total))  # the rank-th smallest loss
-        b = int(np.searchsorted(np.cumsum(self.loss_hist_counts), rank, side="left"))
-        return max(self.min_loss_scale, float(self.loss_hist_max[b]))
-
-    def _has_duplicates(self, idx: np.ndarray) -> bool:
-        """Whether ``idx`` repeats an index: a bitmap for large updates, a sort for small ones."""
-        if len(idx) < 2:
-            return False
-        if len(idx) * 16 >= self.num_samples:
-            mark = np.zeros(self.num_samples, dtype=np.bool_)
-            mark[idx] = True
-            return int(np.count_nonzero(mark)) != len(idx)
-        ordered = np.sort(idx)
-        return bool((ordered[1:] == ordered[:-1]).any())
+        return max(self.min_loss_scale,
+                   hist_quantile_max(self.loss_hist_counts, self.loss_hist_max, self.loss_scale_quantile))
 
     def set_buckets(self, codes: np.ndarray, frozen: np.ndarray) -> None:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
@@ -411,22 +319,22 @@ class GEKOStateStore:
         frozen = np.asarray(frozen, dtype=bool)
         if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
             raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
-        if codes.size and int(codes.max()) > int(_BUCKET_MASK):
+        if codes.size and int(codes.max()) > int(BUCKET_MASK):
             raise ValueError(f"bucket codes must be < 8, got {int(codes.max())}")
         flags = self.columns["flags"]
-        flags &= ~_BUCKET_MASK
+        flags &= ~BUCKET_MASK
         flags |= codes.astype(np.uint8)
         streak = self.columns["frozen_streak"]
-        np.add(streak, 1, out=streak, where=frozen & (streak < _MAX_STREAK))
+        np.add(streak, 1, out=streak, where=frozen & (streak < MAX_FROZEN_STREAK))
         streak[~frozen] = 0
 
     def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
         """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all)."""
         target = slice(None) if idx is None else idx
         if value:
-            self.columns["flags"][target] |= _PRUNED_BIT
+            self.columns["flags"][target] |= PRUNED_BIT
         else:
-            self.columns["flags"][target] &= ~_PRUNED_BIT
+            self.columns["flags"][target] &= ~PRUNED_BIT
 
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
@@ -471,26 +379,9 @@ class GEKOStateStore:
             raise ValueError(
                 f"state is for {state.get('num_samples')} samples but this store has {self.num_samples}"
             )
-        columns = state.get("columns")
-        if not isinstance(columns, Mapping) or not set(COLUMNS) <= set(columns) <= set(COLUMNS) | set(OPTIONAL_COLUMNS):
-            raise ValueError(f"state must hold the columns {sorted(COLUMNS)} and optionally {sorted(OPTIONAL_COLUMNS)}")
-        dtypes = {**COLUMNS, **OPTIONAL_COLUMNS}
-        for name in columns:
-            dtype = dtypes[name]
-            col = np.asarray(columns[name])
-            if col.dtype != dtype or col.shape != (self.num_samples,):
-                raise ValueError(
-                    f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                    f"expected {dtype} and ({self.num_samples},)"
-                )
+        columns = check_columns(state.get("columns"), self.num_samples)
         config = dict(state.get("config", {}))
-        new_config = {k: float(config.get(k, getattr(self, k))) for k in self.config()}
-        for key, value in new_config.items():
-            if key == "min_loss_scale":
-                if not (np.isfinite(value) and value > 0):
-                    raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
-            else:
-                _check_fraction(key, value)
+        new_config = _checked_config(**{k: config.get(k, getattr(self, k)) for k in self.config()})
         hist_counts, hist_max = check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
         try:
             saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
@@ -503,7 +394,7 @@ class GEKOStateStore:
         self.loss_hist_counts, self.loss_hist_max = hist_counts, hist_max
         self.loss_scale = self._scale_from_hist() if loss_scale is None else loss_scale
         self.total_updates = total_updates
-        self.columns = {name: np.array(columns[name], dtype=dtypes[name]) for name in dtypes if name in columns}
+        self.columns = columns
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
         """Write the store to ``path`` as a store file (:mod:`gekodata.io`), atomically.

@@ -1,0 +1,69 @@
+"""How one observation per sample moves each of the store's columns: pure functions over the
+rows of one update (all arrays [U], one row per distinct sample, ``first`` marking rows never
+seen before). :meth:`GEKOStateStore.update` gathers the rows, calls these, and scatters back.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .codec import decode_loss, encode_loss
+from .columns import CORRECT_BIT, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT, dequantize_u8, quantize_u8
+
+
+def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray,
+                      alpha: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Loss EMA and exponential moving std (uint16 loss codes) after observing ``loss``
+    (float32, loss units). West's exponentially weighted variance
+    ``var <- (1-a) (var + a (x - mean)^2)`` is kept as its square root,
+    ``std <- sqrt(1-a) * hypot(std, sqrt(a) |x - mean|)``: float32 without overflow for any loss
+    up to LOSS_MAX (std stays <= LOSS_MAX by induction). A first observation sets mean = loss,
+    std = 0."""
+    mean = decode_loss(mean_code)
+    delta = loss - mean
+    std = np.float32(np.sqrt(1.0 - alpha)) * np.hypot(decode_loss(std_code), np.float32(np.sqrt(alpha)) * delta)
+    mean += np.float32(alpha) * delta
+    mean[first] = loss[first]
+    std[first] = 0.0
+    return encode_loss(mean), encode_loss(std)
+
+
+def fold_fraction(codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
+    """EMA of a fraction in [0, 1] kept as uint8 codes (1/255); a first observation sets it."""
+    ema = dequantize_u8(codes)
+    ema += np.float32(alpha) * (value - ema)
+    ema[first] = value[first]
+    return quantize_u8(ema)
+
+
+def fold_q_value(q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.ndarray, rate: float) -> np.ndarray:
+    """GEKO's Q-value EMA (float16) towards the reward ``1 - min(loss / loss_scale, 1)``; a first
+    observation sets ``q = reward``."""
+    reward = np.float32(1.0) - np.minimum(loss / np.float32(loss_scale), np.float32(1.0))
+    q = q.astype(np.float32)
+    q += np.float32(rate) * (reward - q)
+    q[first] = reward[first]
+    return q.astype(np.float16)
+
+
+def fold_flags(flags: np.ndarray, correct: np.ndarray, pred: Optional[np.ndarray], last_pred: Optional[np.ndarray],
+               wandered: Optional[np.ndarray]) -> np.ndarray:
+    """Flags (uint8) with the last-correct bit and the wrong streak moved by one observation.
+
+    A correct observation (``correct >= 0.5``) resets the streak to 0; a wrong one adds 1,
+    saturating at ``MAX_WRONG_STREAK``, except that it restarts at 1 where the predicted label
+    (int, -1 = unknown) differs from the last known one or the merged rows' labels
+    ``wandered``. Bucket and pruned bits are kept."""
+    is_correct = correct >= 0.5
+    streak = (flags >> STREAK_SHIFT).astype(np.int64) + 1
+    if wandered is not None:
+        streak[wandered] = 1  # the answer wandered within the window: not a stable wrong label
+    if pred is not None and last_pred is not None:
+        streak[(pred >= 0) & (last_pred >= 0) & (pred != last_pred)] = 1  # a new wrong answer
+    streak = np.minimum(streak, MAX_WRONG_STREAK).astype(np.uint8)
+    streak[is_correct] = 0
+    flags = flags & ~(CORRECT_BIT | STREAK_MASK)
+    flags |= streak << STREAK_SHIFT
+    flags[is_correct] |= CORRECT_BIT
+    return flags
