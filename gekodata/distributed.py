@@ -1,4 +1,5 @@
-"""Rank/world discovery and the collective that synchronises reports across ranks.
+"""Rank/world discovery, rank shards of a plan, and the collective that synchronises reports
+across ranks.
 
 Only ``torch.distributed`` is used (gloo on CPU, nccl on GPU). Indices travel as int64 and values
 as float32 in separate tensors, so no index is ever rounded through a float.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -46,6 +48,17 @@ def resolve_rank_world(rank: Optional[int], world_size: Optional[int], *, standa
     if not standalone and initialised and rank != dist.get_rank():
         raise ValueError(f"rank={rank} but this process is rank {dist.get_rank()} of the process group")
     return rank, world_size
+
+
+def rank_shard(plan: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s strided slice of ``plan`` ([S]), the plan first padded cyclically to a
+    multiple of ``world_size`` so that every rank gets ``ceil(S / world_size)`` indices (the
+    layout of ``DistributedSampler``); the plan itself for one rank."""
+    if world_size == 1:
+        return plan
+    per_rank = -(-len(plan) // world_size)
+    padded = np.resize(plan, per_rank * world_size) if len(plan) else plan
+    return padded[rank::world_size]
 
 
 def collective_device() -> torch.device:

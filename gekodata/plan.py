@@ -88,6 +88,16 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     return EpochPlan(indices, loss_weights, audits, record)
 
 
+def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: Optional[int]) -> None:
+    """The once-per-epoch step before planning, in place: classify every sample, write its bucket
+    code and advance the frozen streaks (FREEZE grows them, other buckets reset them), then prune
+    the samples frozen for ``prune_frozen_after`` consecutive epochs (None or 0: never)."""
+    codes = policy.classify(store)
+    store.set_buckets(codes, codes == Bucket.FREEZE)
+    if prune_frozen_after:
+        store.set_pruned(store.frozen_streak >= prune_frozen_after)
+
+
 def unbiased_loss_weights(weights: np.ndarray) -> np.ndarray:
     """``v_i = sum(w) / (N_live * w_i)`` for ``w_i > 0``, else 0: float32 [N]. Drawing ``i``
     with probability proportional to ``w_i``, the mean of ``v * loss`` over the draws estimates

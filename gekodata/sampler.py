@@ -12,7 +12,7 @@ the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.io`.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sized, Union
+from typing import Any, Dict, Iterator, Optional, Sized, Union
 
 import numpy as np
 import torch
@@ -23,10 +23,10 @@ from .audit import ForgettingAudit
 from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
 from .checkpoint import SETTINGS, SamplerSnapshot, read_snapshot, write_snapshot
-from .plan import Budget, EpochPlan, plan_epoch, resolve_budget
-from .policy import Bucket, BucketPolicy, Phase, SelectionPolicy
+from .plan import Budget, EpochPlan, classify_epoch, plan_epoch, resolve_budget
+from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
-from .report import EfficiencyReport, EpochRecord
+from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
 from .suspects import Suspects, find_suspects, write_suspects_csv
 
@@ -152,7 +152,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._local: Optional[np.ndarray] = None
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
-        self._records: List[EpochRecord] = []
+        self._ledger = EpochLedger()
         self._position = StreamPosition()
 
     # ------------------------------------------------------------------ views
@@ -240,11 +240,7 @@ class WeightedBucketSampler(Sampler[int]):
             self.flush()
             if epoch > self._classified_epoch:
                 # a new epoch: classify, advance frozen streaks, prune (once per epoch)
-                codes = self.policy.classify(self._store)
-                self._store.set_buckets(codes, codes == Bucket.FREEZE)
-                limit = self.prune_frozen_after
-                if limit:
-                    self._store.set_pruned(self._store.frozen_streak >= limit)
+                classify_epoch(self._store, self.policy, self.prune_frozen_after)
                 self._classified_epoch = epoch
             self._adopt(plan_epoch(self._store, self.policy, epoch=epoch, num_epochs=self.num_epochs,
                                    seed=self.seed, budget=self.budget, audit=self._audit,
@@ -255,7 +251,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._audit.pending = plan.audits if self._audit.enabled else None
         if self._loss_weights is not None and plan.loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(plan.loss_weights))
-        self._records = [r for r in self._records if r.epoch != epoch] + [plan.record]
+        self._ledger.adopt(plan.record)
         self._set_plan(plan.indices, epoch)
 
     def _set_plan(self, plan: np.ndarray, epoch: int) -> None:
@@ -265,12 +261,7 @@ class WeightedBucketSampler(Sampler[int]):
     def _local_plan(self) -> np.ndarray:
         plan = self._ensure_plan(self.epoch)
         if self._local is None:
-            if not self.shard or self.world_size == 1:
-                self._local = plan
-            else:
-                per_rank = -(-len(plan) // self.world_size)
-                padded = np.resize(plan, per_rank * self.world_size) if len(plan) else plan
-                self._local = padded[self.rank :: self.world_size]
+            self._local = gdist.rank_shard(plan, self.rank, self.world_size) if self.shard else plan
         return self._local
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
@@ -323,11 +314,7 @@ class WeightedBucketSampler(Sampler[int]):
         audit = self._audit.check(self._store, window.idx, window.loss)
         self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred, validated=True)
         audit.restore_visits(self._store)
-        if self._records:
-            record = self._records[-1]
-            record.reported += len(window)
-            record.audit_reported += audit.reported
-            record.audit_unfrozen += len(audit.forgotten)
+        self._ledger.count(len(window), audit.reported, len(audit.forgotten))
 
     # ------------------------------------------------------------------ suspects and results
     def suspects(self) -> Suspects:
@@ -349,10 +336,7 @@ class WeightedBucketSampler(Sampler[int]):
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
         self._ensure_plan(self.epoch)
-        record = self._records[-1].copy()
-        if not gdist.is_distributed():
-            record.reported += self._buffer.rows
-        return record
+        return self._ledger.current(0 if gdist.is_distributed() else self._buffer.rows)
 
     def efficiency_report(self) -> EfficiencyReport:
         """What was planned and trained per epoch, counted from real reports.
@@ -361,8 +345,8 @@ class WeightedBucketSampler(Sampler[int]):
         ``torch.distributed`` the counts are global as of the last sync point: call :meth:`flush`
         on every rank first for the final figures.
         """
-        current = self.epoch_record
-        return EfficiencyReport([r.copy() for r in self._records[:-1]] + [current])
+        self._ensure_plan(self.epoch)
+        return self._ledger.report(0 if gdist.is_distributed() else self._buffer.rows)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict[str, Any]:
@@ -414,7 +398,7 @@ class WeightedBucketSampler(Sampler[int]):
         if self.rank == 0:
             write_snapshot(path, SamplerSnapshot(
                 settings=self._settings(), store=self._store.state_dict(), plan=self._plan, epoch=self.epoch,
-                planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._records,
+                planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
                 loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                 audit_pending=self._audit.pending))
         gdist.barrier()
@@ -432,7 +416,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
-        self._records = snap.records
+        self._ledger = EpochLedger(snap.records)
         self._buffer.clear()
         self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch
         self._set_plan(snap.plan, snap.planned_epoch)
