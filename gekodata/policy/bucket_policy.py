@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .state import MAX_VISITS, MAX_WRONG_STREAK, GEKOStateStore
+from ..state import MAX_VISITS, MAX_WRONG_STREAK, GEKOStateStore
 
 
 class Bucket(IntEnum):
