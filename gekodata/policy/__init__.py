@@ -1,0 +1,32 @@
+"""Selection policies: what turns per-sample state into sampling weights.
+
+* :mod:`~gekodata.policy.buckets`: :class:`Bucket` codes and the checks the policies share.
+* :mod:`~gekodata.policy.curriculum`: :class:`Phase` and :class:`Curriculum`, bucket weights over
+  the run's progress (GEKO's "mountain").
+* :mod:`~gekodata.policy.base`: :class:`SelectionPolicy`, what the sampler asks of a policy.
+* :mod:`~gekodata.policy.bucket_policy`: :class:`BucketPolicy`, GEKO's bucket rules, presets and
+  the noise guard.
+* :mod:`~gekodata.policy.infobatch`: :class:`InfoBatchPolicy` (Qin et al., ICLR 2024).
+* :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
+"""
+from .base import SelectionPolicy
+from .bucket_policy import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
+from .buckets import NUM_BUCKETS, Bucket
+from .curriculum import Curriculum, Phase
+from .infobatch import InfoBatchPolicy
+from .registry import POLICY_KINDS, policy_from_config
+
+__all__ = [
+    "AGGRESSIVE",
+    "BALANCED",
+    "CONSERVATIVE",
+    "NUM_BUCKETS",
+    "POLICY_KINDS",
+    "Bucket",
+    "BucketPolicy",
+    "Curriculum",
+    "InfoBatchPolicy",
+    "Phase",
+    "SelectionPolicy",
+    "policy_from_config",
+]
