@@ -1,4 +1,4 @@
-"""Token-level difficulty and token gating for causal language models (CGGR's idea, done right).
+"""Token gating for causal language models (CGGR's idea, done right): train on a subset of tokens.
 
 What this module does and does not do
 -------------------------------------
@@ -10,14 +10,13 @@ unselected positions, and every layer below the LM head still does a full-size b
 ``CGGRLoss`` claims "~25% backward FLOPs" for this; it is not true.) To save compute, drop whole
 samples from the backward pass: see :mod:`gekodata.selective`.
 
-Pieces:
+Pieces (all importable from here):
 
-* :func:`token_difficulty` -- per-position difficulty from logits and labels, aligned with the
-  *shifted* labels (position ``t`` predicts token ``t + 1``), ``NaN`` where there is no target.
+* :func:`token_difficulty` (:mod:`gekodata.token_scores`) -- per-position difficulty from logits
+  and labels, ``NaN`` where there is no target.
 * :func:`select_tokens` -- a boolean mask of the tokens to train on (``topk``, ``stratified``,
   ``sequence_aware`` and the ``random`` control of the same size).
-* :class:`TokenRatioSchedule` -- the kept-token ratio: linear warm-up from 1.0 to a floor,
-  optionally raised while the model's confidence is low.
+* :class:`TokenRatioSchedule` (:mod:`gekodata.token_schedule`) -- the kept-token ratio per step.
 * :func:`masked_token_loss` -- mean NLL over the selected tokens (differentiable).
 
 Typical loop::
@@ -32,207 +31,29 @@ Typical loop::
         mask = select_tokens(diff, schedule.ratio(step), "topk", generator=gen)
         loss = masked_token_loss(logits, batch["labels"], mask)
         loss.backward()
-
-Compared with CGGR 0.5 this module shifts labels (CGGR scores position ``t`` against label ``t``),
-never indexes with ``-100`` (CGGR's gather goes out of bounds), has one implementation whose
-meaning does not depend on the device (CGGR's PyTorch fallback ignores the scoring mode) and
-bounds its memory for large vocabularies (see :func:`token_difficulty`).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
+from .selection_common import check_int, check_unit_interval, private_generator, ranks_ascending
 from .signals import check_causal_lm_inputs
+from .token_schedule import TokenRatioSchedule
+from .token_scores import DEFAULT_CHUNK_ELEMENTS, SCORINGS, token_difficulty
 
-SCORINGS = ("entropy", "margin", "loss", "combined")
 STRATEGIES = ("topk", "stratified", "sequence_aware", "random")
-
-#: Default chunk: positions per chunk so that one [chunk, V] float32 buffer is at most 64 MiB.
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
-
-
-# --------------------------------------------------------------------------- validation
-def _targets(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, shift: bool
-) -> torch.Tensor:
-    """Target id per position of ``logits`` ([B, T]); ``ignore_index`` where there is none.
-
-    With ``shift`` the target of position ``t`` is ``labels[:, t + 1]`` and the last position has
-    no target. Labels are range-checked on CPU tensors only (a check on an accelerator would force
-    a host sync; out-of-range ids there fail inside the gather, as in ``F.cross_entropy``).
-    """
-    vocab = logits.shape[-1]
-    if shift:
-        pad = torch.full_like(labels[:, :1], ignore_index)
-        targets = torch.cat([labels[:, 1:], pad], dim=1)
-    else:
-        targets = labels
-    if targets.device.type == "cpu":
-        valid = targets[targets != ignore_index]
-        if valid.numel() and bool((valid < 0).any() or (valid >= vocab).any()):
-            raise ValueError(f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}")
-    return targets
-
-
-def _chunk_rows(num_positions: int, vocab: int, chunk_size: int | None) -> int:
-    if chunk_size is None:
-        return max(1, DEFAULT_CHUNK_ELEMENTS // vocab)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    return chunk_size
-
-
-# --------------------------------------------------------------------------- difficulty
-@torch.no_grad()
-def token_difficulty(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    scoring: str = "combined",
-    ignore_index: int = -100,
-    *,
-    shift: bool = True,
-    chunk_size: int | None = None,
-) -> torch.Tensor:
-    """Per-token difficulty of the next-token predictions (higher = harder).
-
-    Args:
-        logits: float [B, T, V], the model's next-token logits (any float dtype; read, never
-            modified; gradients are not tracked).
-        labels: int [B, T], the input ids with positions not to learn set to ``ignore_index``:
-            the ``labels`` a Hugging Face causal LM takes (unshifted).
-        scoring: one of (``p`` = softmax of the position's logits in float32, ``p1 >= p2`` its two
-            largest probabilities, ``y`` the target id, ``V`` the vocabulary size):
-
-            * ``"entropy"``: ``H(p) / log V``, the normalised entropy, in [0, 1].
-            * ``"margin"``: ``1 - (p1 - p2)``, in [0, 1]; 1 = the two best guesses tie.
-            * ``"loss"``: ``-log p[y]``, the token's NLL in nats, in [0, inf).
-            * ``"combined"``: ``(H(p) / log V + (1 - (p1 - p2)) + (1 - p[y])) / 3``, in [0, 1]:
-              the mean of the three signals on a common [0, 1] scale. The loss enters as
-              ``1 - p[y] = 1 - exp(-NLL)`` (monotone in the NLL) so that an unbounded NLL does not
-              drown the other two, which CGGR's plain sum lets it do.
-
-            ``entropy`` and ``margin`` do not look at the target, but positions without a target
-            are still NaN so that every scoring yields the same set of candidates.
-        ignore_index: label value marking positions without a target.
-        shift: ``True`` (default): position ``t`` predicts ``labels[:, t + 1]``, the output is
-            [B, T-1] and ``out[:, t]`` depends only on ``logits[:, t]`` and ``labels[:, t + 1]``.
-            ``False``: labels are already aligned with logits; the output is [B, T].
-        chunk_size: positions per chunk (default: as many as fit ``2**24`` float32 values,
-            i.e. 64 MiB, per [chunk, V] buffer: 512 positions at V = 32768).
-
-    Returns:
-        float32 [B, T-1] (or [B, T] with ``shift=False``) on the logits' device, detached.
-        **Positions whose target is ``ignore_index`` are NaN** (and so is nothing else: scores are
-        finite wherever the logits are finite).
-
-    Memory: positions are processed in chunks of the flattened [B*T, V] logits (a view when the
-    logits are contiguous; otherwise one chunk is gathered at a time). Peak extra memory is about
-    three [chunk, V] float32 buffers (the float32 copy of the chunk when the logits are not
-    float32, one softmax-sized buffer, and the temporary inside ``logsumexp``) plus O(B*T) for the
-    outputs, never a full [B, T, V] float32 copy. With the default chunk that is at most about
-    192 MiB; measured on CPU at V = 32768 (peak RSS over the call): ~72 MiB for float32 logits,
-    ~138 MiB for bfloat16 logits. Pass a smaller ``chunk_size`` to lower it.
-    Half-precision logits are upcast chunk by chunk, so scores are computed in float32.
-
-    Raises:
-        ValueError: bad shapes/dtypes, unknown ``scoring``, ``V < 2``, or (CPU tensors) label ids
-            outside ``[0, V)`` other than ``ignore_index``.
-    """
-    check_causal_lm_inputs(logits, labels)
-    if scoring not in SCORINGS:
-        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
-    batch, steps, vocab = logits.shape
-    if vocab < 2:
-        raise ValueError(f"need a vocabulary of at least 2 for entropy/margin scores, got V={vocab}")
-    if shift and steps < 1:
-        raise ValueError("need T >= 1 positions")
-    logits = logits.detach()
-    targets = _targets(logits, labels, ignore_index, shift).to(logits.device)
-    num = batch * steps
-    out = torch.empty(num, dtype=torch.float32, device=logits.device)
-    if num == 0:
-        return out.view(batch, steps)[:, : steps - 1 if shift else steps]
-    flat_targets = targets.reshape(num)
-    valid = flat_targets != ignore_index
-    safe_targets = flat_targets.masked_fill(~valid, 0).to(torch.long)
-    contiguous = logits.is_contiguous()
-    flat = logits.view(num, vocab) if contiguous else None
-    rows = _chunk_rows(num, vocab, chunk_size)
-    log_v = math.log(vocab)
-    for start in range(0, num, rows):
-        stop = min(num, start + rows)
-        if contiguous:
-            x = flat[start:stop]
-        else:
-            pos = torch.arange(start, stop, device=logits.device)
-            x = logits[pos // steps, pos % steps]
-        x = x.float()  # no copy for float32 logits
-        lse = torch.logsumexp(x, dim=-1, keepdim=True)  # [n, 1]
-        if scoring in ("entropy", "combined"):
-            p = torch.sub(x, lse).exp_()  # the one softmax-sized buffer
-            # H = lse - sum_i p_i x_i  (exact; avoids log p of zero probabilities)
-            # (nan_to_num: a -inf logit has p = 0 and contributes 0, not 0 * -inf = NaN)
-            plogit = p.mul_(x).nan_to_num_(nan=0.0).sum(dim=-1)
-            entropy = (lse.squeeze(-1) - plogit).clamp_(min=0.0) / log_v
-            del p
-        if scoring in ("margin", "combined"):
-            top2 = torch.topk(x, 2, dim=-1).values
-            p12 = (top2 - lse).exp()
-            margin = 1.0 - (p12[:, 0] - p12[:, 1])
-        if scoring in ("loss", "combined"):
-            nll = lse.squeeze(-1) - x.gather(1, safe_targets[start:stop, None]).squeeze(1)
-            nll = nll.clamp_(min=0.0)
-        if scoring == "entropy":
-            score = entropy
-        elif scoring == "margin":
-            score = margin
-        elif scoring == "loss":
-            score = nll
-        else:
-            score = (entropy + margin + (1.0 - torch.exp(-nll))) / 3.0
-        out[start:stop] = score
-    out = out.masked_fill_(~valid, float("nan")).view(batch, steps)
-    return out[:, :-1] if shift else out
 
 
 # --------------------------------------------------------------------------- selection
-def _check_ratio(name: str, value: float) -> float:
-    value = float(value)
-    if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
 def _round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
-
-
-def private_generator(generator: torch.Generator | None) -> torch.Generator:
-    """``generator`` if given (type-checked), else a fresh non-deterministically seeded one."""
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        return generator
-    g = torch.Generator()
-    g.seed()  # private, non-deterministic; pass a generator for reproducible draws
-    return g
 
 
 def _uniform(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Uniform [0, 1) float64 draws from ``generator`` (on its own device), moved to ``device``."""
     u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64)
     return u.to(device)
-
-
-def _ranks_desc(key: torch.Tensor) -> torch.Tensor:
-    """Rank (0 = largest) of each element of 1-D ``key``; NaN last; ties by position (stable)."""
-    order = torch.sort(-key, stable=True).indices  # ascending -key: NaN sorts last
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(key.numel(), device=key.device)
-    return ranks
 
 
 def select_tokens(
@@ -280,18 +101,15 @@ def select_tokens(
         raise TypeError(f"difficulty must be a torch tensor, got {type(difficulty).__name__}")
     if not difficulty.is_floating_point():
         raise ValueError(f"difficulty must be floating point (NaN marks no-target positions), got {difficulty.dtype}")
-    ratio = _check_ratio("ratio", ratio)
+    ratio = check_unit_interval("ratio", ratio)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "sequence_aware":
         if difficulty.dim() != 2:
             raise ValueError(f"sequence_aware needs difficulty of shape [B, T'], got {tuple(difficulty.shape)}")
-        if isinstance(min_per_sequence, bool) or not isinstance(min_per_sequence, int) or min_per_sequence < 0:
-            raise ValueError(f"min_per_sequence must be an int >= 0, got {min_per_sequence!r}")
-    if strategy == "stratified" and (
-        isinstance(num_bands, bool) or not isinstance(num_bands, int) or num_bands < 1
-    ):
-        raise ValueError(f"num_bands must be an int >= 1, got {num_bands!r}")
+        check_int("min_per_sequence", min_per_sequence, 0)
+    if strategy == "stratified":
+        check_int("num_bands", num_bands, 1)
     shape = difficulty.shape
     d = difficulty.detach().reshape(-1).to(torch.float64)
     n = d.numel()
@@ -301,10 +119,10 @@ def select_tokens(
     n_valid = valid.sum().to(torch.float64)
     k = _round_half_up(ratio * n_valid)  # 0-dim tensor: no host sync
     if strategy == "topk":
-        mask = _ranks_desc(d) < k
+        mask = ranks_ascending(-d) < k  # rank 0 = hardest, NaN last
     elif strategy == "random":
         u = _uniform(n, private_generator(generator), d.device)
-        mask = _ranks_desc(torch.where(valid, u, d)) < k
+        mask = ranks_ascending(-torch.where(valid, u, d)) < k
     elif strategy == "stratified":
         mask = _stratified(d, valid, n_valid, k, num_bands, private_generator(generator))
     else:
@@ -317,7 +135,7 @@ def _stratified(
     generator: torch.Generator,
 ) -> torch.Tensor:
     n = d.numel()
-    rank = _ranks_desc(d).to(torch.float64)  # valid tokens get ranks 0 .. n_valid-1
+    rank = ranks_ascending(-d).to(torch.float64)  # hardest first: valid tokens get ranks 0 .. n_valid-1
     band = torch.floor(rank * bands / n_valid.clamp(min=1.0)).clamp(max=bands)  # invalid -> >= bands
     band = torch.where(valid, band, torch.full_like(band, bands))
     u = _uniform(n, generator, d.device)
@@ -353,76 +171,6 @@ def _sequence_aware(
     take = torch.zeros_like(rest)
     take[order] = rest[order] & (filled <= budget)
     return mandatory.reshape(-1) | take
-
-
-# --------------------------------------------------------------------------- schedule
-class TokenRatioSchedule:
-    """Fraction of target tokens to keep at a training step.
-
-    ``base(step) = start + (floor - start) * min(step / warmup_steps, 1)``: linear from ``start``
-    (default 1.0: train on every token) down to ``floor`` over ``warmup_steps`` optimizer steps,
-    then constant (``warmup_steps = 0``: ``floor`` from step 0).
-
-    With ``dynamic=True`` and a ``mean_confidence`` c (e.g. the mean probability of the target
-    token over the batch's valid tokens, ``torch.exp(-token_difficulty(..., "loss")).nanmean()``)
-    the ratio is raised while the model is unsure::
-
-        deficit = clamp((confidence_target - c) / confidence_target, 0, 1)
-        ratio   = clamp(base + sensitivity * deficit * (1 - base), floor, 1)
-
-    so c >= ``confidence_target`` gives ``base`` and c = 0 with ``sensitivity = 1`` gives 1.0.
-    (CGGR's ``base * (1 + (1 - c) * s)`` can also drop below its floor; this one cannot.)
-    Without ``dynamic`` the confidence is ignored.
-    """
-
-    def __init__(
-        self,
-        floor: float = 0.25,
-        warmup_steps: int = 1000,
-        start: float = 1.0,
-        dynamic: bool = False,
-        confidence_target: float = 0.5,
-        sensitivity: float = 1.0,
-    ) -> None:
-        self.floor = _check_ratio("floor", floor)
-        self.start = _check_ratio("start", start)
-        if self.start < self.floor:
-            raise ValueError(f"start ({self.start}) must be >= floor ({self.floor})")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-        self.warmup_steps = warmup_steps
-        self.dynamic = bool(dynamic)
-        self.confidence_target = float(confidence_target)
-        if not (0.0 < self.confidence_target <= 1.0):
-            raise ValueError(f"confidence_target must be in (0, 1], got {confidence_target}")
-        self.sensitivity = float(sensitivity)
-        if not (math.isfinite(self.sensitivity) and self.sensitivity >= 0.0):
-            raise ValueError(f"sensitivity must be finite and >= 0, got {sensitivity}")
-
-    def base(self, step: int) -> float:
-        """The warm-up ratio at ``step`` (>= 0), without the dynamic adjustment."""
-        step = int(step)
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        progress = 1.0 if self.warmup_steps == 0 else min(step / self.warmup_steps, 1.0)
-        return self.start + (self.floor - self.start) * progress
-
-    def ratio(self, step: int, mean_confidence: float | None = None) -> float:
-        """Kept-token ratio at ``step``, in [floor, 1] (the warm-up value unless ``dynamic``)."""
-        base = self.base(step)
-        if not self.dynamic or mean_confidence is None:
-            return base
-        c = float(mean_confidence)
-        if not (0.0 <= c <= 1.0):
-            raise ValueError(f"mean_confidence must be in [0, 1], got {mean_confidence}")
-        deficit = min(max((self.confidence_target - c) / self.confidence_target, 0.0), 1.0)
-        return min(max(base + self.sensitivity * deficit * (1.0 - base), self.floor), 1.0)
-
-    def __repr__(self) -> str:
-        return (
-            f"TokenRatioSchedule(floor={self.floor}, warmup_steps={self.warmup_steps}, start={self.start}, "
-            f"dynamic={self.dynamic}, confidence_target={self.confidence_target}, sensitivity={self.sensitivity})"
-        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -479,3 +227,15 @@ def masked_token_loss(
     nll = F.cross_entropy(logits.float().transpose(1, 2), safe, reduction="none")  # [B, T']
     weight = selected.to(nll.dtype)
     return (nll * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+__all__ = [
+    "DEFAULT_CHUNK_ELEMENTS",
+    "SCORINGS",
+    "STRATEGIES",
+    "TokenRatioSchedule",
+    "masked_token_loss",
+    "private_generator",
+    "select_tokens",
+    "token_difficulty",
+]
