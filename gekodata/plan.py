@@ -70,7 +70,7 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     counts = draw_counts(weights, total, rng)
     counts[audits] += 1
     indices = shuffled_plan(counts, rng)
-    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights)
+    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights, codes)
     if loss_weights is not None:
         loss_weights = np.asarray(loss_weights, dtype=np.float32)
         loss_weights[audits] = 0.0

@@ -140,6 +140,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
+        policy.prepare(self._store)  # allocate the optional signals the policy reads
         self._buffer = ReportBuffer(self._store)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -413,6 +414,7 @@ class WeightedBucketSampler(Sampler[int]):
         """
         snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
         self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
+        self.policy.prepare(self._store)  # a file written without the policy's signals
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))

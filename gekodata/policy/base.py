@@ -1,7 +1,7 @@
 """The interface every selection policy offers the sampler."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -46,9 +46,19 @@ class SelectionPolicy:
         and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from."""
         return float(np.count_nonzero(weights))
 
-    def loss_weight_table(self, weights: np.ndarray) -> Optional[np.ndarray]:
-        """float32 [N] loss weight per sample for this epoch, or None (no loss weights)."""
+    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """float32 [N] loss weight per sample for this epoch, or None (no loss weights).
+        ``codes``: the bucket codes the weights came from."""
         return None
+
+    def required_signals(self) -> Tuple[str, ...]:
+        """Optional store signals (:meth:`GEKOStateStore.track` names) this policy reads."""
+        return ()
+
+    def prepare(self, store: GEKOStateStore) -> None:
+        """Make ``store`` keep what this policy reads: the sampler calls it when it is built and
+        after it loads a file, before any report is folded."""
+        store.track(*self.required_signals())
 
     def config(self) -> Dict[str, Any]:
         raise NotImplementedError

@@ -36,7 +36,10 @@ anyway: a sample is SUSPECT when
    precision still above 0.75, and the runs trained on fewer passes at no loss of accuracy;
 3. the model is right elsewhere: the share of seen samples whose last report was correct is at
    least ``suspect_min_accuracy``. Early in training, when most answers are wrong, a wrong
-   streak says nothing about the label, so nothing is suspect.
+   streak says nothing about the label, so nothing is suspect. When the store holds the samples'
+   labels (:meth:`GEKOStateStore.set_labels`) the share is that of the other samples of the
+   sample's own class, so a rare class the model keeps calling the majority class is not taken
+   for noise (:mod:`gekodata.policy.guard`); without labels the guard works as it always did.
 
 SUSPECT samples are drawn at ``suspect_weight`` (default 0.1, in every phase) instead of
 HARD's weight: rarely enough not to fit the suspicious label, often enough that a sample the
@@ -60,6 +63,7 @@ from ..state import MAX_WRONG_STREAK, GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
 from .curriculum import Curriculum, Phase
+from .guard import suspect_mask
 
 
 @dataclass
@@ -180,14 +184,11 @@ class BucketPolicy(SelectionPolicy):
         return codes
 
     def suspects(self, store: GEKOStateStore, codes: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        """bool [N]: HARD samples the noise guard holds for mislabeled (module docstring)."""
-        num_seen = int(np.count_nonzero(seen))
-        if num_seen == 0:
-            return np.zeros(len(codes), dtype=bool)
-        accuracy = np.count_nonzero(store.last_correct & seen) / num_seen
-        if accuracy < self.suspect_min_accuracy:
-            return np.zeros(len(codes), dtype=bool)
-        return (codes == Bucket.HARD) & (store.wrong_streak >= self.suspect_streak)
+        """bool [N]: HARD samples the noise guard holds for mislabeled (module docstring;
+        :func:`~gekodata.policy.guard.suspect_mask`: with labels in the store the accuracy is
+        that of the sample's own class)."""
+        return suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
+                            min_accuracy=self.suspect_min_accuracy)
 
     def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
         """One draw per sample of weight > 0, except that a SUSPECT sample counts

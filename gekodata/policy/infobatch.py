@@ -73,7 +73,7 @@ class InfoBatchPolicy(SelectionPolicy):
         """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
         return float(weights.sum())
 
-    def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
+    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""
         table = np.zeros(len(weights), dtype=np.float32)
         positive = weights > 0
