@@ -10,7 +10,9 @@ from typing import Any, Callable, Dict
 
 from .base import SelectionPolicy
 from .bucket_policy import BucketPolicy
+from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
+from .reducible import ReducibleLossPolicy
 
 
 def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
@@ -21,6 +23,8 @@ def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
 POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
+    ForgettingPolicy.KIND: ForgettingPolicy.from_config,
+    ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
 }
 
 
