@@ -47,7 +47,7 @@ def forgetting_store(policy):
 
 
 def test_forgetting_policy_skips_learned_never_forgotten_and_trains_the_rest_once():
-    policy = ForgettingPolicy(noise_guard=False, audit_weight=0.25)
+    policy = ForgettingPolicy(noise_guard=False, audit_weight=0.25, min_visits=2, min_learned=2)
     store = forgetting_store(policy)
     assert store.tracked == ("forgetting",) and "loss_slow_code" not in store.columns
     codes = policy.classify(store)
@@ -62,13 +62,15 @@ def test_forgetting_policy_skips_learned_never_forgotten_and_trains_the_rest_onc
     window(store, [0], [1])
     window(store, [0], [1])
     assert policy.classify(store)[0] == Bucket.LIGHT and store.forget_count[0] == 1
-    assert ForgettingPolicy(noise_guard=False, max_forgetting=1).classify(store)[0] == Bucket.FREEZE
-    assert ForgettingPolicy(noise_guard=False, min_learned=3).classify(store)[1] == Bucket.LIGHT
-    assert ForgettingPolicy(noise_guard=False, min_visits=3).classify(store)[1] == Bucket.LIGHT
+    lenient = ForgettingPolicy(noise_guard=False, max_forgetting=1, min_visits=2, min_learned=2)
+    assert lenient.classify(store)[0] == Bucket.FREEZE
+    assert ForgettingPolicy(noise_guard=False, min_visits=2, min_learned=3).classify(store)[1] == Bucket.LIGHT
+    assert ForgettingPolicy(noise_guard=False, min_visits=3, min_learned=2).classify(store)[1] == Bucket.LIGHT
 
 
 def test_forgetting_policy_rescale_and_anneal():
-    policy = ForgettingPolicy(noise_guard=False, audit_weight=0.25, rescale=True, anneal_fraction=0.25)
+    policy = ForgettingPolicy(noise_guard=False, audit_weight=0.25, min_visits=2, min_learned=2, rescale=True,
+                              anneal_fraction=0.25)
     assert policy.provides_loss_weights and not ForgettingPolicy().provides_loss_weights
     store = forgetting_store(policy)
     (p,) = plans(store, policy, seeds=[0], epoch=1)
@@ -80,7 +82,7 @@ def test_forgetting_policy_rescale_and_anneal():
 
 def test_forgetting_policy_in_the_sampler_allocates_its_signals_and_round_trips(tmp_path):
     ds = PruningDataset(list(range(40)))
-    policy = ForgettingPolicy(audit_weight=0.0, rescale=False)
+    policy = ForgettingPolicy(audit_weight=0.0, min_visits=2, min_learned=2)
     sampler = WeightedBucketSampler(ds, policy, num_epochs=5, seed=1)
     assert set(sampler.store.tracked) == {"forgetting", "progress"}
     for epoch in range(3):
@@ -94,8 +96,8 @@ def test_forgetting_policy_in_the_sampler_allocates_its_signals_and_round_trips(
     assert (codes[30:] == Bucket.SUSPECT).all()  # wrong with 75% right elsewhere: the guard
     assert len(sampler.plan) == 1 and 30 <= sampler.plan[0] < 40  # 10 x suspect_weight 0.1
     sampler.save(tmp_path / "s.safetensors")
-    other = WeightedBucketSampler(PruningDataset(list(range(40))), ForgettingPolicy(audit_weight=0.0), num_epochs=5,
-                                  seed=1)
+    other = WeightedBucketSampler(PruningDataset(list(range(40))), ForgettingPolicy(audit_weight=0.0, min_visits=2,
+                                                                                    min_learned=2), num_epochs=5, seed=1)
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.store.forget_count, sampler.store.forget_count)
     np.testing.assert_array_equal(other.plan, sampler.plan)
@@ -185,7 +187,8 @@ def test_noise_guard_spares_wrong_samples_whose_loss_is_falling():
         window(store, np.arange(20), (loss < 1).astype(float), loss=loss, conf=conf)
     assert store.learning_progress[18] > 0.1 * store.loss[18] and store.learning_progress[19] < 0
     assert np.flatnonzero(policy.classify(store) == Bucket.SUSPECT).tolist() == [19]
-    assert np.flatnonzero(ForgettingPolicy(suspect_progress=None).classify(store) == Bucket.SUSPECT).tolist() == [18, 19]
+    without_progress = ForgettingPolicy(suspect_progress=None)
+    assert np.flatnonzero(without_progress.classify(store) == Bucket.SUSPECT).tolist() == [18, 19]
     rate = np.mean([19 in p.indices for p in plans(store, policy, seeds=range(100))])
     assert abs(rate - policy.suspect_weight) < 0.07
 
