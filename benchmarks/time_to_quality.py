@@ -423,6 +423,12 @@ def summarise(result: dict) -> None:
                            if control_of(arm) is None and arm not in ("full", "infobatch")}
 
 
+def rerun_notes(result: dict) -> str:
+    """One line per rerun (``--rerun``) for the foot of a table."""
+    return "".join(f"Rerun: {r['arm']} seed {r['seed']} ({r['reason']}; first run "
+                   f"{r['replaced']['wall_clock_s']:.1f} s).\n" for r in result.get("reruns", []))
+
+
 def table(result: dict) -> str:
     """Markdown table of the result (mean ± std over seeds)."""
     arms = result["arms"]
@@ -451,9 +457,7 @@ def table(result: dict) -> str:
     head = (f"**{result['task'].upper()} — {result['title']}** ({result['mode']} mode, "
             f"{len(arms.get('full', {}).get('seeds', []))} seeds, {result['config']['epochs']} epochs, "
             f"target accuracy {result.get('target', float('nan')):.4f}; {result['date']}, {result['machine']})")
-    notes = "".join(f"\nRerun: {r['arm']} seed {r['seed']} ({r['reason']}; first run {r['replaced']['wall_clock_s']:.1f} s)."
-                    for r in result.get("reruns", []))
-    return head + "\n\n" + "\n".join(lines) + "\n" + (notes[1:] + "\n" if notes else "")
+    return head + "\n\n" + "\n".join(lines) + "\n" + rerun_notes(result)
 
 
 def paired(result: dict, arm: str, other: str) -> Optional[np.ndarray]:
@@ -533,9 +537,7 @@ def selection_table(result: dict) -> str:
     head = (f"**{result['task'].upper()} — {result['title']}** ({result['mode']} mode, {seeds} seeds "
             f"{full['seeds'] if full else ''}, {result['config']['epochs']} epochs, "
             f"{result['config'].get('train_size', '?')} training samples; {result['date']}, {result['machine']})")
-    notes = "".join(f"\nRerun: {r['arm']} seed {r['seed']} ({r['reason']}; first run {r['replaced']['wall_clock_s']:.1f} s)."
-                    for r in result.get("reruns", []))
-    return head + "\n\n" + "\n".join(lines) + "\n" + (notes[1:] + "\n" if notes else "")
+    return head + "\n\n" + "\n".join(lines) + "\n" + rerun_notes(result)
 
 
 def colour(arm: str) -> str:
@@ -543,7 +545,8 @@ def colour(arm: str) -> str:
         return COLOURS[arm]
     base = control_of(arm)[1] if control_of(arm) else arm
     names = list(CANDIDATES)
-    return ("tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray")[names.index(base) % 5] if base in names else "tab:gray"
+    palette = ("tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray")
+    return palette[names.index(base) % len(palette)] if base in names else "tab:gray"
 
 
 def plot(result: dict, path: Path) -> None:

@@ -48,7 +48,8 @@ def _augment_images(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def _augment_tokens(input_ids: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+def _augment_tokens(input_ids: torch.Tensor, mask: torch.Tensor,
+                    rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
     ids_out, mask_out = torch.zeros_like(input_ids), torch.zeros_like(mask)
     pad = 0
     for i in range(len(input_ids)):

@@ -96,8 +96,8 @@ def test_forgetting_policy_in_the_sampler_allocates_its_signals_and_round_trips(
     assert (codes[30:] == Bucket.SUSPECT).all()  # wrong with 75% right elsewhere: the guard
     assert len(sampler.plan) == 1 and 30 <= sampler.plan[0] < 40  # 10 x suspect_weight 0.1
     sampler.save(tmp_path / "s.safetensors")
-    other = WeightedBucketSampler(PruningDataset(list(range(40))), ForgettingPolicy(audit_weight=0.0, min_visits=2,
-                                                                                    min_learned=2), num_epochs=5, seed=1)
+    other = WeightedBucketSampler(PruningDataset(list(range(40))), policy_from_config(policy.config()), num_epochs=5,
+                                  seed=1)
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.store.forget_count, sampler.store.forget_count)
     np.testing.assert_array_equal(other.plan, sampler.plan)
