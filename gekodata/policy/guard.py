@@ -29,9 +29,16 @@ from typing import Optional
 
 import numpy as np
 
-from ..state import GEKOStateStore
+from ..state import MAX_WRONG_STREAK, GEKOStateStore
 
 _BINCOUNT_MAX_LABEL = 1 << 24  # labels below this are counted with bincount, others via np.unique
+
+
+def check_streak(value: int) -> int:
+    """A ``suspect_streak`` as an int in [1, 7] (the store's wrong streak saturates at 7)."""
+    if not 1 <= int(value) <= MAX_WRONG_STREAK:
+        raise ValueError(f"suspect_streak must be in [1, {MAX_WRONG_STREAK}], got {value}")
+    return int(value)
 
 
 def others_accuracy(store: GEKOStateStore) -> np.ndarray:

@@ -30,11 +30,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..state import MAX_WRONG_STREAK, GEKOStateStore
+from ..state import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold
 from .curriculum import Curriculum, Phase
-from .guard import suspect_mask
+from .guard import check_streak, suspect_mask
 
 
 def check_rate(name: str, value: float) -> float:
@@ -82,9 +82,7 @@ class RatePolicy(SelectionPolicy):
     def __post_init__(self) -> None:
         self.noise_guard = bool(self.noise_guard)
         self.rescale = bool(self.rescale)
-        if not 1 <= int(self.suspect_streak) <= MAX_WRONG_STREAK:
-            raise ValueError(f"suspect_streak must be in [1, {MAX_WRONG_STREAK}], got {self.suspect_streak}")
-        self.suspect_streak = int(self.suspect_streak)
+        self.suspect_streak = check_streak(self.suspect_streak)
         self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
         self.hard_confidence = _check_threshold("hard_confidence", self.hard_confidence)
         self.suspect_weight = check_rate("suspect_weight", self.suspect_weight)
