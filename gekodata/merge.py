@@ -27,6 +27,8 @@ class Merged(NamedTuple):
     """int64 [U]: rows merged into each."""
     wandered: Optional[np.ndarray]
     """bool [U]: the rows carried different known labels (None without labels)."""
+    unanimous: Optional[np.ndarray] = None
+    """bool [U]: every row of the index reported the same correctness (None unless asked for)."""
 
 
 def has_duplicates(idx: np.ndarray, num_samples: int) -> bool:
@@ -43,10 +45,13 @@ def has_duplicates(idx: np.ndarray, num_samples: int) -> bool:
 
 
 def merge_duplicates(idx: np.ndarray, loss: np.ndarray, conf: np.ndarray, correct: np.ndarray,
-                     pred: Optional[np.ndarray]) -> Merged:
+                     pred: Optional[np.ndarray], *, unanimity: bool = False) -> Merged:
     """Merge rows that share an index (arrays [B]): losses, confidences and correctness are
     averaged; of the predicted labels the largest known one is kept, and ``wandered`` marks
-    indices whose rows named different known labels."""
+    indices whose rows named different known labels. With ``unanimity``, ``unanimous`` marks
+    indices whose rows all reported exactly the same correctness (an RL prompt's group of
+    completions with zero reward variance)."""
+    raw_correct = correct
     idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
     loss, conf, correct = ((np.bincount(inverse, x) / multiplicity).astype(np.float32)
                            for x in (loss, conf, correct))
@@ -60,4 +65,11 @@ def merge_duplicates(idx: np.ndarray, loss: np.ndarray, conf: np.ndarray, correc
         np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, unknown))
         wandered = (merged >= 0) & (lowest != merged)
         pred = merged
-    return Merged(idx, loss, conf, correct, pred, multiplicity, wandered)
+    unanimous = None
+    if unanimity:  # min == max of the rows' correctness per index: sort rows by index, reduce runs
+        order = np.argsort(inverse, kind="stable")
+        starts = np.zeros(len(idx), dtype=np.int64)
+        np.cumsum(multiplicity[:-1], out=starts[1:])
+        ordered = raw_correct[order]
+        unanimous = np.minimum.reduceat(ordered, starts) == np.maximum.reduceat(ordered, starts)
+    return Merged(idx, loss, conf, correct, pred, multiplicity, wandered, unanimous)

@@ -27,10 +27,10 @@ from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_H
                     LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
                     hist_quantile_max)
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns, dequantize_u8,
-                      upgrade_state_v1)
+                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns,
+                      dequantize_u8, upgrade_state_v1)
 from .checks import as_float32, check_report_shapes, row_checks
-from .folds import fold_flags, fold_fraction, fold_loss_moments, fold_q_value
+from .folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
 from .io import read_store_file, write_store_file
 from .merge import has_duplicates, merge_duplicates
 
@@ -60,7 +60,8 @@ def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
 
 
 class GEKOStateStore:
-    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels).
+    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels, 13
+    with the group streak of RL prompts).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
@@ -82,7 +83,10 @@ class GEKOStateStore:
     largest predicted label kept, and the streak restarted at 1 if the predicted labels
     differ), and ``visits`` grows by the multiplicity. The result does not depend on the order
     of the rows. The sampler folds one sync window (by default an epoch) per update, so the
-    wrong streak counts consecutive windows with a wrong observation.
+    wrong streak counts consecutive windows with a wrong observation. With the ``group_streak``
+    column (:meth:`ensure_column`) an update also records whether all of a sample's rows agreed:
+    an RL prompt reported once per completion (:func:`gekodata.prompts.report_groups`) gets one
+    step of its zero-variance run per window, taken over every completion of the window.
     """
 
     def __init__(
@@ -192,6 +196,17 @@ class GEKOStateStore:
         return np.full(self.num_samples, -1, dtype=np.int32)
 
     @property
+    def group_streak(self) -> np.ndarray:
+        """Signed run of unanimous updates, int8 [N] (a view; zeros if the column was never
+        allocated, see :meth:`ensure_column`): +k = each of the last k updates had all its rows
+        equal and correct (an RL prompt whose whole group of completions was right, k sync
+        windows running), -k = all equal and wrong, 0 = the last update's rows disagreed (the
+        group had a non-zero advantage) or the sample has no update yet."""
+        if "group_streak" in self.columns:
+            return self.columns["group_streak"]
+        return np.zeros(self.num_samples, dtype=np.int8)
+
+    @property
     def frozen_streak(self) -> np.ndarray:
         """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
         return self.columns["frozen_streak"]
@@ -282,9 +297,12 @@ class GEKOStateStore:
         self.loss_scale = self._scale_from_hist()
         multiplicity: Optional[np.ndarray] = None
         wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
-        if has_duplicates(idx, self.num_samples):
-            idx, loss, conf, correct, pred, multiplicity, wandered = merge_duplicates(idx, loss, conf, correct, pred)
         cols = self.columns
+        unanimous: Optional[np.ndarray] = None  # bool: every row of the sample reported the same correctness
+        if has_duplicates(idx, self.num_samples):
+            merged = merge_duplicates(idx, loss, conf, correct, pred, unanimity="group_streak" in cols)
+            idx, loss, conf, correct, pred = merged.idx, merged.loss, merged.conf, merged.correct, merged.pred
+            multiplicity, wandered, unanimous = merged.multiplicity, merged.wandered, merged.unanimous
         visits = cols["visits"][idx]
         first = visits == 0
         cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
@@ -302,6 +320,10 @@ class GEKOStateStore:
             known = pred >= 0
             cols["pred_label"][idx[known]] = pred[known]
         cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
+        if "group_streak" in cols:
+            cols["group_streak"][idx] = fold_group_streak(
+                cols["group_streak"][idx], np.ones(len(idx), dtype=bool) if unanimous is None else unanimous,
+                correct >= 0.5)
         self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
 
     def _scale_from_hist(self) -> float:
@@ -340,7 +362,20 @@ class GEKOStateStore:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
         label -1)."""
         for name, col in self.columns.items():
-            col[idx] = -1 if name == "pred_label" else 0
+            col[idx] = OPTIONAL_FILL.get(name, 0)
+
+    def ensure_column(self, name: str) -> None:
+        """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
+        the store lacks it, every row at its fill value (``pred_label`` -1, ``group_streak`` 0).
+
+        Policies name the optional columns they read (:attr:`SelectionPolicy.store_columns
+        <gekodata.policy.SelectionPolicy.store_columns>`) and the sampler allocates them before
+        the first report, because a column allocated later would have missed those reports.
+        ``ValueError`` for a name that is not an optional column."""
+        if name not in OPTIONAL_COLUMNS:
+            raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
+        if name not in self.columns:
+            self.columns[name] = np.full(self.num_samples, OPTIONAL_FILL[name], dtype=OPTIONAL_COLUMNS[name])
 
     # -------------------------------------------------------------- persistence
     def config(self) -> Dict[str, float]:
