@@ -214,3 +214,39 @@ def test_refusals(model_dir, tmp_path):
     ds = with_prompt_index(prompt_dataset(N))
     with pytest.raises(ValueError, match="already has a column"):
         with_prompt_index(ds)
+
+
+def test_two_processes_judge_split_groups_whole(tmp_path):
+    """Every group is split across the two processes; a group whose halves are each unanimous but
+    differ is informative (not zero-variance), and both ranks hold the same store."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from torchrun_util import run_torchrun
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(
+        [str(here.parent), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(here / "grpo_distributed_run.py"), "--out", str(tmp_path)]
+    try:
+        proc = run_torchrun(cmd, env, timeout=400)
+    except subprocess.TimeoutExpired as exc:  # pragma: no cover
+        pytest.fail(f"torchrun timed out: {exc}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["store_digest"] == ranks[1]["store_digest"] and ranks[0]["plans"] == ranks[1]["plans"]
+    for call in ranks[0]["calls"] + ranks[1]["calls"]:
+        assert len(call) == 2 and call[0] == call[1]  # half a group per process
+    rows = np.bincount(np.concatenate([np.concatenate(r["calls"]) for r in ranks]), minlength=9)
+    assert rows.tolist() == ranks[0]["visits"] and (rows % 4 == 0).all()  # whole groups, all reported once
+    streak = np.array(ranks[0]["group_streak"])
+    seen = rows > 0
+    kind = np.arange(9) % 3
+    assert (streak[seen & (kind == 2)] == 0).all() and (seen & (kind == 2)).any()  # judged whole: mixed
+    assert (streak[seen & (kind == 0)] > 0).all() and (streak[seen & (kind == 1)] < 0).all()
+    plans = ranks[0]["plans"]
+    assert len(plans["1"]) < len(plans["0"]) == 9
+    assert ranks[0]["trained_passes"] == sum(len(p) for p in plans.values())
