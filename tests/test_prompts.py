@@ -343,3 +343,23 @@ def test_simulated_grpo_run_saves_rollouts_and_zero_variance_groups():
         results[arm] = (groups, zero / groups)
     assert results["gekodata"][0] < 0.7 * results["uniform"][0]
     assert results["gekodata"][1] < results["uniform"][1] - 0.15
+
+
+def test_pass_rate_history_tempers_the_skip():
+    """A prompt at a middle pass rate whose group came out all wrong by chance keeps at least the
+    chance that its next group has reward variance; one with a one-sided history follows GRESO."""
+    g = 8
+    informed, plain = PromptPolicy(group_size=g), PromptPolicy(group_size=g, informed=False)
+    sampler = sampler_for(3, informed)
+    window(sampler, [[1, 1, 1, 0, 0, 0, 0, 0], [0] * g, [1] * g], 1)
+    window(sampler, [[0] * g, [0] * g, [1] * g], 2)
+    store = sampler.store
+    assert store.group_streak.tolist() == [-1, -2, 2]
+    p = store.correctness.astype(np.float64)
+    q = 1 - p ** g - (1 - p) ** g
+    assert q[0] > 0.5 and q[1] == 0 and q[2] == 0
+    np.testing.assert_allclose(informed.sample_weights(store, informed.classify(store), sampler.phase),
+                               [q[0], 0.25, 0.25])
+    np.testing.assert_allclose(plain.sample_weights(store, plain.classify(store), sampler.phase), [0.5, 0.25, 0.25])
+    with pytest.raises(ValueError, match="informed must be a bool"):
+        PromptPolicy(informed="yes")

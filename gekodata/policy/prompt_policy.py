@@ -31,10 +31,13 @@ UNSEEN      never rolled out                                 1
 FOCUS       informative: the last group had reward variance  ``(1 - learnability) + learnability *
                                                              l / mean(l)``, ``l = p (1 - p)``, capped at
                                                              ``max_draws`` (mean over FOCUS: 1)
-LIGHT       solved streak: ``1 <= z < freeze_after``         ``easy_keep ** z``
+LIGHT       solved streak: ``1 <= z < freeze_after``         ``max(easy_keep ** z, q)``
 FREEZE      mastered: ``z >= freeze_after``                  0 (re-audited, see below)
-HARD        failed streak: ``z <= -1``                       ``max(hard_keep ** -z, explore)``
+HARD        failed streak: ``z <= -1``                       ``max(hard_keep ** -z, q, explore)``
 ==========  ===============================================  ==========================================
+
+where ``q = 1 - p ** G - (1 - p) ** G`` is the probability that a group of ``G = group_size``
+completions at pass rate ``p`` has reward variance (``informed=True``, the default; 0 otherwise).
 
 The default epoch is the sum of these expected draws, so skipped prompts shorten it (an explicit
 sampler ``budget`` rescales them instead). Reasoning for each rule:
@@ -52,6 +55,13 @@ sampler ``budget`` rescales them instead). Reasoning for each rule:
   so one failed completion (loss 1 against a loss EMA near 0) unfreezes the prompt: a mastered
   prompt that produced a wrong answer has reward variance again, i.e. it teaches. Without an
   audit, frozen prompts stay frozen: pass ``freeze_after=None`` for GRESO's never-final skipping.
+* **The pass rate tempers the run** (``informed``). GRESO measured that zero-variance prompts
+  mostly stay so on math datasets where a large model's pass rates are near 0 or 1; a prompt at a
+  middle pass rate also produces all-alike groups by chance (at ``p = 0.2`` and G = 8, 17% of its
+  groups are all wrong) and is then informative again in the next epoch. Its pass-rate EMA
+  remembers the earlier successes, so the keep probability is at least the probability ``q`` that
+  the next group has reward variance. For a prompt whose whole history is one-sided (``p`` at 0 or
+  1) ``q`` is 0 and GRESO's rule alone decides.
 * **Hopeless prompts keep a small exploration rate.** All-wrong prompts are the ones the model may
   learn to solve as it improves (GRESO gives them the larger share of its zero-variance budget for
   that reason); ``explore`` (default 0.05) is the floor of their keep probability, so a prompt out
@@ -106,6 +116,8 @@ class PromptPolicy(SelectionPolicy):
         easy_keep: keep probability per all-right window, ``easy_keep ** z`` (GRESO: 0.5).
         hard_keep: keep probability per all-wrong window, ``hard_keep ** |z|`` (GRESO: 0.5).
         explore: floor of an all-wrong prompt's keep probability, in [0, 1].
+        informed: keep a zero-variance prompt at least with the probability that a group at its
+            pass-rate EMA has reward variance (module docstring); False: GRESO's run alone.
         freeze_after: all-right windows in a row after which a prompt is FREEZE (weight 0; audited
             when the sampler has ``audit_fraction > 0``); 1 to 127, or None: never freeze.
         learnability: in [0, 1]; 0: every informative prompt is drawn once per epoch; 1: draws
@@ -119,6 +131,7 @@ class PromptPolicy(SelectionPolicy):
     easy_keep: float = 0.5
     hard_keep: float = 0.5
     explore: float = 0.05
+    informed: bool = True
     freeze_after: Optional[int] = 3
     learnability: float = 0.5
     max_draws: float = 2.0
@@ -132,6 +145,9 @@ class PromptPolicy(SelectionPolicy):
         self.easy_keep = _fraction("easy_keep", self.easy_keep)
         self.hard_keep = _fraction("hard_keep", self.hard_keep)
         self.explore = _fraction("explore", self.explore)
+        if not isinstance(self.informed, (bool, np.bool_)):
+            raise ValueError(f"informed must be a bool, got {self.informed!r}")
+        self.informed = bool(self.informed)
         self.learnability = _fraction("learnability", self.learnability)
         if self.freeze_after is not None:
             if not 1 <= int(self.freeze_after) <= MAX_GROUP_STREAK:
@@ -167,10 +183,11 @@ class PromptPolicy(SelectionPolicy):
         weights = np.zeros(len(store), dtype=np.float64)
         run = store.group_streak.astype(np.float64)
         weights[codes == Bucket.UNSEEN] = 1.0
-        light = codes == Bucket.LIGHT
-        weights[light] = self.easy_keep ** run[light]
-        hard = codes == Bucket.HARD
-        weights[hard] = np.maximum(self.hard_keep ** -run[hard], self.explore)
+        light = np.flatnonzero(codes == Bucket.LIGHT)
+        hard = np.flatnonzero(codes == Bucket.HARD)
+        weights[light] = np.maximum(self.easy_keep ** run[light], self._informative(store, light))
+        weights[hard] = np.maximum(np.maximum(self.hard_keep ** -run[hard], self._informative(store, hard)),
+                                   self.explore)
         focus = np.flatnonzero(codes == Bucket.FOCUS)
         if len(focus):
             weights[focus] = self._focus_draws(store.correctness[focus].astype(np.float64))
@@ -178,6 +195,13 @@ class PromptPolicy(SelectionPolicy):
         if self.max_times_seen is not None:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
+
+    def _informative(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
+        """``1 - p**G - (1-p)**G`` at each row's pass-rate EMA (0 without ``informed``)."""
+        if not self.informed or self.group_size < 2:
+            return np.zeros(len(rows))
+        p = store.correctness[rows].astype(np.float64)
+        return np.clip(1.0 - p ** self.group_size - (1.0 - p) ** self.group_size, 0.0, 1.0)
 
     def _focus_draws(self, pass_rate: np.ndarray) -> np.ndarray:
         """Draws of informative prompts: a blend of 1 and ``p (1 - p) / mean``, capped."""
@@ -194,6 +218,7 @@ class PromptPolicy(SelectionPolicy):
 
     def config(self) -> Dict[str, Any]:
         return {"kind": "prompt", "group_size": self.group_size, "easy_keep": self.easy_keep,
-                "hard_keep": self.hard_keep, "explore": self.explore, "freeze_after": self.freeze_after,
+                "hard_keep": self.hard_keep, "explore": self.explore, "informed": self.informed,
+                "freeze_after": self.freeze_after,
                 "learnability": self.learnability, "max_draws": self.max_draws,
                 "max_times_seen": self.max_times_seen}
