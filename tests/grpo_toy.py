@@ -1,24 +1,20 @@
 """A tiny causal LM and character tokenizer saved to disk, and a prompt dataset, for the GRPO tests
 (no download: the tokenizer is built with ``tokenizers``, the model from a config)."""
-import string
+import importlib.util
 from pathlib import Path
 
 import torch
 
-CHARS = string.digits + string.ascii_letters + " +-*=?:.,\n"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpo_reasoning.py"
 
 
 def char_tokenizer():
-    """A PreTrainedTokenizerFast with one token per character, pad 0, eos 1, left padding."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(CHARS)}}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
-                                   padding_side="left")
+    """The example's in-memory character tokenizer (a PreTrainedTokenizerFast, pad 0, eos 1,
+    left padding): ``examples/grpo_reasoning.py``'s ``char_tokenizer``."""
+    spec = importlib.util.spec_from_file_location("grpo_reasoning_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.char_tokenizer()
 
 
 def save_tiny_model(path: Path, seed: int = 0) -> str:
