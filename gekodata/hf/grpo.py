@@ -40,7 +40,9 @@ What it changes, and why:
   and ``gekodata_trainer.json`` (epoch and optimizer steps done in it), written by a callback's
   ``on_save``; ``resume_from_checkpoint`` restores both and continues the same plan at the same
   generation batch (Trainer's own ``global_step // F`` would pick the wrong epoch once epochs
-  shrink). A checkpoint without them is refused rather than replayed from epoch 0.
+  shrink). A checkpoint without them is refused rather than replayed from epoch 0. (Checkpoints
+  go to ``args.output_dir``; Trainer's hyperparameter search, which saves per trial, is not
+  supported.)
 
 Hooks: public where they suffice -- a ``TrainerCallback`` (epoch bookkeeping, ``state.epoch``,
 empty epochs, checkpoint files), ``create_scheduler``, ``evaluate`` and ``train``. Two private
@@ -51,21 +53,20 @@ and step). Tested with trl 1.16 and transformers 5.24; other trl versions are re
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..io import atomic_write
 from ..prompts import RewardReporter
 from ..sampler import WeightedBucketSampler
 from .grpo_sampler import GroupedPlanSampler
+from .resume import RECORD_FILE as TRAINER_RECORD
+from .resume import SAMPLER_FILE, resume_point, save_checkpoint_files
+from .schedule import PlanProgressLR
 
-SAMPLER_FILE = "gekodata_sampler.safetensors"  # the same file name as GekoTrainer's checkpoints
-TRAINER_RECORD = "gekodata_trainer.json"
 TESTED_TRL = ("1.16", "1.17")
 """GekoGRPOTrainer runs with ``TESTED_TRL[0] <= trl < TESTED_TRL[1]`` (the range its tests cover)."""
 
@@ -110,31 +111,6 @@ def _check_prompt_index(dataset: Any, index_key: str) -> None:
         raise ValueError(f"train_dataset[{index_key!r}] is not each row's position (0, 1, 2, ...): the dataset was "
                          "shuffled, filtered or concatenated after the index was added. Add it last, with "
                          "gekodata.hf.with_prompt_index(dataset)")
-
-
-class _ProgressSchedule:
-    """The LR scheduler Trainer built for ``horizon`` steps, moved by progress through the plan:
-    ``progress()`` returns (epoch, optimizer steps done in it including this one, steps in it)."""
-
-    def __init__(self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int, progress) -> None:
-        self.inner, self.horizon, self.num_epochs, self.progress = inner, int(horizon), int(num_epochs), progress
-
-    def step(self) -> None:
-        epoch, done, total = self.progress()
-        where = (epoch + min(done / max(total, 1), 1.0)) / self.num_epochs
-        self.inner.last_epoch = round(self.horizon * where) - 1
-        self.inner.step()
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
@@ -248,8 +224,8 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         created = self.lr_scheduler is None
         scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
         if created and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            self.lr_scheduler = _ProgressSchedule(scheduler, num_training_steps, self.gekodata_sampler.num_epochs,
-                                                  self._geko_progress)
+            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs,
+                                               self._geko_progress)
         return self.lr_scheduler
 
     # -- evaluation and the end of training -------------------------------------------------
@@ -266,11 +242,10 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
 
     # -- checkpoints --------------------------------------------------------------------------
     def _geko_save(self, folder: str) -> None:
-        self.gekodata_sampler.save(os.path.join(folder, SAMPLER_FILE))  # every rank: a sync point
-        if self.args.should_save:
-            record = {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
-                      "updates_in_epoch": self._geko_updates(), "global_step": self.state.global_step}
-            atomic_write(os.path.join(folder, TRAINER_RECORD), json.dumps(record).encode())
+        save_checkpoint_files(folder, self.gekodata_sampler, epoch=self._geko_epoch,
+                              updates_done=self.state.global_step - self._geko_epoch_start,
+                              updates_in_epoch=self._geko_updates(), global_step=self.state.global_step,
+                              write_record=self.args.should_save)
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
                              resume_from_checkpoint, trial):
@@ -279,24 +254,12 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         self._geko_resume = (0, 0)
         if resume_from_checkpoint is None:
             return epochs, steps
-        sampler_path = os.path.join(resume_from_checkpoint, SAMPLER_FILE)
-        record_path = os.path.join(resume_from_checkpoint, TRAINER_RECORD)
-        if not (os.path.isfile(sampler_path) and os.path.isfile(record_path)):
-            raise FileNotFoundError(f"{resume_from_checkpoint} has no {SAMPLER_FILE} / {TRAINER_RECORD}: it was not "
-                                    "written by GekoGRPOTrainer, and resuming would replay the plan from epoch 0")
-        with open(record_path) as f:
-            record = json.load(f)
-        if int(record["global_step"]) != self.state.global_step:
-            raise ValueError(f"{record_path} is for step {record['global_step']}, the checkpoint for "
-                             f"{self.state.global_step}")
-        self.gekodata_sampler.load(sampler_path)
-        epoch, done = int(record["epoch"]), int(record["updates_done"])
-        if done >= int(record["updates_in_epoch"]):
-            epoch, done = epoch + 1, 0
+        epoch, done = resume_point(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step,
+                                   "GekoGRPOTrainer")
         if self.args.ignore_data_skip:  # the epoch is replayed from its first generation batch
             done = 0
         self._geko_resume = (epoch, done)
         return epoch, done * self.args.gradient_accumulation_steps
 
 
-__all__ = ["TESTED_TRL", "TRAINER_RECORD", "GekoGRPOTrainer", "check_trl_version", "with_prompt_index"]
+__all__ = ["SAMPLER_FILE", "TESTED_TRL", "TRAINER_RECORD", "GekoGRPOTrainer", "check_trl_version", "with_prompt_index"]
