@@ -3,14 +3,19 @@
 * :mod:`gekodata.hf.loaders`: :func:`sampler_of` and :func:`report_batch` for any (accelerate-prepared)
   DataLoader loop, without Trainer.
 * :mod:`gekodata.hf.signals`: :func:`per_sample_signals` from a model's logits and labels.
-* :mod:`gekodata.hf.trainer`: :class:`GekoTrainer` (``transformers >= 5``) and its checkpoint file
-  names :data:`SAMPLER_FILE`, :data:`TRAINER_FILE`.
+* :mod:`gekodata.hf.trainer`: :class:`GekoTrainer` and :class:`GekoTrainerMixin` (for other
+  ``Trainer`` subclasses); :mod:`gekodata.hf.checkpoint` its checkpoint files :data:`SAMPLER_FILE`,
+  :data:`TRAINER_FILE`; :mod:`gekodata.hf.schedule` the LR schedule by plan progress;
+  :mod:`gekodata.hf.compat` the tested transformers / trl ranges, enforced at construction.
 
-Importing this package does not need transformers (``GekoTrainer`` then raises ``ImportError`` when
-built) nor accelerate.
+Importing this package needs neither transformers (``GekoTrainer`` then raises ``ImportError``
+when built) nor accelerate.
 """
+from .checkpoint import SAMPLER_FILE, TRAINER_FILE
 from .loaders import report_batch, sampler_of
 from .signals import per_sample_signals
-from .trainer import SAMPLER_FILE, TRAINER_FILE, GekoTrainer
+from .trainer import GekoTrainer, GekoTrainerMixin
 
-__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "GekoTrainer", "per_sample_signals", "report_batch", "sampler_of"]
+__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "GekoTrainer", "GekoTrainerMixin",
+           "per_sample_signals", "report_batch", "sampler_of"]
+
