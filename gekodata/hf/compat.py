@@ -12,7 +12,7 @@ their arguments or what ``Trainer`` does around them, and then the plan would si
    ``trl`` extras in ``pyproject.toml`` state the same ranges, and ``tests/test_hf_compat.py`` checks that
    they agree); otherwise ``RuntimeError`` naming both, unless the environment variable
    :data:`ALLOW_UNTESTED` is ``1``: then a ``UserWarning`` and the run goes on, at your risk (run
-   ``tests/test_hf.py`` against that release first).
+   ``tests/test_hf.py`` and ``tests/test_hf_sft.py`` against that release first).
 
 Needs ``packaging`` (a dependency of transformers) when a check runs, nothing at import.
 """
