@@ -4,10 +4,8 @@ A tiny random Llama (tests/hf_toy.py) and a word-level tokenizer built here (no 
 main run shrinks its epochs (InfoBatch), reports every planned draw to the store, writes the
 sampler into its checkpoints and resumes from one inside a shrunk epoch to the same end state.
 """
-import json
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 import transformers
+from hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
 from hf_toy import tiny_llama
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -115,10 +114,7 @@ def reference_run(tmp_path_factory):
 
 def test_sft_plan_shrinks_and_reports_reach_the_store(reference_run):
     out, trainer, sampler, ds = reference_run
-    records = sampler.efficiency_report().epochs
-    planned = [r.planned for r in records]
-    assert planned[0] == N and all(p < N for p in planned[1:]), planned
-    assert [r.reported for r in records] == planned  # every planned draw trained and reported once
+    planned = assert_shrinks_and_reports(sampler, N)
     assert (sampler.store.visits > 0).all() and np.isfinite(sampler.store.loss).all()
     assert trainer.state.global_step == sum(math.ceil(p / BS) for p in planned)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # decayed to its end
@@ -134,21 +130,9 @@ def test_sft_plan_shrinks_and_reports_reach_the_store(reference_run):
 
 def test_sft_resume_inside_a_shrunk_epoch_restores_the_sampler(reference_run, tmp_path):
     out, ref_trainer, ref_sampler, _ = reference_run
-    records = ref_sampler.efficiency_report().epochs
-    ends = np.cumsum([math.ceil(r.planned / BS) for r in records])
-    step = next(s for s in range(2, int(ends[-1]), 2) if s > ends[0] and s not in ends)
-    shutil.copytree(out / f"checkpoint-{step}", tmp_path / f"checkpoint-{step}")
-    record = json.loads((tmp_path / f"checkpoint-{step}" / TRAINER_FILE).read_text())
-    assert record["epoch"] >= 1 and 0 < record["updates_done"] < record["updates_in_epoch"]
-    trainer, sampler, _ = shrinking_run(tmp_path, resume_from=str(tmp_path / f"checkpoint-{step}"))
-    assert trainer.state.global_step == ref_trainer.state.global_step
-    assert [(r.epoch, r.planned, r.reported) for r in sampler.efficiency_report().epochs] == \
-        [(r.epoch, r.planned, r.reported) for r in records]
-    for name, column in ref_sampler.store.columns.items():  # bitwise the same store
-        assert np.array_equal(sampler.store.columns[name], column), name
-    np.testing.assert_array_equal(sampler.global_plan, ref_sampler.global_plan)
-    for (name, a), b in zip(ref_trainer.model.named_parameters(), trainer.model.parameters()):
-        assert torch.allclose(a, b, atol=1e-6), name
+    ckpt, _ = copy_checkpoint_inside_shrunk_epoch(ref_sampler, out, tmp_path, N, BS, every=2)
+    trainer, sampler, _ = shrinking_run(tmp_path, resume_from=str(ckpt))
+    assert_same_end_state(ref_trainer, ref_sampler, trainer, sampler)
 
 
 # ---------------------------------------------------------------------------- clear errors
