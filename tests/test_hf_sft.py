@@ -55,11 +55,11 @@ def sft_args(out, epochs=EPOCHS, **kw):
                      save_strategy=kw.pop("save_strategy", "no"), **kw)
 
 
-def build(out, raw=None, policy=None, epochs=EPOCHS, **kw):
+def build(out, raw=None, policy=None, epochs=EPOCHS, eval_dataset=None, **kw):
     ds = PruningDataset(texts() if raw is None else raw)
     sampler = WeightedBucketSampler(ds, policy, num_epochs=epochs, seed=0, shard=False)
     trainer = GekoSFTTrainer(model=tiny_llama(), args=sft_args(out, epochs, **kw), train_dataset=ds,
-                             processing_class=tokenizer(), sampler=sampler)
+                             eval_dataset=eval_dataset, processing_class=tokenizer(), sampler=sampler)
     return trainer, sampler, ds
 
 
@@ -101,7 +101,8 @@ def test_signals_equal_causal_lm_signals_and_loss_equals_sfts(tmp_path):
 # ---------------------------------------------------------------------------- a real run, resumed
 def shrinking_run(out, resume_from=None):
     trainer, sampler, ds = build(out, policy=InfoBatchPolicy(anneal_fraction=0.0), save_strategy="steps",
-                                 save_steps=2, logging_steps=1, shuffle_dataset=True)
+                                 save_steps=2, logging_steps=1, shuffle_dataset=True,
+                                 eval_dataset=texts(8, seed=1), eval_strategy="epoch")
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, sampler, ds
 
@@ -119,6 +120,7 @@ def test_sft_plan_shrinks_and_reports_reach_the_store(reference_run):
     assert trainer.state.global_step == sum(math.ceil(p / BS) for p in planned)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # decayed to its end
     assert any("mean_token_accuracy" in h for h in trainer.state.log_history)  # SFT's own metrics still logged
+    assert sum("eval_loss" in h for h in trainer.state.log_history) == EPOCHS  # evaluation runs as SFT's
     # SFT shuffled its prepared rows; ds[i] is still raw example i, tokenized
     assert isinstance(ds.dataset, PreparedRows) and not np.array_equal(ds.dataset.positions, np.arange(N))
     tok, raw = tokenizer(), texts()
