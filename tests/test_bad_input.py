@@ -63,13 +63,13 @@ def test_failed_planning_leaves_epoch_and_plan_as_they_were():
 
 def test_rows_found_bad_at_a_sync_point_are_dropped_alone_and_counted():
     """Device input is only value-checked when the window is gathered (no per-step host sync);
-    simulated here with unchecked chunks, the form device reports are buffered in."""
+    run here on CPU tensors through the same deferred path (``defer_checks=True``)."""
     store = GEKOStateStore(10)
     buffer = ReportBuffer(store)
     buffer.add(np.array([0.5, 0.6]), None, None, np.array([0, 1]))
-    ints = torch.tensor([[2, -1], [3, -1], [99, -1], [4, -1]])
-    values = torch.tensor([[0.1, 0.9, 1.0], [float("nan"), 0.5, 0.0], [0.2, 0.8, 1.0], [0.3, 1.5, 1.0]])
-    buffer._chunks.append((ints, values, False))
+    loss = torch.tensor([0.1, float("nan"), 0.2, 0.3])
+    buffer.add(loss, torch.tensor([0.9, 0.5, 0.8, 1.5]), torch.tensor([1.0, 0.0, 1.0, 1.0]),
+               torch.tensor([2, 3, 99, 4]), defer_checks=True)  # the device path, on CPU tensors
     with pytest.warns(RuntimeWarning, match="dropped 3 reported row"):
         window = buffer.take()
     assert window.idx.tolist() == [0, 1, 2] and buffer.dropped_rows == 3 and buffer.rows == 0
