@@ -126,6 +126,7 @@ def test_sft_plan_shrinks_and_reports_reach_the_store(reference_run):
     tok, raw = tokenizer(), texts()
     for i in (0, 7, N - 1):
         assert ds[i]["input_ids"] == tok(raw[i]["text"] + "<eos>")["input_ids"] and ds[i]["idx"] == i
+    assert ds.__getitems__([7, 0]) == [ds[7], ds[0]]  # the batched read (one Arrow read) agrees
     ckpts = list(out.glob("checkpoint-*"))
     assert ckpts and all((c / SAMPLER_FILE).exists() and (c / TRAINER_FILE).exists() for c in ckpts)
 

@@ -99,6 +99,10 @@ class PreparedRows(Dataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         return self.prepared[int(self.positions[int(index)])]
 
+    def __getitems__(self, indices: List[int]) -> List[Dict[str, Any]]:
+        """A batch in one Arrow read (PruningDataset's batched fetching uses it)."""
+        return self.prepared.__getitems__(self.positions[np.asarray(indices, dtype=np.int64)].tolist())
+
 
 class CarryIndex:
     """Wraps a collator that drops unknown keys: adds the examples' index (and weight) to its batch.
