@@ -137,6 +137,13 @@ def simulate(n: int, batch: int, seed: int) -> Dict[str, Any]:
     return out
 
 
+def fetch(ds: Any, ids: List[int]) -> List[Any]:
+    """A batch of items as torch's DataLoader fetches it: ``__getitems__`` where the dataset has
+    one, else one ``ds[i]`` per index."""
+    getitems = getattr(ds, "__getitems__", None)
+    return getitems(ids) if getitems else [ds[i] for i in ids]
+
+
 def random_iter_s(n: int, total: int) -> float:
     """Seconds torch's RandomSampler needs to yield ``total`` indices (whole epochs of n)."""
     sampler = RandomSampler(range(n), generator=torch.Generator().manual_seed(0))
@@ -165,8 +172,8 @@ def per_step_costs(n: int, batch: int, repeats: int) -> Dict[str, Any]:
     ce = per_call(lambda: F.cross_entropy(logits.float(), y, reduction="none"), calls, repeats)
     base, wrapped = TokenDataset(n), PruningDataset(TokenDataset(n))
     ids = np.random.default_rng(2).integers(0, n, batch).tolist()
-    fetch_base = per_call(lambda: default_collate([base[i] for i in ids]), calls // 4, repeats)
-    fetch_wrap = per_call(lambda: default_collate([wrapped[i] for i in ids]), calls // 4, repeats)
+    fetch_base = per_call(lambda: default_collate(fetch(base, ids)), calls // 4, repeats)
+    fetch_wrap = per_call(lambda: default_collate(fetch(wrapped, ids)), calls // 4, repeats)
     costs = {"report": med("report_s"), "fold": med("fold_s"), "plan": med("plan_s"),
              "iter": max(0.0, med("iter_s") - rand_iter), "signals": max(0.0, sig - ce),
              "dataset": max(0.0, fetch_wrap - fetch_base)}
