@@ -14,7 +14,7 @@ from grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E4
 
 from gekodata import Bucket, PromptPolicy, WeightedBucketSampler  # noqa: E402
 from gekodata.hf import GekoGRPOTrainer, GroupedPlanSampler, with_prompt_index  # noqa: E402
-from gekodata.hf.grpo import SAMPLER_FILE, TRAINER_RECORD, check_trl_version  # noqa: E402
+from gekodata.hf.grpo import SAMPLER_FILE, TRAINER_RECORD, check_supported  # noqa: E402
 from gekodata.prompts import reward_reporter  # noqa: E402
 
 N, G, EPOCHS, LR = 18, 4, 4, 1e-3
@@ -145,7 +145,7 @@ def test_checkpoints_hold_the_sampler_and_resume_exactly(run, model_dir, tmp_pat
         if f.name not in (SAMPLER_FILE, TRAINER_RECORD):
             (tmp_path / "bare" / f.name).symlink_to(f)
     again, _ = make_trainer(tmp_path, model_dir, save_strategy="no")
-    with pytest.raises(FileNotFoundError, match="not written by GekoGRPOTrainer"):
+    with pytest.raises(FileNotFoundError, match="not written by a gekodata trainer"):
         again.train(resume_from_checkpoint=str(tmp_path / "bare"))
 
 
@@ -195,9 +195,29 @@ def test_grouped_plan_sampler_layout():
 
 
 def test_refusals(model_dir, tmp_path):
-    with pytest.raises(RuntimeError, match="tested with trl"):
-        check_trl_version("1.17.0")
-    check_trl_version("1.16.3")
+    check_supported()  # the installed releases are the tested ones
+
+    class Renamed:  # a release whose private hook changed its parameters
+        def _get_train_sampler(self, train_dataset=None):
+            pass
+
+        def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
+                                 resume_from_checkpoint, trial):
+            pass
+
+    with pytest.raises(RuntimeError, match="_get_train_sampler"):
+        check_supported(Renamed)
+    from gekodata.hf import compat
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(compat.TESTED, "trl", ">=9.0")
+        mp.setattr("gekodata.hf.grpo.TESTED", compat.TESTED)
+        mp.delenv(compat.ALLOW_UNTESTED, raising=False)
+        with pytest.raises(RuntimeError, match="tested with"):
+            check_supported()
+        mp.setenv(compat.ALLOW_UNTESTED, "1")
+        with pytest.warns(UserWarning, match="tested with"):
+            check_supported()
     cases = [
         (dict(max_steps=5), ValueError, "max_steps"),
         (dict(num_train_epochs=2), ValueError, "num_train_epochs"),

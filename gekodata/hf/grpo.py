@@ -37,8 +37,8 @@ What it changes, and why:
   planned is skipped instead of ending training. ``max_steps > 0`` is refused (the number of
   steps is not known in advance) and ``num_train_epochs`` must equal the sampler's ``num_epochs``.
 * **Checkpoints.** Every checkpoint gets ``gekodata_sampler.safetensors`` (store, plan, history)
-  and ``gekodata_trainer.json`` (epoch and optimizer steps done in it), written by a callback's
-  ``on_save``; ``resume_from_checkpoint`` restores both and continues the same plan at the same
+  and ``gekodata_trainer.json`` (epoch and optimizer steps done in it), written by
+  :class:`~gekodata.hf.checkpoint.SamplerCheckpointCallback` on ``on_save`` (as for GekoTrainer); ``resume_from_checkpoint`` restores both and continues the same plan at the same
   generation batch (Trainer's own ``global_step // F`` would pick the wrong epoch once epochs
   shrink). A checkpoint without them is refused rather than replayed from epoch 0. (Checkpoints
   go to ``args.output_dir``; Trainer's hyperparameter search, which saves per trial, is not
@@ -48,8 +48,9 @@ Hooks: public where they suffice -- a ``TrainerCallback`` (epoch bookkeeping, ``
 empty epochs, checkpoint files), ``create_scheduler``, ``evaluate`` and ``train``. Two private
 methods are overridden because nothing public reaches them: ``_get_train_sampler`` (TRL's own
 extension point for its RepeatSampler) and ``Trainer._init_training_state`` (the resumed epoch
-and step). Tested with trl 1.16 and transformers 5.24; other trl versions are refused
-(:data:`TESTED_TRL`), so an upgrade fails loudly instead of silently changing the plan.
+and step). Building it checks both overrides' signatures (:data:`PRIVATE_HOOKS`) and that
+transformers and trl are the tested releases (:data:`gekodata.hf.compat.TESTED`, the ``trl``
+extra), so an upgrade fails loudly instead of silently changing the plan.
 """
 from __future__ import annotations
 
@@ -62,13 +63,16 @@ import torch
 
 from ..prompts import RewardReporter
 from ..sampler import WeightedBucketSampler
+from .checkpoint import SAMPLER_FILE, SamplerCheckpointCallback, restore
+from .checkpoint import TRAINER_FILE as TRAINER_RECORD
+from .compat import ALLOW_UNTESTED, TESTED, untested_versions
 from .grpo_sampler import GroupedPlanSampler
-from .resume import RECORD_FILE as TRAINER_RECORD
-from .resume import SAMPLER_FILE, resume_point, save_checkpoint_files
 from .schedule import PlanProgressLR
 
-TESTED_TRL = ("1.16", "1.17")
-"""GekoGRPOTrainer runs with ``TESTED_TRL[0] <= trl < TESTED_TRL[1]`` (the range its tests cover)."""
+PRIVATE_HOOKS = {"_get_train_sampler": ("dataset",),
+                 "_init_training_state": ("max_steps", "num_update_steps_per_epoch", "num_train_epochs",
+                                          "resume_from_checkpoint", "trial")}
+"""The private methods GekoGRPOTrainer overrides, with the parameters its overrides are written against."""
 
 try:  # GekoGRPOTrainer needs trl; importing this module (and gekodata.hf) does not
     import trl as _trl
@@ -80,17 +84,33 @@ except ImportError:  # pragma: no cover - depends on the environment
     _Callback = object  # type: ignore[assignment,misc]
 
 
-def check_trl_version(version: Optional[str] = None) -> None:
-    """``RuntimeError`` unless trl ``version`` (default: the installed one) is in :data:`TESTED_TRL`."""
-    from packaging.version import Version
+def check_supported(trainer_class: Optional[type] = None) -> None:
+    """``RuntimeError`` unless ``trainer_class`` (default trl's ``GRPOTrainer``) has the private
+    methods GekoGRPOTrainer overrides with the expected parameters (:data:`PRIVATE_HOOKS`), and the
+    installed transformers and trl are in :data:`gekodata.hf.compat.TESTED` (outside it, only a
+    ``UserWarning`` with ``GEKODATA_ALLOW_UNTESTED_VERSIONS=1``)."""
+    import inspect
+    import warnings
 
-    version = version if version is not None else getattr(_trl, "__version__", "0")
-    low, high = TESTED_TRL
-    if not Version(low) <= Version(version) < Version(high):
-        raise RuntimeError(
-            f"GekoGRPOTrainer is tested with trl >= {low}, < {high} and found trl {version}: it overrides "
-            "GRPOTrainer._get_train_sampler and Trainer._init_training_state, which another version may "
-            f"change silently. Install the tested range: pip install 'gekodata[trl]' (trl>={low},<{high})")
+    klass = trainer_class if trainer_class is not None else _GRPOTrainer
+    for name, expected in PRIVATE_HOOKS.items():
+        owner = next((k for k in klass.__mro__ if name in vars(k)), None)
+        params = None if owner is None else tuple(p for p in inspect.signature(vars(owner)[name]).parameters
+                                                  if p != "self")
+        if params != expected:
+            raise RuntimeError(f"GekoGRPOTrainer cannot run on this trl/transformers release: {name} is "
+                               f"{'missing' if owner is None else f'{owner.__name__}.{name}{params}'} (expected "
+                               f"{expected}). Install a tested release: pip install 'gekodata[trl]'")
+    untested = untested_versions(("transformers", "trl"))
+    if untested:
+        message = ("GekoGRPOTrainer is tested with " + ", ".join(f"{p}{TESTED[p]}" for p in ("transformers", "trl"))
+                   + "; installed: " + ", ".join(f"{p} {v}" for p, v in untested.items()) + ". It overrides "
+                   "GRPOTrainer._get_train_sampler and Trainer._init_training_state, which another release may "
+                   f"change silently. Install the tested releases (pip install 'gekodata[trl]'), or set "
+                   f"{ALLOW_UNTESTED}=1 to run anyway")
+        if os.environ.get(ALLOW_UNTESTED) != "1":
+            raise RuntimeError(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def with_prompt_index(dataset: Any, index_key: str = "idx") -> Any:
@@ -114,7 +134,7 @@ def _check_prompt_index(dataset: Any, index_key: str) -> None:
 
 
 class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
-    """Epoch bookkeeping, ``state.epoch``, empty epochs and checkpoint files (public hooks)."""
+    """Epoch bookkeeping, ``state.epoch`` and empty epochs (public hooks)."""
 
     def __init__(self, trainer: "GekoGRPOTrainer") -> None:
         self.trainer = trainer
@@ -132,9 +152,6 @@ class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
         if t._geko_updates() == 0 and t._geko_epoch + 1 < t.gekodata_sampler.num_epochs:
             control.should_training_stop = False  # Trainer stops on an empty epoch; later epochs may plan prompts
 
-    def on_save(self, args, state, control, **kwargs):
-        self.trainer._geko_save(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
-
 
 class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
     """``trl.GRPOTrainer`` that rolls out the prompts a gekodata sampler plans (module docstring).
@@ -149,7 +166,7 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
     def __init__(self, *args: Any, sampler: WeightedBucketSampler, index_key: str = "idx", **kwargs: Any) -> None:
         if _trl is None:  # pragma: no cover
             raise ImportError("GekoGRPOTrainer needs trl: pip install 'gekodata[trl]'")
-        check_trl_version()
+        check_supported()
         if not isinstance(sampler, WeightedBucketSampler):
             raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
         super().__init__(*args, **kwargs)
@@ -199,6 +216,7 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         self._geko_epoch, self._geko_epoch_start = 0, 0
         self._geko_resume: Tuple[int, int] = (0, 0)  # (epoch, optimizer steps done in it) to start from
         self.add_callback(_PlanCallback(self))
+        self.add_callback(SamplerCheckpointCallback(sampler, self._geko_record))
 
     # -- plan, epochs, steps -------------------------------------------------------------
     def _get_train_sampler(self, dataset: Any = None) -> GroupedPlanSampler:
@@ -214,18 +232,21 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         self._geko_resume = (epoch + 1, 0)
         self.gekodata_prompts.set_epoch(epoch)  # plans it (every process: a sync point)
         self._geko_epoch, self._geko_epoch_start = epoch, self.state.global_step - done
-        self.state.max_steps = max(self.state.max_steps, self._geko_epoch_start + self._geko_updates())
+        updates = self._geko_updates()
+        self.state.max_steps = max(self.state.max_steps, self._geko_epoch_start + updates)
+        if isinstance(self.lr_scheduler, PlanProgressLR):
+            self.lr_scheduler.begin_epoch(epoch, updates, done)
 
-    def _geko_progress(self) -> Tuple[int, int, int]:
-        # called by the scheduler inside the optimizer step, before global_step counts it
-        return self._geko_epoch, self.state.global_step + 1 - self._geko_epoch_start, self._geko_updates()
+    def _geko_record(self) -> dict:
+        """The epoch/step record written into every checkpoint (:mod:`gekodata.hf.checkpoint`)."""
+        return {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
+                "updates_in_epoch": self._geko_updates(), "global_step": self.state.global_step}
 
     def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
         created = self.lr_scheduler is None
         scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
         if created and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs,
-                                               self._geko_progress)
+            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs)
         return self.lr_scheduler
 
     # -- evaluation and the end of training -------------------------------------------------
@@ -241,12 +262,6 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         return out
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _geko_save(self, folder: str) -> None:
-        save_checkpoint_files(folder, self.gekodata_sampler, epoch=self._geko_epoch,
-                              updates_done=self.state.global_step - self._geko_epoch_start,
-                              updates_in_epoch=self._geko_updates(), global_step=self.state.global_step,
-                              write_record=self.args.should_save)
-
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
                              resume_from_checkpoint, trial):
         epochs, steps = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
@@ -254,12 +269,13 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         self._geko_resume = (0, 0)
         if resume_from_checkpoint is None:
             return epochs, steps
-        epoch, done = resume_point(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step,
-                                   "GekoGRPOTrainer")
+        epoch, done, total = restore(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step)
+        if done >= total:  # the epoch was over: continue with the next one
+            epoch, done = epoch + 1, 0
         if self.args.ignore_data_skip:  # the epoch is replayed from its first generation batch
             done = 0
         self._geko_resume = (epoch, done)
         return epoch, done * self.args.gradient_accumulation_steps
 
 
-__all__ = ["SAMPLER_FILE", "TESTED_TRL", "TRAINER_RECORD", "GekoGRPOTrainer", "check_trl_version", "with_prompt_index"]
+__all__ = ["PRIVATE_HOOKS", "SAMPLER_FILE", "TRAINER_RECORD", "GekoGRPOTrainer", "check_supported", "with_prompt_index"]

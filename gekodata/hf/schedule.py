@@ -1,37 +1,37 @@
-"""`PlanProgressLR`: a Trainer's LR schedule driven by progress through gekodata's epoch plans.
+"""The learning-rate schedule driven by progress through gekodata's epoch plans, not by step count.
 
-Trainer builds its schedule for ``horizon = num_train_epochs * F`` optimizer steps, ``F`` the first
-(full) epoch's. When later epochs shrink, counting steps would leave warmup and decay unfinished;
-this wrapper moves the schedule instead to ``round(horizon * (e + k / n_e) / num_epochs)`` at the
-k-th of the ``n_e`` optimizer steps of epoch ``e``, where ``progress()`` returns ``(e, k, n_e)``.
-Full epochs give exactly the step-counting schedule. Everything else (``get_last_lr``,
-``state_dict``, ...) is the wrapped scheduler's, so Trainer checkpoints and restores it as usual.
-
-Used by :class:`~gekodata.hf.GekoGRPOTrainer`; :class:`~gekodata.hf.GekoTrainer` keeps an older
-copy of the same rule in ``trainer.py`` (to be moved onto this class with that module's rework).
+``Trainer`` sizes its schedule once, for ``T = num_train_epochs * F`` optimizer steps, ``F`` from
+the first (full) epoch. gekodata's later epochs are shorter, so counting steps would leave the
+schedule short of its end (a linear decay would stop far above 0). :class:`PlanProgressLR` wraps the
+``LambdaLR`` Trainer built and moves it to where the run is in its plan instead.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 
-Progress = Callable[[], Tuple[int, int, int]]
-
 
 class PlanProgressLR:
-    """Wraps ``inner`` (a ``LambdaLR`` built for ``horizon`` steps) for a run of ``num_epochs``;
-    ``progress()`` is called at every :meth:`step` and returns (epoch, optimizer steps done in it
-    including this one, optimizer steps in it)."""
+    """Drives a ``LambdaLR`` built for ``horizon`` steps by progress through the epochs' plans.
 
-    def __init__(self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int,
-                 progress: Progress) -> None:
-        self.inner, self.horizon, self.num_epochs, self.progress = inner, int(horizon), int(num_epochs), progress
+    The k-th of ``n_e`` optimizer steps of epoch ``e`` moves the wrapped schedule to step
+    ``round(horizon * (e + k / n_e) / num_epochs)``. Full epochs give exactly the wrapped
+    schedule. Everything else (``get_last_lr``, ``state_dict``, ...) is the wrapped scheduler's.
+    """
+
+    def __init__(self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int) -> None:
+        self.inner, self.horizon, self.num_epochs = inner, int(horizon), int(num_epochs)
+        self._epoch, self._updates, self._done = 0, 1, 0
+
+    def begin_epoch(self, epoch: int, updates: int, done: int) -> None:
+        """Epoch ``epoch`` has ``updates`` optimizer steps, ``done`` of them taken already (resume)."""
+        self._epoch, self._updates, self._done = int(epoch), max(int(updates), 1), int(done)
 
     def step(self) -> None:
-        epoch, done, total = self.progress()
-        where = (epoch + min(done / max(total, 1), 1.0)) / self.num_epochs
-        self.inner.last_epoch = round(self.horizon * where) - 1
+        self._done += 1
+        progress = (self._epoch + min(self._done / self._updates, 1.0)) / self.num_epochs
+        self.inner.last_epoch = round(self.horizon * progress) - 1
         self.inner.step()
 
     def state_dict(self) -> Dict[str, Any]:
@@ -46,4 +46,4 @@ class PlanProgressLR:
         return getattr(self.inner, name)
 
 
-__all__ = ["PlanProgressLR", "Progress"]
+__all__ = ["PlanProgressLR"]
