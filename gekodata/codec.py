@@ -108,12 +108,18 @@ def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
     return counts.copy(), maxima.copy()
 
 
+_HIST_CHUNK = 1 << 20
+
+
 def add_to_hist(counts: np.ndarray, maxima: np.ndarray, x: np.ndarray) -> None:
     """Count losses ``x`` (float32 [k] in [0, LOSS_MAX]) into a loss-scale histogram, in place:
-    ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins)."""
-    bins = loss_hist_bins(x)
-    counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
-    np.maximum.at(maxima, bins, x)
+    ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins), a chunk of
+    ``_HIST_CHUNK`` losses at a time (counts and maxima do not depend on the order)."""
+    for lo in range(0, len(x), _HIST_CHUNK):
+        chunk = x[lo:lo + _HIST_CHUNK]
+        bins = loss_hist_bins(chunk)
+        counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
+        np.maximum.at(maxima, bins, chunk)
 
 
 def hist_quantile_max(counts: np.ndarray, maxima: np.ndarray, q: float) -> float:
