@@ -61,6 +61,9 @@ _LOSS_TABLE = np.concatenate([
             ).astype(np.float32),
 ])
 _LOSS_TABLE.flags.writeable = False
+LOSS_TABLE = _LOSS_TABLE
+"""The loss of every code, float32 [65536], read-only and strictly increasing: ``decode_loss``'s
+table, so ``decode_loss(c) < x`` iff ``c < count_nonzero(LOSS_TABLE < x)``."""
 LOSS_HIST_BINS_PER_OCTAVE = 8
 """Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
 LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2

@@ -334,28 +334,39 @@ class GEKOStateStore:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
 
         ``frozen`` (bool [N]) marks samples in the frozen bucket this epoch: their streak grows
-        by one (saturating at 255), every other streak resets to 0.
+        by one (saturating at 255), every other streak resets to 0. A block at a time.
         """
         codes = np.asarray(codes)
         frozen = np.asarray(frozen, dtype=bool)
         if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
             raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
-        if codes.size and int(codes.max()) > int(BUCKET_MASK):
-            raise ValueError(f"bucket codes must be < 8, got {int(codes.max())}")
-        flags = self.columns["flags"]
-        flags &= ~BUCKET_MASK
-        flags |= codes.astype(np.uint8)
-        streak = self.columns["frozen_streak"]
-        np.add(streak, 1, out=streak, where=frozen & (streak < MAX_FROZEN_STREAK))
-        streak[~frozen] = 0
+        if codes.size and (int(codes.max()) > int(BUCKET_MASK) or int(codes.min()) < 0):
+            raise ValueError(f"bucket codes must be in [0, 8), got {int(codes.min())}..{int(codes.max())}")
+        flags, streak = self.columns["flags"], self.columns["frozen_streak"]
+        keep = ~BUCKET_MASK
+        for lo, hi in blocks(self.num_samples):
+            flags[lo:hi] &= keep
+            flags[lo:hi] |= codes[lo:hi].astype(np.uint8, copy=False)
+            run = streak[lo:hi]
+            run += (run < MAX_FROZEN_STREAK).view(np.uint8)
+            run *= frozen[lo:hi].view(np.uint8)  # min(streak + 1, 255) if frozen, else 0
 
     def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
-        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all)."""
+        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all; a bool
+        [N] mask is applied a block at a time)."""
         target = slice(None) if idx is None else idx
-        if value:
-            self.columns["flags"][target] |= PRUNED_BIT
+        flags = self.columns["flags"]
+        if isinstance(target, np.ndarray) and target.dtype == np.bool_ and target.shape == (self.num_samples,):
+            for lo, hi in blocks(self.num_samples):
+                bits = target[lo:hi].view(np.uint8) * PRUNED_BIT
+                if value:
+                    flags[lo:hi] |= bits
+                else:
+                    flags[lo:hi] &= ~bits
+        elif value:
+            flags[target] |= PRUNED_BIT
         else:
-            self.columns["flags"][target] &= ~PRUNED_BIT
+            flags[target] &= ~PRUNED_BIT
 
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted

@@ -122,6 +122,10 @@ def test_pruned_flag_does_not_disturb_bucket_or_correct_bits():
     assert store.last_correct.all()
     store.set_pruned(None, value=False)
     assert store.num_pruned == 0
+    store.set_pruned(np.array([False, True, True, False]))  # a bool mask: applied a block at a time
+    store.set_pruned(np.array([False, False, True, False]), value=False)
+    assert store.pruned.tolist() == [False, True, False, False]
+    assert store.bucket.tolist() == [1, 2, 3, 4] and store.last_correct.all()
 
 
 def test_visits_saturate():
