@@ -2,9 +2,11 @@
 
 :func:`plan_epoch` is the whole planning step and changes nothing: bucket weights for the
 curriculum phase, the unbiased floor (optional), the budget, the forgetting audit's draws,
-integer draw counts and the shuffled stream. The helpers below it are pure functions over whole
+integer draw counts and the epoch's stream. The helpers below it are pure functions over whole
 arrays, O(N) time and memory, valid for any N (no torch.multinomial 2^24 category cap).
-Randomness comes only from generators seeded by (seed, epoch).
+Randomness comes only from generators seeded by (seed, epoch). The draws are laid out as a pool
+of sample indices and handed out in the order of a keyed permutation (:mod:`gekodata.stream`),
+so no O(S) shuffle is made.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .audit import ForgettingAudit
 from .policy import Bucket, SelectionPolicy
 from .report import EpochRecord
 from .state import GEKOStateStore
+from .stream import EpochStream, KeyedPermutation
 
 Budget = Union[None, int, float]
 
@@ -26,14 +29,20 @@ Budget = Union[None, int, float]
 class EpochPlan:
     """One epoch's plan.
 
-    ``indices``: the global index stream, int32/int64 [S + audits]; ``loss_weights``: float32 [N]
+    ``stream``: the global index stream (:class:`~gekodata.stream.EpochStream`, int32/int64
+    [S + audits] on demand; :attr:`indices` materialises it); ``loss_weights``: float32 [N]
     per-sample loss weights for this epoch, or None when the run has none; ``audits``: sorted
     int64 indices drawn once for the forgetting audit; ``record``: the epoch's counts."""
 
-    indices: np.ndarray
+    stream: EpochStream
     loss_weights: Optional[np.ndarray]
     audits: np.ndarray
     record: EpochRecord
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The whole index stream as an array (materialised on each call; O(S))."""
+        return self.stream.materialize()
 
 
 def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, num_epochs: int, seed: int,
@@ -45,7 +54,7 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     ``max_times_seen``) -> unbiased mode (``unbiased_floor`` given): every live sample keeps at
     least that weight, and gets loss weight ``v_i = sum(w) / (N_live * w_i)`` -> the budget S
     (:func:`resolve_budget`; an explicit budget includes the audits) -> the audits -> draw counts
-    (:func:`draw_counts`) with one extra draw per audit -> the stream shuffled by
+    (:func:`draw_counts`) with one extra draw per audit -> the stream, permuted by
     ``epoch_generator(seed, epoch)``. Audited samples carry loss weight 0 (checked, not trained).
     """
     started = time.perf_counter()
@@ -69,7 +78,8 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     rng = epoch_generator(seed, epoch)
     counts = draw_counts(weights, total, rng)
     counts[audits] += 1
-    indices = shuffled_plan(counts, rng)
+    pool = np.repeat(np.arange(len(store), dtype=index_dtype(len(store))), counts)
+    stream = EpochStream(pool, KeyedPermutation(len(pool), rng), pool.dtype)
     loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights)
     if loss_weights is not None:
         loss_weights = np.asarray(loss_weights, dtype=np.float32)
@@ -78,14 +88,14 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
         epoch=epoch,
         phase=phase.name,
         num_samples=len(store),
-        planned=len(indices),
+        planned=len(stream),
         unique_planned=int(np.count_nonzero(counts)),
         pruned=store.num_pruned,
         buckets={b.name: int(n) for b, n in zip(Bucket, np.bincount(codes, minlength=len(Bucket)))},
         plan_seconds=time.perf_counter() - started,
         audit_planned=len(audits),
     )
-    return EpochPlan(indices, loss_weights, audits, record)
+    return EpochPlan(stream, loss_weights, audits, record)
 
 
 def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: Optional[int]) -> None:
@@ -208,11 +218,11 @@ def index_dtype(num_samples: int) -> np.dtype:
 
 
 def shuffled_plan(counts: np.ndarray, rng: np.random.Generator, out_dtype: Optional[np.dtype] = None) -> np.ndarray:
-    """Sample ``i`` repeated ``counts[i]`` times, shuffled in place by ``rng``: int [sum(counts)]."""
+    """Sample ``i`` repeated ``counts[i]`` times, in the order of a keyed permutation drawn from
+    ``rng`` (:mod:`gekodata.stream`): int [sum(counts)]."""
     dtype = out_dtype or index_dtype(len(counts))
-    plan = np.repeat(np.arange(len(counts), dtype=dtype), counts)
-    rng.shuffle(plan)
-    return plan
+    pool = np.repeat(np.arange(len(counts), dtype=dtype), counts)
+    return EpochStream(pool, KeyedPermutation(len(pool), rng), dtype).materialize()
 
 
 def epoch_generator(seed: int, epoch: int) -> np.random.Generator:

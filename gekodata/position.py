@@ -76,8 +76,9 @@ def fingerprint(local: np.ndarray) -> List[int]:
 
 
 def _chunks(local: Any, start: int, cursor: _Cursor) -> Iterator[Iterator[int]]:
-    """List iterators over the Python ints of ``local[start:]``, a chunk each, converted when the
-    previous one is exhausted; ``cursor`` tracks the current one."""
+    """List iterators over the Python ints of ``local[start:]`` (an array or an
+    :class:`~gekodata.stream.EpochStream`), a chunk each, converted when the previous one is
+    exhausted; ``cursor`` tracks the current one."""
     for begin in range(start, len(local), _ITER_CHUNK):
         chunk = local[begin : begin + _ITER_CHUNK].tolist()
         cursor.start, cursor.length, cursor.items = begin, len(chunk), iter(chunk)

@@ -99,3 +99,50 @@ def test_bad_weights():
         draw_counts(np.array([1.0, -1.0]), 3, np.random.default_rng(0))
     with pytest.raises(ValueError):
         draw_counts(np.array([1.0, np.nan]), 3, np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- the keyed permutation
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 64, 1000, 4097, 65537])
+def test_keyed_permutation_is_a_bijection_for_any_size(size):
+    from gekodata.stream import KeyedPermutation
+
+    x = KeyedPermutation(size, np.random.default_rng(size))(np.arange(size))
+    np.testing.assert_array_equal(np.sort(x), np.arange(size))
+
+
+def test_keyed_permutation_is_keyed_and_looks_random():
+    from gekodata.stream import KeyedPermutation
+
+    size = 200_003
+    perm = lambda seed: KeyedPermutation(size, np.random.default_rng(seed))(np.arange(size)).astype(np.int64)  # noqa: E731
+    a = perm(1)
+    np.testing.assert_array_equal(a, perm(1))
+    assert np.mean(a != perm(2)) > 0.99
+    # no structure a batch would see: neighbours are unrelated, runs go up half the time
+    sd = 1 / np.sqrt(size)
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 5 * sd
+    assert abs(np.corrcoef(np.arange(size), a)[0, 1]) < 5 * sd
+    assert abs(np.mean(a[1:] > a[:-1]) - 0.5) < 5 * sd
+    assert np.count_nonzero(a == np.arange(size)) < 10
+
+
+def test_epoch_stream_slices_shards_and_materialises_alike():
+    from gekodata.distributed import rank_shard
+    from gekodata.stream import EpochStream, KeyedPermutation
+
+    pool = np.random.default_rng(0).integers(0, 50, 1003).astype(np.int32)
+    stream = EpochStream(pool, KeyedPermutation(len(pool), np.random.default_rng(3)), np.int32)
+    whole = stream.materialize()
+    assert whole.dtype == np.int32 and len(stream) == 1003
+    np.testing.assert_array_equal(np.sort(whole), np.sort(pool))
+    np.testing.assert_array_equal(stream[10:500], whole[10:500])
+    np.testing.assert_array_equal(stream[-32:], whole[-32:])
+    np.testing.assert_array_equal(stream[::3], whole[::3])
+    assert stream[-1] == whole[-1] and stream[0] == whole[0]
+    for world in (2, 3, 8):
+        for rank in range(world):
+            shard = stream.shard(rank, world)
+            np.testing.assert_array_equal(shard.materialize(), rank_shard(whole, rank, world))
+            np.testing.assert_array_equal(shard[5:17], rank_shard(whole, rank, world)[5:17])
+    identity = EpochStream(None, KeyedPermutation(40, np.random.default_rng(1)), np.int64)
+    np.testing.assert_array_equal(np.sort(identity.materialize()), np.arange(40))
