@@ -216,14 +216,16 @@ class BucketPolicy(SelectionPolicy):
             suspect &= (flags[lo:hi] & STREAK_MASK) >= min_streak
             out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
         """One draw per sample of weight > 0, except that a SUSPECT sample counts
         ``min(suspect_weight, 1)`` of a draw: a rarely drawn suspect must not add a whole pass
-        that would go to the other samples (which would multiply the HARD draws instead)."""
-        budget = float(np.count_nonzero(weights))
+        that would go to the other samples (which would multiply the HARD draws instead).
+        ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
+        budget = super().default_budget(weights, codes, counts)
         if self.noise_guard and self.suspect_weight < 1.0:
             suspect = (codes == Bucket.SUSPECT) & (weights > 0)
-            budget -= (1.0 - self.suspect_weight) * int(np.count_nonzero(suspect))
+            num = int(np.count_nonzero(suspect)) if counts is None else int(counts[suspect].sum())
+            budget -= (1.0 - self.suspect_weight) * num
         return budget
 
     def weight_table(self, phase: Phase) -> np.ndarray:

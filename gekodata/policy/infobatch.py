@@ -69,9 +69,10 @@ class InfoBatchPolicy(SelectionPolicy):
             codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
         return codes
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
-        """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
-        return float(weights.sum())
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
+        """The expected number of kept samples: every weight is <= 1 and is the keep probability.
+        ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
+        return float(weights.sum() if counts is None else np.dot(counts, weights))
 
     def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""
