@@ -29,28 +29,33 @@ class Grouped:
 
     ``idx``: the distinct indices, int [U] (sorted when rows were merged; the rows' own order
     when no index repeats); ``multiplicity``: rows per index, int [U], or None when every index
-    occurs once. :meth:`mean` and :meth:`labels` merge one value at a time.
+    occurs once. :meth:`mean` and :meth:`labels` merge one value at a time; grouped by counts,
+    they reuse one float64 buffer over the store's index range (8 bytes per sample).
     """
 
     def __init__(self, idx: np.ndarray, multiplicity: Optional[np.ndarray], *, inverse: Optional[np.ndarray] = None,
-                 rows: Optional[np.ndarray] = None, span: int = 0) -> None:
+                 rows: Optional[np.ndarray] = None, scratch: Optional[np.ndarray] = None) -> None:
         self.idx, self.multiplicity = idx, multiplicity
-        self._inverse, self._rows, self._span = inverse, rows, span
+        self._inverse, self._rows, self._scratch = inverse, rows, scratch
 
     def __len__(self) -> int:
         return len(self.idx)
 
-    def mean(self, values: np.ndarray) -> np.ndarray:
-        """float32 [U]: ``float32(sum(rows' values as float64, in row order) / multiplicity)``;
-        ``values`` (float32 [B]) itself when no index repeats."""
+    def mean(self, values: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 [U]: ``float32(sum(rows' values as float64, in row order) / multiplicity)``
+        (into ``out`` when given); ``values`` (float32 [B]) itself when no index repeats."""
         if self.multiplicity is None:
             return values
         if self._inverse is not None:
-            return (np.bincount(self._inverse, values) / self.multiplicity).astype(np.float32)
-        sums = np.zeros(self._span, dtype=np.float64)
-        for lo, hi in _row_chunks(len(self._rows)):
-            np.add.at(sums, self._rows[lo:hi], values[lo:hi].astype(np.float64))
-        out = np.empty(len(self.idx), dtype=np.float32)
+            merged = (np.bincount(self._inverse, values) / self.multiplicity).astype(np.float32)
+            if out is None:
+                return merged
+            out[...] = merged
+            return out
+        sums = self._scratch
+        sums.fill(0.0)
+        _add_rows(sums, self._rows, values)
+        out = np.empty(len(self.idx), dtype=np.float32) if out is None else out
         for lo, hi in blocks(len(self.idx)):
             out[lo:hi] = sums[self.idx[lo:hi]] / self.multiplicity[lo:hi]
         return out
@@ -68,9 +73,10 @@ class Grouped:
             unknown = np.iinfo(np.int64).max
             lowest = np.full(len(self.idx), unknown, dtype=np.int64)
             np.minimum.at(lowest, self._inverse, np.where(pred >= 0, pred, unknown))
-        else:  # labels fit int32: the per-sample extremes cost 4 bytes each
-            highest = np.full(self._span, -1, dtype=np.int32)
-            least = np.full(self._span, _LABEL_UNKNOWN, dtype=np.int32)
+        else:  # labels fit int32: the per-sample extremes share the float64 buffer's bytes
+            highest, least = self._scratch.view(np.int32).reshape(2, -1)
+            highest.fill(-1)
+            least.fill(_LABEL_UNKNOWN)
             for lo, hi in _row_chunks(len(self._rows)):
                 rows, chunk = self._rows[lo:hi], pred[lo:hi].astype(np.int32)
                 np.maximum.at(highest, rows, chunk)
@@ -83,6 +89,12 @@ def _row_chunks(num_rows: int) -> Iterator[Tuple[int, int]]:
     """Row ranges of a few blocks each: float64 copies of a chunk stay small."""
     for lo in range(0, num_rows, 16 * BLOCK):
         yield lo, min(lo + 16 * BLOCK, num_rows)
+
+
+def _add_rows(sums: np.ndarray, rows: np.ndarray, values: Optional[np.ndarray]) -> None:
+    """``sums[rows[i]] += float64(values[i])`` (1.0 when ``values`` is None), in row order."""
+    for lo, hi in _row_chunks(len(rows)):
+        np.add.at(sums, rows[lo:hi], 1.0 if values is None else values[lo:hi].astype(np.float64))
 
 
 def group_rows(idx: np.ndarray, num_samples: int, method: Optional[str] = None) -> Grouped:
@@ -100,13 +112,20 @@ def group_rows(idx: np.ndarray, num_samples: int, method: Optional[str] = None) 
             return Grouped(idx, None)
         distinct, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
         return Grouped(distinct, multiplicity, inverse=inverse)
-    counts = np.bincount(idx, minlength=num_samples)
-    distinct = np.flatnonzero(counts)
-    if len(distinct) == len(idx):
+    counts = np.zeros(num_samples, dtype=np.float64)  # exact integer counts; later the sums
+    _add_rows(counts, idx, None)
+    num_distinct = int(np.count_nonzero(counts))
+    if num_distinct == len(idx):
         return Grouped(idx, None)
-    distinct = distinct.astype(np.int32) if num_samples <= np.iinfo(np.int32).max else distinct
-    multiplicity = counts[distinct].astype(np.uint32 if len(idx) <= np.iinfo(np.uint32).max else np.int64)
-    return Grouped(distinct, multiplicity, rows=idx, span=num_samples)
+    distinct = np.empty(num_distinct, dtype=np.int32 if num_samples <= np.iinfo(np.int32).max else np.int64)
+    multiplicity = np.empty(num_distinct, dtype=np.uint32 if len(idx) <= np.iinfo(np.uint32).max else np.int64)
+    at = 0
+    for lo, hi in blocks(num_samples):
+        found = np.flatnonzero(counts[lo:hi])
+        distinct[at:at + len(found)] = found + lo
+        multiplicity[at:at + len(found)] = counts[lo:hi][found]
+        at += len(found)
+    return Grouped(distinct, multiplicity, rows=idx, scratch=counts)
 
 
 def _sorted_repeats(idx: np.ndarray) -> bool:

@@ -289,11 +289,12 @@ class GEKOStateStore:
         del idx
         cols, target = self.columns, rows.idx
         first = cols["visits"][target] == 0
-        self._fold_loss(target, rows.mean(loss), first)
-        self._fold_fraction("conf_ema", target, rows.mean(conf), first)
-        correct = rows.mean(correct)
-        self._fold_fraction("correct_ema", target, correct, first)
+        means = None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)  # reused per value
+        self._fold_loss(target, rows.mean(loss, out=means), first)
+        self._fold_fraction("conf_ema", target, rows.mean(conf, out=means), first)
         merged, wandered = rows.labels(pred) if pred is not None else (None, None)
+        correct = rows.mean(correct, out=means)
+        self._fold_fraction("correct_ema", target, correct, first)
         if pred is not None and "pred_label" not in cols:
             cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
         for lo, hi in blocks(len(target)):
