@@ -65,11 +65,11 @@ class KeyedPermutation:
             hashed >>= shift
             hashed *= mod
             hashed >>= shift
-            # (L, R) -> (R, (L + F(R)) mod |L|): the halves swap ranges every round
+            # (L, R) -> (R, (L + F(R)) mod |L|): the halves swap ranges every round; L + F < 2|L|,
+            # and min(s, s - |L|) is s mod |L| in unsigned arithmetic (s - |L| wraps when s < |L|)
             left += hashed
-            np.greater_equal(left, mod, out=scratch, casting="unsafe")
-            scratch *= mod
-            left -= scratch
+            np.subtract(left, mod, out=scratch)
+            np.minimum(left, scratch, out=left)
             left, right = right, left
         # an even number of rounds: left ranges over A again, right over C
         left *= self._right
@@ -77,7 +77,7 @@ class KeyedPermutation:
         return left
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
-        x = self._rounds(np.asarray(positions).astype(self.dtype))
+        x = self._rounds(np.asarray(positions).astype(self.dtype, copy=False))
         out = np.flatnonzero(x >= self.size)
         while len(out):  # cycle walking: at most A * C - size positions ever leave the range
             x[out] = y = self._rounds(x[out])
@@ -121,13 +121,17 @@ class EpochStream:
     def __len__(self) -> int:
         return self._length
 
-    def _at(self, local: np.ndarray) -> np.ndarray:
-        """Indices at local positions ``local`` (int64 [k], each in [0, len))."""
-        if self.world_size != 1:
-            local = local * self.world_size + self.rank
-            local %= self.size  # the padded tail wraps to the stream's start
+    def _at(self, start: int, stop: int) -> np.ndarray:
+        """Indices at local positions ``start..stop-1`` (0 <= start <= stop <= len)."""
+        world = self.world_size
+        if world == 1:
+            local = np.arange(start, stop, dtype=self.perm.dtype)
+        else:  # global positions rank + k * world; the padded tail wraps to the stream's start
+            local = np.arange(start * world + self.rank, stop * world + self.rank, world, dtype=np.int64)
+            if stop * world + self.rank > self.size:
+                local %= self.size
         x = self.perm(local)
-        out = x if self.pool is None else self.pool[x]
+        out = x if self.pool is None else self.pool.take(x)
         return out.astype(self.dtype, copy=False)
 
     def __getitem__(self, key: Union[slice, int]) -> Union[np.ndarray, int]:
@@ -135,18 +139,19 @@ class EpochStream:
             start, stop, step = key.indices(self._length)
             if step != 1:
                 return self.materialize()[key]
-            return self._at(np.arange(start, max(start, stop), dtype=np.int64))
+            return self._at(start, max(start, stop))
         i = int(key)
         if not -self._length <= i < self._length:
             raise IndexError(f"index {i} out of range for a stream of {self._length}")
-        return int(self._at(np.array([i % self._length], dtype=np.int64))[0])
+        i %= self._length
+        return int(self._at(i, i + 1)[0])
 
     def materialize(self) -> np.ndarray:
         """The whole view as an array, dtype [len]; O(len), a chunk at a time."""
         out = np.empty(self._length, dtype=self.dtype)
         for start in range(0, self._length, _CHUNK):
             stop = min(start + _CHUNK, self._length)
-            out[start:stop] = self._at(np.arange(start, stop, dtype=np.int64))
+            out[start:stop] = self._at(start, stop)
         return out
 
     def __array__(self, dtype: Optional[np.dtype] = None, copy: Optional[bool] = None) -> np.ndarray:
