@@ -92,7 +92,8 @@ def loss_hist_bins(x: np.ndarray) -> np.ndarray:
 
 def decode_loss(code: np.ndarray) -> np.ndarray:
     """Losses, float32 [k], of loss codes ``code`` (uint16 [k]); O(k) table look-up."""
-    return _LOSS_TABLE[np.asarray(code, dtype=np.uint16)]
+    code = np.asarray(code, dtype=np.uint16)
+    return _LOSS_TABLE.take(code) if code.ndim == 1 else _LOSS_TABLE[code]
 
 
 def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
