@@ -10,7 +10,7 @@ Measured per size N, each part in a fresh child process (so its peak RSS is its 
   ``global_plan``); then the fold a real sync point does: ``store.update`` with one epoch's
   indices in plan order (shuffled, repeated indices); index throughput of iterating the epoch-0
   plan (``for _ in sampler: pass``), the last (mixed-bucket) plan, and one rank's shard of it
-  (rank 0 of 8); memory.
+  (rank 0 of 8), each as the sampler hands it out (computed on demand); memory.
 * ``RandomSampler``: torch's uniform sampler, one epoch iterated the same way.
 * ``WeightedRandomSampler(weights, N)``: torch's weighted sampler, iterated the same way; it uses
   ``torch.multinomial`` and fails above 2^24 categories, so at 100M the error is recorded.
@@ -154,6 +154,11 @@ def bench_gekodata(n: int, repeats: int) -> Dict[str, Any]:
     out["buckets"] = sampler.epoch_record.buckets
     del idx
     epoch = sampler.epoch
+    # the mixed plan's stream as computed on demand (before anything materialises it), one rank's shard
+    out["mixed_indices_per_s"] = iter_rate(lambda: iter(sampler), len(sampler), 1)["indices_per_s"]
+    shard = fresh_sampler(rank=0, world_size=8, standalone=True)
+    shard.set_epoch(epoch)
+    out["shard_indices_per_s"] = iter_rate(lambda: iter(shard), len(shard), 1)["indices_per_s"]
     # the same epoch planned again by a second sampler (classification included), traced
     out["plan_peak_alloc_bytes"] = traced_peak(lambda: fresh_sampler().set_epoch(epoch))
     # where a plan's time goes: classification, the plan itself, materialising the whole stream
@@ -168,11 +173,6 @@ def bench_gekodata(n: int, repeats: int) -> Dict[str, Any]:
     global_plan = sampler.global_plan
     steps["global_plan (materialised)"] = time.perf_counter() - start
     out["plan_breakdown_s"] = steps
-    mixed = iter_rate(lambda: iter(sampler), len(sampler), 1)
-    out["mixed_indices_per_s"] = mixed["indices_per_s"]
-    shard = fresh_sampler(rank=0, world_size=8, standalone=True)
-    shard.set_epoch(epoch)
-    out["shard_indices_per_s"] = iter_rate(lambda: iter(shard), len(shard), 1)["indices_per_s"]
     out["fold_plan_rows"] = len(global_plan)
     out.update(bench_fold(store, global_plan, rng, repeats))
     out["peak_rss_bytes"] = peak_rss()
