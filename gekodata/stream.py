@@ -18,11 +18,12 @@ cycle until they are back in range (fewer than ``A`` of them), so it is a biject
 from __future__ import annotations
 
 from math import isqrt
-from typing import Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
 _CHUNK = 1 << 20  # positions evaluated at once when materialising
+_SMALL = 64  # slices up to this long are kept once computed
 
 
 class KeyedPermutation:
@@ -97,7 +98,8 @@ class EpochStream:
             it cyclically to a multiple of ``world_size`` (``DistributedSampler``'s layout:
             ``gekodata.distributed.rank_shard`` of the materialised stream).
 
-    ``len()``, slicing with step 1 (an ndarray), integer indexing and :meth:`materialize`.
+    ``len()``, slicing with step 1 (an ndarray; slices of up to 64 are kept, read-only, once
+    computed), integer indexing and :meth:`materialize`.
     """
 
     def __init__(self, pool: Optional[np.ndarray], perm: KeyedPermutation, dtype: np.dtype,
@@ -106,6 +108,7 @@ class EpochStream:
         self.rank, self.world_size = int(rank), int(world_size)
         size = perm.size
         self._length = size if self.world_size == 1 else -(-size // self.world_size)
+        self._small: Dict[Tuple[int, int], np.ndarray] = {}  # short slices, e.g. the position's fingerprint
 
     @property
     def size(self) -> int:
@@ -139,7 +142,15 @@ class EpochStream:
             start, stop, step = key.indices(self._length)
             if step != 1:
                 return self.materialize()[key]
-            return self._at(start, max(start, stop))
+            stop = max(start, stop)
+            if stop - start > _SMALL:
+                return self._at(start, stop)
+            if (start, stop) not in self._small:  # read on every state_dict(): computed once
+                if len(self._small) >= 16:
+                    self._small.clear()
+                self._small[start, stop] = self._at(start, stop)
+                self._small[start, stop].flags.writeable = False
+            return self._small[start, stop]
         i = int(key)
         if not -self._length <= i < self._length:
             raise IndexError(f"index {i} out of range for a stream of {self._length}")
