@@ -22,13 +22,20 @@ flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned
                                (consecutive wrong updates, saturating at 7).
 =============  =======  =====  ==============================================================
 
-Optional column (allocated on the first :meth:`GEKOStateStore.update` that passes ``pred``,
-4 more bytes per sample):
+Optional columns (``pred_label`` is allocated on the first :meth:`GEKOStateStore.update` that
+passes ``pred``; ``group_streak`` by :meth:`GEKOStateStore.ensure_column`, which the sampler calls
+for policies that read it, e.g. :class:`~gekodata.policy.PromptPolicy`):
 
 =============  =======  =====  ==============================================================
 pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
                                With it, the wrong streak counts only wrong updates that agree
                                on the predicted label (a new wrong label restarts it at 1).
+group_streak   int8     1      signed run of unanimous updates: +k = the last k updates each
+                               had every row correct and equal (an RL prompt's group of
+                               completions all rewarded alike, solved), -k = the last k each
+                               had every row equal and wrong (all failed), 0 = the last update
+                               disagreed (mixed group: a non-zero advantage) or none yet.
+                               Saturates at +-``MAX_GROUP_STREAK`` (127).
 =============  =======  =====  ==============================================================
 """
 from __future__ import annotations
@@ -51,7 +58,10 @@ COLUMNS: Dict[str, np.dtype] = {
 }
 OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
+    "group_streak": np.dtype(np.int8),
 }
+OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0}
+"""Value of an optional column's rows before any report (and after :meth:`GEKOStateStore.reset`)."""
 
 BUCKET_MASK = np.uint8(0b0000_0111)
 """``flags`` bits 0-2: the bucket code (0 = never classified)."""
@@ -68,6 +78,8 @@ MAX_VISITS = int(np.iinfo(np.uint16).max)
 """Largest count the ``visits`` column holds (uint16); it saturates there."""
 MAX_FROZEN_STREAK = int(np.iinfo(np.uint8).max)
 """Largest count the ``frozen_streak`` column holds (uint8); it saturates there."""
+MAX_GROUP_STREAK = int(np.iinfo(np.int8).max)
+"""Largest run the ``group_streak`` column holds either way (int8, +-127); it saturates there."""
 U8_SCALE = 255.0
 """uint8 fraction columns store ``round(x * U8_SCALE)`` for x in [0, 1]."""
 

@@ -176,6 +176,8 @@ class PruningDataset(Dataset):
                              f"for {len(indices)} indices")
         weights = self._weight_array()
         if weights is None:
+            if all(type(item) is tuple for item in items):  # TensorDataset and the like: the common case
+                return [(*item, i) for item, i in zip(items, indices)]
             return [self._with_index(item, i, None) for item, i in zip(items, indices)]
         return [self._with_index(item, i, w) for item, i, w in zip(items, indices, weights[indices].tolist())]
 

@@ -9,7 +9,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .codec import decode_loss, encode_loss
-from .columns import CORRECT_BIT, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT, dequantize_u8, quantize_u8
+from .columns import (CORRECT_BIT, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT, dequantize_u8,
+                      quantize_u8)
 
 
 def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray,
@@ -70,3 +71,14 @@ def fold_flags(flags: np.ndarray, correct: np.ndarray, pred: Optional[np.ndarray
     flags |= streak << STREAK_SHIFT
     flags[is_correct] |= CORRECT_BIT
     return flags
+
+
+def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndarray) -> np.ndarray:
+    """The signed run of unanimous updates (int8) after one more: a unanimous and solved update
+    (every row equal, mean correctness >= 0.5) extends a positive run or starts one at +1, a
+    unanimous unsolved one extends a negative run or starts one at -1, a disagreeing one resets
+    it to 0. Saturates at +-``MAX_GROUP_STREAK``."""
+    run = streak.astype(np.int16)
+    up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
+    down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
+    return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)

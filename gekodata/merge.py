@@ -29,8 +29,9 @@ class Grouped:
 
     ``idx``: the distinct indices, int [U] (sorted when rows were merged; the rows' own order
     when no index repeats); ``multiplicity``: rows per index, int [U], or None when every index
-    occurs once. :meth:`mean` and :meth:`labels` merge one value at a time; grouped by counts,
-    they reuse one float64 buffer over the store's index range (8 bytes per sample).
+    occurs once. :meth:`mean`, :meth:`labels` and :meth:`unanimous` merge one value at a time;
+    grouped by counts, they reuse one float64 buffer over the store's index range (8 bytes per
+    sample).
     """
 
     def __init__(self, idx: np.ndarray, multiplicity: Optional[np.ndarray], *, inverse: Optional[np.ndarray] = None,
@@ -59,6 +60,26 @@ class Grouped:
         for lo, hi in blocks(len(self.idx)):
             out[lo:hi] = sums[self.idx[lo:hi]] / self.multiplicity[lo:hi]
         return out
+
+    def unanimous(self, values: np.ndarray) -> np.ndarray:
+        """bool [U]: every row of the index reported exactly the same value (all True when no
+        index repeats), e.g. an RL prompt's group of completions with zero reward variance."""
+        if self.multiplicity is None:
+            return np.ones(len(self.idx), dtype=bool)
+        if self._inverse is not None:
+            low = np.full(len(self.idx), np.inf, dtype=values.dtype)
+            high = np.full(len(self.idx), -np.inf, dtype=values.dtype)
+            np.minimum.at(low, self._inverse, values)
+            np.maximum.at(high, self._inverse, values)
+            return low == high
+        low, high = self._scratch.view(np.float32).reshape(2, -1)  # float32 extremes share its bytes
+        low.fill(np.inf)
+        high.fill(-np.inf)
+        for lo, hi in _row_chunks(len(self._rows)):
+            rows, chunk = self._rows[lo:hi], values[lo:hi].astype(np.float32, copy=False)
+            np.minimum.at(low, rows, chunk)
+            np.maximum.at(high, rows, chunk)
+        return low[self.idx] == high[self.idx]
 
     def labels(self, pred: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """``(merged, wandered)``: the largest known label of each index's rows (int [U], -1 if

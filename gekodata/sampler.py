@@ -40,7 +40,9 @@ class WeightedBucketSampler(Sampler[int]):
             pruning and for loss weights); any sized map-style dataset works otherwise.
         policy: a :class:`~gekodata.policy.SelectionPolicy`; default ``BucketPolicy()`` (GEKO's
             thresholds and mountain curriculum). Others: ``BucketPolicy.uniform()`` (with
-            ``budget``: a random subset per epoch) and ``InfoBatchPolicy()`` (with loss weights).
+            ``budget``: a random subset per epoch), ``InfoBatchPolicy()`` (with loss weights) and
+            ``PromptPolicy(group_size=G)`` (RL prompts, reported with
+            :func:`gekodata.prompts.report_groups`).
         num_epochs: epochs the run will train; curriculum progress of epoch ``e`` is
             ``(e + 0.5) / num_epochs``.
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
@@ -141,6 +143,8 @@ class WeightedBucketSampler(Sampler[int]):
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
+        for name in policy.store_columns:  # optional columns the policy reads, before any report
+            self._store.ensure_column(name)
         self._buffer = ReportBuffer(self._store)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -333,7 +337,13 @@ class WeightedBucketSampler(Sampler[int]):
         audit = self._audit.check(self._store, window.idx, window.loss)
         self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred, validated=True)
         audit.restore_visits(self._store)
-        self._ledger.count(len(window), audit.reported, len(audit.forgotten))
+        self._ledger.count(self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten))
+
+    def _passes(self, rows: int) -> int:
+        """Reported rows as passes: a policy whose draws are reported as several rows (an RL
+        prompt's group of completions) counts ``rows_per_pass`` rows as one, rounded."""
+        per_pass = self.policy.rows_per_pass
+        return rows if per_pass == 1 else int(round(rows / per_pass))
 
     # ------------------------------------------------------------------ suspects and results
     def suspects(self) -> Suspects:
@@ -355,7 +365,7 @@ class WeightedBucketSampler(Sampler[int]):
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
         self._ensure_plan(self.epoch)
-        return self._ledger.current(0 if gdist.is_distributed() else self._buffer.rows)
+        return self._ledger.current(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     def efficiency_report(self) -> EfficiencyReport:
         """What was planned and trained per epoch, counted from real reports.
@@ -365,7 +375,7 @@ class WeightedBucketSampler(Sampler[int]):
         on every rank first for the final figures.
         """
         self._ensure_plan(self.epoch)
-        return self._ledger.report(0 if gdist.is_distributed() else self._buffer.rows)
+        return self._ledger.report(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict[str, Any]:
@@ -432,6 +442,8 @@ class WeightedBucketSampler(Sampler[int]):
         """
         snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
         self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
+        for name in self.policy.store_columns:  # a file saved without them (strict=False)
+            self._store.ensure_column(name)
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))

@@ -27,11 +27,11 @@ from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_H
                     LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
                     hist_quantile_max)
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns, dequantize_u8,
-                      upgrade_state_v1)
+                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns,
+                      dequantize_u8, upgrade_state_v1)
 from .blocks import blocks
 from .checks import as_float32, check_report_shapes, row_checks
-from .folds import fold_flags, fold_fraction, fold_loss_moments, fold_q_value
+from .folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
 from .io import read_store_file, write_store_file
 from .merge import group_rows
 
@@ -65,7 +65,8 @@ def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
 
 
 class GEKOStateStore:
-    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels).
+    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels, 13
+    with the group streak of RL prompts).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
@@ -87,7 +88,10 @@ class GEKOStateStore:
     largest predicted label kept, and the streak restarted at 1 if the predicted labels
     differ), and ``visits`` grows by the multiplicity. The result does not depend on the order
     of the rows. The sampler folds one sync window (by default an epoch) per update, so the
-    wrong streak counts consecutive windows with a wrong observation.
+    wrong streak counts consecutive windows with a wrong observation. With the ``group_streak``
+    column (:meth:`ensure_column`) an update also records whether all of a sample's rows agreed:
+    an RL prompt reported once per completion (:func:`gekodata.prompts.report_groups`) gets one
+    step of its zero-variance run per window, taken over every completion of the window.
     """
 
     def __init__(
@@ -197,6 +201,17 @@ class GEKOStateStore:
         return np.full(self.num_samples, -1, dtype=np.int32)
 
     @property
+    def group_streak(self) -> np.ndarray:
+        """Signed run of unanimous updates, int8 [N] (a view; zeros if the column was never
+        allocated, see :meth:`ensure_column`): +k = each of the last k updates had all its rows
+        equal and correct (an RL prompt whose whole group of completions was right, k sync
+        windows running), -k = all equal and wrong, 0 = the last update's rows disagreed (the
+        group had a non-zero advantage) or the sample has no update yet."""
+        if "group_streak" in self.columns:
+            return self.columns["group_streak"]
+        return np.zeros(self.num_samples, dtype=np.int8)
+
+    @property
     def frozen_streak(self) -> np.ndarray:
         """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
         return self.columns["frozen_streak"]
@@ -293,6 +308,7 @@ class GEKOStateStore:
         self._fold_loss(target, rows.mean(loss, out=means), first)
         self._fold_fraction("conf_ema", target, rows.mean(conf, out=means), first)
         merged, wandered = rows.labels(pred) if pred is not None else (None, None)
+        unanimous = rows.unanimous(correct) if "group_streak" in cols else None  # same correctness in every row
         correct = rows.mean(correct, out=means)
         self._fold_fraction("correct_ema", target, correct, first)
         if pred is not None and "pred_label" not in cols:
@@ -308,6 +324,9 @@ class GEKOStateStore:
                                            _part(wandered, lo, hi))
             step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
             cols["visits"][at] = np.minimum(cols["visits"][at].astype(np.int64) + step, MAX_VISITS)
+            if unanimous is not None:
+                cols["group_streak"][at] = fold_group_streak(cols["group_streak"][at], unanimous[lo:hi],
+                                                             correct[lo:hi] >= 0.5)
         self.total_updates += len(loss)
 
     def _fold_loss(self, target: np.ndarray, loss: np.ndarray, first: np.ndarray) -> None:
@@ -373,7 +392,20 @@ class GEKOStateStore:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
         label -1)."""
         for name, col in self.columns.items():
-            col[idx] = -1 if name == "pred_label" else 0
+            col[idx] = OPTIONAL_FILL.get(name, 0)
+
+    def ensure_column(self, name: str) -> None:
+        """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
+        the store lacks it, every row at its fill value (``pred_label`` -1, ``group_streak`` 0).
+
+        Policies name the optional columns they read (:attr:`SelectionPolicy.store_columns
+        <gekodata.policy.SelectionPolicy.store_columns>`) and the sampler allocates them before
+        the first report, because a column allocated later would have missed those reports.
+        ``ValueError`` for a name that is not an optional column."""
+        if name not in OPTIONAL_COLUMNS:
+            raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
+        if name not in self.columns:
+            self.columns[name] = np.full(self.num_samples, OPTIONAL_FILL[name], dtype=OPTIONAL_COLUMNS[name])
 
     # -------------------------------------------------------------- persistence
     def config(self) -> Dict[str, float]:

@@ -84,3 +84,30 @@ def test_explicit_rank_layout_without_a_process_group_is_refused():
     sampler = make(rank=1, world_size=2, standalone=True)  # the documented single-process mode
     assert len(sampler) == 10 and sampler.plan.tolist() == sampler.global_plan[1::2].tolist()
     make(rank=0, world_size=1)  # the trivial layout needs no group
+
+
+def test_a_deferred_report_runs_no_compute_op_at_the_call():
+    """The device path keeps the call free of kernels: only aliasing ops (detach) run at
+    ``report``; conversion and stacking wait for the sync point. Counted on CPU tensors through
+    the same path (``defer_checks=True``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    buffer = ReportBuffer(GEKOStateStore(10))
+    loss, conf, correct = torch.rand(4, requires_grad=True), torch.rand(4), torch.rand(4) > 0.5
+    idx = torch.tensor([1, 2, 3, 4])
+    with Ops() as ops:
+        for _ in range(3):
+            buffer.add(loss, conf, correct, idx, defer_checks=True)
+    assert ops.names and all(name.startswith("aten.detach") for name in ops.names), ops.names
+    window = buffer.take()
+    assert window.idx.tolist() == [1, 2, 3, 4] * 3
+    np.testing.assert_array_equal(window.correct, np.tile(correct.float().numpy(), 3))

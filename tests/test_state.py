@@ -222,7 +222,7 @@ def reference_update(store, idx, loss, conf, correct, pred=None):
     """The store update as it was before windows were grouped by per-sample counts: np.unique
     merge, whole-array folds. Every grouping path must reproduce its floats bit for bit."""
     from gekodata.codec import add_to_hist
-    from gekodata.folds import fold_flags, fold_fraction, fold_loss_moments, fold_q_value
+    from gekodata.folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
     from gekodata.state import MAX_VISITS
 
     idx = np.asarray(idx, dtype=np.int64)
@@ -230,8 +230,15 @@ def reference_update(store, idx, loss, conf, correct, pred=None):
     add_to_hist(store.loss_hist_counts, store.loss_hist_max, loss)
     store.loss_scale = store._scale_from_hist()
     multiplicity = wandered = None
+    unanimous = np.ones(len(np.unique(idx)), dtype=bool)
     if len(np.unique(idx)) != len(idx):
+        raw_correct = correct
         idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.zeros(len(idx), dtype=np.int64)
+        np.cumsum(multiplicity[:-1], out=starts[1:])
+        ordered = raw_correct[order]
+        unanimous = np.minimum.reduceat(ordered, starts) == np.maximum.reduceat(ordered, starts)
         loss, conf, correct = ((np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct))
         if pred is not None:
             pred = np.asarray(pred).astype(np.int64)
@@ -261,6 +268,8 @@ def reference_update(store, idx, loss, conf, correct, pred=None):
         known = pred >= 0
         cols["pred_label"][idx[known]] = pred[known]
     cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
+    if "group_streak" in cols:
+        cols["group_streak"][idx] = fold_group_streak(cols["group_streak"][idx], unanimous, correct >= 0.5)
     store.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
 
 
@@ -294,16 +303,21 @@ def test_grouped_rows_merge_the_same_floats_either_way(method):
     np.testing.assert_array_equal(merged, top)
     known_labels = [set(pred[(idx == i) & (pred >= 0)].tolist()) for i in distinct[:300]]
     np.testing.assert_array_equal(wandered[:300], [len(k) > 1 for k in known_labels])
+    same = [len(set(correct[idx == i].tolist())) == 1 for i in distinct[:300]]
+    np.testing.assert_array_equal(grouped.unanimous(correct)[:300], same)
 
 
-@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("labels, group", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("rows", [3, 60, 900, 4000])  # 3 and 60 rows: the sort path; 900, 4000: counts
-def test_update_is_bitwise_the_reference_fold(rows, labels):
+def test_update_is_bitwise_the_reference_fold(rows, labels, group):
     """Small and large windows, with and without repeats, several updates in a row: the store
     is bit for bit what the np.unique fold made (the same floats, whatever the grouping)."""
     rng = np.random.default_rng(rows)
     n = 1000
     store, reference = GEKOStateStore(n), GEKOStateStore(n)
+    if group:
+        store.ensure_column("group_streak")
+        reference.ensure_column("group_streak")
     for step in range(4):
         window = random_window(rng, n, max(rows, 3), labels)
         if step == 1:  # distinct indices: no merge at all

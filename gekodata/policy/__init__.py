@@ -7,6 +7,8 @@
 * :mod:`~gekodata.policy.bucket_policy`: :class:`BucketPolicy`, GEKO's bucket rules, presets and
   the noise guard.
 * :mod:`~gekodata.policy.infobatch`: :class:`InfoBatchPolicy` (Qin et al., ICLR 2024).
+* :mod:`~gekodata.policy.prompt_policy`: :class:`PromptPolicy`, RL prompts planned from their
+  groups' outcomes (GRESO-style skipping of zero-variance prompts, learnability).
 * :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
 """
 from .base import SelectionPolicy
@@ -14,6 +16,7 @@ from .bucket_policy import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
 from .infobatch import InfoBatchPolicy
+from .prompt_policy import PromptPolicy
 from .registry import POLICY_KINDS, policy_from_config
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "Curriculum",
     "InfoBatchPolicy",
     "Phase",
+    "PromptPolicy",
     "SelectionPolicy",
     "policy_from_config",
 ]

@@ -1,7 +1,7 @@
 """The interface every selection policy offers the sampler."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,11 +18,22 @@ class SelectionPolicy:
     :attr:`provides_loss_weights` is set, :meth:`loss_weight_table` for the per-sample loss
     weights the dataset attaches to each item. Subclasses set ``curriculum`` and
     ``max_times_seen`` and implement :meth:`classify` and :meth:`config`.
+
+    A policy that reads an optional store column names it in :attr:`store_columns` (the sampler
+    allocates it before the first report). :attr:`rows_per_pass` is how many reported rows make
+    one planned draw: 1 for per-sample reports; an RL prompt policy's group size, where every
+    completion of a prompt's group is one row (:class:`~gekodata.policy.PromptPolicy`).
     """
 
     curriculum: Curriculum
     max_times_seen: Optional[int]
     provides_loss_weights: ClassVar[bool] = False
+    store_columns: ClassVar[Tuple[str, ...]] = ()
+
+    @property
+    def rows_per_pass(self) -> int:
+        """Reported rows per planned draw; the efficiency report counts passes in draws."""
+        return 1
 
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]."""

@@ -11,16 +11,22 @@ from typing import Any, Callable, Dict
 from .base import SelectionPolicy
 from .bucket_policy import BucketPolicy
 from .infobatch import InfoBatchPolicy
+from .prompt_policy import PromptPolicy
 
 
 def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
     return InfoBatchPolicy(**config)
 
 
+def _prompt_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+    return PromptPolicy(**config)
+
+
 # kind -> builder from the config without its "kind" key
 POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
+    "prompt": _prompt_from_config,
 }
 
 
