@@ -130,8 +130,10 @@ class EpochStream:
         if world == 1:
             local = np.arange(start, stop, dtype=self.perm.dtype)
         else:  # global positions rank + k * world; the padded tail wraps to the stream's start
-            local = np.arange(start * world + self.rank, stop * world + self.rank, world, dtype=np.int64)
-            if stop * world + self.rank > self.size:
+            end = stop * world + self.rank
+            fits = max(end, self.size) <= np.iinfo(self.perm.dtype).max
+            local = np.arange(start * world + self.rank, end, world, dtype=self.perm.dtype if fits else np.int64)
+            if end > self.size:
                 local %= self.size
         x = self.perm(local)
         out = x if self.pool is None else self.pool.take(x)
