@@ -155,10 +155,10 @@ def bench_gekodata(n: int, repeats: int) -> Dict[str, Any]:
     del idx
     epoch = sampler.epoch
     # the mixed plan's stream as computed on demand (before anything materialises it), one rank's shard
-    out["mixed_indices_per_s"] = iter_rate(lambda: iter(sampler), len(sampler), 1)["indices_per_s"]
+    out["mixed_indices_per_s"] = iter_rate(lambda: iter(sampler), len(sampler), repeats)["indices_per_s"]
     shard = fresh_sampler(rank=0, world_size=8, standalone=True)
     shard.set_epoch(epoch)
-    out["shard_indices_per_s"] = iter_rate(lambda: iter(shard), len(shard), 1)["indices_per_s"]
+    out["shard_indices_per_s"] = iter_rate(lambda: iter(shard), len(shard), repeats)["indices_per_s"]
     # the same epoch planned again by a second sampler (classification included), traced
     out["plan_peak_alloc_bytes"] = traced_peak(lambda: fresh_sampler().set_epoch(epoch))
     # where a plan's time goes: classification, the plan itself, materialising the whole stream
