@@ -27,8 +27,9 @@ class InfoBatchPolicy(SelectionPolicy):
     Differences from the published code, on purpose: the score is the store's loss EMA (the
     paper keeps each sample's latest loss: use ``GEKOStateStore(n, ema_alpha=1.0)`` for exactly
     that); the mean is taken over samples seen so far (the paper starts unseen scores at a
-    constant); the drawn subset is an exact-size systematic sample in random order rather than
-    independent coin flips (same inclusion probabilities, less variance in epoch length).
+    constant); the drawn subset is a uniform random subset of exact size (the floor or ceiling
+    of its expectation) rather than independent coin flips (same inclusion probabilities, less
+    variance in epoch length).
     With an explicit sampler ``budget`` the draw rates are rescaled to it while the loss weights
     stay ``1 / (1 - r)``. The loss weights reach the loop as the dataset item's ``"weight"`` (see
     :class:`~gekodata.dataset.PruningDataset`) or :meth:`WeightedBucketSampler.loss_weights`.
