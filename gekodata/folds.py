@@ -25,8 +25,9 @@ def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndar
     delta = loss - mean
     std = np.float32(np.sqrt(1.0 - alpha)) * np.hypot(decode_loss(std_code), np.float32(np.sqrt(alpha)) * delta)
     mean += np.float32(alpha) * delta
-    mean[first] = loss[first]
-    std[first] = 0.0
+    if first.any():  # most windows after the first epoch have no first observation
+        mean[first] = loss[first]
+        std[first] = 0.0
     return encode_loss(mean), encode_loss(std)
 
 
@@ -34,7 +35,8 @@ def fold_fraction(codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha
     """EMA of a fraction in [0, 1] kept as uint8 codes (1/255); a first observation sets it."""
     ema = dequantize_u8(codes)
     ema += np.float32(alpha) * (value - ema)
-    ema[first] = value[first]
+    if first.any():
+        ema[first] = value[first]
     return quantize_u8(ema)
 
 
@@ -44,7 +46,8 @@ def fold_q_value(q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.n
     reward = np.float32(1.0) - np.minimum(loss / np.float32(loss_scale), np.float32(1.0))
     q = q.astype(np.float32)
     q += np.float32(rate) * (reward - q)
-    q[first] = reward[first]
+    if first.any():
+        q[first] = reward[first]
     return q.astype(np.float16)
 
 

@@ -28,6 +28,7 @@ from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
+from .stream import EpochStream
 from .suspects import Suspects, find_suspects, write_suspects_csv
 
 
@@ -152,8 +153,8 @@ class WeightedBucketSampler(Sampler[int]):
         if isinstance(data_source, PruningDataset):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
-        self._plan: Optional[np.ndarray] = None
-        self._local: Optional[np.ndarray] = None
+        self._plan: Optional[Plan] = None
+        self._local: Optional[Plan] = None
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
@@ -205,13 +206,26 @@ class WeightedBucketSampler(Sampler[int]):
 
     @property
     def plan(self) -> np.ndarray:
-        """This rank's index stream for the current epoch, int [len(self)] (read-only)."""
-        return _read_only(self._local_plan())
+        """This rank's index stream for the current epoch, int [len(self)] (read-only; the
+        first call of an epoch materialises it, O(len))."""
+        local = self._local_plan()
+        if isinstance(local, EpochStream):
+            self._local = local = local.materialize()
+        return _read_only(local)
 
     @property
     def global_plan(self) -> np.ndarray:
-        """The whole epoch's index stream before sharding, identical on every rank (read-only)."""
-        return _read_only(self._ensure_plan(self.epoch))
+        """The whole epoch's index stream before sharding, identical on every rank (read-only;
+        the first call of an epoch materialises it, O(S))."""
+        return _read_only(self._global_array())
+
+    def _global_array(self) -> np.ndarray:
+        plan = self._ensure_plan(self.epoch)
+        if isinstance(plan, EpochStream):
+            self._plan = plan = plan.materialize()
+            if isinstance(self._local, EpochStream) and self._local.world_size == 1:
+                self._local = plan
+        return plan
 
     @property
     def phase(self) -> Phase:
@@ -239,7 +253,7 @@ class WeightedBucketSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
 
-    def _ensure_plan(self, epoch: int) -> np.ndarray:
+    def _ensure_plan(self, epoch: int) -> "Plan":
         if self._plan is None or self._planned_epoch != epoch:
             self.flush()
             if epoch > self._classified_epoch:
@@ -256,16 +270,21 @@ class WeightedBucketSampler(Sampler[int]):
         if self._loss_weights is not None and plan.loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(plan.loss_weights))
         self._ledger.adopt(plan.record)
-        self._set_plan(plan.indices, epoch)
+        self._set_plan(plan.stream, epoch)
 
-    def _set_plan(self, plan: np.ndarray, epoch: int) -> None:
+    def _set_plan(self, plan: "Plan", epoch: int) -> None:
         self._plan, self._planned_epoch, self._local = plan, epoch, None
         self._position.reset()  # a new plan starts at its beginning
 
-    def _local_plan(self) -> np.ndarray:
+    def _local_plan(self) -> "Plan":
         plan = self._ensure_plan(self.epoch)
         if self._local is None:
-            self._local = gdist.rank_shard(plan, self.rank, self.world_size) if self.shard else plan
+            if not self.shard:
+                self._local = plan
+            elif isinstance(plan, EpochStream):
+                self._local = plan.shard(self.rank, self.world_size)
+            else:
+                self._local = gdist.rank_shard(plan, self.rank, self.world_size)
         return self._local
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
@@ -407,7 +426,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.flush()
         if self.rank == 0:
             write_snapshot(path, SamplerSnapshot(
-                settings=self._settings(), store=self._store.state_dict(), plan=self._plan, epoch=self.epoch,
+                settings=self._settings(), store=self._store.state_dict(), plan=self._global_array(), epoch=self.epoch,
                 planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
                 loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                 audit_pending=self._audit.pending))
@@ -442,6 +461,11 @@ class WeightedBucketSampler(Sampler[int]):
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
                 f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
+
+
+Plan = Union[np.ndarray, EpochStream]
+"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
+materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

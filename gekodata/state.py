@@ -29,10 +29,11 @@ from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_H
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
                       OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns,
                       dequantize_u8, upgrade_state_v1)
+from .blocks import blocks
 from .checks import as_float32, check_report_shapes, row_checks
 from .folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
 from .io import read_store_file, write_store_file
-from .merge import has_duplicates, merge_duplicates
+from .merge import group_rows
 
 __all__ = [  # the store, and the layout and codec names it has always exported
     "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
@@ -45,6 +46,10 @@ FORMAT_VERSION = 2
 """Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
 Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
 :func:`upgrade_state_v1`."""
+
+def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
+    return None if values is None else values[lo:hi]
+
 
 def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
                     min_loss_scale: float) -> Dict[str, float]:
@@ -295,36 +300,50 @@ class GEKOStateStore:
         idx = idx.astype(np.int64, copy=False)
         add_to_hist(self.loss_hist_counts, self.loss_hist_max, loss)  # every row, duplicates included
         self.loss_scale = self._scale_from_hist()
-        multiplicity: Optional[np.ndarray] = None
-        wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
+        rows = group_rows(idx, self.num_samples)  # one observation per index, merged one value at a time
+        del idx
+        cols, target = self.columns, rows.idx
+        first = cols["visits"][target] == 0
+        means = None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)  # reused per value
+        self._fold_loss(target, rows.mean(loss, out=means), first)
+        self._fold_fraction("conf_ema", target, rows.mean(conf, out=means), first)
+        merged, wandered = rows.labels(pred) if pred is not None else (None, None)
+        unanimous = rows.unanimous(correct) if "group_streak" in cols else None  # same correctness in every row
+        correct = rows.mean(correct, out=means)
+        self._fold_fraction("correct_ema", target, correct, first)
+        if pred is not None and "pred_label" not in cols:
+            cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
+        for lo, hi in blocks(len(target)):
+            at = target[lo:hi]
+            last_pred = None
+            if merged is not None:
+                last_pred = cols["pred_label"][at]
+                known = merged[lo:hi] >= 0
+                cols["pred_label"][at[known]] = merged[lo:hi][known]
+            cols["flags"][at] = fold_flags(cols["flags"][at], correct[lo:hi], _part(merged, lo, hi), last_pred,
+                                           _part(wandered, lo, hi))
+            step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
+            cols["visits"][at] = np.minimum(cols["visits"][at].astype(np.int64) + step, MAX_VISITS)
+            if unanimous is not None:
+                cols["group_streak"][at] = fold_group_streak(cols["group_streak"][at], unanimous[lo:hi],
+                                                             correct[lo:hi] >= 0.5)
+        self.total_updates += len(loss)
+
+    def _fold_loss(self, target: np.ndarray, loss: np.ndarray, first: np.ndarray) -> None:
+        """Loss EMA and std codes and the Q-value of rows ``target`` after observing ``loss``."""
         cols = self.columns
-        unanimous: Optional[np.ndarray] = None  # bool: every row of the sample reported the same correctness
-        if has_duplicates(idx, self.num_samples):
-            merged = merge_duplicates(idx, loss, conf, correct, pred, unanimity="group_streak" in cols)
-            idx, loss, conf, correct, pred = merged.idx, merged.loss, merged.conf, merged.correct, merged.pred
-            multiplicity, wandered, unanimous = merged.multiplicity, merged.wandered, merged.unanimous
-        visits = cols["visits"][idx]
-        first = visits == 0
-        cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
-            cols["loss_ema_code"][idx], cols["loss_std_code"][idx], loss, first, self.ema_alpha)
-        cols["conf_ema"][idx] = fold_fraction(cols["conf_ema"][idx], conf, first, self.ema_alpha)
-        cols["correct_ema"][idx] = fold_fraction(cols["correct_ema"][idx], correct, first, self.ema_alpha)
-        cols["q_value"][idx] = fold_q_value(cols["q_value"][idx], loss, self.loss_scale, first, self.q_rate)
-        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + (1 if multiplicity is None else multiplicity),
-                                         MAX_VISITS)
-        last_pred = None
-        if pred is not None:
-            if "pred_label" not in cols:
-                cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
-            last_pred = cols["pred_label"][idx]
-            known = pred >= 0
-            cols["pred_label"][idx[known]] = pred[known]
-        cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
-        if "group_streak" in cols:
-            cols["group_streak"][idx] = fold_group_streak(
-                cols["group_streak"][idx], np.ones(len(idx), dtype=bool) if unanimous is None else unanimous,
-                correct >= 0.5)
-        self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+        for lo, hi in blocks(len(target)):
+            at, observed, new = target[lo:hi], loss[lo:hi], first[lo:hi]
+            cols["loss_ema_code"][at], cols["loss_std_code"][at] = fold_loss_moments(
+                cols["loss_ema_code"][at], cols["loss_std_code"][at], observed, new, self.ema_alpha)
+            cols["q_value"][at] = fold_q_value(cols["q_value"][at], observed, self.loss_scale, new, self.q_rate)
+
+    def _fold_fraction(self, name: str, target: np.ndarray, value: np.ndarray, first: np.ndarray) -> None:
+        """EMA column ``name`` (uint8 fraction codes) of rows ``target`` after observing ``value``."""
+        column = self.columns[name]
+        for lo, hi in blocks(len(target)):
+            at = target[lo:hi]
+            column[at] = fold_fraction(column[at], value[lo:hi], first[lo:hi], self.ema_alpha)
 
     def _scale_from_hist(self) -> float:
         """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
@@ -335,28 +354,39 @@ class GEKOStateStore:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
 
         ``frozen`` (bool [N]) marks samples in the frozen bucket this epoch: their streak grows
-        by one (saturating at 255), every other streak resets to 0.
+        by one (saturating at 255), every other streak resets to 0. A block at a time.
         """
         codes = np.asarray(codes)
         frozen = np.asarray(frozen, dtype=bool)
         if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
             raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
-        if codes.size and int(codes.max()) > int(BUCKET_MASK):
-            raise ValueError(f"bucket codes must be < 8, got {int(codes.max())}")
-        flags = self.columns["flags"]
-        flags &= ~BUCKET_MASK
-        flags |= codes.astype(np.uint8)
-        streak = self.columns["frozen_streak"]
-        np.add(streak, 1, out=streak, where=frozen & (streak < MAX_FROZEN_STREAK))
-        streak[~frozen] = 0
+        if codes.size and (int(codes.max()) > int(BUCKET_MASK) or int(codes.min()) < 0):
+            raise ValueError(f"bucket codes must be in [0, 8), got {int(codes.min())}..{int(codes.max())}")
+        flags, streak = self.columns["flags"], self.columns["frozen_streak"]
+        keep = ~BUCKET_MASK
+        for lo, hi in blocks(self.num_samples):
+            flags[lo:hi] &= keep
+            flags[lo:hi] |= codes[lo:hi].astype(np.uint8, copy=False)
+            run = streak[lo:hi]
+            run += (run < MAX_FROZEN_STREAK).view(np.uint8)
+            run *= frozen[lo:hi].view(np.uint8)  # min(streak + 1, 255) if frozen, else 0
 
     def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
-        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all)."""
+        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all; a bool
+        [N] mask is applied a block at a time)."""
         target = slice(None) if idx is None else idx
-        if value:
-            self.columns["flags"][target] |= PRUNED_BIT
+        flags = self.columns["flags"]
+        if isinstance(target, np.ndarray) and target.dtype == np.bool_ and target.shape == (self.num_samples,):
+            for lo, hi in blocks(self.num_samples):
+                bits = target[lo:hi].view(np.uint8) * PRUNED_BIT
+                if value:
+                    flags[lo:hi] |= bits
+                else:
+                    flags[lo:hi] &= ~bits
+        elif value:
+            flags[target] |= PRUNED_BIT
         else:
-            self.columns["flags"][target] &= ~PRUNED_BIT
+            flags[target] &= ~PRUNED_BIT
 
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted

@@ -52,13 +52,28 @@ class SelectionPolicy:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+    def bucket_weights(self, phase: Phase) -> Optional[np.ndarray]:
+        """float64 [NUM_BUCKETS]: the draw weight of every live sample of each bucket code in
+        ``phase`` (pruned samples and those at ``max_times_seen`` weigh 0), or None when weights
+        vary within a bucket. With a table the planner works per bucket (counts per bucket, a
+        uniform choice of each bucket's extra draws: a few passes over bytes); with None it calls
+        :meth:`sample_weights`. Default: :meth:`weight_table`, or None where a subclass overrides
+        :meth:`sample_weights`."""
+        if type(self).sample_weights is not SelectionPolicy.sample_weights:
+            return None
+        return self.weight_table(phase)
+
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
         """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
-        and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from."""
-        return float(np.count_nonzero(weights))
+        and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from.
+        ``counts``: when given, entry ``g`` of ``weights`` and ``codes`` stands for ``counts[g]``
+        samples (the per-bucket planner passes one entry per class); an override must take it."""
+        positive = weights > 0
+        return float(np.count_nonzero(positive) if counts is None else counts[positive].sum())
 
     def loss_weight_table(self, weights: np.ndarray) -> Optional[np.ndarray]:
-        """float32 [N] loss weight per sample for this epoch, or None (no loss weights)."""
+        """float32 [N] loss weight per sample for this epoch from its draw weight, or None (no
+        loss weights). Elementwise: the per-bucket planner passes one weight per class."""
         return None
 
     def config(self) -> Dict[str, Any]:
