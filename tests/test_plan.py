@@ -225,7 +225,7 @@ def test_class_subsets_are_random_not_stripes(equal):
 def test_class_pool_spans_blocks_and_appends_extra_indices(monkeypatch):
     """Blocks smaller than a class: the extra draws still land on each member with its exact
     probability; appended indices get one draw each; one class drawn once each is the identity."""
-    import gekodata.plan as plan
+    import gekodata.class_draws as plan
 
     monkeypatch.setattr(plan, "BLOCK", 16)
     monkeypatch.setattr(plan, "blocks", lambda n: ((lo, min(lo + 16, n)) for lo in range(0, n, 16)))
