@@ -23,12 +23,22 @@ of ``--large-steps`` after 1 warm-up; ``--quick`` extrapolates it linearly from 
 Goal: total overhead <= 1% of the step time, against the median and the fastest measured step (a
 busy machine slows the two-thread model step more than the single-threaded bookkeeping).
 
+**Tiny model** (``--part tiny``, :mod:`tiny_loop`): where steps are sub-millisecond the share above
+is not the question; there it is wall-clock per *trained* sample pass of a whole training loop (an
+MLP on a synthetic task) through gekodata against a plain ``DataLoader`` loop, with a
+``TensorDataset`` and a Hugging Face ``datasets.Dataset``, batch 32 and 256, 0 and 2 workers, and
+the per-step breakdown (data, compute, signals, report, epoch boundary). Goal: within 5%.
+
 Run (from the repo root)::
 
-    python benchmarks/overhead.py           # ~2-3 minutes on 2 cores
-    python benchmarks/overhead.py --quick   # fewer steps, no batch-256 model step
+    python benchmarks/overhead.py                # both parts, ~5 minutes on 2 cores
+    python benchmarks/overhead.py --part minilm  # the MiniLM share only
+    python benchmarks/overhead.py --part tiny    # the tiny-model loop only
+    python benchmarks/overhead.py --quick        # fewer steps, no batch-256 model step, 1 tiny repeat
 
-Writes ``<out>/overhead.json`` and ``<out>/overhead.png`` (``--out``, default ``benchmarks/results``).
+Writes ``<out>/overhead.json`` and ``<out>/overhead.png`` (MiniLM part) and
+``<out>/overhead_tiny.json`` and ``<out>/overhead_tiny.png`` (tiny part); ``--out``, default
+``benchmarks/results``, ``--tag`` appends to the names (e.g. ``--tag _before``).
 """
 from __future__ import annotations
 
@@ -48,11 +58,13 @@ import torch.nn.functional as F
 from torch.utils.data import RandomSampler
 from torch.utils.data._utils.collate import default_collate
 
+import tiny_loop
 from bench_common import machine_info, write_results
 from gekodata import PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
 GOAL_PCT = 1.0
+TINY_GOAL_PCT = 5.0
 NUM_CLASSES, SEQ_LEN, EPOCHS = 5, 64, 5
 COMPONENTS = ("report", "fold", "plan", "iter", "signals", "dataset")
 
@@ -125,6 +137,13 @@ def simulate(n: int, batch: int, seed: int) -> Dict[str, Any]:
     return out
 
 
+def fetch(ds: Any, ids: List[int]) -> List[Any]:
+    """A batch of items as torch's DataLoader fetches it: ``__getitems__`` where the dataset has
+    one, else one ``ds[i]`` per index."""
+    getitems = getattr(ds, "__getitems__", None)
+    return getitems(ids) if getitems else [ds[i] for i in ids]
+
+
 def random_iter_s(n: int, total: int) -> float:
     """Seconds torch's RandomSampler needs to yield ``total`` indices (whole epochs of n)."""
     sampler = RandomSampler(range(n), generator=torch.Generator().manual_seed(0))
@@ -153,8 +172,8 @@ def per_step_costs(n: int, batch: int, repeats: int) -> Dict[str, Any]:
     ce = per_call(lambda: F.cross_entropy(logits.float(), y, reduction="none"), calls, repeats)
     base, wrapped = TokenDataset(n), PruningDataset(TokenDataset(n))
     ids = np.random.default_rng(2).integers(0, n, batch).tolist()
-    fetch_base = per_call(lambda: default_collate([base[i] for i in ids]), calls // 4, repeats)
-    fetch_wrap = per_call(lambda: default_collate([wrapped[i] for i in ids]), calls // 4, repeats)
+    fetch_base = per_call(lambda: default_collate(fetch(base, ids)), calls // 4, repeats)
+    fetch_wrap = per_call(lambda: default_collate(fetch(wrapped, ids)), calls // 4, repeats)
     costs = {"report": med("report_s"), "fold": med("fold_s"), "plan": med("plan_s"),
              "iter": max(0.0, med("iter_s") - rand_iter), "signals": max(0.0, sig - ce),
              "dataset": max(0.0, fetch_wrap - fetch_base)}
@@ -247,12 +266,49 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-steps", type=int, default=5, help="measured MiniLM steps at batch 256")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--part", choices=("all", "minilm", "tiny"), default="all")
+    parser.add_argument("--tag", default="", help="suffix of the output files' names")
+    parser.add_argument("--tiny-samples", type=int, default=16384)
+    parser.add_argument("--tiny-epochs", type=int, default=4)
     args = parser.parse_args(argv)
     info = machine_info()
     print(f"machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
           f"{info['torch_threads']} threads, load avg {info['loadavg_at_start'][0]:.2f}")
     if info["loadavg_at_start"][0] > 0.5:
         print("note: the machine is busy; CPU timings (the model step most) are inflated")
+    report: Dict[str, Any] = {}
+    if args.part in ("all", "minilm"):
+        report["minilm"] = minilm_part(args, info)
+    if args.part in ("all", "tiny"):
+        report["tiny"] = tiny_part(args, info)
+    return report
+
+
+def tiny_part(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
+    """The tiny-model loop (module :mod:`tiny_loop`) over datasets x batch sizes x workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    repeats = 1 if args.quick else args.repeats
+    rows = []
+    for kind in ("tensor", "hf"):
+        for batch in (32, 256):
+            for workers in (0, 2):
+                start = time.perf_counter()
+                rows.append(tiny_loop.measure(kind, args.tiny_samples, batch, workers, args.tiny_epochs, repeats))
+                print(f"  tiny {kind} batch {batch} workers {workers}: {time.perf_counter() - start:.1f} s wall",
+                      flush=True)
+    torch.set_num_threads(threads)
+    print()
+    tiny_loop.print_rows(rows, TINY_GOAL_PCT)
+    report = {"benchmark": "overhead_tiny", "machine": {**info, "loadavg_at_end": list(os.getloadavg())},
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "repeats": repeats,
+              "goal_ratio_max": 1 + TINY_GOAL_PCT / 100, "parts": list(tiny_loop.PARTS), "rows": rows}
+    write_results(args.out, "overhead_tiny" + args.tag, report, lambda path: tiny_loop.plot_rows(rows, path))
+    return report
+
+
+def minilm_part(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
+    """Per-step bookkeeping costs against the MiniLM step (the module docstring's first part)."""
     configs = [(1280, 32), (1_000_000, 256)]
     rows = []
     threads = torch.get_num_threads()
@@ -282,7 +338,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     report = {"benchmark": "overhead", "machine": info, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "mode": "quick" if args.quick else "full", "repeats": args.repeats, "goal_overhead_pct_max": GOAL_PCT,
               "components": list(COMPONENTS), "rows": rows}
-    write_results(args.out, "overhead", report, lambda path: plot(rows, path))
+    write_results(args.out, "overhead" + args.tag, report, lambda path: plot(rows, path))
     return report
 
 

@@ -6,7 +6,7 @@ sorts samples into GEKO's buckets and plans each epoch from them.
 """
 from .dataset import PruningDataset
 from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
-                     InfoBatchPolicy, Phase, ReducibleLossPolicy, SelectionPolicy)
+                     InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy)
 from .report import EfficiencyReport, EpochRecord
 from .sampler import WeightedBucketSampler
 from .state import GEKOStateStore
@@ -26,6 +26,7 @@ __all__ = [
     "GEKOStateStore",
     "InfoBatchPolicy",
     "Phase",
+    "PromptPolicy",
     "PruningDataset",
     "ReducibleLossPolicy",
     "SelectionPolicy",

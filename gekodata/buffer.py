@@ -22,6 +22,7 @@ import torch
 
 from . import distributed as gdist
 from .checks import as_float32, check_report_shapes
+from .codec import LOSS_MAX
 from .state import GEKOStateStore
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
@@ -47,32 +48,43 @@ class Window:
 class ReportBuffer:
     """Buffered reports of one process for ``store`` (used for validation only).
 
-    Rows wait as (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3] = (loss, conf,
-    correct)) chunks, on their device for CUDA input. :meth:`take` gathers every rank's chunks
-    (a collective under ``torch.distributed``) and empties the buffer only once that succeeded.
+    A host report waits as (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3] = (loss,
+    conf, correct)), validated. A device report waits as the detached tensors it came in, on
+    their device: converting and stacking them costs kernels, so that happens once per window, in
+    :meth:`take`, not in the training step. :meth:`take` gathers every rank's rows (a collective
+    under ``torch.distributed``) and empties the buffer only once that succeeded.
     """
 
     def __init__(self, store: GEKOStateStore) -> None:
         self._store = store
-        self._chunks: List[Tuple[Any, Any, bool]] = []  # (ints, values, checked)
+        self._chunks: List[Tuple[Any, Any, bool]] = []  # (ints, values, checked) or (tensors, None, False)
         self.rows = 0
         self.calls = 0
         self.dropped_rows = 0
 
     def add(self, loss: SignalInput, conf: SignalInput, correct: SignalInput, idx: SignalInput,
-            pred: SignalInput = None) -> int:
-        """Validate (host) or shape-check (device) one report and buffer it; returns its rows."""
+            pred: SignalInput = None, *, defer_checks: Optional[bool] = None) -> int:
+        """Validate (host) or shape-check (device) one report and buffer it; returns its rows.
+
+        ``defer_checks``: None (default) defers the value checks to :meth:`take` exactly when a
+        tensor is on a device other than the CPU; True defers them for any torch tensors (the
+        device path, also on CPU)."""
         if idx is None:
             raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
         given = (idx, loss, conf, correct, pred)
-        if any(isinstance(x, torch.Tensor) and x.device.type != "cpu" for x in given):
-            ints, values = _device_chunk(*given)
-            checked = False
+        if defer_checks is None:
+            defer_checks = False
+            for x in given:
+                if isinstance(x, torch.Tensor) and x.device.type != "cpu":
+                    defer_checks = True
+                    break
+        if defer_checks:
+            chunk: Tuple[Any, Any, bool] = (_device_tensors(*given), None, False)
+            rows = int(chunk[0][0].shape[0])
         else:
             ints, values = _host_chunk(self._store, *given)
-            checked = True
-        self._chunks.append((ints, values, checked))
-        rows = int(ints.shape[0])
+            chunk, rows = (ints, values, True), int(ints.shape[0])
+        self._chunks.append(chunk)
         self.rows += rows
         self.calls += 1
         return rows
@@ -85,7 +97,7 @@ class ReportBuffer:
         """Every rank's buffered rows as one validated :class:`Window` (None if there are none
         anywhere), and an empty buffer. A collective under ``torch.distributed``: all ranks must
         call it. Rows that fail validation here (device input) are dropped with a warning."""
-        chunks = self._chunks
+        chunks = [c if c[1] is not None else (*_device_rows(*c[0]), False) for c in self._chunks]
         if gdist.is_distributed():
             ints, values, checked = _gather_chunks(chunks)
         elif chunks:
@@ -143,53 +155,86 @@ def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
 
 def _as_float32(name: str, x: np.ndarray) -> np.ndarray:
     """``x`` as float32, the dtype it is buffered in (:func:`gekodata.checks.as_float32`);
-    ``ValueError`` for non-numeric input."""
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.issubdtype(x.dtype, np.complexfloating):
+    ``ValueError`` for non-numeric input (anything but bool, int, uint and float)."""
+    if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
     return as_float32(x)
+
+
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,
                 correct: SignalInput, pred: SignalInput = None) -> Tuple[np.ndarray, np.ndarray]:
     """Validate a CPU report as it will be stored (float32 values, int64 indices):
-    (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3])."""
+    (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3]).
+
+    Valid rows (the common case) cost four reductions over the stacked rows; only a report that
+    fails one goes through :meth:`GEKOStateStore.validate` for the message naming the entry."""
     idx_a, loss_a, conf_a, correct_a, pred_a = (_to_host_array(x) for x in (idx, loss, conf, correct, pred))
     check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
-    _check_index_dtype(np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_,
-                       np.issubdtype(idx_a.dtype, np.floating), idx_a.dtype)
+    _check_index_dtype(idx_a.dtype.kind in "iu", idx_a.dtype.kind == "f", idx_a.dtype)
+    if pred_a is not None and pred_a.dtype.kind not in "iu":
+        raise ValueError(f"pred must hold integer labels, got dtype {pred_a.dtype}")
     loss32 = _as_float32("loss", loss_a)
     conf32 = None if conf_a is None else _as_float32("conf", conf_a)
     correct32 = None if correct_a is None else _as_float32("correct", correct_a)
-    store.validate(idx_a, loss32, conf32, correct32, pred_a)  # overflow to inf in float32 is refused here
+    values = np.empty((len(idx_a), 3), dtype=np.float32)
+    values[:, 0] = loss32
     if conf32 is None:
-        conf32 = np.exp(-loss32)
-    if correct32 is None:
-        correct32 = (conf32 > 0.5).astype(np.float32)
-    values = np.stack([loss32, conf32, correct32], axis=1)
-    ints = np.full((len(idx_a), 2), -1, dtype=np.int64)
+        np.exp(-loss32, out=values[:, 1])
+    else:
+        values[:, 1] = conf32
+    values[:, 2] = (values[:, 1] > 0.5) if correct32 is None else correct32
+    ints = np.empty((len(idx_a), 2), dtype=np.int64)
     ints[:, 0] = idx_a
-    if pred_a is not None:
-        ints[:, 1] = pred_a
+    ints[:, 1] = -1 if pred_a is None else pred_a
+    if len(idx_a) and not _rows_valid(store.num_samples, idx_a, pred_a, values):
+        # NaN or a value out of range somewhere (overflow to inf in float32 included): name it
+        store.validate(idx_a, loss32, conf32, correct32, pred_a)
     return ints, values
 
 
-def _device_chunk(idx: SignalInput, loss: SignalInput, conf: SignalInput,
-                  correct: SignalInput, pred: SignalInput = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Shape-check a device report and keep it on the device; no host sync."""
+def _rows_valid(num_samples: int, idx: np.ndarray, pred: Optional[np.ndarray], values: np.ndarray) -> bool:
+    """Whether every row of a non-empty report passes the store's checks
+    (:func:`gekodata.checks.row_checks`): idx in [0, num_samples), pred in [-1, 2^31), loss in
+    [0, LOSS_MAX], conf and correct in [0, 1] (``values`` float32 [n, 3]). Five or seven
+    reductions; NaN fails (it propagates through min and max)."""
+    if not (values.min() >= 0 and values[:, 1:].max() <= 1 and values[:, 0].max() <= _LOSS_MAX32):
+        return False
+    if not (idx.min() >= 0 and idx.max() < num_samples):
+        return False
+    return pred is None or bool(pred.min() >= -1 and pred.max() <= _INT32_MAX)
+
+
+_LOSS_MAX32 = np.float32(LOSS_MAX)
+
+
+def _device_tensors(idx: SignalInput, loss: SignalInput, conf: SignalInput, correct: SignalInput,
+                    pred: SignalInput = None) -> Tuple[Optional[torch.Tensor], ...]:
+    """Shape- and dtype-check a device report and keep it as detached tensors on its device: no
+    kernel launch and no host sync."""
     given = (idx, loss, conf, correct, pred)
-    device = next(x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu")
-    tensors = [None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True) for x in given]
+    device = next((x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu"),
+                  torch.device("cpu"))
+    tensors = tuple(None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True) for x in given)
     idx_t, loss_t, conf_t, correct_t, pred_t = tensors
     check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
     _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
                        idx_t.is_floating_point(), idx_t.dtype)
     if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool):
         raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
-    loss_f = loss_t.float()
-    conf_f = torch.exp(-loss_f) if conf_t is None else conf_t.float()
-    correct_f = (conf_f > 0.5).float() if correct_t is None else correct_t.float()
-    pred_l = torch.full_like(idx_t, -1, dtype=torch.int64) if pred_t is None else pred_t.long()
-    return torch.stack([idx_t.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
+    return tensors
+
+
+def _device_rows(idx: torch.Tensor, loss: torch.Tensor, conf: Optional[torch.Tensor], correct: Optional[torch.Tensor],
+                 pred: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A deferred report's (ints int64 [n, 2], values float32 [n, 3]) on its device, unchecked."""
+    loss_f = loss.float()
+    conf_f = torch.exp(-loss_f) if conf is None else conf.float()
+    correct_f = (conf_f > 0.5).float() if correct is None else correct.float()
+    pred_l = torch.full_like(idx, -1, dtype=torch.int64) if pred is None else pred.long()
+    return torch.stack([idx.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
 
 
 def _gather_chunks(chunks: List[Tuple[Any, Any, bool]]) -> Tuple[np.ndarray, np.ndarray, bool]:

@@ -30,8 +30,13 @@ def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = No
 def as_float32(x: Any) -> np.ndarray:
     """``x`` as float32 [B], as the store computes with it (float64 beyond float32 becomes inf,
     silently: validation refuses it)."""
+    x = np.asarray(x)
+    if x.dtype == np.float32:
+        return x
+    if x.dtype.kind != "f" or x.dtype.itemsize <= 4:  # ints, bools, float16: never overflow float32
+        return x.astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(x).astype(np.float32, copy=False)
+        return x.astype(np.float32)
 
 
 def row_checks(

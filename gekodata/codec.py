@@ -61,6 +61,9 @@ _LOSS_TABLE = np.concatenate([
             ).astype(np.float32),
 ])
 _LOSS_TABLE.flags.writeable = False
+LOSS_TABLE = _LOSS_TABLE
+"""The loss of every code, float32 [65536], read-only and strictly increasing: ``decode_loss``'s
+table, so ``decode_loss(c) < x`` iff ``c < count_nonzero(LOSS_TABLE < x)``."""
 LOSS_HIST_BINS_PER_OCTAVE = 8
 """Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
 LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2
@@ -89,7 +92,8 @@ def loss_hist_bins(x: np.ndarray) -> np.ndarray:
 
 def decode_loss(code: np.ndarray) -> np.ndarray:
     """Losses, float32 [k], of loss codes ``code`` (uint16 [k]); O(k) table look-up."""
-    return _LOSS_TABLE[np.asarray(code, dtype=np.uint16)]
+    code = np.asarray(code, dtype=np.uint16)
+    return _LOSS_TABLE.take(code) if code.ndim == 1 else _LOSS_TABLE[code]
 
 
 def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -108,12 +112,18 @@ def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
     return counts.copy(), maxima.copy()
 
 
+_HIST_CHUNK = 1 << 20
+
+
 def add_to_hist(counts: np.ndarray, maxima: np.ndarray, x: np.ndarray) -> None:
     """Count losses ``x`` (float32 [k] in [0, LOSS_MAX]) into a loss-scale histogram, in place:
-    ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins)."""
-    bins = loss_hist_bins(x)
-    counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
-    np.maximum.at(maxima, bins, x)
+    ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins), a chunk of
+    ``_HIST_CHUNK`` losses at a time (counts and maxima do not depend on the order)."""
+    for lo in range(0, len(x), _HIST_CHUNK):
+        chunk = x[lo:lo + _HIST_CHUNK]
+        bins = loss_hist_bins(chunk)
+        counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
+        np.maximum.at(maxima, bins, chunk)
 
 
 def hist_quantile_max(counts: np.ndarray, maxima: np.ndarray, q: float) -> float:

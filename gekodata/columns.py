@@ -23,9 +23,11 @@ flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned
 =============  =======  =====  ==============================================================
 
 Optional columns cost bytes only when something asks for them. ``pred_label`` is allocated on
-the first :meth:`GEKOStateStore.update` that passes ``pred``; the selection signals by
-:meth:`GEKOStateStore.track` (a policy that needs them calls it through the sampler) or by the
-setters named below. Each is saved and loaded with the store when present:
+the first :meth:`GEKOStateStore.update` that passes ``pred``; the others by
+:meth:`GEKOStateStore.ensure_column` (the sampler calls it for the columns a policy reads, e.g.
+:class:`~gekodata.policy.PromptPolicy`, :class:`~gekodata.policy.ForgettingPolicy`), by
+:meth:`GEKOStateStore.track` (signals by name) or by the setters named below. Each is saved and
+loaded with the store when present:
 
 ===============  =======  =====  ============================================================
 column           dtype    bytes  meaning (allocated by)
@@ -34,6 +36,12 @@ pred_label       int32    4      last predicted label (e.g. the argmax class), -
                                  With it, the wrong streak counts only wrong updates that
                                  agree on the predicted label (a new wrong label restarts it
                                  at 1). (``update(..., pred=...)``)
+group_streak     int8     1      signed run of unanimous updates: +k = the last k updates each
+                                 had every row correct and equal (an RL prompt's group of
+                                 completions all rewarded alike, solved), -k = the last k each
+                                 had every row equal and wrong (all failed), 0 = the last
+                                 update disagreed (mixed group: a non-zero advantage) or none
+                                 yet. Saturates at +-``MAX_GROUP_STREAK`` (127).
 forget_count     uint8    1      forgetting events (Toneva et al., ICLR 2019): correct ->
                                  wrong transitions between consecutive observations,
                                  saturating at 255. (``track("forgetting")``)
@@ -76,12 +84,17 @@ COLUMNS: Dict[str, np.dtype] = {
 }
 OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
+    "group_streak": np.dtype(np.int8),
     "forget_count": np.dtype(np.uint8),
     "learned_streak": np.dtype(np.uint8),
     "loss_slow_code": np.dtype(np.uint16),
     "ref_loss_code": np.dtype(np.uint16),
     "label": np.dtype(np.int32),
 }
+OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0, "forget_count": 0, "learned_streak": 0,
+                                 "loss_slow_code": 0, "ref_loss_code": int(np.iinfo(np.uint16).max), "label": -1}
+"""Value of an optional column's rows before any report (and after :meth:`GEKOStateStore.reset`,
+except for the user-set columns it keeps)."""
 SIGNALS: Dict[str, Tuple[str, ...]] = {
     "forgetting": ("forget_count", "learned_streak"),
     "progress": ("loss_slow_code",),
@@ -89,8 +102,6 @@ SIGNALS: Dict[str, Tuple[str, ...]] = {
 """Signals :meth:`GEKOStateStore.track` allocates, by name -> their columns."""
 USER_COLUMNS = ("ref_loss_code", "label")
 """Columns the user sets; :meth:`GEKOStateStore.reset` keeps them."""
-EMPTY_VALUE: Dict[str, int] = {"pred_label": -1, "label": -1, "ref_loss_code": int(np.iinfo(np.uint16).max)}
-"""Value of an optional column's row that holds nothing yet (others: 0)."""
 REF_LOSS_UNSET = np.uint16(np.iinfo(np.uint16).max)
 """``ref_loss_code`` of a sample without a reference loss (the codec's top code, so reference
 losses above ``REF_LOSS_MAX`` are refused)."""
@@ -112,6 +123,8 @@ MAX_VISITS = int(np.iinfo(np.uint16).max)
 """Largest count the ``visits`` column holds (uint16); it saturates there."""
 MAX_FROZEN_STREAK = int(np.iinfo(np.uint8).max)
 """Largest count the ``frozen_streak`` column holds (uint8); it saturates there."""
+MAX_GROUP_STREAK = int(np.iinfo(np.int8).max)
+"""Largest run the ``group_streak`` column holds either way (int8, +-127); it saturates there."""
 U8_SCALE = 255.0
 """uint8 fraction columns store ``round(x * U8_SCALE)`` for x in [0, 1]."""
 
@@ -119,11 +132,6 @@ U8_SCALE = 255.0
 REF_LOSS_MAX = float(decode_loss(np.array([REF_LOSS_UNSET - 1], dtype=np.uint16))[0])
 """Largest reference loss the store accepts (the value of the second-highest code, about
 2.03e31): the top code is the "not set" marker."""
-
-
-def empty_column(name: str, num_samples: int) -> np.ndarray:
-    """A new optional column ``name`` of ``num_samples`` rows holding nothing yet."""
-    return np.full(num_samples, EMPTY_VALUE.get(name, 0), dtype=OPTIONAL_COLUMNS[name])
 
 
 def quantize_u8(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -108,6 +108,7 @@ class PruningDataset(Dataset):
         self.weight_key = weight_key
         self._store: Optional["GEKOStateStore"] = None
         self._loss_weights: Optional[torch.Tensor] = None
+        self._weight_view: Optional[np.ndarray] = None  # numpy view of _loss_weights, made on first use
         self._num_live = self.num_samples
 
     def _attach(self, store: "GEKOStateStore", loss_weights: Optional[torch.Tensor]) -> None:
@@ -116,6 +117,7 @@ class PruningDataset(Dataset):
             raise ValueError(f"store has {len(store)} rows but the dataset has {self.num_samples} samples")
         self._store = store
         self._loss_weights = loss_weights
+        self._weight_view = None
 
     def __len__(self) -> int:
         """The wrapped dataset's length (``num_samples``), pruned samples included."""
@@ -158,8 +160,37 @@ class PruningDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         index = int(index)
-        item = self.dataset[index]
-        weights = self._loss_weights
+        weights = self._weight_array()
+        return self._with_index(self.dataset[index], index, None if weights is None else float(weights[index]))
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+        """Items ``indices`` (a batch), as :meth:`__getitem__` returns them, in one call: torch's
+        DataLoader uses it for batched fetching. A wrapped dataset's own ``__getitems__`` (e.g. a
+        Hugging Face ``datasets.Dataset``: one batched Arrow read) is used when it has one, and
+        the loss weights are read for the whole batch at once."""
+        indices = [int(i) for i in indices]
+        fetch = getattr(self.dataset, "__getitems__", None)
+        items = fetch(indices) if fetch else [self.dataset[i] for i in indices]
+        if len(items) != len(indices):
+            raise ValueError(f"{type(self.dataset).__name__}.__getitems__ returned {len(items)} items "
+                             f"for {len(indices)} indices")
+        weights = self._weight_array()
+        if weights is None:
+            if all(type(item) is tuple for item in items):  # TensorDataset and the like: the common case
+                return [(*item, i) for item, i in zip(items, indices)]
+            return [self._with_index(item, i, None) for item, i in zip(items, indices)]
+        return [self._with_index(item, i, w) for item, i, w in zip(items, indices, weights[indices].tolist())]
+
+    def _weight_array(self) -> Optional[np.ndarray]:
+        """The sampler's loss weights (shared memory) as a numpy view, float32 [N]; None without."""
+        if self._loss_weights is None:
+            return None
+        if self._weight_view is None:
+            self._weight_view = self._loss_weights.numpy()
+        return self._weight_view
+
+    def _with_index(self, item: Any, index: int, weight: Optional[float]) -> Any:
+        """``item`` with its index (and loss weight) attached, by the item's type (class docstring)."""
         kind = type(item)
         # checks ordered by how common the type is: dict, tuple (TensorDataset), then the rest
         if kind is dict:
@@ -167,14 +198,14 @@ class PruningDataset(Dataset):
                 self._key_taken()
             out = dict(item)
             out[self.index_key] = index
-            if weights is not None:
-                out[self.weight_key] = float(weights[index])
+            if weight is not None:
+                out[self.weight_key] = weight
             return out
         if kind is tuple:
-            return (*item, index) if weights is None else (*item, index, float(weights[index]))
+            return (*item, index) if weight is None else (*item, index, weight)
         if isinstance(item, Mapping):
-            return self._mapping_item(item, index, None if weights is None else float(weights[index]))
-        extras = (index,) if weights is None else (index, float(weights[index]))
+            return self._mapping_item(item, index, weight)
+        extras = (index,) if weight is None else (index, weight)
         if isinstance(item, tuple):
             return (item, *extras) if hasattr(item, "_fields") else (*item, *extras)  # named tuple: kept whole
         if isinstance(item, list):
@@ -211,6 +242,7 @@ class PruningDataset(Dataset):
         state = self.__dict__.copy()
         state["_num_live"] = self.num_live
         state["_store"] = None  # workers only read items; the store stays with the sampler
+        state["_weight_view"] = None  # rebuilt from the shared-memory tensor where it is unpickled
         return state
 
     def __repr__(self) -> str:

@@ -9,8 +9,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .codec import decode_loss, encode_loss
-from .columns import (CORRECT_BIT, MAX_COUNT_U8, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT, dequantize_u8,
-                      quantize_u8)
+from .columns import (CORRECT_BIT, MAX_COUNT_U8, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT,
+                      dequantize_u8, quantize_u8)
 
 
 def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray,
@@ -25,8 +25,9 @@ def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndar
     delta = loss - mean
     std = np.float32(np.sqrt(1.0 - alpha)) * np.hypot(decode_loss(std_code), np.float32(np.sqrt(alpha)) * delta)
     mean += np.float32(alpha) * delta
-    mean[first] = loss[first]
-    std[first] = 0.0
+    if first.any():  # most windows after the first epoch have no first observation
+        mean[first] = loss[first]
+        std[first] = 0.0
     return encode_loss(mean), encode_loss(std)
 
 
@@ -34,7 +35,8 @@ def fold_fraction(codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha
     """EMA of a fraction in [0, 1] kept as uint8 codes (1/255); a first observation sets it."""
     ema = dequantize_u8(codes)
     ema += np.float32(alpha) * (value - ema)
-    ema[first] = value[first]
+    if first.any():
+        ema[first] = value[first]
     return quantize_u8(ema)
 
 
@@ -44,7 +46,8 @@ def fold_q_value(q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.n
     reward = np.float32(1.0) - np.minimum(loss / np.float32(loss_scale), np.float32(1.0))
     q = q.astype(np.float32)
     q += np.float32(rate) * (reward - q)
-    q[first] = reward[first]
+    if first.any():
+        q[first] = reward[first]
     return q.astype(np.float16)
 
 
@@ -91,3 +94,14 @@ def fold_forgetting(count: np.ndarray, streak: np.ndarray, was_correct: np.ndarr
     count = np.where(forgot & (count < MAX_COUNT_U8), count + np.uint8(1), count).astype(np.uint8)
     streak = np.where(is_correct, np.minimum(streak.astype(np.int64) + 1, MAX_COUNT_U8), 0).astype(np.uint8)
     return count, streak
+
+
+def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndarray) -> np.ndarray:
+    """The signed run of unanimous updates (int8) after one more: a unanimous and solved update
+    (every row equal, mean correctness >= 0.5) extends a positive run or starts one at +1, a
+    unanimous unsolved one extends a negative run or starts one at -1, a disagreeing one resets
+    it to 0. Saturates at +-``MAX_GROUP_STREAK``."""
+    run = streak.astype(np.int16)
+    up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
+    down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
+    return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)

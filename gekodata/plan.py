@@ -2,22 +2,41 @@
 
 :func:`plan_epoch` is the whole planning step and changes nothing: bucket weights for the
 curriculum phase, the unbiased floor (optional), the budget, the forgetting audit's draws,
-integer draw counts and the shuffled stream. The helpers below it are pure functions over whole
-arrays, O(N) time and memory, valid for any N (no torch.multinomial 2^24 category cap).
-Randomness comes only from generators seeded by (seed, epoch).
+integer draw counts and the epoch's stream. Everything is O(N) and valid for any N (no
+torch.multinomial 2^24 category cap); randomness comes only from generators seeded by
+(seed, epoch).
+
+Two paths give the draw counts. When every live sample's weight is its bucket's
+(:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`: every built-in policy, unbiased mode
+included) the planner works per *class* (bucket code, and whether the sample is dead: pruned or
+over ``max_times_seen``; :mod:`gekodata.class_draws`): exact counts per class and each class's
+extra draws a uniform choice among its members. Otherwise it works per sample (:func:`gekodata.draws.draw_counts`). Either way the draws are
+laid out as a pool of sample indices and handed out in the order of a keyed permutation
+(:mod:`gekodata.stream`), so no O(S) shuffle is made.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
 from .audit import ForgettingAudit
-from .policy import Bucket, SelectionPolicy
+from .class_draws import (DEAD, NUM_CLASSES, ClassPool, ClassSource, class_draw_counts, class_pool, class_sizes,
+                          expand, store_classes)
+from .draws import draw_counts, index_dtype
+from .policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
 from .report import EpochRecord
 from .state import GEKOStateStore
+from .stream import EpochStream, KeyedPermutation
+
+__all__ = [  # the planner, and the draw-count functions it has always exported
+    "Budget", "ClassPool", "ClassSource", "DEAD", "EpochPlan", "NUM_CLASSES", "class_draw_counts", "class_pool",
+    "class_sizes", "classify_epoch", "draw_counts", "epoch_generator", "expand", "index_dtype", "plan_epoch",
+    "resolve_budget", "shuffled_plan", "store_classes", "unbiased_loss_weights",
+]
 
 Budget = Union[None, int, float]
 
@@ -26,14 +45,30 @@ Budget = Union[None, int, float]
 class EpochPlan:
     """One epoch's plan.
 
-    ``indices``: the global index stream, int32/int64 [S + audits]; ``loss_weights``: float32 [N]
+    ``stream``: the global index stream (:class:`~gekodata.stream.EpochStream`, int32/int64
+    [S + audits] on demand; :attr:`indices` materialises it); ``loss_weights``: float32 [N]
     per-sample loss weights for this epoch, or None when the run has none; ``audits``: sorted
     int64 indices drawn once for the forgetting audit; ``record``: the epoch's counts."""
 
-    indices: np.ndarray
+    stream: EpochStream
     loss_weights: Optional[np.ndarray]
     audits: np.ndarray
     record: EpochRecord
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The whole index stream as an array (materialised on each call; O(S))."""
+        return self.stream.materialize()
+
+
+class _Draws(NamedTuple):
+    """What either path hands to the end of :func:`plan_epoch`."""
+
+    pool: Optional[np.ndarray]  # sample index per draw, audits included; None: arange(N)
+    loss_weights: Optional[np.ndarray]  # float32 [N] or None
+    bucket_counts: np.ndarray  # samples per bucket code, int64 [NUM_BUCKETS]
+    unique_planned: int  # samples with at least one draw, audits excluded
+    pruned: int
 
 
 def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, num_epochs: int, seed: int,
@@ -45,12 +80,59 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     ``max_times_seen``) -> unbiased mode (``unbiased_floor`` given): every live sample keeps at
     least that weight, and gets loss weight ``v_i = sum(w) / (N_live * w_i)`` -> the budget S
     (:func:`resolve_budget`; an explicit budget includes the audits) -> the audits -> draw counts
-    (:func:`draw_counts`) with one extra draw per audit -> the stream shuffled by
-    ``epoch_generator(seed, epoch)``. Audited samples carry loss weight 0 (checked, not trained).
+    (per class, :func:`class_pool`, or per sample, :func:`draw_counts`) with one extra draw per
+    audit -> the stream, permuted by ``epoch_generator(seed, epoch)``. Audited samples carry loss
+    weight 0 (checked, not trained).
     """
     started = time.perf_counter()
-    codes = store.bucket
     phase = policy.curriculum.phase_for_epoch(epoch, num_epochs)
+    rng = epoch_generator(seed, epoch)
+    table = policy.bucket_weights(phase)
+    plan_draws = _per_sample if table is None or not _takes_counts(policy) else _per_class
+    draws, audits = plan_draws(store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng)
+    size = len(store) if draws.pool is None else len(draws.pool)
+    stream = EpochStream(draws.pool, KeyedPermutation(size, rng), index_dtype(len(store)))
+    loss_weights = draws.loss_weights
+    if loss_weights is not None:
+        loss_weights[audits] = 0.0
+    record = EpochRecord(
+        epoch=epoch,
+        phase=phase.name,
+        num_samples=len(store),
+        planned=size,
+        unique_planned=draws.unique_planned + len(audits),
+        pruned=draws.pruned,
+        buckets={b.name: int(n) for b, n in zip(Bucket, draws.bucket_counts)},
+        plan_seconds=time.perf_counter() - started,
+        audit_planned=len(audits),
+    )
+    return EpochPlan(stream, loss_weights, audits, record)
+
+
+def _takes_counts(policy: SelectionPolicy) -> bool:
+    """Whether ``policy.default_budget`` takes per-group ``counts`` (the per-class path needs it)."""
+    return "counts" in inspect.signature(policy.default_budget).parameters
+
+
+def _choose_audits(store: GEKOStateStore, policy: SelectionPolicy, audit: Optional[ForgettingAudit],
+                   weights_of: Callable[[], np.ndarray], epoch: int) -> np.ndarray:
+    if audit is None or not audit.enabled:
+        return np.empty(0, dtype=np.int64)
+    return audit.choose(store, store.bucket, weights_of(), epoch, policy.max_times_seen)
+
+
+def _explicit_total(budget: Budget, default: float, num_samples: int, audits: np.ndarray) -> int:
+    total = resolve_budget(budget, default, num_samples)
+    if budget is not None:  # an explicit budget includes the audits
+        total = max(total - len(audits), 0)
+    return total
+
+
+def _per_sample(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, table: Optional[np.ndarray],
+                budget: Budget, unbiased_floor: Optional[float], audit: Optional[ForgettingAudit], epoch: int,
+                rng: np.random.Generator) -> Tuple[_Draws, np.ndarray]:
+    """Draws from per-sample weights (:meth:`SelectionPolicy.sample_weights`, :func:`draw_counts`)."""
+    codes = store.bucket
     weights = policy.sample_weights(store, codes, phase)
     default_budget = policy.default_budget(weights, codes)
     if unbiased_floor is not None:
@@ -61,31 +143,48 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
         # each floored sample that had weight 0 adds unbiased_floor of a pass to the budget
         default_budget += unbiased_floor * int(np.count_nonzero(to_floor & (weights == 0)))
         weights[to_floor] = unbiased_floor
-    total = resolve_budget(budget, default_budget, len(store))
-    audits = (audit.choose(store, codes, weights, epoch, policy.max_times_seen) if audit is not None
-              else np.empty(0, dtype=np.int64))
-    if budget is not None:  # an explicit budget includes the audits
-        total = max(total - len(audits), 0)
-    rng = epoch_generator(seed, epoch)
+    audits = _choose_audits(store, policy, audit, lambda: weights, epoch)
+    total = _explicit_total(budget, default_budget, len(store), audits)
     counts = draw_counts(weights, total, rng)
+    unique = int(np.count_nonzero(counts))
     counts[audits] += 1
-    indices = shuffled_plan(counts, rng)
+    pool = np.repeat(np.arange(len(store), dtype=index_dtype(len(store))), counts)
     loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights, codes)
     if loss_weights is not None:
         loss_weights = np.asarray(loss_weights, dtype=np.float32)
-        loss_weights[audits] = 0.0
-    record = EpochRecord(
-        epoch=epoch,
-        phase=phase.name,
-        num_samples=len(store),
-        planned=len(indices),
-        unique_planned=int(np.count_nonzero(counts)),
-        pruned=store.num_pruned,
-        buckets={b.name: int(n) for b, n in zip(Bucket, np.bincount(codes, minlength=len(Bucket)))},
-        plan_seconds=time.perf_counter() - started,
-        audit_planned=len(audits),
-    )
-    return EpochPlan(indices, loss_weights, audits, record)
+    draws = _Draws(pool, loss_weights, np.bincount(codes, minlength=NUM_BUCKETS)[:NUM_BUCKETS],
+                   unique, store.num_pruned)
+    return draws, audits
+
+
+def _per_class(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, table: np.ndarray,
+               budget: Budget, unbiased_floor: Optional[float], audit: Optional[ForgettingAudit], epoch: int,
+               rng: np.random.Generator) -> Tuple[_Draws, np.ndarray]:
+    """Draws from per-bucket weights, a class at a time (:func:`class_pool`)."""
+    classes = store_classes(store, policy.max_times_seen)
+    sizes = class_sizes(classes, len(store))
+    totals = sizes.sum(axis=0)
+    weights = np.zeros(NUM_CLASSES, dtype=np.float64)
+    weights[:len(table)] = table  # live classes; dead ones (DEAD and above) keep 0
+    codes = np.arange(NUM_CLASSES) % DEAD
+    default_budget = policy.default_budget(weights, codes, counts=totals)
+    if unbiased_floor is not None:
+        to_floor = np.arange(NUM_CLASSES) < DEAD
+        to_floor &= weights < unbiased_floor
+        default_budget += unbiased_floor * int(totals[to_floor & (weights == 0)].sum())
+        weights[to_floor] = unbiased_floor
+    audits = _choose_audits(store, policy, audit, lambda: expand(classes, weights.astype(np.float32), len(store)), epoch)
+    total = _explicit_total(budget, default_budget, len(store), audits)
+    pool = class_pool(classes, sizes, weights, total, rng, index_dtype(len(store)), extra_indices=audits)
+    if unbiased_floor is not None:
+        values = unbiased_loss_weights(weights, totals)
+    else:
+        values = policy.loss_weight_table(weights, codes)
+    loss_weights = None if values is None else expand(classes, np.asarray(values, dtype=np.float32), len(store))
+    bucket_counts = (totals[:DEAD] + totals[DEAD:])[:NUM_BUCKETS]
+    pruned = store.num_pruned if policy.max_times_seen is not None else int(totals[DEAD:].sum())
+    draws = _Draws(pool.indices, loss_weights, bucket_counts, pool.unique, pruned)
+    return draws, audits
 
 
 def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: Optional[int]) -> None:
@@ -98,15 +197,17 @@ def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_
         store.set_pruned(store.frozen_streak >= prune_frozen_after)
 
 
-def unbiased_loss_weights(weights: np.ndarray) -> np.ndarray:
+def unbiased_loss_weights(weights: np.ndarray, counts: Optional[np.ndarray] = None) -> np.ndarray:
     """``v_i = sum(w) / (N_live * w_i)`` for ``w_i > 0``, else 0: float32 [N]. Drawing ``i``
     with probability proportional to ``w_i``, the mean of ``v * loss`` over the draws estimates
-    the mean loss over the live samples."""
+    the mean loss over the live samples. With ``counts``, entry ``g`` of ``weights`` stands for
+    ``counts[g]`` samples (one entry per class) and the result is per entry."""
     positive = weights > 0
-    num_live = int(np.count_nonzero(positive))
+    num_live = int(np.count_nonzero(positive)) if counts is None else int(counts[positive].sum())
     values = np.zeros(len(weights), dtype=np.float32)
     if num_live:
-        values[positive] = weights.sum() / (num_live * weights[positive])
+        total = weights.sum() if counts is None else float(np.dot(counts, weights))
+        values[positive] = total / (num_live * weights[positive])
     return values
 
 
@@ -136,83 +237,12 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
     raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
 
 
-def draw_counts(weights: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
-    """Integer draw counts with ``counts.sum() == total`` and expectation ``total * w / sum(w)``.
-
-    Every sample gets the floor of its expectation ``e_i`` plus at most one extra draw; the extra
-    draws go to a systematic (low-variance) sample over the fractional parts ``e_i - floor(e_i)``
-    taken in a random order, so sample ``i`` gets its extra draw with probability exactly its
-    fractional part and *which* samples get one is random (a systematic grid over index order
-    would only ever pick a few fixed stripes, e.g. all even or all odd indices at half the data).
-    Samples of weight 0 get 0 draws. Equal positive weights take an exact integer path (``total``
-    equal to their number gives each exactly one draw; fewer draws pick a uniform random subset).
-    Randomness from ``rng`` only: a shuffle of the samples with a fractional part and one grid
-    offset (equal weights: one choice without replacement). O(N) time and memory.
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    n = len(weights)
-    if total < 0:
-        raise ValueError(f"total must be >= 0, got {total}")
-    if n and (not np.isfinite(weights).all() or weights.min() < 0):
-        raise ValueError("weights must be finite and >= 0")
-    positive = np.flatnonzero(weights > 0)
-    num_positive = len(positive)
-    counts = np.zeros(n, dtype=np.int64)
-    if total == 0 or num_positive == 0:
-        return counts
-    pos_weights = weights[positive]
-    if pos_weights.min() == pos_weights.max():
-        base, remainder = divmod(total, num_positive)
-        counts[positive] = base
-        if remainder:
-            counts[positive[rng.choice(num_positive, remainder, replace=False, shuffle=False)]] += 1
-        return counts
-    expected = pos_weights * (total / pos_weights.sum())
-    base = np.floor(expected)
-    counts[positive] = base.astype(np.int64)
-    remainder = int(total - counts.sum())
-    if remainder > 0:
-        # extra draws: a systematic grid over the fractional parts, walked in a random order
-        fraction = expected - base
-        candidates = np.flatnonzero(fraction > 0)
-        order = np.arange(len(candidates), dtype=index_dtype(len(candidates)))
-        rng.shuffle(order)
-        cumulative = np.cumsum(fraction[candidates][order])
-        cumulative *= remainder / cumulative[-1]
-        cumulative[-1] = remainder  # exact end point
-        hits = np.floor(cumulative + rng.random()).astype(np.int64)
-        chosen = order[np.diff(hits, prepend=np.int64(0)) > 0]  # at most one extra draw each
-        counts[positive[candidates[chosen]]] += 1
-    drift = int(total - counts.sum())
-    if drift:  # float error only (a fractional part scaled past 1, or floors summing past total)
-        _repair_drift(counts, weights, drift)
-    return counts
-
-
-def _repair_drift(counts: np.ndarray, weights: np.ndarray, drift: int) -> None:
-    """Fix a sum off by float error (never seen in practice) on the heaviest samples."""
-    order = np.argsort(-weights, kind="stable")
-    step = 1 if drift > 0 else -1
-    i = 0
-    while drift:
-        j = order[i % len(order)]
-        if weights[j] > 0 and counts[j] + step >= 0:
-            counts[j] += step
-            drift -= step
-        i += 1
-
-
-def index_dtype(num_samples: int) -> np.dtype:
-    """Smallest signed dtype that holds indices below ``num_samples`` (int32 up to 2^31-1)."""
-    return np.dtype(np.int32) if num_samples <= np.iinfo(np.int32).max else np.dtype(np.int64)
-
-
 def shuffled_plan(counts: np.ndarray, rng: np.random.Generator, out_dtype: Optional[np.dtype] = None) -> np.ndarray:
-    """Sample ``i`` repeated ``counts[i]`` times, shuffled in place by ``rng``: int [sum(counts)]."""
+    """Sample ``i`` repeated ``counts[i]`` times, in the order of a keyed permutation drawn from
+    ``rng`` (:mod:`gekodata.stream`): int [sum(counts)]."""
     dtype = out_dtype or index_dtype(len(counts))
-    plan = np.repeat(np.arange(len(counts), dtype=dtype), counts)
-    rng.shuffle(plan)
-    return plan
+    pool = np.repeat(np.arange(len(counts), dtype=dtype), counts)
+    return EpochStream(pool, KeyedPermutation(len(pool), rng), dtype).materialize()
 
 
 def epoch_generator(seed: int, epoch: int) -> np.random.Generator:

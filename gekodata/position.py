@@ -4,10 +4,12 @@ The position is that of the most recent iterator: it is 0 for a new plan and for
 ``iter()`` (unless a restored position is pending, which the next ``iter()`` starts from), and
 counts the indices that iterator has handed out. Reading it is O(1): the stream is converted to
 Python ints a chunk at a time, and the position is the chunk's start plus what its list iterator
-has already yielded.
+has already yielded. The iterator chains the chunks' list iterators in C
+(``itertools.chain.from_iterable``), so handing out an index runs no Python bytecode.
 """
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -48,7 +50,7 @@ class StreamPosition:
         start = self._resume_at or 0
         self._resume_at = None
         self._cursor = cursor = _Cursor(start)
-        return _stream(local, start, cursor)
+        return itertools.chain.from_iterable(_chunks(local, start, cursor))
 
     @property
     def yielded(self) -> int:
@@ -73,9 +75,11 @@ def fingerprint(local: np.ndarray) -> List[int]:
     return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()
 
 
-def _stream(local: np.ndarray, start: int, cursor: _Cursor) -> Iterator[int]:
-    """Python ints of ``local[start:]``, converted a chunk at a time, tracking ``cursor``."""
+def _chunks(local: Any, start: int, cursor: _Cursor) -> Iterator[Iterator[int]]:
+    """List iterators over the Python ints of ``local[start:]`` (an array or an
+    :class:`~gekodata.stream.EpochStream`), a chunk each, converted when the previous one is
+    exhausted; ``cursor`` tracks the current one."""
     for begin in range(start, len(local), _ITER_CHUNK):
         chunk = local[begin : begin + _ITER_CHUNK].tolist()
         cursor.start, cursor.length, cursor.items = begin, len(chunk), iter(chunk)
-        yield from cursor.items
+        yield cursor.items

@@ -28,6 +28,7 @@ from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
+from .stream import EpochStream
 from .suspects import Suspects, find_suspects, write_suspects_csv
 
 
@@ -39,7 +40,9 @@ class WeightedBucketSampler(Sampler[int]):
             pruning and for loss weights); any sized map-style dataset works otherwise.
         policy: a :class:`~gekodata.policy.SelectionPolicy`; default ``BucketPolicy()`` (GEKO's
             thresholds and mountain curriculum). Others: ``BucketPolicy.uniform()`` (with
-            ``budget``: a random subset per epoch) and ``InfoBatchPolicy()`` (with loss weights).
+            ``budget``: a random subset per epoch), ``InfoBatchPolicy()`` (with loss weights) and
+            ``PromptPolicy(group_size=G)`` (RL prompts, reported with
+            :func:`gekodata.prompts.report_groups`).
         num_epochs: epochs the run will train; curriculum progress of epoch ``e`` is
             ``(e + 0.5) / num_epochs``.
         seed: seeds the private per-epoch generator ``default_rng([seed, epoch])``; no global RNG
@@ -140,7 +143,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
-        policy.prepare(self._store)  # allocate the optional signals the policy reads
+        policy.prepare(self._store)  # optional columns the policy reads, before any report
         self._buffer = ReportBuffer(self._store)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -149,8 +152,8 @@ class WeightedBucketSampler(Sampler[int]):
         if isinstance(data_source, PruningDataset):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
-        self._plan: Optional[np.ndarray] = None
-        self._local: Optional[np.ndarray] = None
+        self._plan: Optional[Plan] = None
+        self._local: Optional[Plan] = None
         self._planned_epoch: Optional[int] = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
@@ -202,13 +205,26 @@ class WeightedBucketSampler(Sampler[int]):
 
     @property
     def plan(self) -> np.ndarray:
-        """This rank's index stream for the current epoch, int [len(self)] (read-only)."""
-        return _read_only(self._local_plan())
+        """This rank's index stream for the current epoch, int [len(self)] (read-only; the
+        first call of an epoch materialises it, O(len))."""
+        local = self._local_plan()
+        if isinstance(local, EpochStream):
+            self._local = local = local.materialize()
+        return _read_only(local)
 
     @property
     def global_plan(self) -> np.ndarray:
-        """The whole epoch's index stream before sharding, identical on every rank (read-only)."""
-        return _read_only(self._ensure_plan(self.epoch))
+        """The whole epoch's index stream before sharding, identical on every rank (read-only;
+        the first call of an epoch materialises it, O(S))."""
+        return _read_only(self._global_array())
+
+    def _global_array(self) -> np.ndarray:
+        plan = self._ensure_plan(self.epoch)
+        if isinstance(plan, EpochStream):
+            self._plan = plan = plan.materialize()
+            if isinstance(self._local, EpochStream) and self._local.world_size == 1:
+                self._local = plan
+        return plan
 
     @property
     def phase(self) -> Phase:
@@ -236,7 +252,7 @@ class WeightedBucketSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
 
-    def _ensure_plan(self, epoch: int) -> np.ndarray:
+    def _ensure_plan(self, epoch: int) -> "Plan":
         if self._plan is None or self._planned_epoch != epoch:
             self.flush()
             if epoch > self._classified_epoch:
@@ -253,16 +269,21 @@ class WeightedBucketSampler(Sampler[int]):
         if self._loss_weights is not None and plan.loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(plan.loss_weights))
         self._ledger.adopt(plan.record)
-        self._set_plan(plan.indices, epoch)
+        self._set_plan(plan.stream, epoch)
 
-    def _set_plan(self, plan: np.ndarray, epoch: int) -> None:
+    def _set_plan(self, plan: "Plan", epoch: int) -> None:
         self._plan, self._planned_epoch, self._local = plan, epoch, None
         self._position.reset()  # a new plan starts at its beginning
 
-    def _local_plan(self) -> np.ndarray:
+    def _local_plan(self) -> "Plan":
         plan = self._ensure_plan(self.epoch)
         if self._local is None:
-            self._local = gdist.rank_shard(plan, self.rank, self.world_size) if self.shard else plan
+            if not self.shard:
+                self._local = plan
+            elif isinstance(plan, EpochStream):
+                self._local = plan.shard(self.rank, self.world_size)
+            else:
+                self._local = gdist.rank_shard(plan, self.rank, self.world_size)
         return self._local
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
@@ -315,7 +336,13 @@ class WeightedBucketSampler(Sampler[int]):
         audit = self._audit.check(self._store, window.idx, window.loss)
         self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred, validated=True)
         audit.restore_visits(self._store)
-        self._ledger.count(len(window), audit.reported, len(audit.forgotten))
+        self._ledger.count(self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten))
+
+    def _passes(self, rows: int) -> int:
+        """Reported rows as passes: a policy whose draws are reported as several rows (an RL
+        prompt's group of completions) counts ``rows_per_pass`` rows as one, rounded."""
+        per_pass = self.policy.rows_per_pass
+        return rows if per_pass == 1 else int(round(rows / per_pass))
 
     # ------------------------------------------------------------------ suspects and results
     def suspects(self) -> Suspects:
@@ -337,7 +364,7 @@ class WeightedBucketSampler(Sampler[int]):
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
         self._ensure_plan(self.epoch)
-        return self._ledger.current(0 if gdist.is_distributed() else self._buffer.rows)
+        return self._ledger.current(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     def efficiency_report(self) -> EfficiencyReport:
         """What was planned and trained per epoch, counted from real reports.
@@ -347,7 +374,7 @@ class WeightedBucketSampler(Sampler[int]):
         on every rank first for the final figures.
         """
         self._ensure_plan(self.epoch)
-        return self._ledger.report(0 if gdist.is_distributed() else self._buffer.rows)
+        return self._ledger.report(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict[str, Any]:
@@ -398,7 +425,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.flush()
         if self.rank == 0:
             write_snapshot(path, SamplerSnapshot(
-                settings=self._settings(), store=self._store.state_dict(), plan=self._plan, epoch=self.epoch,
+                settings=self._settings(), store=self._store.state_dict(), plan=self._global_array(), epoch=self.epoch,
                 planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
                 loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                 audit_pending=self._audit.pending))
@@ -414,7 +441,7 @@ class WeightedBucketSampler(Sampler[int]):
         """
         snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
         self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
-        self.policy.prepare(self._store)  # a file written without the policy's signals
+        self.policy.prepare(self._store)  # a file saved without them (strict=False)
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
@@ -432,6 +459,11 @@ class WeightedBucketSampler(Sampler[int]):
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
                 f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
+
+
+Plan = Union[np.ndarray, EpochStream]
+"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
+materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

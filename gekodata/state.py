@@ -27,12 +27,14 @@ from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_H
                     LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
                     hist_quantile_max)
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, PRUNED_BIT, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, STREAK_MASK, STREAK_SHIFT,
-                      USER_COLUMNS, V1_COLUMNS, check_columns, dequantize_u8, empty_column, upgrade_state_v1)
+                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, STREAK_MASK,
+                      STREAK_SHIFT, USER_COLUMNS, V1_COLUMNS, check_columns, dequantize_u8, upgrade_state_v1)
+from .blocks import blocks
 from .checks import as_float32, check_report_shapes, row_checks
-from .folds import fold_flags, fold_forgetting, fold_fraction, fold_loss_ema, fold_loss_moments, fold_q_value
+from .folds import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
+                    fold_q_value)
 from .io import read_store_file, write_store_file
-from .merge import has_duplicates, merge_duplicates
+from .merge import group_rows
 
 __all__ = [  # the store, and the layout and codec names it has always exported
     "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
@@ -45,6 +47,10 @@ FORMAT_VERSION = 2
 """Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
 Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
 :func:`upgrade_state_v1`."""
+
+def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
+    return None if values is None else values[lo:hi]
+
 
 def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
                     min_loss_scale: float, slow_alpha: float = 0.25) -> Dict[str, float]:
@@ -62,8 +68,8 @@ def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
 
 class GEKOStateStore:
     """Per-sample state for ``num_samples`` samples, 12 bytes each by default; optional columns
-    (predicted labels, the selection signals, reference losses, labels) add bytes only when
-    used (:mod:`gekodata.columns`).
+    (predicted labels, the group streak of RL prompts, the selection signals, reference losses,
+    labels) add bytes only when used (:mod:`gekodata.columns`).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
@@ -87,7 +93,10 @@ class GEKOStateStore:
     largest predicted label kept, and the streak restarted at 1 if the predicted labels
     differ), and ``visits`` grows by the multiplicity. The result does not depend on the order
     of the rows. The sampler folds one sync window (by default an epoch) per update, so the
-    wrong streak counts consecutive windows with a wrong observation.
+    wrong streak counts consecutive windows with a wrong observation. With the ``group_streak``
+    column (:meth:`ensure_column`) an update also records whether all of a sample's rows agreed:
+    an RL prompt reported once per completion (:func:`gekodata.prompts.report_groups`) gets one
+    step of its zero-variance run per window, taken over every completion of the window.
     """
 
     def __init__(
@@ -198,6 +207,17 @@ class GEKOStateStore:
         return np.full(self.num_samples, -1, dtype=np.int32)
 
     @property
+    def group_streak(self) -> np.ndarray:
+        """Signed run of unanimous updates, int8 [N] (a view; zeros if the column was never
+        allocated, see :meth:`ensure_column`): +k = each of the last k updates had all its rows
+        equal and correct (an RL prompt whose whole group of completions was right, k sync
+        windows running), -k = all equal and wrong, 0 = the last update's rows disagreed (the
+        group had a non-zero advantage) or the sample has no update yet."""
+        if "group_streak" in self.columns:
+            return self.columns["group_streak"]
+        return np.zeros(self.num_samples, dtype=np.int8)
+
+    @property
     def frozen_streak(self) -> np.ndarray:
         """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
         return self.columns["frozen_streak"]
@@ -283,14 +303,7 @@ class GEKOStateStore:
         if unknown:
             raise ValueError(f"unknown signal(s) {unknown}; choose from {sorted(SIGNALS)}")
         for name in (c for s in signals for c in SIGNALS[s]):
-            if name in self.columns:
-                continue
-            col = empty_column(name, self.num_samples)
-            if name == "loss_slow_code":
-                col[:] = self.columns["loss_ema_code"]
-            elif name == "learned_streak":
-                col[self.last_correct] = 1
-            self.columns[name] = col
+            self.ensure_column(name)
 
     def _checked_rows(self, idx: Any, values: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
         """``idx`` (None = all rows) and ``values`` as int64 / numpy arrays of equal length, indices
@@ -320,8 +333,7 @@ class GEKOStateStore:
             where = int(np.flatnonzero(bad)[0])
             raise ValueError(f"reference losses must be finite, >= 0 and <= {REF_LOSS_MAX:.4g} as float32; "
                              f"entry {where} is {values[where]} (idx {idx[where]})")
-        if "ref_loss_code" not in self.columns:
-            self.columns["ref_loss_code"] = empty_column("ref_loss_code", self.num_samples)
+        self.ensure_column("ref_loss_code")
         self.columns["ref_loss_code"][idx] = encode_loss(loss)
 
     def set_labels(self, labels: Any, idx: Any = None) -> None:
@@ -333,8 +345,7 @@ class GEKOStateStore:
             raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
         if len(labels) and (labels.min() < -1 or labels.max() > np.iinfo(np.int32).max):
             raise ValueError("labels must be in [-1, 2^31) (-1 = unknown)")
-        if "label" not in self.columns:
-            self.columns["label"] = empty_column("label", self.num_samples)
+        self.ensure_column("label")
         self.columns["label"][idx] = labels
 
     def invalid_rows(
@@ -411,35 +422,56 @@ class GEKOStateStore:
         idx = idx.astype(np.int64, copy=False)
         add_to_hist(self.loss_hist_counts, self.loss_hist_max, loss)  # every row, duplicates included
         self.loss_scale = self._scale_from_hist()
-        multiplicity: Optional[np.ndarray] = None
-        wandered: Optional[np.ndarray] = None  # bool: different known labels within this update
-        if has_duplicates(idx, self.num_samples):
-            idx, loss, conf, correct, pred, multiplicity, wandered = merge_duplicates(idx, loss, conf, correct, pred)
+        rows = group_rows(idx, self.num_samples)  # one observation per index, merged one value at a time
+        del idx
+        cols, target = self.columns, rows.idx
+        first = cols["visits"][target] == 0
+        means = None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)  # reused per value
+        self._fold_loss(target, rows.mean(loss, out=means), first)
+        self._fold_fraction("conf_ema", target, rows.mean(conf, out=means), first)
+        merged, wandered = rows.labels(pred) if pred is not None else (None, None)
+        unanimous = rows.unanimous(correct) if "group_streak" in cols else None  # same correctness in every row
+        correct = rows.mean(correct, out=means)
+        self._fold_fraction("correct_ema", target, correct, first)
+        if pred is not None and "pred_label" not in cols:
+            cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
+        for lo, hi in blocks(len(target)):
+            at = target[lo:hi]
+            last_pred = None
+            if merged is not None:
+                last_pred = cols["pred_label"][at]
+                known = merged[lo:hi] >= 0
+                cols["pred_label"][at[known]] = merged[lo:hi][known]
+            if "forget_count" in cols:  # reads the last correctness before fold_flags replaces it
+                was_correct = (cols["flags"][at] & CORRECT_BIT) != 0
+                cols["forget_count"][at], cols["learned_streak"][at] = fold_forgetting(
+                    cols["forget_count"][at], cols["learned_streak"][at], was_correct, first[lo:hi], correct[lo:hi])
+            cols["flags"][at] = fold_flags(cols["flags"][at], correct[lo:hi], _part(merged, lo, hi), last_pred,
+                                           _part(wandered, lo, hi))
+            step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
+            cols["visits"][at] = np.minimum(cols["visits"][at].astype(np.int64) + step, MAX_VISITS)
+            if unanimous is not None:
+                cols["group_streak"][at] = fold_group_streak(cols["group_streak"][at], unanimous[lo:hi],
+                                                             correct[lo:hi] >= 0.5)
+        self.total_updates += len(loss)
+
+    def _fold_loss(self, target: np.ndarray, loss: np.ndarray, first: np.ndarray) -> None:
+        """Loss EMA and std codes and the Q-value of rows ``target`` after observing ``loss``."""
         cols = self.columns
-        visits = cols["visits"][idx]
-        first = visits == 0
-        if "forget_count" in cols:
-            was_correct = (cols["flags"][idx] & CORRECT_BIT) != 0
-            cols["forget_count"][idx], cols["learned_streak"][idx] = fold_forgetting(
-                cols["forget_count"][idx], cols["learned_streak"][idx], was_correct, first, correct)
-        if "loss_slow_code" in cols:
-            cols["loss_slow_code"][idx] = fold_loss_ema(cols["loss_slow_code"][idx], loss, first, self.slow_alpha)
-        cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
-            cols["loss_ema_code"][idx], cols["loss_std_code"][idx], loss, first, self.ema_alpha)
-        cols["conf_ema"][idx] = fold_fraction(cols["conf_ema"][idx], conf, first, self.ema_alpha)
-        cols["correct_ema"][idx] = fold_fraction(cols["correct_ema"][idx], correct, first, self.ema_alpha)
-        cols["q_value"][idx] = fold_q_value(cols["q_value"][idx], loss, self.loss_scale, first, self.q_rate)
-        cols["visits"][idx] = np.minimum(visits.astype(np.int64) + (1 if multiplicity is None else multiplicity),
-                                         MAX_VISITS)
-        last_pred = None
-        if pred is not None:
-            if "pred_label" not in cols:
-                cols["pred_label"] = np.full(self.num_samples, -1, dtype=np.int32)
-            last_pred = cols["pred_label"][idx]
-            known = pred >= 0
-            cols["pred_label"][idx[known]] = pred[known]
-        cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
-        self.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+        for lo, hi in blocks(len(target)):
+            at, observed, new = target[lo:hi], loss[lo:hi], first[lo:hi]
+            cols["loss_ema_code"][at], cols["loss_std_code"][at] = fold_loss_moments(
+                cols["loss_ema_code"][at], cols["loss_std_code"][at], observed, new, self.ema_alpha)
+            cols["q_value"][at] = fold_q_value(cols["q_value"][at], observed, self.loss_scale, new, self.q_rate)
+            if "loss_slow_code" in cols:
+                cols["loss_slow_code"][at] = fold_loss_ema(cols["loss_slow_code"][at], observed, new, self.slow_alpha)
+
+    def _fold_fraction(self, name: str, target: np.ndarray, value: np.ndarray, first: np.ndarray) -> None:
+        """EMA column ``name`` (uint8 fraction codes) of rows ``target`` after observing ``value``."""
+        column = self.columns[name]
+        for lo, hi in blocks(len(target)):
+            at = target[lo:hi]
+            column[at] = fold_fraction(column[at], value[lo:hi], first[lo:hi], self.ema_alpha)
 
     def _scale_from_hist(self) -> float:
         """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
@@ -450,35 +482,65 @@ class GEKOStateStore:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
 
         ``frozen`` (bool [N]) marks samples in the frozen bucket this epoch: their streak grows
-        by one (saturating at 255), every other streak resets to 0.
+        by one (saturating at 255), every other streak resets to 0. A block at a time.
         """
         codes = np.asarray(codes)
         frozen = np.asarray(frozen, dtype=bool)
         if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
             raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
-        if codes.size and int(codes.max()) > int(BUCKET_MASK):
-            raise ValueError(f"bucket codes must be < 8, got {int(codes.max())}")
-        flags = self.columns["flags"]
-        flags &= ~BUCKET_MASK
-        flags |= codes.astype(np.uint8)
-        streak = self.columns["frozen_streak"]
-        np.add(streak, 1, out=streak, where=frozen & (streak < MAX_FROZEN_STREAK))
-        streak[~frozen] = 0
+        if codes.size and (int(codes.max()) > int(BUCKET_MASK) or int(codes.min()) < 0):
+            raise ValueError(f"bucket codes must be in [0, 8), got {int(codes.min())}..{int(codes.max())}")
+        flags, streak = self.columns["flags"], self.columns["frozen_streak"]
+        keep = ~BUCKET_MASK
+        for lo, hi in blocks(self.num_samples):
+            flags[lo:hi] &= keep
+            flags[lo:hi] |= codes[lo:hi].astype(np.uint8, copy=False)
+            run = streak[lo:hi]
+            run += (run < MAX_FROZEN_STREAK).view(np.uint8)
+            run *= frozen[lo:hi].view(np.uint8)  # min(streak + 1, 255) if frozen, else 0
 
     def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
-        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all)."""
+        """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all; a bool
+        [N] mask is applied a block at a time)."""
         target = slice(None) if idx is None else idx
-        if value:
-            self.columns["flags"][target] |= PRUNED_BIT
+        flags = self.columns["flags"]
+        if isinstance(target, np.ndarray) and target.dtype == np.bool_ and target.shape == (self.num_samples,):
+            for lo, hi in blocks(self.num_samples):
+                bits = target[lo:hi].view(np.uint8) * PRUNED_BIT
+                if value:
+                    flags[lo:hi] |= bits
+                else:
+                    flags[lo:hi] &= ~bits
+        elif value:
+            flags[target] |= PRUNED_BIT
         else:
-            self.columns["flags"][target] &= ~PRUNED_BIT
+            flags[target] &= ~PRUNED_BIT
 
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
         label -1); the columns the user sets (reference loss, label) are kept."""
         for name, col in self.columns.items():
             if name not in USER_COLUMNS:
-                col[idx] = -1 if name == "pred_label" else 0
+                col[idx] = OPTIONAL_FILL.get(name, 0)
+
+    def ensure_column(self, name: str) -> None:
+        """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
+        the store lacks it, every row at its fill value (:data:`~gekodata.columns.OPTIONAL_FILL`).
+
+        Policies name the optional columns they read (:attr:`SelectionPolicy.store_columns
+        <gekodata.policy.SelectionPolicy.store_columns>`) and the sampler allocates them before
+        the first report, because a column allocated later would have missed those reports.
+        ``ValueError`` for a name that is not an optional column."""
+        if name not in OPTIONAL_COLUMNS:
+            raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
+        if name in self.columns:
+            return
+        column = np.full(self.num_samples, OPTIONAL_FILL[name], dtype=OPTIONAL_COLUMNS[name])
+        if name == "loss_slow_code":  # allocated mid-run: the slow EMA starts at the loss EMA (progress 0)
+            column[:] = self.columns["loss_ema_code"]
+        elif name == "learned_streak":  # ... and the learned streak at the last observation's correctness
+            column[self.last_correct] = 1
+        self.columns[name] = column
 
     # -------------------------------------------------------------- persistence
     def config(self) -> Dict[str, float]:

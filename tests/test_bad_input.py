@@ -63,13 +63,13 @@ def test_failed_planning_leaves_epoch_and_plan_as_they_were():
 
 def test_rows_found_bad_at_a_sync_point_are_dropped_alone_and_counted():
     """Device input is only value-checked when the window is gathered (no per-step host sync);
-    simulated here with unchecked chunks, the form device reports are buffered in."""
+    run here on CPU tensors through the same deferred path (``defer_checks=True``)."""
     store = GEKOStateStore(10)
     buffer = ReportBuffer(store)
     buffer.add(np.array([0.5, 0.6]), None, None, np.array([0, 1]))
-    ints = torch.tensor([[2, -1], [3, -1], [99, -1], [4, -1]])
-    values = torch.tensor([[0.1, 0.9, 1.0], [float("nan"), 0.5, 0.0], [0.2, 0.8, 1.0], [0.3, 1.5, 1.0]])
-    buffer._chunks.append((ints, values, False))
+    loss = torch.tensor([0.1, float("nan"), 0.2, 0.3])
+    buffer.add(loss, torch.tensor([0.9, 0.5, 0.8, 1.5]), torch.tensor([1.0, 0.0, 1.0, 1.0]),
+               torch.tensor([2, 3, 99, 4]), defer_checks=True)  # the device path, on CPU tensors
     with pytest.warns(RuntimeWarning, match="dropped 3 reported row"):
         window = buffer.take()
     assert window.idx.tolist() == [0, 1, 2] and buffer.dropped_rows == 3 and buffer.rows == 0
@@ -84,3 +84,30 @@ def test_explicit_rank_layout_without_a_process_group_is_refused():
     sampler = make(rank=1, world_size=2, standalone=True)  # the documented single-process mode
     assert len(sampler) == 10 and sampler.plan.tolist() == sampler.global_plan[1::2].tolist()
     make(rank=0, world_size=1)  # the trivial layout needs no group
+
+
+def test_a_deferred_report_runs_no_compute_op_at_the_call():
+    """The device path keeps the call free of kernels: only aliasing ops (detach) run at
+    ``report``; conversion and stacking wait for the sync point. Counted on CPU tensors through
+    the same path (``defer_checks=True``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    buffer = ReportBuffer(GEKOStateStore(10))
+    loss, conf, correct = torch.rand(4, requires_grad=True), torch.rand(4), torch.rand(4) > 0.5
+    idx = torch.tensor([1, 2, 3, 4])
+    with Ops() as ops:
+        for _ in range(3):
+            buffer.add(loss, conf, correct, idx, defer_checks=True)
+    assert ops.names and all(name.startswith("aten.detach") for name in ops.names), ops.names
+    window = buffer.take()
+    assert window.idx.tolist() == [1, 2, 3, 4] * 3
+    np.testing.assert_array_equal(window.correct, np.tile(correct.float().numpy(), 3))

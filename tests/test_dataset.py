@@ -252,3 +252,79 @@ def test_prune_frozen_after_is_capped_by_the_frozen_streak_range():
     assert PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER).prune_frozen_after == 255
     with pytest.raises(ValueError, match="255"):
         PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER + 1)
+
+
+# ---------------------------------------------------------------- batched fetching
+class CountingBatched:
+    """A map-style dataset with its own ``__getitems__``, counting how it is called."""
+
+    def __init__(self, n):
+        self.n, self.single, self.batched = n, 0, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.single += 1
+        return {"x": torch.tensor([float(i)])}
+
+    def __getitems__(self, keys):
+        self.batched += 1
+        return [{"x": torch.tensor([float(i)])} for i in keys]
+
+
+ITEM_KINDS = {
+    "dict": lambda i: {"x": i},
+    "tuple": lambda i: (torch.tensor(i), i % 2),
+    "namedtuple": lambda i: Point(i, -i),
+    "list": lambda i: [i, i * 2],
+    "BatchEncoding": lambda i: BatchEncoding({"input_ids": [i]}),
+    "tensor": lambda i: torch.tensor([i]),
+}
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["plain", "weights"])
+@pytest.mark.parametrize("kind", sorted(ITEM_KINDS))
+def test_getitems_returns_what_getitem_returns_for_every_item_type(kind, unbiased):
+    ds = PruningDataset([ITEM_KINDS[kind](i) for i in range(12)])
+    sampler = WeightedBucketSampler(ds, num_epochs=3, unbiased=unbiased)
+    if unbiased:  # make the weights differ per sample
+        sampler.report(np.linspace(0.1, 3.0, 12), None, None, np.arange(12))
+        sampler.set_epoch(1)
+    keys = [7, 0, 7, 11, np.int64(3)]
+    batch = ds.__getitems__(keys)
+    single = [ds[int(k)] for k in keys]
+    assert [type(b) for b in batch] == [type(s) for s in single]
+    assert repr(batch) == repr(single)  # same values, keys, index and weight in the same places
+
+
+def test_the_wrapped_datasets_getitems_is_used_by_the_dataloader():
+    inner = CountingBatched(10)
+    ds = PruningDataset(inner)
+    batches = list(DataLoader(ds, batch_size=4))
+    assert inner.batched == 3 and inner.single == 0
+    assert torch.cat([b["idx"] for b in batches]).tolist() == list(range(10))
+    assert torch.cat([b["x"] for b in batches]).flatten().tolist() == [float(i) for i in range(10)]
+
+
+def test_a_getitems_returning_the_wrong_count_is_refused():
+    class Short(CountingBatched):
+        def __getitems__(self, keys):
+            return super().__getitems__(keys)[:-1]
+
+    with pytest.raises(ValueError, match="returned 2 items for 3 indices"):
+        PruningDataset(Short(5)).__getitems__([0, 1, 2])
+
+
+def test_huggingface_datasets_fetch_batched_and_keep_the_index():
+    hf = pytest.importorskip("datasets")
+    table = hf.Dataset.from_dict({"x": list(range(20)), "label": [i % 3 for i in range(20)]}).with_format("torch")
+    ds = PruningDataset(table)
+    sampler = WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=8, sampler=sampler, num_workers=workers)
+        batches = list(loader)
+        idx = torch.cat([b["idx"] for b in batches])
+        assert sorted(idx.tolist()) == list(range(20))
+        assert torch.equal(torch.cat([b["x"] for b in batches]), idx)  # each row with its own index
+        assert all(b["weight"].dtype == torch.float64 for b in batches)

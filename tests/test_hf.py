@@ -11,7 +11,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 transformers = pytest.importorskip("transformers")
@@ -19,6 +18,7 @@ pytest.importorskip("accelerate")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
 from hf_toy import ToyText, tiny_bert, tiny_llama
 from torch.utils.data import DataLoader, RandomSampler
 from torchrun_util import run_torchrun
@@ -128,10 +128,7 @@ def reference_run(tmp_path_factory):
 
 def test_shrinking_epochs_steps_and_lr_schedule(reference_run):
     out, trainer, sampler, log = reference_run
-    records = sampler.efficiency_report().epochs
-    planned = [r.planned for r in records]
-    assert planned[0] == N and all(p < N for p in planned[1:]), planned  # later epochs really shrink
-    assert [r.reported for r in records] == planned  # every planned draw trained and reported once
+    planned = assert_shrinks_and_reports(sampler, N)
     updates = [math.ceil(p / BS) for p in planned]
     assert trainer.state.global_step == sum(updates)
     assert trainer.state.epoch == pytest.approx(EPOCHS)
@@ -147,32 +144,10 @@ def test_shrinking_epochs_steps_and_lr_schedule(reference_run):
 
 def test_resume_mid_shrunk_epoch_continues_the_plan(reference_run, tmp_path):
     out, ref_trainer, ref_sampler, ref_log = reference_run
-    records = ref_sampler.efficiency_report().epochs
-    updates = [math.ceil(r.planned / BS) for r in records]
-    ends = np.cumsum(updates)
-    full = math.ceil(N / BS)
-
-    def position(s):  # (epoch, optimizer steps done in it) after global step s
-        e = int(np.searchsorted(ends, s, "right"))
-        return e, s - (int(ends[e - 1]) if e else 0)
-
-    # a checkpoint inside a shrunk epoch, where Trainer's own arithmetic (step // full-epoch
-    # steps, step % full-epoch steps) would resume at the wrong epoch or batch
-    step = next(s for s in range(4, int(ends[-1]), 4)
-                if s > ends[0] and s not in ends and position(s) != (s // full, s % full))
-    shutil.copytree(out / f"checkpoint-{step}", tmp_path / f"checkpoint-{step}")
-    record = json.loads((tmp_path / f"checkpoint-{step}" / TRAINER_FILE).read_text())
-    assert 0 < record["updates_done"] < record["updates_in_epoch"]
-    trainer, sampler, log = shrinking_run(tmp_path, resume_from=str(tmp_path / f"checkpoint-{step}"))
-    assert trainer.state.global_step == ref_trainer.state.global_step
+    ckpt, step = copy_checkpoint_inside_shrunk_epoch(ref_sampler, out, tmp_path, N, BS, every=4)
+    trainer, sampler, log = shrinking_run(tmp_path, resume_from=str(ckpt))
     assert log.virtual == ref_log.virtual[step:]  # the rest of the same schedule
-    assert [(r.epoch, r.planned, r.reported) for r in sampler.efficiency_report().epochs] == \
-        [(r.epoch, r.planned, r.reported) for r in records]
-    for name, column in ref_sampler.store.columns.items():  # bitwise the same store
-        assert np.array_equal(sampler.store.columns[name], column), name
-    np.testing.assert_array_equal(sampler.global_plan, ref_sampler.global_plan)
-    for (name, a), b in zip(ref_trainer.model.named_parameters(), trainer.model.parameters()):
-        assert torch.allclose(a, b, atol=1e-6), name
+    assert_same_end_state(ref_trainer, ref_sampler, trainer, sampler)
 
 
 def test_resume_refuses_checkpoint_without_sampler(reference_run, tmp_path):

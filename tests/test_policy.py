@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from gekodata.codec import LOSS_TABLE
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
 from gekodata.state import MAX_VISITS, GEKOStateStore
 
@@ -158,3 +159,50 @@ def test_max_times_seen_above_the_visits_cap_is_refused(make):
     policy = make(MAX_VISITS)
     weights = policy.sample_weights(store, policy.classify(store), policy.curriculum.phases[0])
     assert weights[0] == 0.0 and weights[1] > 0.0
+
+
+def reference_classify(policy, store):
+    """BucketPolicy.classify as it was written over decoded float columns (the rules' text)."""
+    cols = store.columns
+    visits, correct, conf_255 = cols["visits"], store.last_correct, cols["conf_ema"]
+    frozen = conf_255 > policy.freeze_confidence * 255.0
+    frozen &= correct
+    frozen &= store.loss_std < np.float32(1.0 - policy.freeze_stability)
+    frozen &= cols["q_value"].astype(np.float32) >= np.float32(policy.freeze_q)
+    if policy.min_visits_to_freeze > 1:
+        frozen &= visits >= policy.min_visits_to_freeze
+    codes = np.where(conf_255 < (1.0 - policy.hard_confidence) * 255.0, np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
+    codes[correct] = Bucket.LIGHT
+    codes[frozen] = Bucket.FREEZE
+    seen = visits > 0
+    codes[~seen] = Bucket.UNSEEN
+    if policy.noise_guard and seen.any():
+        if np.count_nonzero(correct & seen) / np.count_nonzero(seen) >= policy.suspect_min_accuracy:
+            codes[(codes == Bucket.HARD) & (store.wrong_streak >= policy.suspect_streak)] = Bucket.SUSPECT
+    return codes
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"noise_guard": True, "suspect_min_accuracy": 0.0}, {"min_visits_to_freeze": 3},
+    {"freeze_confidence": 1.0, "freeze_stability": 1.0, "freeze_q": 1.0, "hard_confidence": 1.0},
+    {"freeze_confidence": 0.0, "freeze_stability": 0.0, "freeze_q": 0.0, "hard_confidence": 0.0},
+    {"freeze_confidence": 0.5, "freeze_stability": 0.25, "freeze_q": 0.5, "hard_confidence": 0.5},
+])
+def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
+    """Integer thresholds on the raw columns (uint8 confidence, loss codes, float16 bits) give
+    exactly the buckets the rules give on decoded floats, at and around every threshold."""
+    rng = np.random.default_rng(11)
+    n = 200_000  # several blocks
+    store = GEKOStateStore(n)
+    cols = store.columns
+    cols["conf_ema"][:] = rng.integers(0, 256, n)
+    cols["flags"][:] = rng.integers(0, 256, n)
+    cols["visits"][:] = rng.integers(0, 4, n)
+    near = np.searchsorted(LOSS_TABLE, np.float32([0.0, 0.2, 0.5, 0.75, 1.0]))
+    cols["loss_std_code"][:] = np.where(rng.random(n) < 0.5, rng.choice(np.concatenate([near - 1, near, near + 1]), n),
+                                        rng.integers(0, 65536, n)).clip(0, 65535)
+    q = rng.choice(np.array([0.0, -0.0, 0.5, 0.8, 1.0, np.nextafter(np.float16(0.8), np.float16(0)),
+                             np.nextafter(np.float16(0.8), np.float16(1)), np.nan, np.inf], dtype=np.float16), n)
+    cols["q_value"][:] = np.where(rng.random(n) < 0.5, q, rng.random(n).astype(np.float16))
+    policy = BucketPolicy(**settings)
+    np.testing.assert_array_equal(policy.classify(store), reference_classify(policy, store))

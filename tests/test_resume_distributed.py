@@ -6,8 +6,8 @@ every scenario, killed and resumed with 0 or 2 loader workers per rank: the per-
 move a kill to another kind of position) is
 
     epoch 0: steps 1-15 (checkpoints s0000_epoch0_start, s0005, s0010, s0015 on its last batch)
-    epoch 1: steps 16-21 (s0015_epoch1_start, s0020)
-    epoch 2: steps 22-33 (s0021_epoch2_start, s0025, s0030)
+    epoch 1: steps 16-22 (s0015_epoch1_start, s0020)
+    epoch 2: steps 23-33 (s0022_epoch2_start, s0025, s0030)
 
 Scenarios (one rank SIGKILLs itself; torchrun tears the other down and exits non-zero):
 
@@ -109,12 +109,12 @@ def check_layout(full):
     """The step layout the scenarios rely on (see the module docstring), on both ranks."""
     for rank in range(NPROC):
         epochs = [int(line[0]) for line in read_stream(full / f"stream_rank{rank}.txt")]
-        assert epochs == [0] * 15 + [1] * 6 + [2] * 12, epochs
+        assert epochs == [0] * 15 + [1] * 7 + [2] * 11, epochs
         steps = [int(line[1]) for line in read_stream(full / f"stream_rank{rank}.txt")]
         assert steps == list(range(1, 34))
     names = sorted(p.name for p in (full / "ckpt").iterdir() if p.is_dir())
     assert names == ["s0000_epoch0_start", "s0005", "s0010", "s0015", "s0015_epoch1_start", "s0020",
-                     "s0021_epoch2_start", "s0025", "s0030"]
+                     "s0022_epoch2_start", "s0025", "s0030"]
     assert (full / "ckpt" / "LATEST").read_text() == "s0030"
 
 

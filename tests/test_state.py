@@ -122,6 +122,10 @@ def test_pruned_flag_does_not_disturb_bucket_or_correct_bits():
     assert store.last_correct.all()
     store.set_pruned(None, value=False)
     assert store.num_pruned == 0
+    store.set_pruned(np.array([False, True, True, False]))  # a bool mask: applied a block at a time
+    store.set_pruned(np.array([False, False, True, False]), value=False)
+    assert store.pruned.tolist() == [False, True, False, False]
+    assert store.bucket.tolist() == [1, 2, 3, 4] and store.last_correct.all()
 
 
 def test_visits_saturate():
@@ -211,3 +215,119 @@ def test_update_property_matches_sequential_reference(n, data):
     untouched = np.setdiff1d(np.arange(n), idx)
     assert (store.visits[untouched] == 0).all()
     assert (0 <= store.q_value).all() and (store.q_value <= 1).all()
+
+
+# --------------------------------------------------------------------------- merged windows, bitwise
+def reference_update(store, idx, loss, conf, correct, pred=None):
+    """The store update as it was before windows were grouped by per-sample counts: np.unique
+    merge, whole-array folds. Every grouping path must reproduce its floats bit for bit."""
+    from gekodata.codec import add_to_hist
+    from gekodata.folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
+    from gekodata.state import MAX_VISITS
+
+    idx = np.asarray(idx, dtype=np.int64)
+    loss, conf, correct = (np.asarray(x, dtype=np.float32) for x in (loss, conf, correct))
+    add_to_hist(store.loss_hist_counts, store.loss_hist_max, loss)
+    store.loss_scale = store._scale_from_hist()
+    multiplicity = wandered = None
+    unanimous = np.ones(len(np.unique(idx)), dtype=bool)
+    if len(np.unique(idx)) != len(idx):
+        raw_correct = correct
+        idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.zeros(len(idx), dtype=np.int64)
+        np.cumsum(multiplicity[:-1], out=starts[1:])
+        ordered = raw_correct[order]
+        unanimous = np.minimum.reduceat(ordered, starts) == np.maximum.reduceat(ordered, starts)
+        loss, conf, correct = ((np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct))
+        if pred is not None:
+            pred = np.asarray(pred).astype(np.int64)
+            merged = np.full(len(idx), -1, dtype=np.int64)
+            np.maximum.at(merged, inverse, pred)
+            unknown = np.iinfo(np.int64).max
+            lowest = np.full(len(idx), unknown, dtype=np.int64)
+            np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, unknown))
+            wandered = (merged >= 0) & (lowest != merged)
+            pred = merged
+    cols = store.columns
+    visits = cols["visits"][idx]
+    first = visits == 0
+    cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
+        cols["loss_ema_code"][idx], cols["loss_std_code"][idx], loss, first, store.ema_alpha)
+    cols["conf_ema"][idx] = fold_fraction(cols["conf_ema"][idx], conf, first, store.ema_alpha)
+    cols["correct_ema"][idx] = fold_fraction(cols["correct_ema"][idx], correct, first, store.ema_alpha)
+    cols["q_value"][idx] = fold_q_value(cols["q_value"][idx], loss, store.loss_scale, first, store.q_rate)
+    cols["visits"][idx] = np.minimum(visits.astype(np.int64) + (1 if multiplicity is None else multiplicity),
+                                     MAX_VISITS)
+    last_pred = None
+    if pred is not None:
+        pred = np.asarray(pred)
+        if "pred_label" not in cols:
+            cols["pred_label"] = np.full(store.num_samples, -1, dtype=np.int32)
+        last_pred = cols["pred_label"][idx]
+        known = pred >= 0
+        cols["pred_label"][idx[known]] = pred[known]
+    cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
+    if "group_streak" in cols:
+        cols["group_streak"][idx] = fold_group_streak(cols["group_streak"][idx], unanimous, correct >= 0.5)
+    store.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+
+def random_window(rng, n, rows, labels):
+    idx = rng.integers(0, n, rows)
+    loss = np.concatenate([rng.exponential(0.7, rows - 3), [0.0, 1e-30, 3e4]]).astype(np.float32)
+    rng.shuffle(loss)
+    conf = rng.random(rows).astype(np.float32)
+    correct = (rng.random(rows) < 0.6).astype(np.float32)
+    pred = rng.integers(-1, 4, rows) if labels else None
+    return idx, loss, conf, correct, pred
+
+
+@pytest.mark.parametrize("method", ["sort", "counts"])
+def test_grouped_rows_merge_the_same_floats_either_way(method):
+    from gekodata.merge import group_rows
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    idx, loss, conf, correct, pred = random_window(rng, n, 20_000, labels=True)
+    grouped = group_rows(idx, n, method)
+    distinct, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
+    np.testing.assert_array_equal(grouped.idx, distinct)
+    np.testing.assert_array_equal(grouped.multiplicity, counts)
+    for x in (loss, conf, correct):
+        expected = (np.bincount(inverse, x) / counts).astype(np.float32)
+        assert grouped.mean(x).tobytes() == expected.tobytes()
+    merged, wandered = grouped.labels(pred)
+    top = np.full(len(distinct), -1)
+    np.maximum.at(top, inverse, pred)
+    np.testing.assert_array_equal(merged, top)
+    known_labels = [set(pred[(idx == i) & (pred >= 0)].tolist()) for i in distinct[:300]]
+    np.testing.assert_array_equal(wandered[:300], [len(k) > 1 for k in known_labels])
+    same = [len(set(correct[idx == i].tolist())) == 1 for i in distinct[:300]]
+    np.testing.assert_array_equal(grouped.unanimous(correct)[:300], same)
+
+
+@pytest.mark.parametrize("labels, group", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("rows", [3, 60, 900, 4000])  # 3 and 60 rows: the sort path; 900, 4000: counts
+def test_update_is_bitwise_the_reference_fold(rows, labels, group):
+    """Small and large windows, with and without repeats, several updates in a row: the store
+    is bit for bit what the np.unique fold made (the same floats, whatever the grouping)."""
+    rng = np.random.default_rng(rows)
+    n = 1000
+    store, reference = GEKOStateStore(n), GEKOStateStore(n)
+    if group:
+        store.ensure_column("group_streak")
+        reference.ensure_column("group_streak")
+    for step in range(4):
+        window = random_window(rng, n, max(rows, 3), labels)
+        if step == 1:  # distinct indices: no merge at all
+            window = (rng.permutation(n)[: min(rows, n)],) + tuple(x[: min(rows, n)] if x is not None else None
+                                                                 for x in window[1:])
+        store.update(*window[:4], pred=window[4])
+        reference_update(reference, *window[:4], pred=window[4])
+        assert store.columns.keys() == reference.columns.keys()
+        for name, column in reference.columns.items():
+            assert store.columns[name].tobytes() == column.tobytes(), (step, name)
+        assert store.loss_scale == reference.loss_scale and store.total_updates == reference.total_updates
+        np.testing.assert_array_equal(store.loss_hist_counts, reference.loss_hist_counts)
+        np.testing.assert_array_equal(store.loss_hist_max, reference.loss_hist_max)

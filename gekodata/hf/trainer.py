@@ -1,4 +1,5 @@
-"""GekoTrainer: ``transformers.Trainer`` trained on a gekodata plan.
+"""GekoTrainer: ``transformers.Trainer`` trained on a gekodata plan; :class:`GekoTrainerMixin` for
+other Trainer subclasses (:class:`~gekodata.hf.GekoSFTTrainer` is the mixin on TRL's ``SFTTrainer``).
 
 Trainer, in a few added lines::
 
@@ -8,63 +9,65 @@ Trainer, in a few added lines::
                           train_dataset=ds, sampler=sampler)             # instead of Trainer(...)
     trainer.train()                                                       # or train(resume_from_checkpoint=True)
 
-What :class:`GekoTrainer` changes, and why:
+What the mixin changes, and why:
 
-* **Sampler.** ``_get_train_sampler`` returns your sampler. The Trainer's ``accelerator.prepare``
+* **Sampler.** The train loader draws from your sampler. The Trainer's ``accelerator.prepare``
   wraps it in accelerate's ``BatchSamplerShard``, which deals the batches of one global stream out
-  to the processes, so the sampler must emit the whole global plan on every rank
-  (``shard=False``; with ``shard=True`` under several processes every rank would get half of a
-  half: refused). Before each epoch the loader's ``set_epoch`` plans the epoch on every rank (the
-  same plan: same seed, same synchronised store).
+  to the processes, so the sampler must emit the whole global plan on every rank (``shard=False``;
+  ``shard=True`` under several processes: refused). Before each epoch the loader's ``set_epoch``
+  plans the epoch on every rank (the same plan: same seed, same synchronised store).
 * **Signals from the Trainer's own forward.** ``compute_loss`` pops ``"idx"`` (and the unbiased
-  ``"weight"``) and ``labels`` from the batch, runs the model once *without* labels (so the model
-  does not compute a loss of its own), takes per-sample (loss, confidence, correctness) from
-  ``outputs.logits`` with :mod:`gekodata.signals` and reports them with the batch's ``"idx"``.
-* **Loss normalisation.** Each sample ``i`` has a mean loss ``l_i`` over its ``n_i`` targets
-  (``n_i = 1`` for classification, its target-token count for a causal LM) and loss weight
-  ``w_i`` (1 unless unbiased / InfoBatch). The returned loss is ``sum_i w_i n_i l_i /
-  num_items_in_batch`` when the Trainer passes ``num_items_in_batch`` (the target count of the
-  whole accumulation window, over all processes with ``average_tokens_across_devices``; then also
-  multiplied by the process count, as Trainer does, to undo DDP's gradient averaging) and marks it
-  scaled for gradient accumulation; otherwise ``sum_i w_i n_i l_i / sum_i n_i`` over the micro-batch,
-  which the Trainer divides by the accumulation steps. With ``w = 1`` this is the Trainer's own
-  loss for models whose loss honours ``num_items_in_batch`` (HF causal LMs: token-level, tested
-  equal). Classification heads that ignore it (``BertForSequenceClassification`` in transformers
-  5.24 returns the micro-batch mean, which Trainer then does not divide by the accumulation steps,
-  so its gradients grow with ``gradient_accumulation_steps``) get the window mean Trainer intends:
-  batch ``b`` x ``k`` accumulation steps gives the gradients of one batch ``k*b`` (tested).
-* **"idx" survives ``remove_unused_columns``.** The Trainer drops batch keys that are not
-  arguments of ``model.forward``; GekoTrainer adds the index (and weight) key to the kept columns
-  and pops them before the forward. At ``train()`` start one item is run through the Trainer's
-  collator: if the index does not come out (a collator that drops unknown keys, ...), you get a
-  ``ValueError`` naming the cause before any step is taken.
-* **Checkpoints.** Every Trainer checkpoint gets ``gekodata_sampler.safetensors``
-  (:meth:`WeightedBucketSampler.save`: store, current plan, history) and
-  ``gekodata_trainer.json`` (epoch, optimizer steps done in it). ``resume_from_checkpoint``
-  restores both, so the run continues the same plan at the same batch; a checkpoint without them
-  is refused rather than replayed from epoch 0.
-* **Shrinking epochs, max_steps and the LR schedule.** Trainer computes ``max_steps`` once, from
-  the first epoch's length (the full data for a fresh sampler): ``T = num_train_epochs * F``. With
-  gekodata later epochs are shorter, so (1) each epoch's step count is taken from ``len(loader)``
-  after planning it, (2) training length is given in epochs (``num_train_epochs`` must equal the
-  sampler's ``num_epochs``; ``max_steps > 0`` is refused: the number of optimizer steps is not
-  known in advance), and (3) the learning-rate schedule Trainer built for ``T`` steps is driven by
-  *progress through the plan* instead of by step count: the k-th of ``n_e`` optimizer steps of
-  epoch ``e`` sets the schedule to step ``round(T * (e + k / n_e) / num_train_epochs)``. Full
-  epochs give exactly Trainer's schedule; shrunk ones reach the end of warmup and decay at the
-  same point of the run. ``state.max_steps`` stays ``T`` (an upper bound, raised if an epoch is
-  ever longer); ``state.global_step`` counts real optimizer steps. Resume uses gekodata's own epoch
-  and step record, not ``global_step // F`` (wrong once epochs shrink).
+  ``"weight"``) and ``labels`` from the batch, runs the model once *without* labels, takes
+  per-sample (loss, confidence, correctness) from ``outputs.logits`` (:mod:`gekodata.signals`) and
+  reports them with the batch's ``"idx"``.
+* **Loss normalisation.** Sample ``i`` has mean loss ``l_i`` over ``n_i`` targets (1 for
+  classification, its target-token count for a causal LM) and loss weight ``w_i`` (1 unless
+  unbiased / InfoBatch). The loss is ``sum_i w_i n_i l_i / num_items_in_batch`` when Trainer passes
+  ``num_items_in_batch`` (the accumulation window's target count over all processes with
+  ``average_tokens_across_devices``; then times the process count, as Trainer does, to undo DDP's
+  averaging), marked scaled for gradient accumulation; else ``sum_i w_i n_i l_i / sum_i n_i`` over
+  the micro-batch, which Trainer divides by the accumulation steps. With ``w = 1`` that is Trainer's
+  own loss for causal LMs (tested equal); classification heads that ignore ``num_items_in_batch``
+  (BERT returns the micro-batch mean, so its gradients grow with ``gradient_accumulation_steps``)
+  get the window mean Trainer intends: ``b`` x ``k`` accumulation steps = one batch of ``k*b``.
+* **"idx" survives ``remove_unused_columns``** (the index and weight keys join the kept columns;
+  popped before the forward). At ``train()`` start one item goes through the train loader's
+  collate function: if the index does not come out, a ``ValueError`` names the cause.
+* **Checkpoints** carry the sampler and gekodata's epoch/step record (:mod:`gekodata.hf.checkpoint`);
+  ``resume_from_checkpoint`` restores both and continues the same plan at the same batch.
+* **Shrinking epochs, max_steps, LR.** Trainer computes ``max_steps`` once from the first epoch
+  (``T = num_train_epochs * F``). Here (1) each epoch's step count is ``len(loader)`` after
+  planning it, (2) training length is given in epochs (``num_train_epochs`` = the sampler's
+  ``num_epochs``; ``max_steps > 0`` is refused), (3) the LR schedule built for ``T`` steps follows
+  progress through the plan (:mod:`gekodata.hf.schedule`): shrunk epochs reach the end of warmup
+  and decay where full ones would. ``state.max_steps`` stays ``T`` (raised if an epoch is longer);
+  ``state.global_step`` counts real optimizer steps.
 
-Needs ``transformers >= 5`` (it extends ``Trainer._run_epoch``) and accelerate. Without
-transformers this module still imports (``GekoTrainer`` then raises ``ImportError`` when built).
-Loops without Trainer (plain accelerate): :mod:`gekodata.hf.loaders`.
+Public hooks used: ``get_train_dataloader`` (the collate probe), ``create_scheduler``,
+``compute_loss``, ``prediction_step``, ``train`` and the ``on_save`` callback event. Private
+``Trainer`` methods still extended, each because no public hook can do it:
+
+* ``_get_train_sampler``: the only way to put a sampler into the loader Trainer builds (batch size,
+  collator, workers, accelerate sharding) short of copying that construction. If a release stops
+  calling it, every epoch start finds another sampler behind the loader and raises ``TypeError``.
+* ``_set_signature_columns_if_needed``: the columns ``remove_unused_columns`` keeps are private
+  state (``SFTTrainer`` overrides this method too); extending it through ``super()`` keeps the
+  index column for both.
+* ``_run_epoch``: Trainer passes every epoch the step counts of the first; a shrunk epoch needs its
+  own so that its last (partial) accumulation window steps the optimizer and ``state.epoch`` ends
+  at an integer, and an empty epoch (all frozen) must not end training, as Trainer's loop would.
+* ``_init_training_state``: on resume Trainer derives the epoch and batch from ``global_step //
+  F``, wrong once epochs shrink, and hands them to its loop; only this method's return value
+  decides where the loop restarts.
+
+:mod:`gekodata.hf.compat` checks at construction that these four exist with the parameters used
+here and that transformers (and trl) are in the tested range (``TESTED``, as stated in
+``pyproject.toml``); otherwise ``RuntimeError``. Without transformers this module still imports
+(building ``GekoTrainer`` then raises ``ImportError``). Loops without Trainer: :mod:`gekodata.hf.loaders`.
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import random
 from collections.abc import Mapping
 from typing import Any, Dict, Optional, Tuple
@@ -73,51 +76,20 @@ import numpy as np
 import torch
 
 from ..dataset import PruningDataset
-from ..io import atomic_write
 from ..sampler import WeightedBucketSampler
+from .checkpoint import SAMPLER_FILE, TRAINER_FILE, SamplerCheckpointCallback, restore
+from .compat import check_supported
 from .loaders import _index_of, sampler_of
+from .schedule import PlanProgressLR
 from .signals import SignalsArg, per_sample_signals
-
-SAMPLER_FILE = "gekodata_sampler.safetensors"
-TRAINER_FILE = "gekodata_trainer.json"
 
 try:  # GekoTrainer needs transformers; importing this module (and gekodata.hf) does not
     from transformers import Trainer as _Trainer
 except ImportError:  # pragma: no cover
     _Trainer = object  # type: ignore[assignment,misc]
 
-
-class _PlanProgressLR:
-    """Drives a ``LambdaLR`` built for ``horizon`` steps by progress through the epochs' plans.
-
-    The k-th of ``n_e`` optimizer steps of epoch ``e`` moves the wrapped schedule to step
-    ``round(horizon * (e + k / n_e) / num_epochs)``. Everything else (``get_last_lr``,
-    ``state_dict``, ...) is the wrapped scheduler's.
-    """
-
-    def __init__(self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int) -> None:
-        self.inner, self.horizon, self.num_epochs = inner, int(horizon), int(num_epochs)
-        self._epoch, self._updates, self._done = 0, 1, 0
-
-    def begin_epoch(self, epoch: int, updates: int, done: int) -> None:
-        self._epoch, self._updates, self._done = int(epoch), max(int(updates), 1), int(done)
-
-    def step(self) -> None:
-        self._done += 1
-        progress = (self._epoch + min(self._done / self._updates, 1.0)) / self.num_epochs
-        self.inner.last_epoch = round(self.horizon * progress) - 1
-        self.inner.step()
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (e.g. while unpickling)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+# (loss [B], conf [B], correct [B], predicted labels [B] or None)
+Signals = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
 
 
 @contextlib.contextmanager
@@ -130,11 +102,10 @@ def _rng_untouched():
     np.random.set_state(np_state)
 
 
-# ---------------------------------------------------------------------------- Trainer
-class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
-    """``transformers.Trainer`` that trains on a gekodata plan; see the module docstring.
+class GekoTrainerMixin:
+    """Trains a ``transformers.Trainer`` subclass on a gekodata plan; see the module docstring.
 
-    Args (besides all of ``Trainer``'s):
+    Put it first: ``class MyTrainer(GekoTrainerMixin, SomeTrainer)``. Args (besides the trainer's):
         sampler: the :class:`WeightedBucketSampler` over ``train_dataset`` (a
             :class:`PruningDataset`), ``shard=False``, ``num_epochs == args.num_train_epochs``.
         signals: how per-sample signals come from ``outputs.logits``: None (default: ``"causal_lm"``
@@ -142,14 +113,31 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
             or a callable ``f(logits, labels) -> (loss [B], conf [B], correct [B])``.
     """
 
+    #: the distributions whose tested range :mod:`gekodata.hf.compat` enforces
+    _gekodata_packages: Tuple[str, ...] = ("transformers",)
+
     def __init__(self, *args: Any, sampler: WeightedBucketSampler, signals: SignalsArg = None, **kwargs: Any) -> None:
-        if _Trainer is object:  # pragma: no cover
-            raise ImportError("GekoTrainer needs transformers: pip install 'gekodata[hf]'")
-        if not hasattr(_Trainer, "_run_epoch"):
-            raise ImportError("GekoTrainer needs transformers >= 5 (Trainer._run_epoch)")
+        mro = type(self).__mro__
+        bases = mro[mro.index(GekoTrainerMixin) + 1:]
+        if not any(b.__name__ == "Trainer" and b.__module__.startswith("transformers") for b in bases):
+            raise ImportError(f"{type(self).__name__} needs transformers: pip install 'gekodata[hf]'")
+        check_supported(type(self).__name__, bases, self._gekodata_packages)
         if not isinstance(sampler, WeightedBucketSampler):
             raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
         super().__init__(*args, **kwargs)
+        self.train_dataset = self._geko_adopt(self.train_dataset)
+        self._geko_check(sampler)
+        self.gekodata_sampler = sampler
+        self._geko_signals = signals
+        self._geko_epoch, self._geko_epoch_start, self._geko_updates = 0, 0, 0
+        self.add_callback(SamplerCheckpointCallback(sampler, self._geko_record))
+
+    def _geko_adopt(self, train_dataset: Any) -> Any:
+        """The dataset to train on, from the base trainer's ``train_dataset`` (overridden where the
+        base trainer transforms it, as SFT tokenizes)."""
+        return train_dataset
+
+    def _geko_check(self, sampler: WeightedBucketSampler) -> None:
         train_dataset = self.train_dataset
         if not isinstance(train_dataset, PruningDataset):
             raise TypeError(
@@ -178,18 +166,19 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         if args_.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
             raise ValueError(f"train_sampling_strategy={args_.train_sampling_strategy!r} replaces the sampler; "
                              "GekoTrainer's order comes from gekodata's plan")
-        if self.compute_loss_func is not None or args_.label_smoothing_factor:
-            raise ValueError("GekoTrainer computes the loss from per-sample signals: compute_loss_func and "
-                             "label_smoothing_factor are not supported (pass signals=your_function)")
+        self._geko_check_loss_options(sampler)
         if args_.n_gpu > 1:
             raise ValueError("DataParallel (n_gpu > 1) is not supported: launch one process per device")
         if sampler.world_size != args_.world_size and not sampler.shard:
             # built before TrainingArguments initialised torch.distributed: with shard=False the
             # rank only decides which process writes the checkpoint file
             sampler.rank, sampler.world_size = args_.process_index, args_.world_size
-        self.gekodata_sampler = sampler
-        self._geko_signals = signals
-        self._geko_epoch, self._geko_epoch_start, self._geko_updates = 0, 0, 0
+
+    def _geko_check_loss_options(self, sampler: WeightedBucketSampler) -> None:
+        """Refuse loss options the loss below cannot honour (overridden where the loss is the base's)."""
+        if self.compute_loss_func is not None or self.args.label_smoothing_factor:
+            raise ValueError("GekoTrainer computes the loss from per-sample signals: compute_loss_func and "
+                             "label_smoothing_factor are not supported (pass signals=your_function)")
 
     # -- data --------------------------------------------------------------
     @property
@@ -208,11 +197,11 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
 
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()
-        self._probe_index_column()
+        self._probe_index_column(loader)
         return loader
 
-    def _probe_index_column(self) -> None:
-        """One item through the Trainer's collator: the index must come out as an int tensor [1]."""
+    def _probe_index_column(self, loader: Any) -> None:
+        """One item through the loader's collate function: the index must come out as an int tensor [1]."""
         sampler, ds = self.gekodata_sampler, self.gekodata_sampler.data_source
         plan = sampler.global_plan
         first = int(plan[0]) if len(plan) else 0
@@ -220,8 +209,7 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
             item = ds[first]
             if not isinstance(item, Mapping):
                 raise TypeError(f"Trainer needs dict items; the dataset's items are {type(ds.dataset[first]).__name__}")
-            collator = self._get_collator_with_removed_columns(self.data_collator, description="training")
-            batch = collator([item])
+            batch = loader.collate_fn([item])
         key = ds.index_key
         if not isinstance(batch, Mapping) or key not in batch:
             keys = sorted(map(str, batch)) if isinstance(batch, Mapping) else type(batch).__name__
@@ -231,14 +219,14 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
                 "keys, or _signature_columns / remove_unused_columns customised without it. Keep "
                 f"{key!r} in the batch (GekoTrainer adds it to the columns remove_unused_columns keeps)"
             )
-        _index_of(batch, key, "GekoTrainer")
+        _index_of(batch, key, type(self).__name__)
 
     # -- epochs, steps, LR ---------------------------------------------------
     def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
         created = self.lr_scheduler is None
         scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
         if created and type(scheduler) is torch.optim.lr_scheduler.LambdaLR:
-            self.lr_scheduler = _PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs)
+            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs)
         return self.lr_scheduler
 
     def _run_epoch(self, *, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
@@ -256,7 +244,7 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         done = kwargs.get("steps_trained_in_current_epoch", 0) // ga if resumed else 0
         self._geko_epoch, self._geko_updates = epoch, updates
         self._geko_epoch_start = self.state.global_step - done
-        if isinstance(self.lr_scheduler, _PlanProgressLR):
+        if isinstance(self.lr_scheduler, PlanProgressLR):
             self.lr_scheduler.begin_epoch(epoch, updates, done)
         self.state.max_steps = max(self.state.max_steps, self._geko_epoch_start + updates)
         if steps == 0:  # everything frozen or weighted 0 this epoch: nothing to train, not the end
@@ -279,30 +267,39 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
         if logits.dim() == 2:
             return "classification"
         raise ValueError(f"cannot tell which per-sample signals fit logits of shape {tuple(logits.shape)} "
-                         f"from {type(inner).__name__}: pass GekoTrainer(signals='classification' | "
+                         f"from {type(inner).__name__}: pass {type(self).__name__}(signals='classification' | "
                          "'causal_lm' | your_function)")
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
-        """Per-sample signals from this forward's logits, reported; the loss normalised as Trainer does."""
+        """Per-sample signals from this forward, reported; the loss normalised as Trainer does."""
         index_key, weight_key = self._geko_keys
-        if not model.training:  # evaluation: plain Trainer loss, without gekodata's columns
+        if not model.training:  # evaluation: the base trainer's loss, without gekodata's columns
             inputs = {k: v for k, v in inputs.items() if k not in (index_key, weight_key)}
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         inputs = dict(inputs)
-        idx = _index_of(inputs, index_key, "GekoTrainer.compute_loss")
+        idx = _index_of(inputs, index_key, f"{type(self).__name__}.compute_loss")
         inputs.pop(index_key)
         weight = inputs.pop(weight_key, None)
+        loss, outputs, (loss_i, conf, correct, pred) = self._geko_loss(model, inputs, weight, num_items_in_batch,
+                                                                       return_outputs)
+        if loss_i.shape != idx.shape:
+            raise ValueError(f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
+                             f"{tuple(idx.shape)}")
+        self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
+        return (loss, outputs) if return_outputs else loss
+
+    def _geko_loss(self, model, inputs: Dict[str, Any], weight: Any, num_items_in_batch: Any,
+                   return_outputs: bool) -> Tuple[torch.Tensor, Any, Signals]:
+        """(loss, model outputs, per-sample signals) of one training micro-batch (``inputs`` without
+        gekodata's columns; ``weight``: the loss weights [B] or None)."""
         if "labels" not in inputs:
-            raise ValueError("GekoTrainer needs 'labels' in each batch to compute per-sample signals")
+            raise ValueError(f"{type(self).__name__} needs 'labels' in each batch to compute per-sample signals")
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
         task = self._signals_task(model, logits)
         loss_i, conf, correct, items = per_sample_signals(logits, labels, task)
-        if loss_i.shape != idx.shape:
-            raise ValueError(f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
-                             f"{tuple(idx.shape)}")
         weighted = loss_i * items
         if weight is not None:
             weighted = weighted * torch.as_tensor(weight, device=loss_i.device, dtype=loss_i.dtype)
@@ -316,25 +313,17 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
             self.loss_is_scaled_for_ga = False
         # built-in classification signals: the argmax is the predicted label (for the noise guard)
         pred = logits.detach().argmax(-1) if task == "classification" else None
-        self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
-        return (loss, outputs) if return_outputs else loss
+        return loss, outputs, (loss_i, conf, correct, pred)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = {k: v for k, v in inputs.items() if k not in self._geko_keys}
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     # -- checkpoints -------------------------------------------------------------
-    def _save_checkpoint(self, model, trial) -> None:
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        out = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        os.makedirs(out, exist_ok=True)
-        self.gekodata_sampler.save(os.path.join(out, SAMPLER_FILE))  # every rank: a sync point
-        if self.args.should_save:
-            record = {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
-                      "updates_in_epoch": self._geko_updates, "global_step": self.state.global_step}
-            atomic_write(os.path.join(out, TRAINER_FILE), json.dumps(record).encode())
-        super()._save_checkpoint(model, trial)
+    def _geko_record(self) -> Dict[str, int]:
+        """gekodata's position, written into every checkpoint (see :mod:`gekodata.hf.checkpoint`)."""
+        return {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
+                "updates_in_epoch": self._geko_updates, "global_step": self.state.global_step}
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
                              resume_from_checkpoint, trial):
@@ -342,31 +331,25 @@ class GekoTrainer(_Trainer):  # type: ignore[misc,valid-type]
                                                      resume_from_checkpoint, trial)
         if resume_from_checkpoint is None:
             return epochs, steps
-        sampler_path = os.path.join(resume_from_checkpoint, SAMPLER_FILE)
-        record_path = os.path.join(resume_from_checkpoint, TRAINER_FILE)
-        if not (os.path.isfile(sampler_path) and os.path.isfile(record_path)):
-            raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {SAMPLER_FILE} / {TRAINER_FILE}: it was not written by "
-                "GekoTrainer, and resuming would replay gekodata's plan from epoch 0"
-            )
-        with open(record_path) as f:
-            record = json.load(f)
-        if int(record["global_step"]) != self.state.global_step:
-            raise ValueError(f"{record_path} is for step {record['global_step']}, the checkpoint for "
-                             f"{self.state.global_step}")
-        self.gekodata_sampler.load(sampler_path)
-        epoch, done = int(record["epoch"]), int(record["updates_done"])
-        if done >= int(record["updates_in_epoch"]):
+        epoch, done, in_epoch = restore(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step)
+        if done >= in_epoch:
             return epoch + 1, 0
         if self.args.ignore_data_skip:
             return epoch, 0
         return epoch, done * self.args.gradient_accumulation_steps
 
     def train(self, *args: Any, **kwargs: Any):
-        """``Trainer.train``, then a final sync point: the store holds every report (all ranks)."""
+        """The base ``train``, then a final sync point: the store holds every report (all ranks)."""
+        if kwargs.get("trial") is not None or len(args) > 1 and args[1] is not None:
+            raise ValueError(f"{type(self).__name__} does not run hyperparameter searches: trials write "
+                             "checkpoints to their own folders, where gekodata's sampler state is not saved")
         out = super().train(*args, **kwargs)
         self.gekodata_sampler.flush()
         return out
 
 
-__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "GekoTrainer"]
+class GekoTrainer(GekoTrainerMixin, _Trainer):  # type: ignore[misc,valid-type]
+    """``transformers.Trainer`` that trains on a gekodata plan: :class:`GekoTrainerMixin` + ``Trainer``."""
+
+
+__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "GekoTrainer", "GekoTrainerMixin"]

@@ -7,6 +7,8 @@
 * :mod:`~gekodata.policy.bucket_policy`: :class:`BucketPolicy`, GEKO's bucket rules, presets and
   the noise guard.
 * :mod:`~gekodata.policy.infobatch`: :class:`InfoBatchPolicy` (Qin et al., ICLR 2024).
+* :mod:`~gekodata.policy.prompt_policy`: :class:`PromptPolicy`, RL prompts planned from their
+  groups' outcomes (GRESO-style skipping of zero-variance prompts, learnability).
 * :mod:`~gekodata.policy.rates`: :class:`RatePolicy`, the frame of the policies below (draw rates
   in [0, 1], no boost, no starving epochs, optional noise guard and InfoBatch rescaling).
 * :mod:`~gekodata.policy.forgetting`: :class:`ForgettingPolicy`, skip samples learned and never
@@ -22,6 +24,7 @@ from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
 from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
+from .prompt_policy import PromptPolicy
 from .rates import RatePolicy
 from .reducible import ReducibleLossPolicy
 from .registry import POLICY_KINDS, policy_from_config
@@ -38,6 +41,7 @@ __all__ = [
     "ForgettingPolicy",
     "InfoBatchPolicy",
     "Phase",
+    "PromptPolicy",
     "RatePolicy",
     "ReducibleLossPolicy",
     "SelectionPolicy",

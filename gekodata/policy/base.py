@@ -18,11 +18,22 @@ class SelectionPolicy:
     :attr:`provides_loss_weights` is set, :meth:`loss_weight_table` for the per-sample loss
     weights the dataset attaches to each item. Subclasses set ``curriculum`` and
     ``max_times_seen`` and implement :meth:`classify` and :meth:`config`.
+
+    A policy that reads an optional store column names it in :attr:`store_columns` (the sampler
+    allocates it before the first report). :attr:`rows_per_pass` is how many reported rows make
+    one planned draw: 1 for per-sample reports; an RL prompt policy's group size, where every
+    completion of a prompt's group is one row (:class:`~gekodata.policy.PromptPolicy`).
     """
 
     curriculum: Curriculum
     max_times_seen: Optional[int]
     provides_loss_weights: ClassVar[bool] = False
+    store_columns: ClassVar[Tuple[str, ...]] = ()
+
+    @property
+    def rows_per_pass(self) -> int:
+        """Reported rows per planned draw; the efficiency report counts passes in draws."""
+        return 1
 
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]."""
@@ -41,24 +52,36 @@ class SelectionPolicy:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+    def bucket_weights(self, phase: Phase) -> Optional[np.ndarray]:
+        """float64 [NUM_BUCKETS]: the draw weight of every live sample of each bucket code in
+        ``phase`` (pruned samples and those at ``max_times_seen`` weigh 0), or None when weights
+        vary within a bucket. With a table the planner works per bucket (counts per bucket, a
+        uniform choice of each bucket's extra draws: a few passes over bytes); with None it calls
+        :meth:`sample_weights`. Default: :meth:`weight_table`, or None where a subclass overrides
+        :meth:`sample_weights`."""
+        if type(self).sample_weights is not SelectionPolicy.sample_weights:
+            return None
+        return self.weight_table(phase)
+
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
         """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
-        and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from."""
-        return float(np.count_nonzero(weights))
+        and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from.
+        ``counts``: when given, entry ``g`` of ``weights`` and ``codes`` stands for ``counts[g]``
+        samples (the per-bucket planner passes one entry per class); an override must take it."""
+        positive = weights > 0
+        return float(np.count_nonzero(positive) if counts is None else counts[positive].sum())
 
     def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-        """float32 [N] loss weight per sample for this epoch, or None (no loss weights).
-        ``codes``: the bucket codes the weights came from."""
+        """float32 [N] loss weight per sample for this epoch from its draw weight, or None (no
+        loss weights). Elementwise: the per-bucket planner passes one weight per class, and
+        ``codes`` the bucket code of each entry."""
         return None
 
-    def required_signals(self) -> Tuple[str, ...]:
-        """Optional store signals (:meth:`GEKOStateStore.track` names) this policy reads."""
-        return ()
-
     def prepare(self, store: GEKOStateStore) -> None:
-        """Make ``store`` keep what this policy reads: the sampler calls it when it is built and
-        after it loads a file, before any report is folded."""
-        store.track(*self.required_signals())
+        """Allocate the optional columns this policy reads (:attr:`store_columns`) in ``store``: the
+        sampler calls it when it is built and after it loads a file, before any report is folded."""
+        for name in self.store_columns:
+            store.ensure_column(name)
 
     def config(self) -> Dict[str, Any]:
         raise NotImplementedError

@@ -54,11 +54,15 @@ window restart the streak.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..blocks import blocks
+from ..codec import LOSS_TABLE
+from ..columns import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
 from ..state import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
@@ -157,45 +161,76 @@ class BucketPolicy(SelectionPolicy):
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN.
 
-        Thresholds are compared with the stored values (confidence quantised to 1/255).
+        Thresholds are compared with the stored values (confidence quantised to 1/255), each
+        turned into a threshold on the raw column once (a uint8, a loss code, float16 bits), then
+        applied a block at a time with integer arithmetic: O(N) over the columns' bytes.
         """
         cols = store.columns
-        visits = cols["visits"]
-        correct = store.last_correct
-        conf_255 = cols["conf_ema"]  # uint8, confidence * 255
-        # stability > s  <=>  std < 1 - s
-        frozen = conf_255 > self.freeze_confidence * 255.0
-        frozen &= correct
-        frozen &= store.loss_std < np.float32(1.0 - self.freeze_stability)
-        frozen &= cols["q_value"].astype(np.float32) >= np.float32(self.freeze_q)
-        if self.min_visits_to_freeze > 1:
-            frozen &= visits >= self.min_visits_to_freeze
-        # wrong and 1 - conf > hard_confidence  <=>  conf < 1 - hard_confidence
-        codes = np.where(conf_255 < (1.0 - self.hard_confidence) * 255.0,
-                         np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
-        codes[correct] = Bucket.LIGHT
-        codes[frozen] = Bucket.FREEZE
-        seen = visits > 0
-        codes[~seen] = Bucket.UNSEEN
-        if self.noise_guard:
-            codes[self.suspects(store, codes, seen)] = Bucket.SUSPECT
+        conf, flags, std, q_bits, visits = (cols["conf_ema"], cols["flags"], cols["loss_std_code"],
+                                            cols["q_value"].view(np.int16), cols["visits"])
+        # conf * 255 > f*255  <=>  conf > floor(f*255); conf < (1-h)*255  <=>  conf < ceil((1-h)*255)
+        freeze_conf = min(math.floor(self.freeze_confidence * 255.0), 255)
+        hard_conf = math.ceil((1.0 - self.hard_confidence) * 255.0)
+        # stability > s  <=>  std < 1 - s  <=>  std code < (codes whose loss is below 1 - s)
+        stable_codes = int(np.count_nonzero(LOSS_TABLE < np.float32(1.0 - self.freeze_stability)))
+        q_min = _float16_at_least(np.float32(self.freeze_q))
+        codes = np.empty(len(store), dtype=np.uint8)
+        seen_total = correct_total = 0
+        for lo, hi in blocks(len(store)):
+            seen = visits[lo:hi] > 0
+            correct = flags[lo:hi] & CORRECT_BIT
+            correct >>= CORRECT_SHIFT  # 0/1
+            frozen = conf[lo:hi] > freeze_conf
+            frozen &= correct.view(bool)
+            if stable_codes <= np.iinfo(np.uint16).max:
+                frozen &= std[lo:hi] < stable_codes
+            if q_min is None:  # freeze_q 0: every non-NaN Q-value passes
+                frozen &= ~np.isnan(cols["q_value"][lo:hi])
+            else:  # non-negative float16 bits order like the values; NaN bits lie above inf's
+                q = q_bits[lo:hi]
+                frozen &= q >= q_min
+                frozen &= q <= _FLOAT16_INF_BITS
+            if self.min_visits_to_freeze > 1:
+                frozen &= visits[lo:hi] >= self.min_visits_to_freeze
+            # correct: LIGHT (2), FREEZE (1) if frozen; wrong: FOCUS (3), HARD (4) if
+            # 1 - conf > hard_confidence; never seen: UNSEEN (0)
+            hard = (conf[lo:hi] < hard_conf).view(np.uint8)
+            out = codes[lo:hi]
+            np.add(hard, np.uint8(Bucket.FOCUS), out=out)
+            step = frozen.view(np.uint8) + hard
+            step += np.uint8(Bucket.FOCUS - Bucket.LIGHT)
+            step *= correct
+            out -= step
+            out *= seen.view(np.uint8)
+            seen_total += int(np.count_nonzero(seen))
+            correct_total += int(np.count_nonzero(correct.view(bool) & seen))
+        if self.noise_guard and "label" in store.columns:  # class-aware: a rare class is not noise (guard.py)
+            codes[suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
+                               min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
+        elif self.noise_guard and seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
+            self._mark_suspects(store, codes)
         return codes
 
-    def suspects(self, store: GEKOStateStore, codes: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        """bool [N]: HARD samples the noise guard holds for mislabeled (module docstring;
-        :func:`~gekodata.policy.guard.suspect_mask`: with labels in the store the accuracy is
-        that of the sample's own class)."""
-        return suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
-                            min_accuracy=self.suspect_min_accuracy)
+    def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:
+        """HARD samples with a wrong streak of at least ``suspect_streak`` become SUSPECT, in place."""
+        flags = store.columns["flags"]
+        min_streak = np.uint8(self.suspect_streak << STREAK_SHIFT)
+        for lo, hi in blocks(len(codes)):
+            out = codes[lo:hi]
+            suspect = out == Bucket.HARD
+            suspect &= (flags[lo:hi] & STREAK_MASK) >= min_streak
+            out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
         """One draw per sample of weight > 0, except that a SUSPECT sample counts
         ``min(suspect_weight, 1)`` of a draw: a rarely drawn suspect must not add a whole pass
-        that would go to the other samples (which would multiply the HARD draws instead)."""
-        budget = float(np.count_nonzero(weights))
+        that would go to the other samples (which would multiply the HARD draws instead).
+        ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
+        budget = super().default_budget(weights, codes, counts)
         if self.noise_guard and self.suspect_weight < 1.0:
             suspect = (codes == Bucket.SUSPECT) & (weights > 0)
-            budget -= (1.0 - self.suspect_weight) * int(np.count_nonzero(suspect))
+            num = int(np.count_nonzero(suspect)) if counts is None else int(counts[suspect].sum())
+            budget -= (1.0 - self.suspect_weight) * num
         return budget
 
     def weight_table(self, phase: Phase) -> np.ndarray:
@@ -226,6 +261,22 @@ class BucketPolicy(SelectionPolicy):
         kwargs = dict(config)
         kwargs["curriculum"] = Curriculum.from_config(kwargs["curriculum"])
         return cls(**kwargs)
+
+
+CORRECT_SHIFT = int(CORRECT_BIT).bit_length() - 1
+_FLOAT16_INF_BITS = int(np.array(np.inf, dtype=np.float16).view(np.int16))
+
+
+def _float16_at_least(value: np.float32) -> Optional[np.int16]:
+    """Bits (as int16) of the smallest float16 ``>= value`` (a float32 in (0, 1]), so that for a
+    non-negative float16 ``q``: ``q >= value`` iff ``bits(q) >= `` them; None for ``value`` 0 (where
+    ``-0.0`` passes too)."""
+    if value <= 0:
+        return None
+    candidate = np.float16(value)
+    if np.float32(candidate) < value:
+        candidate = np.nextafter(candidate, np.float16(np.inf))
+    return np.array(candidate, dtype=np.float16).view(np.int16)[()]
 
 
 # names of the :meth:`BucketPolicy.preset` configurations

@@ -27,8 +27,9 @@ class InfoBatchPolicy(SelectionPolicy):
     Differences from the published code, on purpose: the score is the store's loss EMA (the
     paper keeps each sample's latest loss: use ``GEKOStateStore(n, ema_alpha=1.0)`` for exactly
     that); the mean is taken over samples seen so far (the paper starts unseen scores at a
-    constant); the drawn subset is an exact-size systematic sample in random order rather than
-    independent coin flips (same inclusion probabilities, less variance in epoch length).
+    constant); the drawn subset is a uniform random subset of exact size (the floor or ceiling
+    of its expectation) rather than independent coin flips (same inclusion probabilities, less
+    variance in epoch length).
     With an explicit sampler ``budget`` the draw rates are rescaled to it while the loss weights
     stay ``1 / (1 - r)``. The loss weights reach the loop as the dataset item's ``"weight"`` (see
     :class:`~gekodata.dataset.PruningDataset`) or :meth:`WeightedBucketSampler.loss_weights`.
@@ -69,9 +70,10 @@ class InfoBatchPolicy(SelectionPolicy):
             codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
         return codes
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
-        """The expected number of kept samples: every weight is <= 1 and is the keep probability."""
-        return float(weights.sum())
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
+        """The expected number of kept samples: every weight is <= 1 and is the keep probability.
+        ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
+        return float(weights.sum() if counts is None else np.dot(counts, weights))
 
     def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""

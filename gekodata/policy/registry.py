@@ -12,11 +12,16 @@ from .base import SelectionPolicy
 from .bucket_policy import BucketPolicy
 from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
+from .prompt_policy import PromptPolicy
 from .reducible import ReducibleLossPolicy
 
 
 def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
     return InfoBatchPolicy(**config)
+
+
+def _prompt_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+    return PromptPolicy(**config)
 
 
 # kind -> builder from the config without its "kind" key
@@ -25,6 +30,7 @@ POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
     "infobatch": _infobatch_from_config,
     ForgettingPolicy.KIND: ForgettingPolicy.from_config,
     ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
+    "prompt": _prompt_from_config,
 }
 
 
