@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: a description of the machine and writing their results."""
+"""What the benchmark scripts share: a description of the machine, label noise, writing their results."""
 from __future__ import annotations
 
 import json
@@ -25,6 +25,19 @@ def write_results(out: Path, name: str, report: Dict[str, Any], plot: Callable[[
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     plot(out / f"{name}.png")
     print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
+
+
+def inject_noise(labels: torch.Tensor, num_classes: int, rate: float, seed: int) -> "tuple[torch.Tensor, np.ndarray]":
+    """Symmetric noise: ``round(rate * n)`` samples (chosen by ``seed``) get a label drawn
+    uniformly from the *other* classes. Returns (noisy labels, bool [n] flipped)."""
+    rng = np.random.default_rng([seed, 7919])
+    n = len(labels)
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, int(round(rate * n)), replace=False)] = True
+    noisy = labels.clone()
+    shift = torch.from_numpy(rng.integers(1, num_classes, size=int(flipped.sum())))
+    noisy[torch.from_numpy(flipped)] = (labels[torch.from_numpy(flipped)] + shift) % num_classes
+    return noisy, flipped
 
 
 def update_readme(name: str, text: str, readme: Path = Path(__file__).resolve().parents[1] / "README.md") -> bool:

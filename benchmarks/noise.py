@@ -46,26 +46,13 @@ import torch
 from torch.utils.data import DataLoader
 
 import time_to_quality as ttq
-from bench_common import update_readme
+from bench_common import inject_noise, update_readme
 from gekodata import Bucket, BucketPolicy, PruningDataset, WeightedBucketSampler
 
 ARMS = ("full", "gekodata", "gekodata_guard", "infobatch")
 RATES = (0.1, 0.2)
 COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:purple", "tab:blue")))
 RUN_KEYS = ("final_metric", "wall_clock_s", "sample_passes")
-
-
-def inject_noise(labels: torch.Tensor, num_classes: int, rate: float, seed: int) -> "tuple[torch.Tensor, np.ndarray]":
-    """Symmetric noise: ``round(rate * n)`` samples (chosen by ``seed``) get a label drawn
-    uniformly from the *other* classes. Returns (noisy labels, bool [n] flipped)."""
-    rng = np.random.default_rng([seed, 7919])
-    n = len(labels)
-    flipped = np.zeros(n, dtype=bool)
-    flipped[rng.choice(n, int(round(rate * n)), replace=False)] = True
-    noisy = labels.clone()
-    shift = torch.from_numpy(rng.integers(1, num_classes, size=int(flipped.sum())))
-    noisy[torch.from_numpy(flipped)] = (labels[torch.from_numpy(flipped)] + shift) % num_classes
-    return noisy, flipped
 
 
 def noisy_task(task: ttq.Task, rate: float, seed: int) -> "tuple[ttq.Task, np.ndarray]":

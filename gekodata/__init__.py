@@ -5,8 +5,8 @@ call ``sampler.report(loss, conf, correct, idx)`` in your loop; gekodata keeps p
 sorts samples into GEKO's buckets and plans each epoch from them.
 """
 from .dataset import PruningDataset
-from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, InfoBatchPolicy,
-                     Phase, PromptPolicy, SelectionPolicy)
+from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
+                     InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy)
 from .report import EfficiencyReport, EpochRecord
 from .sampler import WeightedBucketSampler
 from .state import GEKOStateStore
@@ -22,11 +22,13 @@ __all__ = [
     "Curriculum",
     "EfficiencyReport",
     "EpochRecord",
+    "ForgettingPolicy",
     "GEKOStateStore",
     "InfoBatchPolicy",
     "Phase",
     "PromptPolicy",
     "PruningDataset",
+    "ReducibleLossPolicy",
     "SelectionPolicy",
     "WeightedBucketSampler",
     "__version__",

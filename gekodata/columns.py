@@ -22,29 +22,56 @@ flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned
                                (consecutive wrong updates, saturating at 7).
 =============  =======  =====  ==============================================================
 
-Optional columns (``pred_label`` is allocated on the first :meth:`GEKOStateStore.update` that
-passes ``pred``; ``group_streak`` by :meth:`GEKOStateStore.ensure_column`, which the sampler calls
-for policies that read it, e.g. :class:`~gekodata.policy.PromptPolicy`):
+Optional columns cost bytes only when something asks for them. ``pred_label`` is allocated on
+the first :meth:`GEKOStateStore.update` that passes ``pred``; ``group_streak`` by
+:meth:`GEKOStateStore.ensure_column`, which the sampler calls for policies that read it (e.g.
+:class:`~gekodata.policy.PromptPolicy`); the selection signals by :meth:`GEKOStateStore.track` (a
+policy that needs them calls it through the sampler) or by the setters named below. Each is saved
+and loaded with the store when present:
 
-=============  =======  =====  ==============================================================
-pred_label     int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
-                               With it, the wrong streak counts only wrong updates that agree
-                               on the predicted label (a new wrong label restarts it at 1).
-group_streak   int8     1      signed run of unanimous updates: +k = the last k updates each
-                               had every row correct and equal (an RL prompt's group of
-                               completions all rewarded alike, solved), -k = the last k each
-                               had every row equal and wrong (all failed), 0 = the last update
-                               disagreed (mixed group: a non-zero advantage) or none yet.
-                               Saturates at +-``MAX_GROUP_STREAK`` (127).
-=============  =======  =====  ==============================================================
+===============  =======  =====  ============================================================
+column           dtype    bytes  meaning (allocated by)
+===============  =======  =====  ============================================================
+pred_label       int32    4      last predicted label (e.g. the argmax class), -1 = unknown.
+                                 With it, the wrong streak counts only wrong updates that
+                                 agree on the predicted label (a new wrong label restarts it
+                                 at 1). (``update(..., pred=...)``)
+group_streak     int8     1      signed run of unanimous updates: +k = the last k updates each
+                                 had every row correct and equal (an RL prompt's group of
+                                 completions all rewarded alike, solved), -k = the last k each
+                                 had every row equal and wrong (all failed), 0 = the last
+                                 update disagreed (mixed group: a non-zero advantage) or none
+                                 yet. Saturates at +-``MAX_GROUP_STREAK`` (127).
+                                 (``ensure_column("group_streak")``)
+forget_count     uint8    1      forgetting events (Toneva et al., ICLR 2019): correct ->
+                                 wrong transitions between consecutive observations,
+                                 saturating at 255. (``track("forgetting")``)
+learned_streak   uint8    1      consecutive correct observations up to the latest, saturating
+                                 at 255; "learned once, never forgotten" is
+                                 ``forget_count == 0 and learned_streak > 0``.
+                                 (``track("forgetting")``)
+loss_slow_code   uint16   2      slow loss EMA (rate ``slow_alpha``), loss codec; learning
+                                 progress = slow EMA - loss EMA (> 0: loss still falling).
+                                 (``track("progress")``)
+ref_loss_code    uint16   2      reference ("irreducible") loss of RHO-LOSS (Mindermann et
+                                 al., ICML 2022), loss codec; code 65535 = not set.
+                                 (``set_reference_loss``)
+label            int32    4      the sample's given label, -1 = unknown; lets the noise guard
+                                 compare a sample with its own class. (``set_labels``)
+===============  =======  =====  ============================================================
+
+An observation is one store update of a sample (the sampler folds one sync window per update;
+duplicate rows of an update are merged first), correct when its mean correctness is >= 0.5.
+:meth:`GEKOStateStore.reset` returns a row to "never seen" except for the columns the user
+sets (``ref_loss_code``, ``label``), which describe the sample, not training.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
-from .codec import LOSS_HIST_BINS, LOSS_MAX, encode_loss, loss_hist_bins
+from .codec import LOSS_HIST_BINS, LOSS_MAX, decode_loss, encode_loss, loss_hist_bins
 
 COLUMNS: Dict[str, np.dtype] = {
     "loss_ema_code": np.dtype(np.uint16),
@@ -59,9 +86,28 @@ COLUMNS: Dict[str, np.dtype] = {
 OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
     "group_streak": np.dtype(np.int8),
+    "forget_count": np.dtype(np.uint8),
+    "learned_streak": np.dtype(np.uint8),
+    "loss_slow_code": np.dtype(np.uint16),
+    "ref_loss_code": np.dtype(np.uint16),
+    "label": np.dtype(np.int32),
 }
-OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0}
-"""Value of an optional column's rows before any report (and after :meth:`GEKOStateStore.reset`)."""
+OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0, "label": -1,
+                                 "ref_loss_code": int(np.iinfo(np.uint16).max)}
+"""Value of an optional column's rows that hold nothing yet (and after :meth:`GEKOStateStore.reset`,
+except the user's columns); columns not named here: 0."""
+SIGNALS: Dict[str, Tuple[str, ...]] = {
+    "forgetting": ("forget_count", "learned_streak"),
+    "progress": ("loss_slow_code",),
+}
+"""Signals :meth:`GEKOStateStore.track` allocates, by name -> their columns."""
+USER_COLUMNS = ("ref_loss_code", "label")
+"""Columns the user sets; :meth:`GEKOStateStore.reset` keeps them."""
+REF_LOSS_UNSET = np.uint16(np.iinfo(np.uint16).max)
+"""``ref_loss_code`` of a sample without a reference loss (the codec's top code, so reference
+losses above ``REF_LOSS_MAX`` are refused)."""
+MAX_COUNT_U8 = int(np.iinfo(np.uint8).max)
+"""Largest count ``forget_count`` and ``learned_streak`` hold; they saturate there."""
 
 BUCKET_MASK = np.uint8(0b0000_0111)
 """``flags`` bits 0-2: the bucket code (0 = never classified)."""
@@ -82,6 +128,16 @@ MAX_GROUP_STREAK = int(np.iinfo(np.int8).max)
 """Largest run the ``group_streak`` column holds either way (int8, +-127); it saturates there."""
 U8_SCALE = 255.0
 """uint8 fraction columns store ``round(x * U8_SCALE)`` for x in [0, 1]."""
+
+
+REF_LOSS_MAX = float(decode_loss(np.array([REF_LOSS_UNSET - 1], dtype=np.uint16))[0])
+"""Largest reference loss the store accepts (the value of the second-highest code, about
+2.03e31): the top code is the "not set" marker."""
+
+
+def empty_column(name: str, num_samples: int) -> np.ndarray:
+    """A new optional column ``name`` of ``num_samples`` rows holding nothing yet."""
+    return np.full(num_samples, OPTIONAL_FILL.get(name, 0), dtype=OPTIONAL_COLUMNS[name])
 
 
 def quantize_u8(x: np.ndarray) -> np.ndarray:

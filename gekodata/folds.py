@@ -9,8 +9,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .codec import decode_loss, encode_loss
-from .columns import (CORRECT_BIT, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT, dequantize_u8,
-                      quantize_u8)
+from .columns import (CORRECT_BIT, MAX_COUNT_U8, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT,
+                      dequantize_u8, quantize_u8)
 
 
 def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray,
@@ -82,3 +82,24 @@ def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndar
     up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
     down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
     return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)
+def fold_loss_ema(code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
+    """A loss EMA kept as uint16 loss codes (e.g. the slow EMA of learning progress) after
+    observing ``loss`` (float32): ``ema += alpha * (loss - ema)``; a first observation sets it."""
+    ema = decode_loss(code)
+    ema += np.float32(alpha) * (loss - ema)
+    ema[first] = loss[first]
+    return encode_loss(ema)
+
+
+def fold_forgetting(count: np.ndarray, streak: np.ndarray, was_correct: np.ndarray, first: np.ndarray,
+                    correct: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Forgetting events and the learned streak (both uint8, saturating at 255) after one
+    observation (Toneva et al., ICLR 2019). A forgetting event is a correct observation followed
+    by a wrong one: ``was_correct`` (bool, the last observation's correctness) and now
+    ``correct < 0.5``, for a sample seen before (not ``first``). The learned streak counts
+    consecutive correct observations and restarts at 0 on a wrong one."""
+    is_correct = correct >= 0.5
+    forgot = was_correct & ~first & ~is_correct
+    count = np.where(forgot & (count < MAX_COUNT_U8), count + np.uint8(1), count).astype(np.uint8)
+    streak = np.where(is_correct, np.minimum(streak.astype(np.int64) + 1, MAX_COUNT_U8), 0).astype(np.uint8)
+    return count, streak

@@ -149,7 +149,7 @@ def _per_sample(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, ta
     unique = int(np.count_nonzero(counts))
     counts[audits] += 1
     pool = np.repeat(np.arange(len(store), dtype=index_dtype(len(store))), counts)
-    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights)
+    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights, codes)
     if loss_weights is not None:
         loss_weights = np.asarray(loss_weights, dtype=np.float32)
     draws = _Draws(pool, loss_weights, np.bincount(codes, minlength=NUM_BUCKETS)[:NUM_BUCKETS],
@@ -179,7 +179,7 @@ def _per_class(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, tab
     if unbiased_floor is not None:
         values = unbiased_loss_weights(weights, totals)
     else:
-        values = policy.loss_weight_table(weights)
+        values = policy.loss_weight_table(weights, codes)  # per class: codes[k] is class k's bucket
     loss_weights = None if values is None else expand(classes, np.asarray(values, dtype=np.float32), len(store))
     bucket_counts = (totals[:DEAD] + totals[DEAD:])[:NUM_BUCKETS]
     pruned = store.num_pruned if policy.max_times_seen is not None else int(totals[DEAD:].sum())

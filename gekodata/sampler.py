@@ -143,8 +143,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
-        for name in policy.store_columns:  # optional columns the policy reads, before any report
-            self._store.ensure_column(name)
+        policy.prepare(self._store)  # allocate the optional columns and signals the policy reads, before any report
         self._buffer = ReportBuffer(self._store)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -442,8 +441,7 @@ class WeightedBucketSampler(Sampler[int]):
         """
         snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
         self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
-        for name in self.policy.store_columns:  # a file saved without them (strict=False)
-            self._store.ensure_column(name)
+        self.policy.prepare(self._store)  # a file saved without the policy's columns or signals (strict=False)
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))

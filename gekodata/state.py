@@ -19,7 +19,7 @@ correctness are fractions in [0, 1].
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,11 +27,13 @@ from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_H
                     LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
                     hist_quantile_max)
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, V1_COLUMNS, check_columns,
-                      dequantize_u8, upgrade_state_v1)
+                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, STREAK_MASK,
+                      STREAK_SHIFT, USER_COLUMNS, V1_COLUMNS, check_columns, dequantize_u8, empty_column,
+                      upgrade_state_v1)
 from .blocks import blocks
 from .checks import as_float32, check_report_shapes, row_checks
-from .folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
+from .folds import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
+                    fold_q_value)
 from .io import read_store_file, write_store_file
 from .merge import group_rows
 
@@ -52,10 +54,11 @@ def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray
 
 
 def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
-                    min_loss_scale: float) -> Dict[str, float]:
+                    min_loss_scale: float, slow_alpha: float = 0.25) -> Dict[str, float]:
     """The store's settings as floats; ``ValueError`` naming the first out of range."""
     config = {"ema_alpha": float(ema_alpha), "q_rate": float(q_rate),
-              "loss_scale_quantile": float(loss_scale_quantile), "min_loss_scale": float(min_loss_scale)}
+              "loss_scale_quantile": float(loss_scale_quantile), "min_loss_scale": float(min_loss_scale),
+              "slow_alpha": float(slow_alpha)}
     for name, value in config.items():
         if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
             raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
@@ -65,8 +68,9 @@ def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
 
 
 class GEKOStateStore:
-    """Per-sample state for ``num_samples`` samples, 12 bytes each (16 with predicted labels, 13
-    with the group streak of RL prompts).
+    """Per-sample state for ``num_samples`` samples, 12 bytes each by default; optional columns
+    (predicted labels, the group streak of RL prompts, the selection signals, reference losses,
+    labels) add bytes only when used (:mod:`gekodata.columns`).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.
@@ -81,6 +85,8 @@ class GEKOStateStore:
             cannot raise it above the largest other loss (to within one bin, a factor 1.09).
         min_loss_scale: floor of ``loss_scale`` (loss units; default 1.0 nat), so that a run
             whose losses are all tiny does not read tiny absolute losses as Q-value 0.
+        slow_alpha: rate of the slow loss EMA of the ``"progress"`` signal (:meth:`track`);
+            learning progress is the slow EMA minus the (fast, ``ema_alpha``) loss EMA.
 
     Duplicate indices in one :meth:`update` are combined deterministically: their losses,
     confidences and correctness are averaged into a single observation (one EMA step, one step
@@ -102,12 +108,13 @@ class GEKOStateStore:
         q_rate: float = 0.1,
         loss_scale_quantile: float = 0.99,
         min_loss_scale: float = 1.0,
+        slow_alpha: float = 0.25,
     ) -> None:
         num_samples = int(num_samples)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.num_samples = num_samples
-        for key, value in _checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale).items():
+        for key, value in _checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale, slow_alpha).items():
             setattr(self, key, value)
         self.loss_scale = self.min_loss_scale
         self.total_updates = 0
@@ -225,7 +232,132 @@ class GEKOStateStore:
     def num_pruned(self) -> int:
         return int(np.count_nonzero(self.columns["flags"] & PRUNED_BIT))
 
+    # ---------------------------------------------------------- selection signals
+    def _signal_column(self, name: str, how: str) -> np.ndarray:
+        if name not in self.columns:
+            raise ValueError(f"the store has no {name!r} column: {how} first")
+        return self.columns[name]
+
+    @property
+    def forget_count(self) -> np.ndarray:
+        """Forgetting events per sample (correct -> wrong between consecutive observations),
+        uint8 [N] (a view), saturating at 255. Needs ``track("forgetting")``."""
+        return self._signal_column("forget_count", 'call track("forgetting")')
+
+    @property
+    def learned_streak(self) -> np.ndarray:
+        """Consecutive correct observations up to the latest, uint8 [N] (a view), saturating at
+        255. Needs ``track("forgetting")``."""
+        return self._signal_column("learned_streak", 'call track("forgetting")')
+
+    @property
+    def loss_slow(self) -> np.ndarray:
+        """Slow loss EMA (rate ``slow_alpha``) in loss units, float32 [N]; decoded, a new array.
+        Needs ``track("progress")``."""
+        return decode_loss(self._signal_column("loss_slow_code", 'call track("progress")'))
+
+    @property
+    def learning_progress(self) -> np.ndarray:
+        """Slow loss EMA minus loss EMA, float32 [N], loss units: > 0 while the loss is still
+        falling, about 0 when it is flat, < 0 when it rises. Needs ``track("progress")``."""
+        return self.loss_slow - self.loss
+
+    @property
+    def has_reference(self) -> np.ndarray:
+        """bool [N]: the sample has a reference loss (:meth:`set_reference_loss`)."""
+        if "ref_loss_code" not in self.columns:
+            return np.zeros(self.num_samples, dtype=bool)
+        return self.columns["ref_loss_code"] != REF_LOSS_UNSET
+
+    @property
+    def reference_loss(self) -> np.ndarray:
+        """Reference ("irreducible") loss per sample, float32 [N], NaN where not set; decoded,
+        a new array. Needs :meth:`set_reference_loss`."""
+        codes = self._signal_column("ref_loss_code", "call set_reference_loss")
+        return np.where(codes == REF_LOSS_UNSET, np.float32(np.nan), decode_loss(codes))
+
+    @property
+    def reducible_loss(self) -> np.ndarray:
+        """RHO-LOSS's reducible loss: loss EMA minus reference loss, float32 [N]; NaN where the
+        sample is unseen or has no reference loss."""
+        value = self.loss - self.reference_loss
+        value[~self.seen] = np.nan
+        return value
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The samples' given labels, int32 [N] (a view), -1 = unknown. Needs :meth:`set_labels`."""
+        return self._signal_column("label", "call set_labels")
+
+    @property
+    def tracked(self) -> Tuple[str, ...]:
+        """Names of the signals :meth:`track` has allocated."""
+        return tuple(name for name, cols in SIGNALS.items() if all(c in self.columns for c in cols))
+
     # ---------------------------------------------------------------- writing
+    def track(self, *signals: str) -> None:
+        """Allocate the columns of ``signals`` ("forgetting", "progress") if not there yet; from
+        the next :meth:`update` on they follow every observation. Allocated mid-run, the slow
+        loss EMA starts at the loss EMA (progress 0), the learned streak at 1 for samples whose
+        last observation was correct, forgetting counts at 0. Unknown names raise ``ValueError``."""
+        unknown = [s for s in signals if s not in SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}; choose from {sorted(SIGNALS)}")
+        for name in (c for s in signals for c in SIGNALS[s]):
+            if name in self.columns:
+                continue
+            col = empty_column(name, self.num_samples)
+            if name == "loss_slow_code":
+                col[:] = self.columns["loss_ema_code"]
+            elif name == "learned_streak":
+                col[self.last_correct] = 1
+            self.columns[name] = col
+
+    def _checked_rows(self, idx: Any, values: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
+        """``idx`` (None = all rows) and ``values`` as int64 / numpy arrays of equal length, indices
+        in range; ``ValueError`` otherwise."""
+        values = np.asarray(values)
+        idx = np.arange(self.num_samples) if idx is None else np.asarray(idx)
+        if idx.ndim != 1 or values.shape != idx.shape:
+            raise ValueError(f"{what} and idx must be 1-D and of equal length, got shapes {values.shape} "
+                             f"and {idx.shape}")
+        if len(idx) and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_samples):
+            raise ValueError(f"idx must be in [0, {self.num_samples})")
+        return idx.astype(np.int64), values
+
+    def set_reference_loss(self, idx: Any, values: Any) -> None:
+        """Set the reference ("irreducible") loss of rows ``idx`` (None = all rows, then
+        ``values`` has one entry per sample): float [k], finite, >= 0 and <= ``REF_LOSS_MAX``
+        as float32, stored with the loss codec (:mod:`gekodata.codec`). For RHO-LOSS selection
+        (:class:`~gekodata.policy.ReducibleLossPolicy`): the loss of a model trained on other data
+        (held out, or the other half of a cross-fit: :mod:`gekodata.reference`). The first call
+        allocates the column (2 B/sample). ``ValueError`` (nothing changed) for bad input."""
+        idx, values = self._checked_rows(idx, values, "values")
+        loss = as_float32(values)
+        bad = ~((loss >= 0) & (loss <= np.float32(REF_LOSS_MAX)))  # NaN fails too
+        if bad.any():
+            where = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"reference losses must be finite, >= 0 and <= {REF_LOSS_MAX:.4g} as float32; "
+                             f"entry {where} is {values[where]} (idx {idx[where]})")
+        if "ref_loss_code" not in self.columns:
+            self.columns["ref_loss_code"] = empty_column("ref_loss_code", self.num_samples)
+        self.columns["ref_loss_code"][idx] = encode_loss(loss)
+
+    def set_labels(self, labels: Any, idx: Any = None) -> None:
+        """Set the given label of rows ``idx`` (None = all rows): integers in [-1, 2^31), -1 =
+        unknown. Lets the noise guard judge a sample against its own class (a rare class is not
+        noise). The first call allocates the column (4 B/sample). ``ValueError`` for bad input."""
+        idx, labels = self._checked_rows(idx, labels, "labels")
+        if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        if len(labels) and (labels.min() < -1 or labels.max() > np.iinfo(np.int32).max):
+            raise ValueError("labels must be in [-1, 2^31) (-1 = unknown)")
+        if "label" not in self.columns:
+            self.columns["label"] = empty_column("label", self.num_samples)
+        self.columns["label"][idx] = labels
+
     def invalid_rows(
         self,
         idx: np.ndarray,
@@ -320,6 +452,10 @@ class GEKOStateStore:
                 last_pred = cols["pred_label"][at]
                 known = merged[lo:hi] >= 0
                 cols["pred_label"][at[known]] = merged[lo:hi][known]
+            if "forget_count" in cols:  # before fold_flags moves the last-correct bit
+                was_correct = (cols["flags"][at] & CORRECT_BIT) != 0
+                cols["forget_count"][at], cols["learned_streak"][at] = fold_forgetting(
+                    cols["forget_count"][at], cols["learned_streak"][at], was_correct, first[lo:hi], correct[lo:hi])
             cols["flags"][at] = fold_flags(cols["flags"][at], correct[lo:hi], _part(merged, lo, hi), last_pred,
                                            _part(wandered, lo, hi))
             step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
@@ -337,6 +473,8 @@ class GEKOStateStore:
             cols["loss_ema_code"][at], cols["loss_std_code"][at] = fold_loss_moments(
                 cols["loss_ema_code"][at], cols["loss_std_code"][at], observed, new, self.ema_alpha)
             cols["q_value"][at] = fold_q_value(cols["q_value"][at], observed, self.loss_scale, new, self.q_rate)
+            if "loss_slow_code" in cols:
+                cols["loss_slow_code"][at] = fold_loss_ema(cols["loss_slow_code"][at], observed, new, self.slow_alpha)
 
     def _fold_fraction(self, name: str, target: np.ndarray, value: np.ndarray, first: np.ndarray) -> None:
         """EMA column ``name`` (uint8 fraction codes) of rows ``target`` after observing ``value``."""
@@ -390,9 +528,10 @@ class GEKOStateStore:
 
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
-        label -1)."""
+        label -1); the columns the user sets (reference loss, label) are kept."""
         for name, col in self.columns.items():
-            col[idx] = OPTIONAL_FILL.get(name, 0)
+            if name not in USER_COLUMNS:
+                col[idx] = OPTIONAL_FILL.get(name, 0)
 
     def ensure_column(self, name: str) -> None:
         """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
@@ -405,7 +544,7 @@ class GEKOStateStore:
         if name not in OPTIONAL_COLUMNS:
             raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
         if name not in self.columns:
-            self.columns[name] = np.full(self.num_samples, OPTIONAL_FILL[name], dtype=OPTIONAL_COLUMNS[name])
+            self.columns[name] = empty_column(name, self.num_samples)
 
     # -------------------------------------------------------------- persistence
     def config(self) -> Dict[str, float]:
@@ -414,6 +553,7 @@ class GEKOStateStore:
             "q_rate": self.q_rate,
             "loss_scale_quantile": self.loss_scale_quantile,
             "min_loss_scale": self.min_loss_scale,
+            "slow_alpha": self.slow_alpha,
         }
 
     def state_dict(self) -> Dict[str, object]:

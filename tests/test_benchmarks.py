@@ -71,3 +71,54 @@ def test_overhead_tiny_part_writes_every_configuration(tmp_path):
         assert 0 < row["gekodata"]["passes"] <= row["plain"]["passes"]
         assert set(row["gekodata"]["us_per_step"]) == set(tiny_loop.PARTS) and row["ratio_per_pass"] > 0
     assert (tmp_path / "overhead_tiny.png").stat().st_size > 0
+def test_selection_variants_are_built_as_documented():
+    import numpy as np
+    import time_to_quality
+    import variants
+
+    base = time_to_quality.TASKS["t2"](True)
+    n = len(base.train)
+    noisy = variants.make_variant(base, "noisy", seed=5)
+    assert noisy.name == "t2_noisy" and noisy.notes["flipped"] == round(0.2 * n)
+    assert (noisy.labels != base.train.columns["labels"].numpy()).sum() == round(0.2 * n)
+    red = variants.make_variant(base, "redundant", seed=5)
+    assert len(red.train) == n and red.notes["distinct"] == n // 2 and red.notes["core"] == n // 20
+    x = red.train.columns["x"]
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    imb = variants.make_variant(base, "imbalanced", seed=5)
+    counts = np.bincount(imb.labels, minlength=10)
+    rare = imb.notes["rare_classes"]
+    full_counts = np.bincount(base.train.columns["labels"].numpy(), minlength=10)
+    assert len(rare) == 3 and all(abs(counts[c] - 0.1 * full_counts[c]) <= 1 for c in rare)
+    assert all(counts[c] == full_counts[c] for c in range(10) if c not in rare)
+    # accuracy under the training class shares and macro accuracy from per-class accuracy
+    import torch
+
+    class Always(torch.nn.Module):  # predicts class rare[0] for everything
+        def forward(self, x):
+            out = torch.zeros(len(x), 10)
+            out[:, rare[0]] = 1.0
+            return out
+
+    scores = imb.evaluate(Always())
+    assert abs(scores["macro"] - 0.1) < 1e-9 and abs(scores["metric"] - counts[rare[0]] / counts.sum()) < 1e-9
+
+
+def test_selection_study_runs_candidates_with_their_controls(tmp_path):
+    import time_to_quality
+
+    arms = ["full", "forgetting", "forgetting_random", "forgetting_budget", "reducible"]
+    time_to_quality.main(["--task", "t2", "--quick", "--variant", "noisy", "--seeds", "0", "--epochs", "2",
+                          "--arms", *arms, "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "t2_noisy_quick.json").read_text())
+    assert result["task"] == "t2_noisy" and result["variant"] == "noisy" and set(result["arms"]) == set(arms)
+    forget = result["arms"]["forgetting"]
+    assert result["arms"]["forgetting_random"]["passes_per_epoch"] == forget["passes_per_epoch"]
+    assert 0 <= result["arms"]["forgetting_budget"]["sample_passes"][0] - forget["sample_passes"][0] < 64
+    reducible = result["arms"]["reducible"]
+    assert reducible["reference_s"][0] > 0 and reducible["reference_passes"][0] > 0
+    assert reducible["wall_clock_s"][0] >= reducible["reference_s"][0]  # the reference compute is counted
+    assert result["policies"]["forgetting"]["kind"] == "forgetting"
+    assert set(result["goals"]) == {"forgetting", "reducible"}
+    table = (tmp_path / "t2_noisy_quick.md").read_text()
+    assert "| forgetting |" in table and "macro accuracy" in table

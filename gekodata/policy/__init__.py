@@ -9,14 +9,24 @@
 * :mod:`~gekodata.policy.infobatch`: :class:`InfoBatchPolicy` (Qin et al., ICLR 2024).
 * :mod:`~gekodata.policy.prompt_policy`: :class:`PromptPolicy`, RL prompts planned from their
   groups' outcomes (GRESO-style skipping of zero-variance prompts, learnability).
+* :mod:`~gekodata.policy.rates`: :class:`RatePolicy`, the frame of the policies below (draw rates
+  in [0, 1], no boost, no starving epochs, optional noise guard and InfoBatch rescaling).
+* :mod:`~gekodata.policy.forgetting`: :class:`ForgettingPolicy`, skip samples learned and never
+  forgotten (Toneva et al., ICLR 2019).
+* :mod:`~gekodata.policy.reducible`: :class:`ReducibleLossPolicy`, select by reducible loss
+  (RHO-LOSS, Mindermann et al., ICML 2022).
+* :mod:`~gekodata.policy.guard`: the noise guard's test (class-aware with labels in the store).
 * :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
 """
 from .base import SelectionPolicy
 from .bucket_policy import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
+from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
+from .rates import RatePolicy
+from .reducible import ReducibleLossPolicy
 from .registry import POLICY_KINDS, policy_from_config
 
 __all__ = [
@@ -28,9 +38,12 @@ __all__ = [
     "Bucket",
     "BucketPolicy",
     "Curriculum",
+    "ForgettingPolicy",
     "InfoBatchPolicy",
     "Phase",
     "PromptPolicy",
+    "RatePolicy",
+    "ReducibleLossPolicy",
     "SelectionPolicy",
     "policy_from_config",
 ]

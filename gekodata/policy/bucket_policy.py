@@ -36,7 +36,10 @@ anyway: a sample is SUSPECT when
    precision still above 0.75, and the runs trained on fewer passes at no loss of accuracy;
 3. the model is right elsewhere: the share of seen samples whose last report was correct is at
    least ``suspect_min_accuracy``. Early in training, when most answers are wrong, a wrong
-   streak says nothing about the label, so nothing is suspect.
+   streak says nothing about the label, so nothing is suspect. When the store holds the samples'
+   labels (:meth:`GEKOStateStore.set_labels`) the share is that of the other samples of the
+   sample's own class, so a rare class the model keeps calling the majority class is not taken
+   for noise (:mod:`gekodata.policy.guard`); without labels the guard works as it always did.
 
 SUSPECT samples are drawn at ``suspect_weight`` (default 0.1, in every phase) instead of
 HARD's weight: rarely enough not to fit the suspicious label, often enough that a sample the
@@ -60,10 +63,11 @@ import numpy as np
 from ..blocks import blocks
 from ..codec import LOSS_TABLE
 from ..columns import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
-from ..state import MAX_WRONG_STREAK, GEKOStateStore
+from ..state import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
 from .curriculum import Curriculum, Phase
+from .guard import check_streak, suspect_mask
 
 
 @dataclass
@@ -104,9 +108,7 @@ class BucketPolicy(SelectionPolicy):
 
     def __post_init__(self) -> None:
         self.noise_guard = bool(self.noise_guard)
-        if not 1 <= int(self.suspect_streak) <= MAX_WRONG_STREAK:
-            raise ValueError(f"suspect_streak must be in [1, {MAX_WRONG_STREAK}], got {self.suspect_streak}")
-        self.suspect_streak = int(self.suspect_streak)
+        self.suspect_streak = check_streak(self.suspect_streak)
         self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
@@ -202,8 +204,12 @@ class BucketPolicy(SelectionPolicy):
             out *= seen.view(np.uint8)
             seen_total += int(np.count_nonzero(seen))
             correct_total += int(np.count_nonzero(correct.view(bool) & seen))
-        if self.noise_guard and seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
-            self._mark_suspects(store, codes)
+        if self.noise_guard:
+            if "label" in store.columns:  # class-aware: each sample judged against its own class
+                codes[suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
+                                   min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
+            elif seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
+                self._mark_suspects(store, codes)
         return codes
 
     def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:

@@ -75,7 +75,7 @@ class InfoBatchPolicy(SelectionPolicy):
         ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
         return float(weights.sum() if counts is None else np.dot(counts, weights))
 
-    def loss_weight_table(self, weights: np.ndarray) -> np.ndarray:
+    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""
         table = np.zeros(len(weights), dtype=np.float32)
         positive = weights > 0

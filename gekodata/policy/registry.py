@@ -10,8 +10,10 @@ from typing import Any, Callable, Dict
 
 from .base import SelectionPolicy
 from .bucket_policy import BucketPolicy
+from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
+from .reducible import ReducibleLossPolicy
 
 
 def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
@@ -27,6 +29,8 @@ POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
     "prompt": _prompt_from_config,
+    ForgettingPolicy.KIND: ForgettingPolicy.from_config,
+    ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
 }
 
 
