@@ -28,7 +28,7 @@ from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
-from .stream import EpochStream
+from .rank_plan import Plan, RankPlan
 from .suspects import Suspects, find_suspects, write_suspects_csv
 
 
@@ -152,9 +152,7 @@ class WeightedBucketSampler(Sampler[int]):
         if isinstance(data_source, PruningDataset):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
-        self._plan: Optional[Plan] = None
-        self._local: Optional[Plan] = None
-        self._planned_epoch: Optional[int] = None
+        self._held: Optional[RankPlan] = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
         self._position = StreamPosition()
@@ -207,24 +205,13 @@ class WeightedBucketSampler(Sampler[int]):
     def plan(self) -> np.ndarray:
         """This rank's index stream for the current epoch, int [len(self)] (read-only; the
         first call of an epoch materialises it, O(len))."""
-        local = self._local_plan()
-        if isinstance(local, EpochStream):
-            self._local = local = local.materialize()
-        return _read_only(local)
+        return _read_only(self._ensure_plan(self.epoch).local_array())
 
     @property
     def global_plan(self) -> np.ndarray:
         """The whole epoch's index stream before sharding, identical on every rank (read-only;
         the first call of an epoch materialises it, O(S))."""
-        return _read_only(self._global_array())
-
-    def _global_array(self) -> np.ndarray:
-        plan = self._ensure_plan(self.epoch)
-        if isinstance(plan, EpochStream):
-            self._plan = plan = plan.materialize()
-            if isinstance(self._local, EpochStream) and self._local.world_size == 1:
-                self._local = plan
-        return plan
+        return _read_only(self._ensure_plan(self.epoch).global_array())
 
     @property
     def phase(self) -> Phase:
@@ -252,8 +239,8 @@ class WeightedBucketSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
 
-    def _ensure_plan(self, epoch: int) -> "Plan":
-        if self._plan is None or self._planned_epoch != epoch:
+    def _ensure_plan(self, epoch: int) -> RankPlan:
+        if self._held is None or self._held.epoch != epoch:
             self.flush()
             if epoch > self._classified_epoch:
                 # a new epoch: classify, advance frozen streaks, prune (once per epoch)
@@ -262,7 +249,7 @@ class WeightedBucketSampler(Sampler[int]):
             self._adopt(plan_epoch(self._store, self.policy, epoch=epoch, num_epochs=self.num_epochs,
                                    seed=self.seed, budget=self.budget, audit=self._audit,
                                    unbiased_floor=self.unbiased_floor if self.unbiased else None), epoch)
-        return self._plan
+        return self._held
 
     def _adopt(self, plan: EpochPlan, epoch: int) -> None:
         self._audit.pending = plan.audits if self._audit.enabled else None
@@ -271,20 +258,12 @@ class WeightedBucketSampler(Sampler[int]):
         self._ledger.adopt(plan.record)
         self._set_plan(plan.stream, epoch)
 
-    def _set_plan(self, plan: "Plan", epoch: int) -> None:
-        self._plan, self._planned_epoch, self._local = plan, epoch, None
+    def _set_plan(self, plan: Plan, epoch: int) -> None:
+        self._held = RankPlan(plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard)
         self._position.reset()  # a new plan starts at its beginning
 
-    def _local_plan(self) -> "Plan":
-        plan = self._ensure_plan(self.epoch)
-        if self._local is None:
-            if not self.shard:
-                self._local = plan
-            elif isinstance(plan, EpochStream):
-                self._local = plan.shard(self.rank, self.world_size)
-            else:
-                self._local = gdist.rank_shard(plan, self.rank, self.world_size)
-        return self._local
+    def _local_plan(self) -> Plan:
+        return self._ensure_plan(self.epoch).local()
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
         """Loss weight of each index this epoch (float32, same device as a tensor ``idx``): in
@@ -405,12 +384,12 @@ class WeightedBucketSampler(Sampler[int]):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(f"sampler state has {key}={state[key]!r} but this sampler has {getattr(self, key)!r}")
         epoch = int(state["epoch"])
-        if self._planned_epoch is not None and epoch < self._planned_epoch and self._plan is not None:
+        if self._held is not None and epoch < self._held.epoch:
             # a stale position: the epoch it belongs to is over (e.g. a loader's finished iterator
             # restored after set_epoch(next)); only a completed epoch may be left behind
             if int(state["yielded"]) != int(state.get("length", -1)):
                 raise ValueError(f"sampler state is mid-way through epoch {epoch} but this sampler is already "
-                                 f"at epoch {self._planned_epoch}")
+                                 f"at epoch {self._held.epoch}")
             return
         self.set_epoch(epoch)
         self._position.restore(int(state["yielded"]), self._local_plan(), state)
@@ -425,8 +404,8 @@ class WeightedBucketSampler(Sampler[int]):
         self.flush()
         if self.rank == 0:
             write_snapshot(path, SamplerSnapshot(
-                settings=self._settings(), store=self._store.state_dict(), plan=self._global_array(), epoch=self.epoch,
-                planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
+                settings=self._settings(), store=self._store.state_dict(), plan=self._held.global_array(),
+                epoch=self.epoch, planned_epoch=self._held.epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
                 loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                 audit_pending=self._audit.pending))
         gdist.barrier()
@@ -459,11 +438,6 @@ class WeightedBucketSampler(Sampler[int]):
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
                 f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
-
-
-Plan = Union[np.ndarray, EpochStream]
-"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
-materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
