@@ -22,8 +22,8 @@ from . import distributed as gdist
 from .audit import ForgettingAudit
 from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
-from .checkpoint import SETTINGS, SamplerSnapshot, read_snapshot, write_snapshot
-from .plan import Budget, EpochPlan, classify_epoch, plan_epoch, resolve_budget
+from .checkpoint import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
+from .plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
@@ -113,22 +113,9 @@ class WeightedBucketSampler(Sampler[int]):
         audit_margin: float = 0.5,
     ) -> None:
         num_samples = len(data_source)  # a map-style dataset's index range (PruningDataset: the wrapped one's)
-        if int(num_epochs) < 1:
-            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
         policy = policy if policy is not None else BucketPolicy()
-        if not isinstance(policy, SelectionPolicy):
-            raise ValueError(f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}")
-        if unbiased and policy.provides_loss_weights:
-            raise ValueError(f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them")
-        if unbiased and not (0.0 < float(unbiased_floor) and np.isfinite(unbiased_floor)):
-            raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
-        if sync_every is not None and int(sync_every) < 1:
-            raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")
-        if store is not None and len(store) != num_samples:
-            raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")
+        check_settings(num_samples, policy, num_epochs=num_epochs, seed=seed, budget=budget, unbiased=unbiased,
+                       unbiased_floor=unbiased_floor, sync_every=sync_every, store=store)
         self._audit = ForgettingAudit(audit_fraction, audit_margin, int(seed))
         self.data_source = data_source
         self.num_samples = num_samples
