@@ -3,7 +3,8 @@
 The sampler takes a snapshot of its run state (:meth:`WeightedBucketSampler.save`) and restores
 one (:meth:`WeightedBucketSampler.load`); this module turns snapshots into sampler files
 (:mod:`gekodata.io`) and back, and checks a file against the sampler that loads it before that
-sampler changes anything.
+sampler changes anything: the settings a file must share with it, and (:func:`check_settings`)
+the checks of a new sampler's settings.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import numpy as np
 
 from .io import read_sampler_file, sampler_file_store_state, write_sampler_file
-from .policy import policy_from_config
+from .plan import resolve_budget
+from .policy import SelectionPolicy, policy_from_config
 from .report import EpochRecord, records_from_dicts
 from .state import COLUMNS, OPTIONAL_COLUMNS
 
@@ -110,3 +112,24 @@ def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[
     for key in STRICT_SETTINGS:
         if json.loads(json.dumps(expected[key])) != saved.get(key):
             raise ValueError(f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)")
+
+
+def check_settings(num_samples: int, policy: Any, *, num_epochs: int, seed: int, budget: Any, unbiased: bool,
+                   unbiased_floor: float, sync_every: Optional[int], store: Any) -> None:
+    """``ValueError`` naming the first of a new sampler's settings that is out of range or
+    inconsistent (the constructor's arguments of :class:`~gekodata.WeightedBucketSampler`)."""
+    if int(num_epochs) < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
+    if not isinstance(policy, SelectionPolicy):
+        raise ValueError(f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}")
+    if unbiased and policy.provides_loss_weights:
+        raise ValueError(f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them")
+    if unbiased and not (0.0 < float(unbiased_floor) and np.isfinite(unbiased_floor)):
+        raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
+    if sync_every is not None and int(sync_every) < 1:
+        raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")
+    if store is not None and len(store) != num_samples:
+        raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")

@@ -23,11 +23,11 @@ flags          uint8    1      bits 0-2: bucket code (0 = unseen), bit 3: pruned
 =============  =======  =====  ==============================================================
 
 Optional columns cost bytes only when something asks for them. ``pred_label`` is allocated on
-the first :meth:`GEKOStateStore.update` that passes ``pred``; the others by
-:meth:`GEKOStateStore.ensure_column` (the sampler calls it for the columns a policy reads, e.g.
-:class:`~gekodata.policy.PromptPolicy`, :class:`~gekodata.policy.ForgettingPolicy`), by
-:meth:`GEKOStateStore.track` (signals by name) or by the setters named below. Each is saved and
-loaded with the store when present:
+the first :meth:`GEKOStateStore.update` that passes ``pred``; ``group_streak`` by
+:meth:`GEKOStateStore.ensure_column`, which the sampler calls for policies that read it (e.g.
+:class:`~gekodata.policy.PromptPolicy`); the selection signals by :meth:`GEKOStateStore.track` (a
+policy that needs them calls it through the sampler) or by the setters named below. Each is saved
+and loaded with the store when present:
 
 ===============  =======  =====  ============================================================
 column           dtype    bytes  meaning (allocated by)
@@ -42,6 +42,7 @@ group_streak     int8     1      signed run of unanimous updates: +k = the last 
                                  had every row equal and wrong (all failed), 0 = the last
                                  update disagreed (mixed group: a non-zero advantage) or none
                                  yet. Saturates at +-``MAX_GROUP_STREAK`` (127).
+                                 (``ensure_column("group_streak")``)
 forget_count     uint8    1      forgetting events (Toneva et al., ICLR 2019): correct ->
                                  wrong transitions between consecutive observations,
                                  saturating at 255. (``track("forgetting")``)
@@ -91,10 +92,10 @@ OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "ref_loss_code": np.dtype(np.uint16),
     "label": np.dtype(np.int32),
 }
-OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0, "forget_count": 0, "learned_streak": 0,
-                                 "loss_slow_code": 0, "ref_loss_code": int(np.iinfo(np.uint16).max), "label": -1}
-"""Value of an optional column's rows before any report (and after :meth:`GEKOStateStore.reset`,
-except for the user-set columns it keeps)."""
+OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0, "label": -1,
+                                 "ref_loss_code": int(np.iinfo(np.uint16).max)}
+"""Value of an optional column's rows that hold nothing yet (and after :meth:`GEKOStateStore.reset`,
+except the user's columns); columns not named here: 0."""
 SIGNALS: Dict[str, Tuple[str, ...]] = {
     "forgetting": ("forget_count", "learned_streak"),
     "progress": ("loss_slow_code",),
@@ -132,6 +133,11 @@ U8_SCALE = 255.0
 REF_LOSS_MAX = float(decode_loss(np.array([REF_LOSS_UNSET - 1], dtype=np.uint16))[0])
 """Largest reference loss the store accepts (the value of the second-highest code, about
 2.03e31): the top code is the "not set" marker."""
+
+
+def empty_column(name: str, num_samples: int) -> np.ndarray:
+    """A new optional column ``name`` of ``num_samples`` rows holding nothing yet."""
+    return np.full(num_samples, OPTIONAL_FILL.get(name, 0), dtype=OPTIONAL_COLUMNS[name])
 
 
 def quantize_u8(x: np.ndarray) -> np.ndarray:

@@ -73,6 +73,15 @@ def fold_flags(flags: np.ndarray, correct: np.ndarray, pred: Optional[np.ndarray
     return flags
 
 
+def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndarray) -> np.ndarray:
+    """The signed run of unanimous updates (int8) after one more: a unanimous and solved update
+    (every row equal, mean correctness >= 0.5) extends a positive run or starts one at +1, a
+    unanimous unsolved one extends a negative run or starts one at -1, a disagreeing one resets
+    it to 0. Saturates at +-``MAX_GROUP_STREAK``."""
+    run = streak.astype(np.int16)
+    up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
+    down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
+    return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)
 def fold_loss_ema(code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
     """A loss EMA kept as uint16 loss codes (e.g. the slow EMA of learning progress) after
     observing ``loss`` (float32): ``ema += alpha * (loss - ema)``; a first observation sets it."""
@@ -94,14 +103,3 @@ def fold_forgetting(count: np.ndarray, streak: np.ndarray, was_correct: np.ndarr
     count = np.where(forgot & (count < MAX_COUNT_U8), count + np.uint8(1), count).astype(np.uint8)
     streak = np.where(is_correct, np.minimum(streak.astype(np.int64) + 1, MAX_COUNT_U8), 0).astype(np.uint8)
     return count, streak
-
-
-def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndarray) -> np.ndarray:
-    """The signed run of unanimous updates (int8) after one more: a unanimous and solved update
-    (every row equal, mean correctness >= 0.5) extends a positive run or starts one at +1, a
-    unanimous unsolved one extends a negative run or starts one at -1, a disagreeing one resets
-    it to 0. Saturates at +-``MAX_GROUP_STREAK``."""
-    run = streak.astype(np.int16)
-    up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
-    down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
-    return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)

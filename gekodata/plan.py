@@ -179,7 +179,7 @@ def _per_class(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, tab
     if unbiased_floor is not None:
         values = unbiased_loss_weights(weights, totals)
     else:
-        values = policy.loss_weight_table(weights, codes)
+        values = policy.loss_weight_table(weights, codes)  # per class: codes[k] is class k's bucket
     loss_weights = None if values is None else expand(classes, np.asarray(values, dtype=np.float32), len(store))
     bucket_counts = (totals[:DEAD] + totals[DEAD:])[:NUM_BUCKETS]
     pruned = store.num_pruned if policy.max_times_seen is not None else int(totals[DEAD:].sum())

@@ -22,13 +22,13 @@ from . import distributed as gdist
 from .audit import ForgettingAudit
 from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
-from .checkpoint import SETTINGS, SamplerSnapshot, read_snapshot, write_snapshot
-from .plan import Budget, EpochPlan, classify_epoch, plan_epoch, resolve_budget
+from .checkpoint import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
+from .plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from .policy import BucketPolicy, Phase, SelectionPolicy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
-from .stream import EpochStream
+from .rank_plan import Plan, RankPlan
 from .suspects import Suspects, find_suspects, write_suspects_csv
 
 
@@ -113,22 +113,9 @@ class WeightedBucketSampler(Sampler[int]):
         audit_margin: float = 0.5,
     ) -> None:
         num_samples = len(data_source)  # a map-style dataset's index range (PruningDataset: the wrapped one's)
-        if int(num_epochs) < 1:
-            raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
         policy = policy if policy is not None else BucketPolicy()
-        if not isinstance(policy, SelectionPolicy):
-            raise ValueError(f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}")
-        if unbiased and policy.provides_loss_weights:
-            raise ValueError(f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them")
-        if unbiased and not (0.0 < float(unbiased_floor) and np.isfinite(unbiased_floor)):
-            raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
-        if sync_every is not None and int(sync_every) < 1:
-            raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")
-        if store is not None and len(store) != num_samples:
-            raise ValueError(f"store has {len(store)} rows but the dataset has {num_samples} samples")
+        check_settings(num_samples, policy, num_epochs=num_epochs, seed=seed, budget=budget, unbiased=unbiased,
+                       unbiased_floor=unbiased_floor, sync_every=sync_every, store=store)
         self._audit = ForgettingAudit(audit_fraction, audit_margin, int(seed))
         self.data_source = data_source
         self.num_samples = num_samples
@@ -143,7 +130,7 @@ class WeightedBucketSampler(Sampler[int]):
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
-        policy.prepare(self._store)  # optional columns the policy reads, before any report
+        policy.prepare(self._store)  # allocate the optional columns and signals the policy reads, before any report
         self._buffer = ReportBuffer(self._store)
         self._loss_weights: Optional[torch.Tensor] = None
         if self.unbiased or policy.provides_loss_weights:
@@ -152,9 +139,7 @@ class WeightedBucketSampler(Sampler[int]):
         if isinstance(data_source, PruningDataset):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
-        self._plan: Optional[Plan] = None
-        self._local: Optional[Plan] = None
-        self._planned_epoch: Optional[int] = None
+        self._held: Optional[RankPlan] = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
         self._position = StreamPosition()
@@ -207,24 +192,13 @@ class WeightedBucketSampler(Sampler[int]):
     def plan(self) -> np.ndarray:
         """This rank's index stream for the current epoch, int [len(self)] (read-only; the
         first call of an epoch materialises it, O(len))."""
-        local = self._local_plan()
-        if isinstance(local, EpochStream):
-            self._local = local = local.materialize()
-        return _read_only(local)
+        return _read_only(self._ensure_plan(self.epoch).local_array())
 
     @property
     def global_plan(self) -> np.ndarray:
         """The whole epoch's index stream before sharding, identical on every rank (read-only;
         the first call of an epoch materialises it, O(S))."""
-        return _read_only(self._global_array())
-
-    def _global_array(self) -> np.ndarray:
-        plan = self._ensure_plan(self.epoch)
-        if isinstance(plan, EpochStream):
-            self._plan = plan = plan.materialize()
-            if isinstance(self._local, EpochStream) and self._local.world_size == 1:
-                self._local = plan
-        return plan
+        return _read_only(self._ensure_plan(self.epoch).global_array())
 
     @property
     def phase(self) -> Phase:
@@ -252,8 +226,8 @@ class WeightedBucketSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
 
-    def _ensure_plan(self, epoch: int) -> "Plan":
-        if self._plan is None or self._planned_epoch != epoch:
+    def _ensure_plan(self, epoch: int) -> RankPlan:
+        if self._held is None or self._held.epoch != epoch:
             self.flush()
             if epoch > self._classified_epoch:
                 # a new epoch: classify, advance frozen streaks, prune (once per epoch)
@@ -262,7 +236,7 @@ class WeightedBucketSampler(Sampler[int]):
             self._adopt(plan_epoch(self._store, self.policy, epoch=epoch, num_epochs=self.num_epochs,
                                    seed=self.seed, budget=self.budget, audit=self._audit,
                                    unbiased_floor=self.unbiased_floor if self.unbiased else None), epoch)
-        return self._plan
+        return self._held
 
     def _adopt(self, plan: EpochPlan, epoch: int) -> None:
         self._audit.pending = plan.audits if self._audit.enabled else None
@@ -271,20 +245,12 @@ class WeightedBucketSampler(Sampler[int]):
         self._ledger.adopt(plan.record)
         self._set_plan(plan.stream, epoch)
 
-    def _set_plan(self, plan: "Plan", epoch: int) -> None:
-        self._plan, self._planned_epoch, self._local = plan, epoch, None
+    def _set_plan(self, plan: Plan, epoch: int) -> None:
+        self._held = RankPlan(plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard)
         self._position.reset()  # a new plan starts at its beginning
 
-    def _local_plan(self) -> "Plan":
-        plan = self._ensure_plan(self.epoch)
-        if self._local is None:
-            if not self.shard:
-                self._local = plan
-            elif isinstance(plan, EpochStream):
-                self._local = plan.shard(self.rank, self.world_size)
-            else:
-                self._local = gdist.rank_shard(plan, self.rank, self.world_size)
-        return self._local
+    def _local_plan(self) -> Plan:
+        return self._ensure_plan(self.epoch).local()
 
     def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
         """Loss weight of each index this epoch (float32, same device as a tensor ``idx``): in
@@ -405,12 +371,12 @@ class WeightedBucketSampler(Sampler[int]):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(f"sampler state has {key}={state[key]!r} but this sampler has {getattr(self, key)!r}")
         epoch = int(state["epoch"])
-        if self._planned_epoch is not None and epoch < self._planned_epoch and self._plan is not None:
+        if self._held is not None and epoch < self._held.epoch:
             # a stale position: the epoch it belongs to is over (e.g. a loader's finished iterator
             # restored after set_epoch(next)); only a completed epoch may be left behind
             if int(state["yielded"]) != int(state.get("length", -1)):
                 raise ValueError(f"sampler state is mid-way through epoch {epoch} but this sampler is already "
-                                 f"at epoch {self._planned_epoch}")
+                                 f"at epoch {self._held.epoch}")
             return
         self.set_epoch(epoch)
         self._position.restore(int(state["yielded"]), self._local_plan(), state)
@@ -425,8 +391,8 @@ class WeightedBucketSampler(Sampler[int]):
         self.flush()
         if self.rank == 0:
             write_snapshot(path, SamplerSnapshot(
-                settings=self._settings(), store=self._store.state_dict(), plan=self._global_array(), epoch=self.epoch,
-                planned_epoch=self._planned_epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
+                settings=self._settings(), store=self._store.state_dict(), plan=self._held.global_array(),
+                epoch=self.epoch, planned_epoch=self._held.epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
                 loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                 audit_pending=self._audit.pending))
         gdist.barrier()
@@ -441,7 +407,7 @@ class WeightedBucketSampler(Sampler[int]):
         """
         snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
         self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
-        self.policy.prepare(self._store)  # a file saved without them (strict=False)
+        self.policy.prepare(self._store)  # a file saved without the policy's columns or signals (strict=False)
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
@@ -459,11 +425,6 @@ class WeightedBucketSampler(Sampler[int]):
         return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
                 f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
                 f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
-
-
-Plan = Union[np.ndarray, EpochStream]
-"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
-materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -18,23 +18,23 @@ correctness are fractions in [0, 1].
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
 from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS, LOSS_HIST_BINS_PER_OCTAVE,
-                    LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, check_hist, decode_loss, encode_loss,
+                    LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, decode_loss, encode_loss,
                     hist_quantile_max)
 from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, STREAK_MASK,
-                      STREAK_SHIFT, USER_COLUMNS, V1_COLUMNS, check_columns, dequantize_u8, upgrade_state_v1)
+                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, USER_COLUMNS,
+                      V1_COLUMNS, dequantize_u8, upgrade_state_v1)
 from .blocks import blocks
 from .checks import as_float32, check_report_shapes, row_checks
 from .folds import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
                     fold_q_value)
-from .io import read_store_file, write_store_file
 from .merge import group_rows
+from .optional_columns import OptionalColumns
+from .store_state import FORMAT_VERSION, StoreState, checked_config
 
 __all__ = [  # the store, and the layout and codec names it has always exported
     "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
@@ -43,30 +43,12 @@ __all__ = [  # the store, and the layout and codec names it has always exported
     "upgrade_state_v1",
 ]
 
-FORMAT_VERSION = 2
-"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
-Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
-:func:`upgrade_state_v1`."""
 
 def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
     return None if values is None else values[lo:hi]
 
 
-def _checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
-                    min_loss_scale: float, slow_alpha: float = 0.25) -> Dict[str, float]:
-    """The store's settings as floats; ``ValueError`` naming the first out of range."""
-    config = {"ema_alpha": float(ema_alpha), "q_rate": float(q_rate),
-              "loss_scale_quantile": float(loss_scale_quantile), "min_loss_scale": float(min_loss_scale),
-              "slow_alpha": float(slow_alpha)}
-    for name, value in config.items():
-        if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
-            raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
-        if name != "min_loss_scale" and not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {value}")
-    return config
-
-
-class GEKOStateStore:
+class GEKOStateStore(OptionalColumns, StoreState):
     """Per-sample state for ``num_samples`` samples, 12 bytes each by default; optional columns
     (predicted labels, the group streak of RL prompts, the selection signals, reference losses,
     labels) add bytes only when used (:mod:`gekodata.columns`).
@@ -113,7 +95,7 @@ class GEKOStateStore:
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.num_samples = num_samples
-        for key, value in _checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale, slow_alpha).items():
+        for key, value in checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale, slow_alpha).items():
             setattr(self, key, value)
         self.loss_scale = self.min_loss_scale
         self.total_updates = 0
@@ -207,17 +189,6 @@ class GEKOStateStore:
         return np.full(self.num_samples, -1, dtype=np.int32)
 
     @property
-    def group_streak(self) -> np.ndarray:
-        """Signed run of unanimous updates, int8 [N] (a view; zeros if the column was never
-        allocated, see :meth:`ensure_column`): +k = each of the last k updates had all its rows
-        equal and correct (an RL prompt whose whole group of completions was right, k sync
-        windows running), -k = all equal and wrong, 0 = the last update's rows disagreed (the
-        group had a non-zero advantage) or the sample has no update yet."""
-        if "group_streak" in self.columns:
-            return self.columns["group_streak"]
-        return np.zeros(self.num_samples, dtype=np.int8)
-
-    @property
     def frozen_streak(self) -> np.ndarray:
         """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
         return self.columns["frozen_streak"]
@@ -231,122 +202,7 @@ class GEKOStateStore:
     def num_pruned(self) -> int:
         return int(np.count_nonzero(self.columns["flags"] & PRUNED_BIT))
 
-    # ---------------------------------------------------------- selection signals
-    def _signal_column(self, name: str, how: str) -> np.ndarray:
-        if name not in self.columns:
-            raise ValueError(f"the store has no {name!r} column: {how} first")
-        return self.columns[name]
-
-    @property
-    def forget_count(self) -> np.ndarray:
-        """Forgetting events per sample (correct -> wrong between consecutive observations),
-        uint8 [N] (a view), saturating at 255. Needs ``track("forgetting")``."""
-        return self._signal_column("forget_count", 'call track("forgetting")')
-
-    @property
-    def learned_streak(self) -> np.ndarray:
-        """Consecutive correct observations up to the latest, uint8 [N] (a view), saturating at
-        255. Needs ``track("forgetting")``."""
-        return self._signal_column("learned_streak", 'call track("forgetting")')
-
-    @property
-    def loss_slow(self) -> np.ndarray:
-        """Slow loss EMA (rate ``slow_alpha``) in loss units, float32 [N]; decoded, a new array.
-        Needs ``track("progress")``."""
-        return decode_loss(self._signal_column("loss_slow_code", 'call track("progress")'))
-
-    @property
-    def learning_progress(self) -> np.ndarray:
-        """Slow loss EMA minus loss EMA, float32 [N], loss units: > 0 while the loss is still
-        falling, about 0 when it is flat, < 0 when it rises. Needs ``track("progress")``."""
-        return self.loss_slow - self.loss
-
-    @property
-    def has_reference(self) -> np.ndarray:
-        """bool [N]: the sample has a reference loss (:meth:`set_reference_loss`)."""
-        if "ref_loss_code" not in self.columns:
-            return np.zeros(self.num_samples, dtype=bool)
-        return self.columns["ref_loss_code"] != REF_LOSS_UNSET
-
-    @property
-    def reference_loss(self) -> np.ndarray:
-        """Reference ("irreducible") loss per sample, float32 [N], NaN where not set; decoded,
-        a new array. Needs :meth:`set_reference_loss`."""
-        codes = self._signal_column("ref_loss_code", "call set_reference_loss")
-        return np.where(codes == REF_LOSS_UNSET, np.float32(np.nan), decode_loss(codes))
-
-    @property
-    def reducible_loss(self) -> np.ndarray:
-        """RHO-LOSS's reducible loss: loss EMA minus reference loss, float32 [N]; NaN where the
-        sample is unseen or has no reference loss."""
-        value = self.loss - self.reference_loss
-        value[~self.seen] = np.nan
-        return value
-
-    @property
-    def labels(self) -> np.ndarray:
-        """The samples' given labels, int32 [N] (a view), -1 = unknown. Needs :meth:`set_labels`."""
-        return self._signal_column("label", "call set_labels")
-
-    @property
-    def tracked(self) -> Tuple[str, ...]:
-        """Names of the signals :meth:`track` has allocated."""
-        return tuple(name for name, cols in SIGNALS.items() if all(c in self.columns for c in cols))
-
     # ---------------------------------------------------------------- writing
-    def track(self, *signals: str) -> None:
-        """Allocate the columns of ``signals`` ("forgetting", "progress") if not there yet; from
-        the next :meth:`update` on they follow every observation. Allocated mid-run, the slow
-        loss EMA starts at the loss EMA (progress 0), the learned streak at 1 for samples whose
-        last observation was correct, forgetting counts at 0. Unknown names raise ``ValueError``."""
-        unknown = [s for s in signals if s not in SIGNALS]
-        if unknown:
-            raise ValueError(f"unknown signal(s) {unknown}; choose from {sorted(SIGNALS)}")
-        for name in (c for s in signals for c in SIGNALS[s]):
-            self.ensure_column(name)
-
-    def _checked_rows(self, idx: Any, values: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
-        """``idx`` (None = all rows) and ``values`` as int64 / numpy arrays of equal length, indices
-        in range; ``ValueError`` otherwise."""
-        values = np.asarray(values)
-        idx = np.arange(self.num_samples) if idx is None else np.asarray(idx)
-        if idx.ndim != 1 or values.shape != idx.shape:
-            raise ValueError(f"{what} and idx must be 1-D and of equal length, got shapes {values.shape} "
-                             f"and {idx.shape}")
-        if len(idx) and not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_samples):
-            raise ValueError(f"idx must be in [0, {self.num_samples})")
-        return idx.astype(np.int64), values
-
-    def set_reference_loss(self, idx: Any, values: Any) -> None:
-        """Set the reference ("irreducible") loss of rows ``idx`` (None = all rows, then
-        ``values`` has one entry per sample): float [k], finite, >= 0 and <= ``REF_LOSS_MAX``
-        as float32, stored with the loss codec (:mod:`gekodata.codec`). For RHO-LOSS selection
-        (:class:`~gekodata.policy.ReducibleLossPolicy`): the loss of a model trained on other data
-        (held out, or the other half of a cross-fit: :mod:`gekodata.reference`). The first call
-        allocates the column (2 B/sample). ``ValueError`` (nothing changed) for bad input."""
-        idx, values = self._checked_rows(idx, values, "values")
-        loss = as_float32(values)
-        bad = ~((loss >= 0) & (loss <= np.float32(REF_LOSS_MAX)))  # NaN fails too
-        if bad.any():
-            where = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"reference losses must be finite, >= 0 and <= {REF_LOSS_MAX:.4g} as float32; "
-                             f"entry {where} is {values[where]} (idx {idx[where]})")
-        self.ensure_column("ref_loss_code")
-        self.columns["ref_loss_code"][idx] = encode_loss(loss)
-
-    def set_labels(self, labels: Any, idx: Any = None) -> None:
-        """Set the given label of rows ``idx`` (None = all rows): integers in [-1, 2^31), -1 =
-        unknown. Lets the noise guard judge a sample against its own class (a rare class is not
-        noise). The first call allocates the column (4 B/sample). ``ValueError`` for bad input."""
-        idx, labels = self._checked_rows(idx, labels, "labels")
-        if len(labels) and not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-        if len(labels) and (labels.min() < -1 or labels.max() > np.iinfo(np.int32).max):
-            raise ValueError("labels must be in [-1, 2^31) (-1 = unknown)")
-        self.ensure_column("label")
-        self.columns["label"][idx] = labels
 
     def invalid_rows(
         self,
@@ -442,7 +298,7 @@ class GEKOStateStore:
                 last_pred = cols["pred_label"][at]
                 known = merged[lo:hi] >= 0
                 cols["pred_label"][at[known]] = merged[lo:hi][known]
-            if "forget_count" in cols:  # reads the last correctness before fold_flags replaces it
+            if "forget_count" in cols:  # before fold_flags moves the last-correct bit
                 was_correct = (cols["flags"][at] & CORRECT_BIT) != 0
                 cols["forget_count"][at], cols["learned_streak"][at] = fold_forgetting(
                     cols["forget_count"][at], cols["learned_streak"][at], was_correct, first[lo:hi], correct[lo:hi])
@@ -522,114 +378,3 @@ class GEKOStateStore:
         for name, col in self.columns.items():
             if name not in USER_COLUMNS:
                 col[idx] = OPTIONAL_FILL.get(name, 0)
-
-    def ensure_column(self, name: str) -> None:
-        """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
-        the store lacks it, every row at its fill value (:data:`~gekodata.columns.OPTIONAL_FILL`).
-
-        Policies name the optional columns they read (:attr:`SelectionPolicy.store_columns
-        <gekodata.policy.SelectionPolicy.store_columns>`) and the sampler allocates them before
-        the first report, because a column allocated later would have missed those reports.
-        ``ValueError`` for a name that is not an optional column."""
-        if name not in OPTIONAL_COLUMNS:
-            raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
-        if name in self.columns:
-            return
-        column = np.full(self.num_samples, OPTIONAL_FILL[name], dtype=OPTIONAL_COLUMNS[name])
-        if name == "loss_slow_code":  # allocated mid-run: the slow EMA starts at the loss EMA (progress 0)
-            column[:] = self.columns["loss_ema_code"]
-        elif name == "learned_streak":  # ... and the learned streak at the last observation's correctness
-            column[self.last_correct] = 1
-        self.columns[name] = column
-
-    # -------------------------------------------------------------- persistence
-    def config(self) -> Dict[str, float]:
-        return {
-            "ema_alpha": self.ema_alpha,
-            "q_rate": self.q_rate,
-            "loss_scale_quantile": self.loss_scale_quantile,
-            "min_loss_scale": self.min_loss_scale,
-            "slow_alpha": self.slow_alpha,
-        }
-
-    def state_dict(self) -> Dict[str, object]:
-        """Columns and loss-scale histogram (copies) plus scalars; round-trips bitwise through
-        :meth:`load_state_dict`."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "num_samples": self.num_samples,
-            "config": self.config(),
-            "loss_scale": self.loss_scale,
-            "total_updates": self.total_updates,
-            "columns": {name: col.copy() for name, col in self.columns.items()},
-            "loss_hist_counts": self.loss_hist_counts.copy(),
-            "loss_hist_max": self.loss_hist_max.copy(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
-        """Restore from :meth:`state_dict`. Validates everything before changing anything.
-
-        Accepts format version 1 states too (converted by :func:`upgrade_state_v1`). A
-        ``loss_scale`` of None is recomputed from the histogram."""
-        version = state.get("format_version")
-        if version == 1:
-            state = upgrade_state_v1(state)
-        elif version != FORMAT_VERSION:
-            raise ValueError(f"state format version {version!r} is not supported (expected {FORMAT_VERSION})")
-        if int(state.get("num_samples", -1)) != self.num_samples:
-            raise ValueError(
-                f"state is for {state.get('num_samples')} samples but this store has {self.num_samples}"
-            )
-        columns = check_columns(state.get("columns"), self.num_samples)
-        config = dict(state.get("config", {}))
-        new_config = _checked_config(**{k: config.get(k, getattr(self, k)) for k in self.config()})
-        hist_counts, hist_max = check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
-        try:
-            saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
-            loss_scale = None if saved_scale is None else float(saved_scale)
-            total_updates = int(state.get("total_updates", 0))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad loss_scale or total_updates in state: {exc}") from None
-        for key, value in new_config.items():
-            setattr(self, key, value)
-        self.loss_hist_counts, self.loss_hist_max = hist_counts, hist_max
-        self.loss_scale = self._scale_from_hist() if loss_scale is None else loss_scale
-        self.total_updates = total_updates
-        self.columns = columns
-
-    def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
-        """Write the store to ``path`` as a store file (:mod:`gekodata.io`), atomically.
-
-        The safetensors metadata holds ``format`` ("gekodata.state"), ``format_version``,
-        ``num_samples`` and a JSON ``config``; ``extra_metadata`` adds string entries.
-        """
-        write_store_file(path, self.state_dict(), extra_metadata)
-
-    def load(self, path: Union[str, os.PathLike]) -> None:
-        """Restore this store from a file written by :meth:`save`.
-
-        Raises ``ValueError`` (store unchanged) for another format, format version, dataset
-        size, or a truncated/corrupt file.
-        """
-        self.load_state_dict(read_store_file(path))
-
-    @classmethod
-    def from_file(cls, path: Union[str, os.PathLike]) -> "GEKOStateStore":
-        """A new store sized and configured from a file written by :meth:`save` (read once)."""
-        return cls.from_state_dict(read_store_file(path), where=os.fspath(path))
-
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any], where: Optional[str] = None) -> "GEKOStateStore":
-        """A new store sized and configured from a :meth:`state_dict`-shaped mapping.
-
-        ``ValueError`` for bad contents, its message prefixed with ``where`` (e.g. a file name)."""
-        prefix = f"{where}: " if where else ""
-        try:
-            store = cls(state["num_samples"], **state["config"])
-        except TypeError as exc:
-            raise ValueError(f"{prefix}bad gekodata metadata ({exc})") from None
-        try:
-            store.load_state_dict(state)
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{exc}") from None
-        return store

@@ -57,6 +57,20 @@ def test_noise_benchmark_injects_flips_and_scores_suspects(tmp_path):
     assert (tmp_path / "noise_t2_quick.png").stat().st_size > 0
 
 
+def test_overhead_tiny_part_writes_every_configuration(tmp_path):
+    import overhead
+    import tiny_loop
+
+    pytest.importorskip("datasets")
+    overhead.main(["--part", "tiny", "--quick", "--tiny-samples", "512", "--tiny-epochs", "2", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "overhead_tiny.json").read_text())
+    assert {(r["dataset"], r["batch"], r["workers"]) for r in result["rows"]} == {
+        (d, b, w) for d in ("tensor", "hf") for b in (32, 256) for w in (0, 2)}
+    for row in result["rows"]:
+        assert row["plain"]["passes"] == 2 * 512  # every sample once per epoch
+        assert 0 < row["gekodata"]["passes"] <= row["plain"]["passes"]
+        assert set(row["gekodata"]["us_per_step"]) == set(tiny_loop.PARTS) and row["ratio_per_pass"] > 0
+    assert (tmp_path / "overhead_tiny.png").stat().st_size > 0
 def test_selection_variants_are_built_as_documented():
     import numpy as np
     import time_to_quality
@@ -108,19 +122,3 @@ def test_selection_study_runs_candidates_with_their_controls(tmp_path):
     assert set(result["goals"]) == {"forgetting", "reducible"}
     table = (tmp_path / "t2_noisy_quick.md").read_text()
     assert "| forgetting |" in table and "macro accuracy" in table
-
-
-def test_overhead_tiny_part_writes_every_configuration(tmp_path):
-    import overhead
-    import tiny_loop
-
-    pytest.importorskip("datasets")
-    overhead.main(["--part", "tiny", "--quick", "--tiny-samples", "512", "--tiny-epochs", "2", "--out", str(tmp_path)])
-    result = json.loads((tmp_path / "overhead_tiny.json").read_text())
-    assert {(r["dataset"], r["batch"], r["workers"]) for r in result["rows"]} == {
-        (d, b, w) for d in ("tensor", "hf") for b in (32, 256) for w in (0, 2)}
-    for row in result["rows"]:
-        assert row["plain"]["passes"] == 2 * 512  # every sample once per epoch
-        assert 0 < row["gekodata"]["passes"] <= row["plain"]["passes"]
-        assert set(row["gekodata"]["us_per_step"]) == set(tiny_loop.PARTS) and row["ratio_per_pass"] > 0
-    assert (tmp_path / "overhead_tiny.png").stat().st_size > 0

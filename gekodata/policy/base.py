@@ -72,16 +72,21 @@ class SelectionPolicy:
         return float(np.count_nonzero(positive) if counts is None else counts[positive].sum())
 
     def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-        """float32 [N] loss weight per sample for this epoch from its draw weight, or None (no
-        loss weights). Elementwise: the per-bucket planner passes one weight per class, and
-        ``codes`` the bucket code of each entry."""
+        """float32 [N] loss weight per sample for this epoch, or None (no loss weights).
+        ``codes``: the bucket codes the weights came from."""
         return None
 
+    def required_signals(self) -> Tuple[str, ...]:
+        """Optional store signals (:meth:`GEKOStateStore.track` names) this policy reads."""
+        return ()
+
     def prepare(self, store: GEKOStateStore) -> None:
-        """Allocate the optional columns this policy reads (:attr:`store_columns`) in ``store``: the
-        sampler calls it when it is built and after it loads a file, before any report is folded."""
+        """Make ``store`` keep what this policy reads: the sampler calls it when it is built and
+        after it loads a file, before any report is folded: the optional columns it names in
+        :attr:`store_columns` and the signals of :meth:`required_signals`."""
         for name in self.store_columns:
             store.ensure_column(name)
+        store.track(*self.required_signals())
 
     def config(self) -> Dict[str, Any]:
         raise NotImplementedError

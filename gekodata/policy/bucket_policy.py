@@ -204,11 +204,12 @@ class BucketPolicy(SelectionPolicy):
             out *= seen.view(np.uint8)
             seen_total += int(np.count_nonzero(seen))
             correct_total += int(np.count_nonzero(correct.view(bool) & seen))
-        if self.noise_guard and "label" in store.columns:  # class-aware: a rare class is not noise (guard.py)
-            codes[suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
-                               min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
-        elif self.noise_guard and seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
-            self._mark_suspects(store, codes)
+        if self.noise_guard:
+            if "label" in store.columns:  # class-aware: each sample judged against its own class
+                codes[suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
+                                   min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
+            elif seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
+                self._mark_suspects(store, codes)
         return codes
 
     def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:

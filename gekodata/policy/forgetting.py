@@ -39,7 +39,6 @@ from typing import Tuple
 
 import numpy as np
 
-from ..columns import SIGNALS
 from ..state import MAX_VISITS, GEKOStateStore
 from .buckets import Bucket
 from .rates import RatePolicy, check_rate
@@ -85,8 +84,8 @@ class ForgettingPolicy(RatePolicy):
     def reduced_rate(self) -> float:
         return self.audit_weight
 
-    def _own_columns(self) -> Tuple[str, ...]:
-        return SIGNALS["forgetting"]
+    def _own_signals(self) -> Tuple[str, ...]:
+        return ("forgetting",)
 
     def _codes(self, store: GEKOStateStore, wrong_confident: np.ndarray) -> np.ndarray:
         """LIGHT (last correct), HARD (wrong and confident in another answer), FOCUS (other

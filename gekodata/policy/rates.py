@@ -30,7 +30,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..columns import SIGNALS
 from ..state import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold
@@ -117,7 +116,7 @@ class RatePolicy(SelectionPolicy):
         """Bucket codes before the guard: uint8 [N]."""
         raise NotImplementedError
 
-    def _own_columns(self) -> Tuple[str, ...]:
+    def _own_signals(self) -> Tuple[str, ...]:
         return ()
 
     # ------------------------------------------------------------ the policy
@@ -125,12 +124,9 @@ class RatePolicy(SelectionPolicy):
     def provides_loss_weights(self) -> bool:  # type: ignore[override]
         return self.rescale
 
-    @property
-    def store_columns(self) -> Tuple[str, ...]:  # type: ignore[override]
-        """The optional store columns it reads: its own, and the slow loss EMA when the guard tests
-        learning progress."""
-        guard = SIGNALS["progress"] if self.noise_guard and self.suspect_progress is not None else ()
-        return self._own_columns() + guard
+    def required_signals(self) -> Tuple[str, ...]:
+        guard = ("progress",) if self.noise_guard and self.suspect_progress is not None else ()
+        return self._own_signals() + guard
 
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]: the policy's rule, then the guard (SUSPECT)."""
@@ -150,10 +146,9 @@ class RatePolicy(SelectionPolicy):
         table[Bucket.SUSPECT] = self.suspect_weight
         return table
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
-        """The expected number of draws: every rate is <= 1 and is the sample's draw probability.
-        ``counts``: entry ``g`` stands for ``counts[g]`` samples (the per-class planner)."""
-        return float(weights.sum() if counts is None else np.dot(counts, weights))
+    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
+        """The expected number of draws: every rate is <= 1 and is the sample's draw probability."""
+        return float(weights.sum())
 
     def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """With ``rescale``: ``1 / rate`` for drawable reduced-rate samples, 1 for other drawable

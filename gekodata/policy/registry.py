@@ -28,9 +28,9 @@ def _prompt_from_config(config: Dict[str, Any]) -> SelectionPolicy:
 POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
+    "prompt": _prompt_from_config,
     ForgettingPolicy.KIND: ForgettingPolicy.from_config,
     ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
-    "prompt": _prompt_from_config,
 }
 
 
