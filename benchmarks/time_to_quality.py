@@ -96,6 +96,7 @@ from gekodata import (BucketPolicy, ForgettingPolicy, GEKOStateStore, InfoBatchP
 from gekodata.signals import classification_signals
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"  # the README's tables are rendered from results written here
 DEFAULT_THREADS = torch.get_num_threads()
 ARMS = ("full", "gekodata", "gekodata_unbiased", "infobatch", "random_subset", "same_budget")
 RUN_KEYS = ("final_metric", "final_macro", "wall_clock_s", "sample_passes", "selection_s", "passes_per_epoch",
@@ -112,8 +113,24 @@ CANDIDATES: Dict[str, Callable[[], SelectionPolicy]] = {
     # the default with its noise guard on (package defaults, nothing tuned; added after the first T2
     # run showed the default behind its controls on noisy data only)
     "gekodata_guard": lambda: BucketPolicy(noise_guard=True),
+    # candidates for the default of WeightedBucketSampler(ds), which has no labels: package defaults,
+    # nothing tuned; chosen on T2 (reported seeds), checked on T3 (never used to choose) and T1
+    "guard_nolabels": lambda: BucketPolicy(noise_guard=True),
+    "balanced_guard": lambda: BucketPolicy.preset("balanced", noise_guard=True),
+    "forgetting_nolabels": lambda: ForgettingPolicy(),
+    # the second round's winner of benchmarks/select_default.py (T2, tuning seeds 100-104); and the
+    # same with a loop that reports no predicted labels (the guard then cannot check that a
+    # suspect's wrong answers agree)
+    "guard_conf10": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1),
+    "guard_conf10_nopred": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1),
+    # its guard only where the store knows the labels (given here; without them: the mountain alone)
+    "guard_conf10_labels": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1, suspect_needs_labels=True),
 }
-WITHOUT_LABELS: set = set()  # candidates whose store is not given the training labels (as a bare default runs)
+# candidates whose store is not given the training labels (as a bare default runs)
+WITHOUT_LABELS: set = {"guard_nolabels", "balanced_guard", "forgetting_nolabels", "guard_conf10",
+                       "guard_conf10_nopred"}
+# candidates whose loop reports no predicted labels (``pred``), as README's shortest loop does
+WITHOUT_PRED: set = {"guard_conf10_nopred"}
 CONTROL_SUFFIXES = {"_random": "random", "_budget": "budget"}
 LEGACY_CONTROLS = {"random_subset": ("random", "gekodata"), "same_budget": ("budget", "gekodata")}
 
@@ -279,7 +296,49 @@ def mnist_task(quick: bool) -> Task:
     )
 
 
-TASKS = {"t1": minilm_task, "t2": mnist_task}
+class SmallMLP(nn.Module):
+    """Two hidden layers of 128 with ReLU: 8x8 grey digits -> 10 logits (~26k parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                                 nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def digits_task(quick: bool) -> Task:
+    """T3, the check task: no setting of any policy was chosen on it. scikit-learn's bundled UCI
+    handwritten digits (1,797 8x8 images, 16 grey levels), a small MLP from scratch."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))  # fixed split, independent of --seed
+    x = torch.from_numpy((digits.images[order] / 16.0).astype(np.float32)).view(-1, 1, 8, 8)
+    y = torch.from_numpy(digits.target[order].astype(np.int64))
+    num_train = 1297
+    train = TensorDictDataset(x=x[:num_train], labels=y[:num_train])
+    test = TensorDictDataset(x=x[num_train:], labels=y[num_train:])
+
+    def make_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return SmallMLP()
+
+    forward = lambda model, batch: model(batch["x"])  # noqa: E731
+    make_evaluate = evaluator(forward, test, 256)
+    return Task(
+        name="t3", title="small MLP from scratch on UCI digits (8x8)", train=train, test=test,
+        make_model=make_model, forward=forward, evaluate=make_evaluate(), make_evaluate=make_evaluate,
+        num_classes=10, rare_classes=3,
+        epochs=10 if quick else 20, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=32, lr=2e-3,
+        threads=1,
+        notes={"model": "SmallMLP (64-128-128-10)", "data": "scikit-learn load_digits (1,797 UCI digits)",
+               "train_size": len(train), "test_size": len(test)},
+    )
+
+
+TASKS = {"t1": minilm_task, "t2": mnist_task, "t3": digits_task}
 
 
 # ---------------------------------------------------------------------------------------- arms
@@ -380,7 +439,8 @@ def run_arm(task: Task, arm: str, seed: int, init_state: dict, budget: Optional[
             opt.zero_grad(set_to_none=True)
             if reports:
                 t = time.perf_counter()
-                sampler.report(loss, conf, correct, batch["idx"], pred=logits.detach().argmax(-1))
+                pred = None if arm in WITHOUT_PRED else logits.detach().argmax(-1)
+                sampler.report(loss, conf, correct, batch["idx"], pred=pred)
                 selection_s += time.perf_counter() - t
             epoch_passes += len(loss)
             passes += len(loss)
@@ -533,8 +593,9 @@ def selection_table(result: dict) -> str:
         selects = control_of(arm) is None and arm not in ("full", "infobatch")
         ref = np.array(d.get("reference_s") or [0.0], dtype=float)
         sec_text = f"{sec.mean():.1f} ± {_std(sec):.1f}" + (f" (ref {ref.mean():.1f})" if ref.mean() > 0 else "")
+        label = arm if not full or len(d["seeds"]) == len(full["seeds"]) else f"{arm} (seeds {d['seeds']})"
         lines.append(
-            f"| {arm} | {acc.mean():.4f} ± {_std(acc):.4f} | {_pm(paired(result, arm, 'full'))} | "
+            f"| {label} | {acc.mean():.4f} ± {_std(acc):.4f} | {_pm(paired(result, arm, 'full'))} | "
             f"{(f'{np.mean(macro):.4f}' if macro else '—')} | "
             f"{_pm(paired(result, arm, random_arm)) if selects else ''} | "
             f"{_pm(paired(result, arm, budget_arm)) if selects else ''} | {passes.mean():.0f} | "
@@ -651,13 +712,25 @@ def record_run(data: dict, seed: int, run: dict, at: Optional[int] = None) -> No
         data.setdefault(key, [None] * len(data["seeds"]))[at] = run[key]
 
 
+def saved_budget(result: dict, arm: str, seed: int) -> Optional[dict]:
+    """A control arm's budget from its source arm's saved run of ``seed`` (``{"per_epoch", "total"}``);
+    None for an arm that is not a control."""
+    control = control_of(arm)
+    if control is None:
+        return None
+    source = result["arms"][control[1]]
+    j = source["seeds"].index(seed)
+    return {"per_epoch": source["passes_per_epoch"][j], "total": source["sample_passes"][j]}
+
+
 def publish(result: dict, stem: Path) -> None:
-    """Print the table; write it (``.md``) and the plot (``.png``); full mode: update the README."""
+    """Print the table; write it (``.md``) and the plot (``.png``); when written to the project's
+    results folder, update the README's block (full mode: the task's; quick: "<task>_quick" if present)."""
     text = selection_table(result) if result.get("variant") else table(result)
     print("\n" + text)
     stem.with_suffix(".md").write_text(text)
     plot(result, stem.with_suffix(".png"))
-    if update_readme(stem.name, text):  # full mode: the task's block; quick mode: "<task>_quick" if present
+    if stem.parent.resolve() == RESULTS and update_readme(stem.name, text):
         print(f"README.md: {stem.name} table updated")
     print(f"wrote {stem}.json, .md and .png")
 
@@ -676,12 +749,7 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str, vari
         seed = int(seed)
         data = result["arms"][arm]
         i = data["seeds"].index(seed)
-        control = control_of(arm)
-        budget = None
-        if control is not None:
-            source = result["arms"][control[1]]
-            j = source["seeds"].index(seed)
-            budget = {"per_epoch": source["passes_per_epoch"][j], "total": source["sample_passes"][j]}
+        budget = saved_budget(result, arm, seed)
         task = base if variant is None else variant_task(base, variant, seed)
         init_state = copy.deepcopy(task.make_model(seed).state_dict())
         run = run_arm(task, arm, seed, init_state, budget)
@@ -696,28 +764,26 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str, vari
     publish(result, stem)
 
 
-def extend(name: str, quick: bool, out: Path, arms: List[str], variant: Optional[str] = None) -> None:
-    """Train ``arms`` (not in the saved JSON yet) for every seed of the saved result and add them
-    (a control arm reuses its source arm's saved passes)."""
+def extend(name: str, quick: bool, out: Path, arms: List[str], variant: Optional[str] = None,
+           seeds: Optional[List[int]] = None) -> None:
+    """Train ``arms`` for every seed of the saved result (or for ``seeds``, which may be new) where
+    they have not run yet, and add them (a control arm reuses its source arm's saved passes; list
+    a new seed's ``full`` and source arms first). Paired figures use the seeds both arms ran."""
     stem = out / ((name if variant is None else f"{name}_{variant}") + ("_quick" if quick else ""))
     result = json.loads(stem.with_suffix(".json").read_text())
     base = TASKS[name](quick)
     base.epochs = result["config"]["epochs"]
     torch.set_num_threads(base.threads or DEFAULT_THREADS)
-    for seed in result["arms"]["full"]["seeds"]:
+    for seed in seeds or list(result["arms"]["full"]["seeds"]):
         task = base if variant is None else variant_task(base, variant, seed)
+        if variant:
+            result.setdefault("variant_notes", {})[str(seed)] = task.notes
         init_state = copy.deepcopy(task.make_model(seed).state_dict())
         for arm in arms:
             data = result["arms"].setdefault(arm, {"seeds": [], "curves": [], **{k: [] for k in RUN_KEYS}})
             if seed in data["seeds"]:
                 continue
-            control = control_of(arm)
-            budget = None
-            if control is not None:
-                source = result["arms"][control[1]]
-                j = source["seeds"].index(seed)
-                budget = {"per_epoch": source["passes_per_epoch"][j], "total": source["sample_passes"][j]}
-            run = run_arm(task, arm, seed, init_state, budget)
+            run = run_arm(task, arm, seed, init_state, saved_budget(result, arm, seed))
             record_run(data, seed, run)
             print(f"  seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "
                   f"train {run['wall_clock_s']:7.1f}s (added)", flush=True)
@@ -768,38 +834,39 @@ def main(argv: Optional[List[str]] = None) -> None:
     from variants import VARIANTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=["t1", "t2", "all"], default="all")
+    parser.add_argument("--task", choices=["t1", "t2", "t3", "all"], default="all")
     parser.add_argument("--variant", nargs="*", choices=[*VARIANTS, "all"],
                         help="selection study on these training sets (default arms: selection_arms())")
     parser.add_argument("--quick", action="store_true", help="fewer seeds, epochs and samples (< 10 min)")
     parser.add_argument("--seeds", type=int, nargs="*", help="override the task's seeds")
     parser.add_argument("--epochs", type=int, help="override the task's epochs")
     parser.add_argument("--arms", nargs="*", choices=all_arms())
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="results folder; the README's tables are updated only from the default one")
     parser.add_argument("--render", action="store_true",
                         help="no training: redraw table, PNG and README block from the saved JSON")
     parser.add_argument("--rerun", nargs="*", metavar="ARM:SEED",
                         help="train these arm:seed pairs again and replace them in the saved JSON")
     parser.add_argument("--reason", default="overlapped other jobs on the machine", help="recorded with --rerun")
     parser.add_argument("--add", nargs="*", metavar="ARM", choices=all_arms(),
-                        help="train these arms for every seed of the saved JSON and add them to it")
+                        help="train these arms for every seed of the saved JSON (or --seeds) and add them to it")
     parser.add_argument("--summary", action="store_true",
                         help="no training: the selection summary of every saved variant result (README block "
                              "selection_summary)")
     args = parser.parse_args(argv)
     if args.summary:
-        stems = [f"{t}_{v}{q}" for t, q in (("t2", ""), ("t1", ""), ("t1", "_quick")) for v in VARIANTS]
+        stems = [f"{t}_{v}{q}" for t, q in (("t2", ""), ("t3", ""), ("t1", ""), ("t1", "_quick")) for v in VARIANTS]
         text = selection_summary(args.out, stems)
         print(text)
         (args.out / "selection_summary.md").write_text(text)
-        if update_readme("selection_summary", text):
+        if args.out.resolve() == RESULTS and update_readme("selection_summary", text):
             print("README.md: selection_summary updated")
         return
     variants = [None] if not args.variant else (list(VARIANTS) if "all" in args.variant else args.variant)
     for name in (["t2", "t1"] if args.task == "all" else [args.task]):
         for variant in variants:
             if args.add:
-                extend(name, args.quick, args.out, args.add, variant)
+                extend(name, args.quick, args.out, args.add, variant, args.seeds)
             elif args.rerun:
                 rerun(name, args.quick, args.out, args.rerun, args.reason, variant)
             elif args.render:

@@ -111,9 +111,9 @@ def make_variant(task, variant: str, seed: int):
 
 # ---------------------------------------------------------------------------------- reference models
 class LinearPixels(nn.Module):
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, pixels: int = 28 * 28) -> None:
         super().__init__()
-        self.head = nn.Linear(28 * 28, num_classes)
+        self.head = nn.Linear(pixels, num_classes)
 
     def forward(self, batch):
         return self.head(batch["x"].flatten(1))
@@ -140,7 +140,9 @@ def reference_losses(task, seed: int, epochs: int = 10, lr: float = 1e-2, batch_
 
     def make_model(fold: int) -> nn.Module:
         torch.manual_seed(1000 * seed + fold)
-        return LinearPixels(task.num_classes) if "x" in cols else BagOfEmbeddings(task.num_classes)
+        if "x" in cols:
+            return LinearPixels(task.num_classes, cols["x"][0].numel())
+        return BagOfEmbeddings(task.num_classes)
 
     def train(model: nn.Module, idx: np.ndarray) -> int:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)

@@ -6,7 +6,7 @@ sorts samples into GEKO's buckets and plans each epoch from them.
 """
 from .dataset import PruningDataset
 from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
-                     InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy)
+                     InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy, default_policy)
 from .report import EfficiencyReport, EpochRecord
 from .sampler import WeightedBucketSampler
 from .state import GEKOStateStore
@@ -32,4 +32,5 @@ __all__ = [
     "SelectionPolicy",
     "WeightedBucketSampler",
     "__version__",
+    "default_policy",
 ]

@@ -24,7 +24,7 @@ from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
 from .checkpoint import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
 from .plan import Budget, EpochPlan, classify_epoch, plan_epoch
-from .policy import BucketPolicy, Phase, SelectionPolicy
+from .policy import Phase, SelectionPolicy, default_policy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
 from .state import GEKOStateStore
@@ -38,8 +38,9 @@ class WeightedBucketSampler(Sampler[int]):
     Args:
         data_source: the dataset the loader reads, usually a :class:`PruningDataset` (needed for
             pruning and for loss weights); any sized map-style dataset works otherwise.
-        policy: a :class:`~gekodata.policy.SelectionPolicy`; default ``BucketPolicy()`` (GEKO's
-            thresholds and mountain curriculum). Others: ``BucketPolicy.uniform()`` (with
+        policy: a :class:`~gekodata.policy.SelectionPolicy`; default :func:`~gekodata.policy.default_policy`,
+            ``BucketPolicy()`` (GEKO's thresholds and mountain curriculum; the module says what it
+            was measured against). Others: ``BucketPolicy.uniform()`` (with
             ``budget``: a random subset per epoch), ``InfoBatchPolicy()`` (with loss weights) and
             ``PromptPolicy(group_size=G)`` (RL prompts, reported with
             :func:`gekodata.prompts.report_groups`).
@@ -113,7 +114,7 @@ class WeightedBucketSampler(Sampler[int]):
         audit_margin: float = 0.5,
     ) -> None:
         num_samples = len(data_source)  # a map-style dataset's index range (PruningDataset: the wrapped one's)
-        policy = policy if policy is not None else BucketPolicy()
+        policy = policy if policy is not None else default_policy()
         check_settings(num_samples, policy, num_epochs=num_epochs, seed=seed, budget=budget, unbiased=unbiased,
                        unbiased_floor=unbiased_floor, sync_every=sync_every, store=store)
         self._audit = ForgettingAudit(audit_fraction, audit_margin, int(seed))

@@ -44,7 +44,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 import gekodata
 import gekodata.io
-from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
 NUM_DIGITS = 480
@@ -125,7 +125,8 @@ def main():
     torch.manual_seed(0)
     model = torch.nn.Linear(784, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
-    sampler = WeightedBucketSampler(ds, num_epochs=args.epochs, seed=7)
+    # GEKO's mountain (one-visit freeze, a PEAK epoch): the step layout the scenarios rely on
+    sampler = WeightedBucketSampler(ds, BucketPolicy(), num_epochs=args.epochs, seed=7)
     loader = StatefulDataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                 multiprocessing_context="fork" if args.workers else None)
     start_epoch, step = 0, 0

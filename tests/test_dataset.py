@@ -10,7 +10,7 @@ from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, R
                               SequentialSampler, TensorDataset)
 from transformers import BatchEncoding
 
-from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.dataset import MAX_PRUNE_FROZEN_AFTER
 
 Point = namedtuple("Point", "x y")  # module level: items cross worker processes by pickle
@@ -110,7 +110,7 @@ def test_unbiased_weight_is_delivered_with_items():
 
 def test_pickles_without_the_store():
     ds = PruningDataset(list(range(100)), prune_frozen_after=1)
-    sampler = WeightedBucketSampler(ds, num_epochs=3)
+    sampler = WeightedBucketSampler(ds, BucketPolicy(), num_epochs=3)  # one-visit freeze
     sampler.report(np.full(100, 1e-4), None, None, np.arange(100))
     sampler.report(np.full(5, 3.0), None, None, np.arange(5))
     sampler.set_epoch(1)

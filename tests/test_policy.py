@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from gekodata import PruningDataset, WeightedBucketSampler
 from gekodata.codec import LOSS_TABLE
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
 from gekodata.state import MAX_VISITS, GEKOStateStore
@@ -206,3 +207,14 @@ def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     cols["q_value"][:] = np.where(rng.random(n) < 0.5, q, rng.random(n).astype(np.float16))
     policy = BucketPolicy(**settings)
     np.testing.assert_array_equal(policy.classify(store), reference_classify(policy, store))
+
+
+def test_default_policy_is_gekos_bucket_policy():
+    from gekodata import default_policy
+
+    policy = default_policy()
+    assert policy.config() == BucketPolicy().config()
+    assert policy.curriculum.config() == Curriculum.mountain().config() and not policy.noise_guard
+    assert default_policy() is not policy  # a fresh object each time: a sampler may not share it
+    sampler = WeightedBucketSampler(PruningDataset(list(range(10))), num_epochs=2)
+    assert sampler.policy.config() == policy.config()

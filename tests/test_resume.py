@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
 SCRIPT = Path(__file__).parent / "resume_run.py"
 
@@ -61,7 +61,7 @@ def test_killed_run_resumes_to_the_same_stream_and_store(tmp_path, workers):
 
 def make_sampler(n=1000):
     ds = PruningDataset(list(range(n)))
-    return WeightedBucketSampler(ds, num_epochs=3, seed=1)
+    return WeightedBucketSampler(ds, BucketPolicy(), num_epochs=3, seed=1)  # one-visit freeze
 
 
 def test_stateful_snapshot_is_tiny_and_resumes_the_stream():

@@ -37,7 +37,7 @@ from safetensors.numpy import load_file
 from torchrun_util import TEARDOWN_CRASH
 
 import gekodata
-from gekodata import PruningDataset, WeightedBucketSampler
+from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
 pytest.importorskip("torchdata")
 pytest.importorskip("mlxtend")
@@ -134,7 +134,7 @@ def contents(path):
 
 
 def fresh_sampler():
-    return WeightedBucketSampler(PruningDataset(list(range(NUM_DIGITS))), num_epochs=3, seed=7)
+    return WeightedBucketSampler(PruningDataset(list(range(NUM_DIGITS))), BucketPolicy(), num_epochs=3, seed=7)
 
 
 @pytest.mark.parametrize("workers,scenario", [

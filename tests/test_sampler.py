@@ -213,7 +213,7 @@ def test_unbiased_requires_positive_floor_and_other_arg_errors():
 
 
 def test_all_frozen_gives_an_empty_epoch():
-    _, sampler = make(20)
+    _, sampler = make(20, policy=BucketPolicy())  # one-visit freeze
     report_all(sampler, lambda idx: np.full(len(idx), 1e-4))
     sampler.set_epoch(1)
     assert len(sampler) == 0 and list(sampler) == []

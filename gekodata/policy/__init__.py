@@ -17,11 +17,14 @@
   (RHO-LOSS, Mindermann et al., ICML 2022).
 * :mod:`~gekodata.policy.guard`: the noise guard's test (class-aware with labels in the store).
 * :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
+* :mod:`~gekodata.policy.default`: :func:`default_policy`, the sampler's policy when it is given
+  none, and the evidence it was chosen by.
 """
 from .base import SelectionPolicy
 from .bucket_policy import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
+from .default import default_policy
 from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
@@ -45,5 +48,6 @@ __all__ = [
     "RatePolicy",
     "ReducibleLossPolicy",
     "SelectionPolicy",
+    "default_policy",
     "policy_from_config",
 ]

@@ -92,6 +92,14 @@ class BucketPolicy(SelectionPolicy):
         suspect_min_accuracy: the guard acts only while at least this share of seen samples was
             correct at its last report.
         suspect_weight: draw weight of SUSPECT samples, in every phase (>= 0; 0 drops them).
+        suspect_confidence: a HARD sample may be SUSPECT only while its confidence EMA (the
+            probability on its label) is at most this; 1.0 (default): no such test. A flipped
+            label is soon called its true class with near certainty, while a hard but correctly
+            labeled sample keeps some probability on its label.
+        suspect_needs_labels: the guard judges only samples whose label the store knows
+            (:meth:`GEKOStateStore.set_labels`), each against its own class; without labels it
+            does nothing. Default False: without labels the guard judges by the share of all seen
+            samples that are right, and can then take a rare class for noise.
     """
 
     curriculum: Curriculum = field(default_factory=Curriculum.mountain)
@@ -105,15 +113,18 @@ class BucketPolicy(SelectionPolicy):
     suspect_streak: int = 2
     suspect_min_accuracy: float = 0.5
     suspect_weight: float = 0.1
+    suspect_confidence: float = 1.0
+    suspect_needs_labels: bool = False
 
     def __post_init__(self) -> None:
+        self.suspect_needs_labels = bool(self.suspect_needs_labels)
         self.noise_guard = bool(self.noise_guard)
         self.suspect_streak = check_streak(self.suspect_streak)
         self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
             raise ValueError(f"curriculum must be a Curriculum, got {type(self.curriculum).__name__}")
-        for name in ("freeze_confidence", "freeze_stability", "freeze_q", "hard_confidence"):
+        for name in ("freeze_confidence", "freeze_stability", "freeze_q", "hard_confidence", "suspect_confidence"):
             setattr(self, name, _check_threshold(name, getattr(self, name)))
         if int(self.min_visits_to_freeze) < 1:
             raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
@@ -206,20 +217,35 @@ class BucketPolicy(SelectionPolicy):
             correct_total += int(np.count_nonzero(correct.view(bool) & seen))
         if self.noise_guard:
             if "label" in store.columns:  # class-aware: each sample judged against its own class
-                codes[suspect_mask(store, codes == Bucket.HARD, streak=self.suspect_streak,
+                candidates = codes == Bucket.HARD
+                if self.suspect_confidence < 1.0:
+                    candidates &= conf <= self._suspect_conf_code
+                if self.suspect_needs_labels:
+                    candidates &= store.labels >= 0
+                codes[suspect_mask(store, candidates, streak=self.suspect_streak,
                                    min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
-            elif seen_total and correct_total / seen_total >= self.suspect_min_accuracy:
+            elif (not self.suspect_needs_labels and seen_total
+                  and correct_total / seen_total >= self.suspect_min_accuracy):
                 self._mark_suspects(store, codes)
         return codes
 
+    @property
+    def _suspect_conf_code(self) -> int:
+        """The stored confidence code (conf * 255, uint8) at or below which a HARD sample may be
+        SUSPECT: conf <= c  <=>  code <= floor(c * 255)."""
+        return min(math.floor(self.suspect_confidence * 255.0), 255)
+
     def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:
-        """HARD samples with a wrong streak of at least ``suspect_streak`` become SUSPECT, in place."""
-        flags = store.columns["flags"]
+        """HARD samples with a wrong streak of at least ``suspect_streak`` (and confidence at most
+        ``suspect_confidence``) become SUSPECT, in place."""
+        flags, conf = store.columns["flags"], store.columns["conf_ema"]
         min_streak = np.uint8(self.suspect_streak << STREAK_SHIFT)
         for lo, hi in blocks(len(codes)):
             out = codes[lo:hi]
             suspect = out == Bucket.HARD
             suspect &= (flags[lo:hi] & STREAK_MASK) >= min_streak
+            if self.suspect_confidence < 1.0:
+                suspect &= conf[lo:hi] <= self._suspect_conf_code
             out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
 
     def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
@@ -255,6 +281,8 @@ class BucketPolicy(SelectionPolicy):
             "suspect_streak": self.suspect_streak,
             "suspect_min_accuracy": self.suspect_min_accuracy,
             "suspect_weight": self.suspect_weight,
+            "suspect_confidence": self.suspect_confidence,
+            "suspect_needs_labels": self.suspect_needs_labels,
         }
 
     @classmethod
