@@ -122,3 +122,33 @@ def test_selection_study_runs_candidates_with_their_controls(tmp_path):
     assert set(result["goals"]) == {"forgetting", "reducible"}
     table = (tmp_path / "t2_noisy_quick.md").read_text()
     assert "| forgetting |" in table and "macro accuracy" in table
+
+
+def test_t3_task_and_the_default_selection_checks():
+    import select_default
+    import time_to_quality
+
+    task = time_to_quality.TASKS["t3"](False)
+    assert (len(task.train), len(task.test), task.num_classes) == (1297, 500, 10)
+    assert task.train.columns["x"].shape[1:] == (1, 8, 8) and float(task.train.columns["x"].max()) <= 1.0
+
+    def arm(finals, passes):
+        return {"seeds": [0, 1, 2], "final_metric": finals, "sample_passes": [passes] * 3}
+
+    result = {"arms": {"full": arm([0.90, 0.91, 0.92], 100),
+                       "sel_x": arm([0.905, 0.915, 0.921], 40),  # +0.005, +0.005, +0.001 vs the random subset
+                       "sel_x_random": arm([0.900, 0.910, 0.920], 40),
+                       "sel_x_budget": arm([0.910, 0.920, 0.930], 40)}}  # -0.005, -0.005, -0.009
+    select_default.register()
+    try:
+        # passes 0.4 <= 0.5; 0.9137 >= 0.91 - 0.5 * 0.01; vs random ahead by more than its std;
+        # vs budget behind: on clean data within 0.5 std is required, elsewhere ahead by 1 std
+        assert select_default.checks(result, "sel_x", "noisy") == [True, True, True, False]
+        assert select_default.checks(result, "sel_x", "clean") == [True, True, True, False]
+        result["arms"]["sel_x_budget"] = arm([0.906, 0.914, 0.921], 40)  # -0.001, +0.001, 0: level
+        assert select_default.checks(result, "sel_x", "clean")[3] is True
+        assert select_default.checks(result, "sel_x", "noisy")[3] is False
+    finally:
+        for name in select_default.GRID:
+            time_to_quality.CANDIDATES.pop(f"sel_{name}", None)
+            time_to_quality.WITHOUT_LABELS.discard(f"sel_{name}")
