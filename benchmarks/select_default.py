@@ -75,10 +75,6 @@ def register() -> None:
             ttq.WITHOUT_LABELS.add(f"sel_{name}")
 
 
-def arms() -> List[str]:
-    return ["full", *[a for name in GRID for a in (f"sel_{name}", f"sel_{name}_random", f"sel_{name}_budget")]]
-
-
 def checks(result: dict, arm: str, variant: str) -> List[bool]:
     """The issue's goal for ``arm`` on ``variant`` as booleans (module docstring)."""
     goal = ttq.goal_check(result, arm)
@@ -91,32 +87,20 @@ def checks(result: dict, arm: str, variant: str) -> List[bool]:
     return ok
 
 
-def add(out: Path, variant: str, names: List[str]) -> None:
-    """Run the candidates ``names`` with their controls on every seed of ``select_default_<variant>.json``."""
-    path = out / f"select_default_{variant}.json"
-    result = json.loads(path.read_text())
-    base = ttq.TASKS["t2"](False)
-    ttq.torch.set_num_threads(base.threads or ttq.DEFAULT_THREADS)
-    for seed in result["arms"]["full"]["seeds"]:
-        task = ttq.variant_task(base, variant, seed)
-        init_state = ttq.copy.deepcopy(task.make_model(seed).state_dict())
-        for name in names:
-            for arm in (f"sel_{name}", f"sel_{name}_random", f"sel_{name}_budget"):
-                data = result["arms"].setdefault(arm, {"seeds": [], "curves": [], **{k: [] for k in ttq.RUN_KEYS}})
-                if seed in data["seeds"]:
-                    continue
-                run = ttq.run_arm(task, arm, seed, init_state, ttq.saved_budget(result, arm, seed))
-                ttq.record_run(data, seed, run)
-                print(f"  {variant} seed {seed} {arm:<30} acc {run['final_metric']:.4f}  passes {run['sample_passes']}",
-                      flush=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
-    ttq.plot(result, path.with_suffix(".png"))
+def stem_of(out: Path, variant: str) -> Path:
+    """The saved runs of one variant: ``<out>/select_default_<variant>`` (+ .json, .png, .md)."""
+    return out / f"select_default_{variant}"
+
+
+def candidate_arms(names: List[str]) -> List[str]:
+    """Each grid candidate's arm and its random-subset and same-budget controls."""
+    return [a for name in names for a in (f"sel_{name}", f"sel_{name}_random", f"sel_{name}_budget")]
 
 
 def score(out: Path) -> str:
     rows: Dict[str, dict] = {name: {"checks": 0, "of": 0, "vs_random": [], "per_variant": {}} for name in GRID}
     for variant in VARIANTS:
-        path = out / f"select_default_{variant}.json"
+        path = stem_of(out, variant).with_suffix(".json")
         if not path.exists():
             continue
         result = json.loads(path.read_text())
@@ -212,13 +196,11 @@ def main(argv=None) -> None:
     register()
     if args.add:
         for variant in args.variant:
-            add(args.out, variant, args.add)
+            ttq.extend("t2", False, args.out, candidate_arms(args.add), variant, stem=stem_of(args.out, variant))
     elif not args.score:
         for variant in args.variant:
-            ttq.run_task("t2", False, args.seeds, args.out / "select_default", arms(), variant=variant)
-            for suffix in (".json", ".png", ".md"):
-                src = args.out / "select_default" / f"t2_{variant}{suffix}"
-                src.replace(args.out / f"select_default_{variant}{suffix}")
+            ttq.run_task("t2", False, args.seeds, args.out, ["full", *candidate_arms(list(GRID))], variant=variant,
+                         stem=stem_of(args.out, variant))
     score(args.out)
 
 

@@ -634,10 +634,16 @@ def plot(result: dict, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- main
+def result_stem(out: Path, name: str, quick: bool, variant: Optional[str] = None) -> Path:
+    """Where a task's results live, without suffix: ``<out>/<name>[_<variant>][_quick]``."""
+    return out / ((name if variant is None else f"{name}_{variant}") + ("_quick" if quick else ""))
+
+
 def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms: List[str],
-             epochs: Optional[int] = None, variant: Optional[str] = None) -> dict:
+             epochs: Optional[int] = None, variant: Optional[str] = None, stem: Optional[Path] = None) -> dict:
     """Train every arm for every seed on task ``name`` (``variant``: a selection-study training set,
-    built per seed by variants.make_variant) and write the results after each seed."""
+    built per seed by variants.make_variant) and write the results after each seed, to ``stem``
+    (default :func:`result_stem`) plus ``.json``, ``.png`` and ``.md``."""
     base = TASKS[name](quick)
     if seeds:
         base.seeds = seeds
@@ -655,8 +661,8 @@ def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms
     if variant:
         result["policies"] = {arm: CANDIDATES[arm]().config() for arm in arms if arm in CANDIDATES}
         result["variant_notes"] = {}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = key + ("_quick" if quick else "")
+    stem = stem or result_stem(out, name, quick, variant)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     print(f"{key}: {result['title']}; {len(base.train)} train / {len(base.test)} test; seeds {base.seeds}; {machine()}")
     for seed in base.seeds:
         task = base if variant is None else variant_task(base, variant, seed)
@@ -676,9 +682,9 @@ def run_task(name: str, quick: bool, seeds: Optional[List[int]], out: Path, arms
             print(f"  seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "
                   f"train {run['wall_clock_s']:7.1f}s  (selection {run['selection_s']:.2f}s)", flush=True)
         summarise(result)
-        (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-        plot(result, out / f"{stem}.png")
-    publish(result, out / stem)
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(result, stem.with_suffix(".png"))
+    publish(result, stem)
     return result
 
 
@@ -728,7 +734,7 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str, vari
     """Train ``arm:seed`` pairs again and replace them in the saved JSON (e.g. a run that overlapped
     other jobs on the machine); the replaced figures and the reason are kept under ``"reruns"``.
     A control arm reuses its source arm's saved passes."""
-    stem = out / ((name if variant is None else f"{name}_{variant}") + ("_quick" if quick else ""))
+    stem = result_stem(out, name, quick, variant)
     result = json.loads(stem.with_suffix(".json").read_text())
     base = TASKS[name](quick)
     base.epochs = result["config"]["epochs"]
@@ -754,11 +760,12 @@ def rerun(name: str, quick: bool, out: Path, pairs: List[str], reason: str, vari
 
 
 def extend(name: str, quick: bool, out: Path, arms: List[str], variant: Optional[str] = None,
-           seeds: Optional[List[int]] = None) -> None:
-    """Train ``arms`` for every seed of the saved result (or for ``seeds``, which may be new) where
-    they have not run yet, and add them (a control arm reuses its source arm's saved passes; list
-    a new seed's ``full`` and source arms first). Paired figures use the seeds both arms ran."""
-    stem = out / ((name if variant is None else f"{name}_{variant}") + ("_quick" if quick else ""))
+           seeds: Optional[List[int]] = None, stem: Optional[Path] = None) -> None:
+    """Train ``arms`` for every seed of the saved result (``stem``, default :func:`result_stem`; or
+    for ``seeds``, which may be new) where they have not run yet, and add them (a control arm
+    reuses its source arm's saved passes; list a new seed's ``full`` and source arms first). Paired
+    figures use the seeds both arms ran."""
+    stem = stem or result_stem(out, name, quick, variant)
     result = json.loads(stem.with_suffix(".json").read_text())
     base = TASKS[name](quick)
     base.epochs = result["config"]["epochs"]
@@ -813,7 +820,7 @@ def selection_summary(out: Path, stems: List[str]) -> str:
 
 
 def render(name: str, quick: bool, out: Path, variant: Optional[str] = None) -> None:
-    stem = out / ((name if variant is None else f"{name}_{variant}") + ("_quick" if quick else ""))
+    stem = result_stem(out, name, quick, variant)
     result = json.loads(stem.with_suffix(".json").read_text())
     summarise(result)
     publish(result, stem)
