@@ -21,6 +21,7 @@ used to choose) and T1 (``time_to_quality.py --task t3 / t1 --variant all``).
     python benchmarks/select_default.py --score              # no training: score the saved runs
     python benchmarks/select_default.py --add NAME ...       # add grid candidates to the saved runs
     python benchmarks/select_default.py --check              # no training: the checks on T2 0-4, T3, T1
+    python benchmarks/select_default.py --suspects           # what the plain guard catches, by confidence
 
 Writes ``benchmarks/results/select_default_<variant>.json`` / ``.png`` per variant and
 ``select_default.json`` / ``.md`` with the scores.
@@ -52,8 +53,8 @@ GRID: Dict[str, Callable[[], SelectionPolicy]] = {
     "balanced_guard3": lambda: BucketPolicy.preset("balanced", noise_guard=True, suspect_streak=3),
     "forgetting": lambda: ForgettingPolicy(),
     # second round, after the first showed the guard costing the mountain its lead on clean data: a
-    # SUSPECT must also have put at most 10% (5%) of its probability on its label (on seed 100, 91% of
-    # the flipped labels the guard caught were at most 0.1, and 35% of the clean ones it caught)
+    # SUSPECT must also have put at most 10% (5%) of its probability on its label (--suspects: on noisy
+    # seed 100, 91% of the flipped labels the guard caught were at most 0.1, 24-26% of the clean ones)
     "mountain_guard2_conf10": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1),
     "mountain_guard2_conf05": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.05),
     "balanced_guard2_conf10": lambda: BucketPolicy.preset("balanced", noise_guard=True, suspect_confidence=0.1),
@@ -179,6 +180,41 @@ def check(out: Path) -> str:
     return text
 
 
+def suspects(out: Path, seed: int = TUNING_SEEDS[0], epochs=(3, 6, 9, 12), at_most: float = 0.1) -> dict:
+    """What the plain guard (``BucketPolicy(noise_guard=True)``, no labels) holds SUSPECT on T2's
+    noisy and clean variants at some epochs' ends, and how many of them have a confidence EMA of at
+    most ``at_most``: flipped labels against correctly labeled samples. Writes
+    ``select_default_suspects.json``."""
+    from gekodata.policy import Bucket
+
+    base = ttq.TASKS["t2"](False)
+    ttq.torch.set_num_threads(base.threads or ttq.DEFAULT_THREADS)
+    ttq.CANDIDATES["sel_mountain_guard2"] = GRID["mountain_guard2"]
+    ttq.WITHOUT_LABELS.add("sel_mountain_guard2")
+    report: dict = {"seed": seed, "at_most": at_most, "variants": {}}
+    for variant in ("noisy", "clean"):
+        task = ttq.variant_task(base, variant, seed)
+        flipped_all = task.labels != base.train.columns["labels"].numpy()
+        rows = report["variants"][variant] = []
+
+        def on_epoch(epoch: int, sampler) -> dict:
+            if epoch in epochs:
+                held = sampler.policy.classify(sampler.store) == Bucket.SUSPECT
+                low = sampler.store.columns["conf_ema"] <= int(at_most * 255)
+                flipped = held & flipped_all
+                clean = held & ~flipped_all
+                rows.append({"epoch": epoch, "suspect": int(held.sum()), "flipped": int(flipped.sum()),
+                             "flipped_low_conf": int((flipped & low).sum()), "clean": int(clean.sum()),
+                             "clean_low_conf": int((clean & low).sum())})
+                print(variant, rows[-1], flush=True)
+            return {}
+
+        init_state = ttq.copy.deepcopy(task.make_model(seed).state_dict())
+        ttq.run_arm(task, "sel_mountain_guard2", seed, init_state, None, on_epoch=on_epoch)
+    (out / "select_default_suspects.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", nargs="*", choices=VARIANTS, default=list(VARIANTS))
@@ -189,7 +225,12 @@ def main(argv=None) -> None:
                         "for every seed of the saved variant results and add them")
     parser.add_argument("--check", action="store_true",
                         help="no training: the label-free candidates' checks on the reported T2, T3 and T1 results")
+    parser.add_argument("--suspects", action="store_true",
+                        help="what the plain guard holds SUSPECT on T2 noisy/clean (seed 100), by confidence")
     args = parser.parse_args(argv)
+    if args.suspects:
+        suspects(args.out)
+        return
     if args.check:
         check(args.out)
         return
