@@ -9,7 +9,7 @@ from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, C
                      InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy, default_policy)
 from .report import EfficiencyReport, EpochRecord
 from .sampler import WeightedBucketSampler
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 
 __version__ = "0.1.0"
 

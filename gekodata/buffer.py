@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from . import distributed as gdist
-from .checks import as_float32, check_report_shapes
-from .codec import LOSS_MAX
-from .state import GEKOStateStore
+from .store.validation import as_float32, check_report_shapes
+from .store.codec import LOSS_MAX
+from .store.state_store import GEKOStateStore
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
@@ -154,7 +154,7 @@ def _check_index_dtype(is_integer: bool, is_float: bool, dtype: Any) -> None:
 
 
 def _as_float32(name: str, x: np.ndarray) -> np.ndarray:
-    """``x`` as float32, the dtype it is buffered in (:func:`gekodata.checks.as_float32`);
+    """``x`` as float32, the dtype it is buffered in (:func:`gekodata.store.validation.as_float32`);
     ``ValueError`` for non-numeric input (anything but bool, int, uint and float)."""
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
@@ -197,7 +197,7 @@ def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf
 
 def _rows_valid(num_samples: int, idx: np.ndarray, pred: Optional[np.ndarray], values: np.ndarray) -> bool:
     """Whether every row of a non-empty report passes the store's checks
-    (:func:`gekodata.checks.row_checks`): idx in [0, num_samples), pred in [-1, 2^31), loss in
+    (:func:`gekodata.store.validation.row_checks`): idx in [0, num_samples), pred in [-1, 2^31), loss in
     [0, LOSS_MAX], conf and correct in [0, 1] (``values`` float32 [n, 3]). Five or seven
     reductions; NaN fails (it propagates through min and max)."""
     if not (values.min() >= 0 and values[:, 1:].max() <= 1 and values[:, 0].max() <= _LOSS_MAX32):

@@ -2,7 +2,7 @@
 
 The sampler takes a snapshot of its run state (:meth:`WeightedBucketSampler.save`) and restores
 one (:meth:`WeightedBucketSampler.load`); this module turns snapshots into sampler files
-(:mod:`gekodata.io`) and back, and checks a file against the sampler that loads it before that
+(:mod:`gekodata.store.files`) and back, and checks a file against the sampler that loads it before that
 sampler changes anything: the settings a file must share with it, and (:func:`check_settings`)
 the checks of a new sampler's settings.
 """
@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
-from .io import read_sampler_file, sampler_file_store_state, write_sampler_file
+from .store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from .plan import resolve_budget
 from .policy import SelectionPolicy, policy_from_config
 from .report import EpochRecord, records_from_dicts
-from .state import COLUMNS, OPTIONAL_COLUMNS
+from .store.state_store import COLUMNS, OPTIONAL_COLUMNS
 
 SETTINGS = ("num_samples", "world_size", "seed", "num_epochs", "budget", "unbiased", "unbiased_floor",
             "audit_fraction", "audit_margin")

@@ -1,6 +1,6 @@
 """Per-class draw counts: when every live sample's weight is its bucket's, the planner works per
 *class* (bucket code, and whether the sample is dead: pruned or over ``max_times_seen``): a few
-passes over the store's bytes a block at a time (:mod:`gekodata.blocks`), exact rational counts per
+passes over the store's bytes a block at a time (:mod:`gekodata.store.blocks`), exact rational counts per
 class (:func:`class_draw_counts`), and each class's extra draws a uniform choice among its
 members, spread over the blocks (:func:`class_pool`)."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .blocks import BLOCK, blocks
-from .columns import BUCKET_MASK, PRUNED_BIT
-from .state import GEKOStateStore
+from .store.blocks import BLOCK, blocks
+from .store.layout import BUCKET_MASK, PRUNED_BIT
+from .store.state_store import GEKOStateStore
 
 NUM_CLASSES = 16
 """Draw classes: bucket code (0-7) for a live sample, bucket code + ``DEAD`` for a dead one."""

@@ -30,9 +30,9 @@ import numpy as np
 
 from .policy import Bucket
 from .report import BUCKET_COLORS, EfficiencyReport, records_from_dicts
-from .io import (SAMPLER_FORMAT, STATE_FORMAT, read_state_file, sampler_file_store_state, sampler_meta,
+from .store.files import (SAMPLER_FORMAT, STATE_FORMAT, read_state_file, sampler_file_store_state, sampler_meta,
                  store_state_from_parts)
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 
 DEFAULT_MAX_POINTS = 200_000
 """Most points :func:`plot_data_map` draws; larger stores are subsampled."""

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .state import GEKOStateStore
+    from .store.state_store import GEKOStateStore
 
 # Largest accepted ``prune_frozen_after`` (epochs). The store counts frozen epochs in the uint8
 # ``frozen_streak`` column (gekodata/state.py), which saturates at 255: a larger limit never fires.

@@ -29,7 +29,7 @@ from .class_draws import (DEAD, NUM_CLASSES, ClassPool, ClassSource, class_draw_
 from .draws import draw_counts, index_dtype
 from .policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
 from .report import EpochRecord
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 from .stream import EpochStream, KeyedPermutation
 
 __all__ = [  # the planner, and the draw-count functions it has always exported

@@ -38,7 +38,7 @@ import torch
 
 from .policy import Bucket
 from .sampler import WeightedBucketSampler
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 
 RewardRange = Tuple[float, float]
 

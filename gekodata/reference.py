@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 
 _FOLD_STREAM = 0x7EF  # second seed word of the fold split's generator
 

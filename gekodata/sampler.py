@@ -3,11 +3,11 @@
 Data flow: the user's loop calls :meth:`WeightedBucketSampler.report` -> a
 :class:`~gekodata.buffer.ReportBuffer` validates and holds the rows until the next sync point,
 where (gathered across ranks under ``torch.distributed``) they are folded into the
-:class:`~gekodata.state.GEKOStateStore` in one update (the :class:`~gekodata.audit.ForgettingAudit`
+:class:`~gekodata.store.state_store.GEKOStateStore` in one update (the :class:`~gekodata.audit.ForgettingAudit`
 checks its rows first) -> at the next epoch boundary the policy classifies the samples and
 :func:`~gekodata.plan.plan_epoch` makes the epoch's index stream -> each rank iterates its shard.
 The sampler itself does what a torch ``Sampler`` is for: iteration, sharding and the position in
-the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.io`.
+the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.store.files`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from .policy import Phase, SelectionPolicy, default_policy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 from .rank_plan import Plan, RankPlan
 from .suspects import Suspects, find_suspects, write_suspects_csv
 

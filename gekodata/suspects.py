@@ -14,9 +14,9 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .io import atomic_write
+from .store.files import atomic_write
 from .policy import Bucket
-from .state import GEKOStateStore
+from .store.state_store import GEKOStateStore
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ Kills (each writes ``OUT/killed_rank<r>`` first, then SIGKILLs its own process):
   ``set_epoch(E)``, once it has pointed LATEST at it (another rank could die before that rename).
 * ``--kill-in-save NAME``: rank 0 dies inside ``sampler.save`` of checkpoint NAME, after the
   sampler file's temp file is written and fsynced and before it is renamed into place. Only this
-  script's wrapper of ``os.replace`` (seen by ``gekodata.io`` as ``gekodata.io.os.replace``)
+  script's wrapper of ``os.replace`` (seen by ``gekodata.store.files`` as ``gekodata.store.files.os.replace``)
   delivers the signal; the library runs unmodified.
 
 ``--data NPZ`` reads the digits from an .npz written with :func:`digits` (the test loads MNIST
@@ -43,7 +43,7 @@ from torch.utils.data import StackDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 import gekodata
-import gekodata.io
+import gekodata.store.files
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
@@ -71,14 +71,14 @@ def install_save_kill(out, rank, name):
     """Rank 0 SIGKILLs itself when ``atomic_write`` is about to rename the sampler file of
     checkpoint ``name`` into place: the temp file is complete and fsynced, the rename never comes."""
     target = os.path.abspath(os.path.join(out, "ckpt", name, "sampler.safetensors"))
-    real_replace = gekodata.io.os.replace
+    real_replace = gekodata.store.files.os.replace
 
     def replace(src, dst, *args, **kwargs):
         if rank == 0 and os.path.abspath(os.fspath(dst)) == target:
             die(out, rank, f"save {name} tmp={os.path.basename(os.fspath(src))}")
         return real_replace(src, dst, *args, **kwargs)
 
-    gekodata.io.os.replace = replace  # the os module itself: our own renames pass through
+    gekodata.store.files.os.replace = replace  # the os module itself: our own renames pass through
 
 
 def digits(cache=None):

@@ -6,7 +6,7 @@ import torch.distributed as dist
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.buffer import ReportBuffer
-from gekodata.state import GEKOStateStore
+from gekodata.store.state_store import GEKOStateStore
 
 
 def make(n=20, **kw):

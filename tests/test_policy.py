@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from gekodata import PruningDataset, WeightedBucketSampler
-from gekodata.codec import LOSS_TABLE
+from gekodata.store.codec import LOSS_TABLE
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
-from gekodata.state import MAX_VISITS, GEKOStateStore
+from gekodata.store.state_store import MAX_VISITS, GEKOStateStore
 
 
 def store_with(loss, conf, correct, visits_each=1):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gekodata import Bucket, GEKOStateStore, PromptPolicy, WeightedBucketSampler
-from gekodata.columns import MAX_GROUP_STREAK
+from gekodata.store.layout import MAX_GROUP_STREAK
 from gekodata.policy import policy_from_config
 from gekodata.prompts import group_rows, prompt_summary, report_groups, reward_reporter
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gekodata.state import GEKOStateStore
+from gekodata.store.state_store import GEKOStateStore
 
 
 def test_cross_fit_reference_losses_score_each_sample_with_a_model_that_never_saw_it():

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gekodata.state import COLUMNS, GEKOStateStore
+from gekodata.store.state_store import COLUMNS, GEKOStateStore
 
 
 def snapshot(store):
@@ -221,9 +221,9 @@ def test_update_property_matches_sequential_reference(n, data):
 def reference_update(store, idx, loss, conf, correct, pred=None):
     """The store update as it was before windows were grouped by per-sample counts: np.unique
     merge, whole-array folds. Every grouping path must reproduce its floats bit for bit."""
-    from gekodata.codec import add_to_hist
-    from gekodata.folds import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
-    from gekodata.state import MAX_VISITS
+    from gekodata.store.codec import add_to_hist
+    from gekodata.store.kernels import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
+    from gekodata.store.state_store import MAX_VISITS
 
     idx = np.asarray(idx, dtype=np.int64)
     loss, conf, correct = (np.asarray(x, dtype=np.float32) for x in (loss, conf, correct))
@@ -285,7 +285,7 @@ def random_window(rng, n, rows, labels):
 
 @pytest.mark.parametrize("method", ["sort", "counts"])
 def test_grouped_rows_merge_the_same_floats_either_way(method):
-    from gekodata.merge import group_rows
+    from gekodata.store.grouping import group_rows
 
     rng = np.random.default_rng(7)
     n = 5000

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gekodata.state import (
+from gekodata.store.state_store import (
     LOSS_ABS_ERROR,
     LOSS_MAX,
     LOSS_MIN,
@@ -177,7 +177,7 @@ def test_a_fraction_of_outliers_below_1_minus_q_cannot_raise_the_scale(inliers, 
 
 
 def test_histogram_round_trips_bitwise_through_state_dict_store_and_sampler_files(tmp_path):
-    from gekodata.io import read_sampler_file, sampler_file_store_state, write_sampler_file
+    from gekodata.store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 
     store = GEKOStateStore(30, loss_scale_quantile=0.9)
     rng = np.random.default_rng(1)

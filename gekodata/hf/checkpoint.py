@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any, Callable, Dict, Tuple
 
-from ..io import atomic_write
+from ..store.files import atomic_write
 from ..sampler import WeightedBucketSampler
 
 SAMPLER_FILE = "gekodata_sampler.safetensors"

@@ -5,7 +5,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..state import GEKOStateStore
+from ..store.state_store import GEKOStateStore
 from .curriculum import Curriculum, Phase
 
 

@@ -49,7 +49,7 @@ weighs every live sample's loss back to its data share, suspects included, so it
 down-weighting: use the guard without unbiased mode.
 
 The streak counts sync windows (by default epochs): all reports of a sample in one window are one
-observation (see :class:`~gekodata.state.GEKOStateStore`), and predictions that disagree within a
+observation (see :class:`~gekodata.store.state_store.GEKOStateStore`), and predictions that disagree within a
 window restart the streak.
 """
 from __future__ import annotations
@@ -60,10 +60,10 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..blocks import blocks
-from ..codec import LOSS_TABLE
-from ..columns import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
-from ..state import GEKOStateStore
+from ..store.blocks import blocks
+from ..store.codec import LOSS_TABLE
+from ..store.layout import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
+from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
 from .curriculum import Curriculum, Phase

@@ -12,11 +12,11 @@ import math
 from enum import IntEnum
 from typing import Optional
 
-from ..state import MAX_VISITS
+from ..store.state_store import MAX_VISITS
 
 
 class Bucket(IntEnum):
-    """Bucket codes as stored in :class:`~gekodata.state.GEKOStateStore` (3 bits)."""
+    """Bucket codes as stored in :class:`~gekodata.store.state_store.GEKOStateStore` (3 bits)."""
 
     UNSEEN = 0
     FREEZE = 1
@@ -45,7 +45,7 @@ def _check_max_times_seen(value: Optional[int]) -> Optional[int]:
         raise ValueError(f"max_times_seen must be >= 1 or None, got {value}")
     if value > MAX_VISITS:
         raise ValueError(
-            f"max_times_seen must be <= {MAX_VISITS} (gekodata.state.MAX_VISITS), got {value}: the store "
+            f"max_times_seen must be <= {MAX_VISITS} (gekodata.store.state_store.MAX_VISITS), got {value}: the store "
             f"counts visits in uint16 and saturates at {MAX_VISITS}, so a larger limit could never be reached"
         )
     return value

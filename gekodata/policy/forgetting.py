@@ -39,7 +39,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..state import MAX_VISITS, GEKOStateStore
+from ..store.state_store import MAX_VISITS, GEKOStateStore
 from .buckets import Bucket
 from .rates import RatePolicy, check_rate
 

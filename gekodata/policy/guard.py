@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..state import MAX_WRONG_STREAK, GEKOStateStore
+from ..store.state_store import MAX_WRONG_STREAK, GEKOStateStore
 
 _BINCOUNT_MAX_LABEL = 1 << 24  # labels below this are counted with bincount, others via np.unique
 

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Dict, Optional
 
 import numpy as np
 
-from ..state import GEKOStateStore
+from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase

@@ -12,7 +12,7 @@ probability that grows with its run of zero-variance epochs: up to 2.4x faster r
 accuracy on math benchmarks. gekodata already has the shape for that: a per-sample store, a
 policy, and a plan made before the epoch.
 
-**State** (per prompt, in the :class:`~gekodata.state.GEKOStateStore`, reported once per
+**State** (per prompt, in the :class:`~gekodata.store.state_store.GEKOStateStore`, reported once per
 completion by :func:`gekodata.prompts.report_groups`, one observation per sync window):
 
 * the pass-rate EMA ``p`` (the ``correct_ema`` column: the mean normalised reward of the window's
@@ -92,8 +92,8 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..columns import MAX_GROUP_STREAK
-from ..state import GEKOStateStore
+from ..store.layout import MAX_GROUP_STREAK
+from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase

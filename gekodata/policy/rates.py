@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..state import GEKOStateStore
+from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_threshold
 from .curriculum import Curriculum, Phase

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..state import GEKOStateStore
+from ..store.state_store import GEKOStateStore
 from .buckets import Bucket
 from .rates import RatePolicy, check_rate
 

@@ -1,12 +1,12 @@
 """The store's column layout: current (format version 2) and version 1, the upgrade, the packed
-flag bits and the column checks of a loaded state. The loss codec is :mod:`gekodata.codec`.
+flag bits and the column checks of a loaded state. The loss codec is :mod:`gekodata.store.codec`.
 
 Default columns (12 bytes per sample):
 
 =============  =======  =====  ==============================================================
 column         dtype    bytes  why this dtype
 =============  =======  =====  ==============================================================
-loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (:mod:`gekodata.codec`).
+loss_ema_code  uint16   2      EMA of the per-sample loss, log-quantised (:mod:`gekodata.store.codec`).
 loss_std_code  uint16   2      exponential moving standard deviation of the loss, same codec
                                (same units as the loss); ``stability`` = 1 - std replaces
                                GEKO's "1 - std of the last 5 losses" without a history.

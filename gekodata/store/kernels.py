@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .codec import decode_loss, encode_loss
-from .columns import (CORRECT_BIT, MAX_COUNT_U8, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT,
+from .layout import (CORRECT_BIT, MAX_COUNT_U8, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT,
                       dequantize_u8, quantize_u8)
 
 

@@ -5,13 +5,13 @@ updates them with vectorized operations over index arrays. It knows nothing abou
 meaning, curricula or samplers: it records what the training loop observed and how those
 observations are averaged. The policy reads it; the sampler writes bucket codes back.
 
-The columns, their dtypes and the packed flag bits are tabled in :mod:`gekodata.columns`. Read the
+The columns, their dtypes and the packed flag bits are tabled in :mod:`gekodata.store.layout`. Read the
 loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std` and
 :meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes; the loss codec (stated error
-bound, range, refusals) is documented in :mod:`gekodata.codec`.
+bound, range, refusals) is documented in :mod:`gekodata.store.codec`.
 
 **Loss scale** (GEKO's lmax): the ``loss_scale_quantile`` quantile of a histogram of every loss
-ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :mod:`gekodata.codec`.
+ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :mod:`gekodata.store.codec`.
 
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
 correctness are fractions in [0, 1].
@@ -25,16 +25,16 @@ import numpy as np
 from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS, LOSS_HIST_BINS_PER_OCTAVE,
                     LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, decode_loss, encode_loss,
                     hist_quantile_max)
-from .columns import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
+from .layout import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
                       OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, USER_COLUMNS,
                       V1_COLUMNS, dequantize_u8, upgrade_state_v1)
 from .blocks import blocks
-from .checks import as_float32, check_report_shapes, row_checks
-from .folds import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
+from .validation import as_float32, check_report_shapes, row_checks
+from .kernels import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
                     fold_q_value)
-from .merge import group_rows
-from .optional_columns import OptionalColumns
-from .store_state import FORMAT_VERSION, StoreState, checked_config
+from .grouping import group_rows
+from .signal_columns import OptionalColumns
+from .snapshot import FORMAT_VERSION, StoreState, checked_config
 
 __all__ = [  # the store, and the layout and codec names it has always exported
     "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
@@ -51,7 +51,7 @@ def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray
 class GEKOStateStore(OptionalColumns, StoreState):
     """Per-sample state for ``num_samples`` samples, 12 bytes each by default; optional columns
     (predicted labels, the group streak of RL prompts, the selection signals, reference losses,
-    labels) add bytes only when used (:mod:`gekodata.columns`).
+    labels) add bytes only when used (:mod:`gekodata.store.layout`).
 
     Args:
         num_samples: rows in the store, i.e. the length of the user's original dataset.

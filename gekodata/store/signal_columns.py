@@ -1,7 +1,7 @@
 """The store's optional per-sample columns: allocating them, setting the user's, reading them.
 
-:class:`OptionalColumns` is the part of :class:`~gekodata.state.GEKOStateStore` that deals with
-the columns a default store does not have (:mod:`gekodata.columns` tables them): the group
+:class:`OptionalColumns` is the part of :class:`~gekodata.store.state_store.GEKOStateStore` that deals with
+the columns a default store does not have (:mod:`gekodata.store.layout` tables them): the group
 streak of RL prompts (:meth:`~OptionalColumns.ensure_column`), the selection signals a policy
 tracks (:meth:`~OptionalColumns.track`: forgetting events, learning progress) and the columns
 the user sets (:meth:`~OptionalColumns.set_reference_loss`, :meth:`~OptionalColumns.set_labels`).
@@ -13,9 +13,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .checks import as_float32
+from .validation import as_float32
 from .codec import decode_loss, encode_loss
-from .columns import OPTIONAL_COLUMNS, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, empty_column
+from .layout import OPTIONAL_COLUMNS, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, empty_column
 
 
 class OptionalColumns:
@@ -132,7 +132,7 @@ class OptionalColumns:
     def set_reference_loss(self, idx: Any, values: Any) -> None:
         """Set the reference ("irreducible") loss of rows ``idx`` (None = all rows, then
         ``values`` has one entry per sample): float [k], finite, >= 0 and <= ``REF_LOSS_MAX``
-        as float32, stored with the loss codec (:mod:`gekodata.codec`). For RHO-LOSS selection
+        as float32, stored with the loss codec (:mod:`gekodata.store.codec`). For RHO-LOSS selection
         (:class:`~gekodata.policy.ReducibleLossPolicy`): the loss of a model trained on other data
         (held out, or the other half of a cross-fit: :mod:`gekodata.reference`). The first call
         allocates the column (2 B/sample). ``ValueError`` (nothing changed) for bad input."""
@@ -161,7 +161,7 @@ class OptionalColumns:
         self.columns["label"][idx] = labels
 
     def ensure_column(self, name: str) -> None:
-        """Allocate the optional column ``name`` (:data:`~gekodata.columns.OPTIONAL_COLUMNS`) if
+        """Allocate the optional column ``name`` (:data:`~gekodata.store.layout.OPTIONAL_COLUMNS`) if
         the store lacks it, every row at its fill value (``pred_label`` -1, ``group_streak`` 0).
 
         Policies name the optional columns they read (:attr:`SelectionPolicy.store_columns

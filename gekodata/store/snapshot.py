@@ -1,9 +1,9 @@
 """A store's saved state: the format version, the settings check, and the round trip through
 ``state_dict`` and store files.
 
-:class:`StoreState` is the part of :class:`~gekodata.state.GEKOStateStore` that turns the store
+:class:`StoreState` is the part of :class:`~gekodata.store.state_store.GEKOStateStore` that turns the store
 into a state dict or file and back: validating everything before changing anything, and reading
-format version 1 (:func:`~gekodata.columns.upgrade_state_v1`). File formats are :mod:`gekodata.io`.
+format version 1 (:func:`~gekodata.store.layout.upgrade_state_v1`). File formats are :mod:`gekodata.store.files`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 
 from .codec import check_hist
-from .columns import check_columns, upgrade_state_v1
-from .io import read_store_file, write_store_file
+from .layout import check_columns, upgrade_state_v1
+from .files import read_store_file, write_store_file
 
 FORMAT_VERSION = 2
 """Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
@@ -95,7 +95,7 @@ class StoreState:
         self.columns = columns
 
     def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
-        """Write the store to ``path`` as a store file (:mod:`gekodata.io`), atomically.
+        """Write the store to ``path`` as a store file (:mod:`gekodata.store.files`), atomically.
 
         The safetensors metadata holds ``format`` ("gekodata.state"), ``format_version``,
         ``num_samples`` and a JSON ``config``; ``extra_metadata`` adds string entries.

@@ -15,7 +15,7 @@ Writes are atomic (temp file in the same folder, fsync, rename, fsync of the fol
 sees the old file or the new one, never a torn one, even if the writer is killed mid-write.
 This module knows formats, not the classes that fill them: it imports nothing of gekodata at
 import time (reading a sampler file whose store part has format version 1 calls
-:func:`gekodata.columns.upgrade_state_v1`, imported when needed).
+:func:`gekodata.store.layout.upgrade_state_v1`, imported when needed).
 """
 from __future__ import annotations
 
@@ -174,8 +174,8 @@ def read_sampler_file(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, 
 def _upgrade_sampler_store_v1(where: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]
                               ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """(arrays, meta) of a sampler file whose store part has format version 1, with that part
-    converted to the current store format (:func:`gekodata.state.upgrade_state_v1`)."""
-    from .columns import upgrade_state_v1  # columns -> codec; imported when needed
+    converted to the current store format (:func:`gekodata.store.layout.upgrade_state_v1`)."""
+    from .layout import upgrade_state_v1  # columns -> codec; imported when needed
 
     try:
         state = upgrade_state_v1(sampler_file_store_state(arrays, meta))

@@ -74,7 +74,7 @@ def row_checks(
     yield loss32 < 0, lambda where: f"loss must be >= 0; {entry(loss)(where)}"
     yield loss32 > np.float32(LOSS_MAX), lambda where: (
         f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-        f"(gekodata.state.LOSS_MAX); {entry(loss)(where)}")
+        f"(gekodata.store.state_store.LOSS_MAX); {entry(loss)(where)}")
     for name, arr in (("conf", conf), ("correct", correct)):
         if arr is not None:
             arr32 = as_float32(arr)
