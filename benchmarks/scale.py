@@ -116,7 +116,7 @@ def bench_fold(store: Any, plan: np.ndarray, rng: np.random.Generator, repeats: 
 
 def bench_gekodata(n: int, repeats: int) -> Dict[str, Any]:
     from gekodata import GEKOStateStore, WeightedBucketSampler
-    from gekodata.plan import classify_epoch, plan_epoch
+    from gekodata.planning.epoch_plan import classify_epoch, plan_epoch
 
     store = GEKOStateStore(n)
     out: Dict[str, Any] = {"bytes_per_sample": sum(c.nbytes for c in store.columns.values()) / n}

@@ -77,7 +77,7 @@ def fingerprint(local: np.ndarray) -> List[int]:
 
 def _chunks(local: Any, start: int, cursor: _Cursor) -> Iterator[Iterator[int]]:
     """List iterators over the Python ints of ``local[start:]`` (an array or an
-    :class:`~gekodata.stream.EpochStream`), a chunk each, converted when the previous one is
+    :class:`~gekodata.planning.stream.EpochStream`), a chunk each, converted when the previous one is
     exhausted; ``cursor`` tracks the current one."""
     for begin in range(start, len(local), _ITER_CHUNK):
         chunk = local[begin : begin + _ITER_CHUNK].tolist()

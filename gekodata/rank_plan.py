@@ -1,7 +1,7 @@
 """`RankPlan`: one epoch's index stream as one rank holds it.
 
 The planner hands the sampler the global stream, usually computed on demand
-(:class:`~gekodata.stream.EpochStream`: a keyed permutation of the epoch's draws), or an array
+(:class:`~gekodata.planning.stream.EpochStream`: a keyed permutation of the epoch's draws), or an array
 (loaded from a checkpoint). A rank iterates its own shard of it; either is materialised as an
 array only when someone asks for one (``plan``, ``global_plan``, a checkpoint).
 """
@@ -12,7 +12,7 @@ from typing import Union
 import numpy as np
 
 from . import distributed as gdist
-from .stream import EpochStream
+from .planning.stream import EpochStream
 
 Plan = Union[np.ndarray, EpochStream]
 """An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once

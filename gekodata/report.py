@@ -11,35 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from .planning.record import EpochRecord, records_from_dicts
+
 BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
 BUCKET_COLORS = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
                  "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e44ad"}  # plots of buckets
-
-
-@dataclass
-class EpochRecord:
-    """One epoch of a run. Counts are sample passes; ``plan_seconds`` is wall-clock.
-
-    ``planned`` and ``reported`` include the forgetting audit's draws; ``audit_planned`` and
-    ``audit_reported`` count those alone, ``audit_unfrozen`` the audited samples whose loss had
-    risen past the margin (they left FREEZE / pruning).
-    """
-
-    epoch: int
-    phase: str
-    num_samples: int
-    planned: int
-    unique_planned: int
-    pruned: int
-    buckets: Dict[str, int]
-    plan_seconds: float
-    reported: int = 0
-    audit_planned: int = 0
-    audit_reported: int = 0
-    audit_unfrozen: int = 0
-
-    def copy(self) -> "EpochRecord":
-        return dataclasses.replace(self, buckets=dict(self.buckets))
 
 
 @dataclass
@@ -175,6 +151,4 @@ class EpochLedger:
         return EfficiencyReport([r.copy() for r in self.records[:-1]] + [self.current(unfolded)])
 
 
-def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
-    return [EpochRecord(**row) for row in rows]
-
+__all__ = ["BUCKET_COLORS", "BUCKET_ORDER", "EfficiencyReport", "EpochLedger", "EpochRecord", "records_from_dicts"]

@@ -3,9 +3,9 @@
 Data flow: the user's loop calls :meth:`WeightedBucketSampler.report` -> a
 :class:`~gekodata.buffer.ReportBuffer` validates and holds the rows until the next sync point,
 where (gathered across ranks under ``torch.distributed``) they are folded into the
-:class:`~gekodata.store.state_store.GEKOStateStore` in one update (the :class:`~gekodata.audit.ForgettingAudit`
+:class:`~gekodata.store.state_store.GEKOStateStore` in one update (the :class:`~gekodata.planning.audit.ForgettingAudit`
 checks its rows first) -> at the next epoch boundary the policy classifies the samples and
-:func:`~gekodata.plan.plan_epoch` makes the epoch's index stream -> each rank iterates its shard.
+:func:`~gekodata.planning.epoch_plan.plan_epoch` makes the epoch's index stream -> each rank iterates its shard.
 The sampler itself does what a torch ``Sampler`` is for: iteration, sharding and the position in
 the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.store.files`.
 """
@@ -19,11 +19,11 @@ import torch
 from torch.utils.data import Sampler
 
 from . import distributed as gdist
-from .audit import ForgettingAudit
+from .planning.audit import ForgettingAudit
 from .buffer import ReportBuffer, SignalInput, Window
 from .dataset import PruningDataset
 from .checkpoint import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
-from .plan import Budget, EpochPlan, classify_epoch, plan_epoch
+from .planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from .policy import Phase, SelectionPolicy, default_policy
 from .position import StreamPosition, fingerprint
 from .report import EfficiencyReport, EpochLedger, EpochRecord
@@ -71,7 +71,7 @@ class WeightedBucketSampler(Sampler[int]):
             (padded cyclically to a multiple of ``world_size``): plain DataLoader per rank under
             torchrun, DDP, FSDP, DeepSpeed. False: every rank iterates the whole global plan, for
             wrappers that shard batches themselves (accelerate, the HF Trainer).
-        audit_fraction, audit_margin: the forgetting audit (:mod:`gekodata.audit`): each epoch
+        audit_fraction, audit_margin: the forgetting audit (:mod:`gekodata.planning.audit`): each epoch
             this fraction (rounded up) of the frozen or pruned samples is drawn once; one whose
             loss exceeds its loss EMA by more than ``audit_margin`` (loss units) restarts. 0
             disables it. Audited items carry loss weight 0 where there are loss weights.

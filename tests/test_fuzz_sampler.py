@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from gekodata import Bucket, BucketPolicy, GEKOStateStore, PruningDataset, WeightedBucketSampler
-from gekodata.plan import plan_epoch
+from gekodata.planning.epoch_plan import plan_epoch
 
 STEPS = {"rules": 0}
 SEEN = set()  # situations the run reached (asserted at the end: the fuzz must not be vacuous)

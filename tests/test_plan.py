@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gekodata.plan import draw_counts, epoch_generator, resolve_budget, shuffled_plan
+from gekodata.planning.epoch_plan import draw_counts, epoch_generator, resolve_budget, shuffled_plan
 
 weights_strategy = arrays(
     np.float64,
@@ -104,14 +104,14 @@ def test_bad_weights():
 # --------------------------------------------------------------------------- the keyed permutation
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 64, 1000, 4097, 65537])
 def test_keyed_permutation_is_a_bijection_for_any_size(size):
-    from gekodata.stream import KeyedPermutation
+    from gekodata.planning.stream import KeyedPermutation
 
     x = KeyedPermutation(size, np.random.default_rng(size))(np.arange(size))
     np.testing.assert_array_equal(np.sort(x), np.arange(size))
 
 
 def test_keyed_permutation_is_keyed_and_looks_random():
-    from gekodata.stream import KeyedPermutation
+    from gekodata.planning.stream import KeyedPermutation
 
     size = 200_003
     perm = lambda seed: KeyedPermutation(size, np.random.default_rng(seed))(np.arange(size)).astype(np.int64)  # noqa: E731
@@ -128,7 +128,7 @@ def test_keyed_permutation_is_keyed_and_looks_random():
 
 def test_epoch_stream_slices_shards_and_materialises_alike():
     from gekodata.distributed import rank_shard
-    from gekodata.stream import EpochStream, KeyedPermutation
+    from gekodata.planning.stream import EpochStream, KeyedPermutation
 
     pool = np.random.default_rng(0).integers(0, 50, 1003).astype(np.int32)
     stream = EpochStream(pool, KeyedPermutation(len(pool), np.random.default_rng(3)), np.int32)
@@ -151,7 +151,7 @@ def test_epoch_stream_slices_shards_and_materialises_alike():
 # --------------------------------------------------------------------------- per-class draw counts
 def class_counts(classes, weights, total, seed, extra_indices=None):
     """Per-sample counts drawn by the per-class path (classes: uint8 [N], weights: [K])."""
-    from gekodata.plan import class_pool, class_sizes
+    from gekodata.planning.epoch_plan import class_pool, class_sizes
 
     source = lambda lo, hi: classes[lo:hi]  # noqa: E731
     sizes = class_sizes(source, len(classes))
@@ -195,7 +195,7 @@ def test_class_counts_are_exact_in_expectation_like_the_general_path():
 
 
 def test_class_draw_counts_are_exact_rationals():
-    from gekodata.plan import class_draw_counts
+    from gekodata.planning.epoch_plan import class_draw_counts
 
     sizes, weights = np.array([3, 0, 5, 2]), np.array([0.1, 4.0, 0.2, 0.0])
     for seed in range(50):
@@ -225,7 +225,7 @@ def test_class_subsets_are_random_not_stripes(equal):
 def test_class_pool_spans_blocks_and_appends_extra_indices(monkeypatch):
     """Blocks smaller than a class: the extra draws still land on each member with its exact
     probability; appended indices get one draw each; one class drawn once each is the identity."""
-    import gekodata.class_draws as plan
+    import gekodata.planning.class_draws as plan
 
     monkeypatch.setattr(plan, "BLOCK", 16)
     monkeypatch.setattr(plan, "blocks", lambda n: ((lo, min(lo + 16, n)) for lo in range(0, n, 16)))
@@ -247,8 +247,8 @@ def test_plan_epoch_per_class_agrees_with_the_per_sample_path():
     import dataclasses
 
     from gekodata import BucketPolicy, GEKOStateStore, InfoBatchPolicy
-    from gekodata.audit import ForgettingAudit
-    from gekodata.plan import classify_epoch, plan_epoch
+    from gekodata.planning.audit import ForgettingAudit
+    from gekodata.planning.epoch_plan import classify_epoch, plan_epoch
 
     def per_sample(policy):
         class PerSample(type(policy)):
@@ -287,7 +287,7 @@ def test_plan_epoch_per_class_agrees_with_the_per_sample_path():
 
 def test_a_policy_whose_budget_takes_no_counts_is_planned_per_sample():
     from gekodata import BucketPolicy, GEKOStateStore
-    from gekodata.plan import plan_epoch
+    from gekodata.planning.epoch_plan import plan_epoch
 
     class OldStyle(BucketPolicy):
         def default_budget(self, weights, codes):

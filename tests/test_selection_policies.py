@@ -6,7 +6,7 @@ import torch
 
 from gekodata import (Bucket, BucketPolicy, ForgettingPolicy, GEKOStateStore, PruningDataset, ReducibleLossPolicy,
                       WeightedBucketSampler)
-from gekodata.plan import classify_epoch, plan_epoch
+from gekodata.planning.epoch_plan import classify_epoch, plan_epoch
 from gekodata.policy import policy_from_config
 from gekodata.policy.guard import others_accuracy
 

@@ -21,7 +21,7 @@ epochs, no boost of hard samples), so the epoch shrinks by what is learned. A de
 can be wrong (the model may later forget): skipped samples keep a small draw rate, and a skipped
 sample that comes back wrong records a forgetting event and is never skipped again (with
 ``max_forgetting`` 0). With ``audit_weight=0`` they are never drawn by the policy: the sampler's
-forgetting audit (``audit_fraction``, :mod:`gekodata.audit`) can re-check them instead.
+forgetting audit (``audit_fraction``, :mod:`gekodata.planning.audit`) can re-check them instead.
 
 **Where it helps and where it cannot.** Redundant data (near-duplicates are learned at once and
 never forgotten) and imbalanced data (the rare classes stay unlearned longer, so the shortened

@@ -10,9 +10,9 @@ from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .store.blocks import BLOCK, blocks
-from .store.layout import BUCKET_MASK, PRUNED_BIT
-from .store.state_store import GEKOStateStore
+from ..store.blocks import BLOCK, blocks
+from ..store.layout import BUCKET_MASK, PRUNED_BIT
+from ..store.state_store import GEKOStateStore
 
 NUM_CLASSES = 16
 """Draw classes: bucket code (0-7) for a live sample, bucket code + ``DEAD`` for a dead one."""

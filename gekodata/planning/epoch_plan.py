@@ -9,10 +9,10 @@ torch.multinomial 2^24 category cap); randomness comes only from generators seed
 Two paths give the draw counts. When every live sample's weight is its bucket's
 (:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`: every built-in policy, unbiased mode
 included) the planner works per *class* (bucket code, and whether the sample is dead: pruned or
-over ``max_times_seen``; :mod:`gekodata.class_draws`): exact counts per class and each class's
-extra draws a uniform choice among its members. Otherwise it works per sample (:func:`gekodata.draws.draw_counts`). Either way the draws are
+over ``max_times_seen``; :mod:`gekodata.planning.class_draws`): exact counts per class and each class's
+extra draws a uniform choice among its members. Otherwise it works per sample (:func:`gekodata.planning.draws.draw_counts`). Either way the draws are
 laid out as a pool of sample indices and handed out in the order of a keyed permutation
-(:mod:`gekodata.stream`), so no O(S) shuffle is made.
+(:mod:`gekodata.planning.stream`), so no O(S) shuffle is made.
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from .audit import ForgettingAudit
 from .class_draws import (DEAD, NUM_CLASSES, ClassPool, ClassSource, class_draw_counts, class_pool, class_sizes,
                           expand, store_classes)
 from .draws import draw_counts, index_dtype
-from .policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
-from .report import EpochRecord
-from .store.state_store import GEKOStateStore
+from ..policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
+from .record import EpochRecord
+from ..store.state_store import GEKOStateStore
 from .stream import EpochStream, KeyedPermutation
 
 __all__ = [  # the planner, and the draw-count functions it has always exported
@@ -45,7 +45,7 @@ Budget = Union[None, int, float]
 class EpochPlan:
     """One epoch's plan.
 
-    ``stream``: the global index stream (:class:`~gekodata.stream.EpochStream`, int32/int64
+    ``stream``: the global index stream (:class:`~gekodata.planning.stream.EpochStream`, int32/int64
     [S + audits] on demand; :attr:`indices` materialises it); ``loss_weights``: float32 [N]
     per-sample loss weights for this epoch, or None when the run has none; ``audits``: sorted
     int64 indices drawn once for the forgetting audit; ``record``: the epoch's counts."""
@@ -239,7 +239,7 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
 
 def shuffled_plan(counts: np.ndarray, rng: np.random.Generator, out_dtype: Optional[np.dtype] = None) -> np.ndarray:
     """Sample ``i`` repeated ``counts[i]`` times, in the order of a keyed permutation drawn from
-    ``rng`` (:mod:`gekodata.stream`): int [sum(counts)]."""
+    ``rng`` (:mod:`gekodata.planning.stream`): int [sum(counts)]."""
     dtype = out_dtype or index_dtype(len(counts))
     pool = np.repeat(np.arange(len(counts), dtype=dtype), counts)
     return EpochStream(pool, KeyedPermutation(len(pool), rng), dtype).materialize()

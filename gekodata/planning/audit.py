@@ -18,8 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from .policy import Bucket
-from .store.state_store import MAX_VISITS, GEKOStateStore
+from ..policy import Bucket
+from ..store.state_store import MAX_VISITS, GEKOStateStore
 
 _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
 

@@ -1,0 +1,39 @@
+"""The record the planner keeps of one epoch: what it planned, and (filled in by the sampler) what
+was trained. Counts are sample passes, never estimates."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
+
+
+@dataclass
+class EpochRecord:
+    """One epoch of a run. Counts are sample passes; ``plan_seconds`` is wall-clock.
+
+    ``planned`` and ``reported`` include the forgetting audit's draws; ``audit_planned`` and
+    ``audit_reported`` count those alone, ``audit_unfrozen`` the audited samples whose loss had
+    risen past the margin (they left FREEZE / pruning).
+    """
+
+    epoch: int
+    phase: str
+    num_samples: int
+    planned: int
+    unique_planned: int
+    pruned: int
+    buckets: Dict[str, int]
+    plan_seconds: float
+    reported: int = 0
+    audit_planned: int = 0
+    audit_reported: int = 0
+    audit_unfrozen: int = 0
+
+    def copy(self) -> "EpochRecord":
+        return dataclasses.replace(self, buckets=dict(self.buckets))
+
+
+
+def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
+    return [EpochRecord(**row) for row in rows]
+
