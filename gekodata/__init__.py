@@ -8,7 +8,7 @@ from .dataset import PruningDataset
 from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
                      InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy, default_policy)
 from .report import EfficiencyReport, EpochRecord
-from .sampler import WeightedBucketSampler
+from .sampler.weighted_bucket import WeightedBucketSampler
 from .store.state_store import GEKOStateStore
 
 __version__ = "0.1.0"

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .policy import Bucket
-from .sampler import WeightedBucketSampler
+from .sampler.weighted_bucket import WeightedBucketSampler
 from .store.state_store import GEKOStateStore
 
 RewardRange = Tuple[float, float]

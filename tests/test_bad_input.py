@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
-from gekodata.buffer import ReportBuffer
+from gekodata.sampler.report_buffer import ReportBuffer
 from gekodata.store.state_store import GEKOStateStore
 
 

@@ -80,7 +80,7 @@ def test_deferred_bad_rows_are_dropped_alone_at_flush():
 def test_nccl_gather_keeps_int64_indices_exact(tmp_path):
     import torch.distributed as dist
 
-    from gekodata.distributed import all_gather_rows, collective_device
+    from gekodata.sampler.collective import all_gather_rows, collective_device
 
     dist.init_process_group("nccl", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:

@@ -127,7 +127,7 @@ def test_keyed_permutation_is_keyed_and_looks_random():
 
 
 def test_epoch_stream_slices_shards_and_materialises_alike():
-    from gekodata.distributed import rank_shard
+    from gekodata.sampler.collective import rank_shard
     from gekodata.planning.stream import EpochStream, KeyedPermutation
 
     pool = np.random.default_rng(0).integers(0, 50, 1003).astype(np.int32)

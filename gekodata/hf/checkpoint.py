@@ -16,7 +16,7 @@ import os
 from typing import Any, Callable, Dict, Tuple
 
 from ..store.files import atomic_write
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 
 SAMPLER_FILE = "gekodata_sampler.safetensors"
 TRAINER_FILE = "gekodata_trainer.json"

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 
 from ..prompts import RewardReporter
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 from .checkpoint import SAMPLER_FILE, SamplerCheckpointCallback, restore
 from .checkpoint import TRAINER_FILE as TRAINER_RECORD
 from .compat import ALLOW_UNTESTED, TESTED, untested_versions

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 
 
 class GroupedPlanSampler(Sampler[int]):

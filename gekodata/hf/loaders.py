@@ -16,9 +16,9 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .. import distributed as gdist
+from ..sampler import collective as gdist
 from ..dataset import PruningDataset
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 
 
 def _find_sampler(loader: Any) -> Tuple[Optional[WeightedBucketSampler], str]:

@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..dataset import PruningDataset
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 from .trainer import GekoTrainerMixin, Signals
 
 try:  # GekoSFTTrainer needs trl; importing this module does not

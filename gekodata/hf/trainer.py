@@ -76,7 +76,7 @@ import numpy as np
 import torch
 
 from ..dataset import PruningDataset
-from ..sampler import WeightedBucketSampler
+from ..sampler.weighted_bucket import WeightedBucketSampler
 from .checkpoint import SAMPLER_FILE, TRAINER_FILE, SamplerCheckpointCallback, restore
 from .compat import check_supported
 from .loaders import _index_of, sampler_of

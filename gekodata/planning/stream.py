@@ -96,7 +96,7 @@ class EpochStream:
         dtype: dtype of the indices handed out (the plan's index dtype).
         rank, world_size: this view is rank ``rank``'s strided slice of the stream after padding
             it cyclically to a multiple of ``world_size`` (``DistributedSampler``'s layout:
-            ``gekodata.distributed.rank_shard`` of the materialised stream).
+            ``gekodata.sampler.collective.rank_shard`` of the materialised stream).
 
     ``len()``, slicing with step 1 (an ndarray; slices of up to 64 are kept, read-only, once
     computed), integer indexing and :meth:`materialize`.

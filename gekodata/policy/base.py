@@ -10,7 +10,7 @@ from .curriculum import Curriculum, Phase
 
 
 class SelectionPolicy:
-    """What :class:`~gekodata.sampler.WeightedBucketSampler` asks of a policy once per epoch.
+    """What :class:`~gekodata.sampler.weighted_bucket.WeightedBucketSampler` asks of a policy once per epoch.
 
     Data flows one way: the sampler hands the store to :meth:`classify` (bucket code per sample),
     then to :meth:`sample_weights` for the epoch's phase (relative draw rates), asks

@@ -38,6 +38,6 @@ from .bucket_policy import BucketPolicy
 
 
 def default_policy() -> BucketPolicy:
-    """A fresh ``BucketPolicy()``: what :class:`~gekodata.sampler.WeightedBucketSampler` uses when
+    """A fresh ``BucketPolicy()``: what :class:`~gekodata.sampler.weighted_bucket.WeightedBucketSampler` uses when
     it is given no policy (the module docstring says why)."""
     return BucketPolicy()

@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
-from .store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
-from .planning.epoch_plan import resolve_budget
-from .policy import SelectionPolicy, policy_from_config
-from .report import EpochRecord, records_from_dicts
-from .store.state_store import COLUMNS, OPTIONAL_COLUMNS
+from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
+from ..planning.epoch_plan import resolve_budget
+from ..policy import SelectionPolicy, policy_from_config
+from ..planning.record import EpochRecord, records_from_dicts
+from ..store.state_store import COLUMNS, OPTIONAL_COLUMNS
 
 SETTINGS = ("num_samples", "world_size", "seed", "num_epochs", "budget", "unbiased", "unbiased_floor",
             "audit_fraction", "audit_margin")

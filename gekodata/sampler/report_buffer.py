@@ -20,10 +20,10 @@ from typing import Any, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from . import distributed as gdist
-from .store.validation import as_float32, check_report_shapes
-from .store.codec import LOSS_MAX
-from .store.state_store import GEKOStateStore
+from . import collective as gdist
+from ..store.validation import as_float32, check_report_shapes
+from ..store.codec import LOSS_MAX
+from ..store.state_store import GEKOStateStore
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 

@@ -11,8 +11,8 @@ from typing import Union
 
 import numpy as np
 
-from . import distributed as gdist
-from .planning.stream import EpochStream
+from . import collective as gdist
+from ..planning.stream import EpochStream
 
 Plan = Union[np.ndarray, EpochStream]
 """An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
@@ -21,7 +21,7 @@ materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 class RankPlan:
     """Epoch ``epoch``'s global stream and rank ``rank``'s part of it: its strided shard of
-    ``world_size`` (:func:`gekodata.distributed.rank_shard`'s layout) when ``shard``, else the
+    ``world_size`` (:func:`gekodata.sampler.collective.rank_shard`'s layout) when ``shard``, else the
     whole stream."""
 
     def __init__(self, stream: Plan, epoch: int, *, rank: int, world_size: int, shard: bool) -> None:

@@ -1,7 +1,7 @@
 """`WeightedBucketSampler`: the torch Sampler that plans each epoch from per-sample state.
 
 Data flow: the user's loop calls :meth:`WeightedBucketSampler.report` -> a
-:class:`~gekodata.buffer.ReportBuffer` validates and holds the rows until the next sync point,
+:class:`~gekodata.sampler.report_buffer.ReportBuffer` validates and holds the rows until the next sync point,
 where (gathered across ranks under ``torch.distributed``) they are folded into the
 :class:`~gekodata.store.state_store.GEKOStateStore` in one update (the :class:`~gekodata.planning.audit.ForgettingAudit`
 checks its rows first) -> at the next epoch boundary the policy classifies the samples and
@@ -18,18 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from . import distributed as gdist
-from .planning.audit import ForgettingAudit
-from .buffer import ReportBuffer, SignalInput, Window
-from .dataset import PruningDataset
-from .checkpoint import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
-from .planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
-from .policy import Phase, SelectionPolicy, default_policy
+from . import collective as gdist
+from ..planning.audit import ForgettingAudit
+from .report_buffer import ReportBuffer, SignalInput, Window
+from ..dataset import PruningDataset
+from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
+from ..planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
+from ..policy import Phase, SelectionPolicy, default_policy
 from .position import StreamPosition, fingerprint
-from .report import EfficiencyReport, EpochLedger, EpochRecord
-from .store.state_store import GEKOStateStore
-from .rank_plan import Plan, RankPlan
-from .suspects import Suspects, find_suspects, write_suspects_csv
+from ..planning.record import EpochRecord
+from ..report import EfficiencyReport
+from .accounting import EpochLedger
+from ..store.state_store import GEKOStateStore
+from .sharding import Plan, RankPlan
+from ..suspects import Suspects, find_suspects, write_suspects_csv
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -84,7 +86,7 @@ class WeightedBucketSampler(Sampler[int]):
     :meth:`flush`, :meth:`save` and every ``sync_every`` reports; all reports of one window form
     one store update, so the store depends on the multiset of (index, signals) per window, not
     on batch order, batch size or world size. Under ``torch.distributed`` each sync point is a
-    collective. Bad input: see :mod:`gekodata.buffer` (a refused call records nothing; device
+    collective. Bad input: see :mod:`gekodata.sampler.report_buffer` (a refused call records nothing; device
     rows found bad at a sync point are dropped alone, counted in :attr:`dropped_reports`).
 
     Resume: :meth:`state_dict`/:meth:`load_state_dict` are torchdata's Stateful protocol (epoch
