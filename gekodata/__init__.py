@@ -7,7 +7,7 @@ sorts samples into GEKO's buckets and plans each epoch from them.
 from .dataset import PruningDataset
 from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
                      InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy, default_policy)
-from .report import EfficiencyReport, EpochRecord
+from .diagnostics.efficiency import EfficiencyReport, EpochRecord
 from .sampler.weighted_bucket import WeightedBucketSampler
 from .store.state_store import GEKOStateStore
 

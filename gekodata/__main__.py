@@ -1,3 +1,3 @@
-from .cli import main
+from .diagnostics.cli import main
 
 raise SystemExit(main())

@@ -43,7 +43,7 @@ def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signa
 def check_causal_lm_inputs(logits: torch.Tensor, labels: torch.Tensor) -> None:
     """``TypeError``/``ValueError`` unless ``logits`` is a float [B, T, V] tensor and ``labels`` an
     integer [B, T] tensor (with a hint when the labels look already shifted). Shared by
-    :func:`causal_lm_signals`, :mod:`gekodata.token_scores` and :mod:`gekodata.tokens`."""
+    :func:`causal_lm_signals`, :mod:`gekodata.gating.token_scores` and :mod:`gekodata.gating.tokens`."""
     if not isinstance(logits, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError("logits and labels must be torch tensors")
     if logits.dim() != 3:

@@ -24,9 +24,8 @@ from gekodata import (
     GEKOStateStore,
     PruningDataset,
     WeightedBucketSampler,
-    cli,
-    datamap,
 )
+from gekodata.diagnostics import cli, datamap
 from gekodata.datamap import plot_data_map
 from gekodata.signals import classification_signals
 
@@ -297,7 +296,7 @@ def test_cli_subprocess_help_errors_and_no_matplotlib(run, tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
     # an interpreter where matplotlib cannot be imported (None in sys.modules blocks the import)
-    code = ("import sys; sys.modules['matplotlib'] = None; from gekodata.cli import main; "
+    code = ("import sys; sys.modules['matplotlib'] = None; from gekodata.diagnostics.cli import main; "
             f"raise SystemExit(main(['map', {str(sampler_path)!r}, '-o', {str(tmp_path / 'n.png')!r}]))")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,

@@ -4,7 +4,7 @@
 * :mod:`~gekodata.policy.curriculum`: :class:`Phase` and :class:`Curriculum`, bucket weights over
   the run's progress (GEKO's "mountain").
 * :mod:`~gekodata.policy.base`: :class:`SelectionPolicy`, what the sampler asks of a policy.
-* :mod:`~gekodata.policy.bucket_policy`: :class:`BucketPolicy`, GEKO's bucket rules, presets and
+* :mod:`~gekodata.policy.geko`: :class:`BucketPolicy`, GEKO's bucket rules, presets and
   the noise guard.
 * :mod:`~gekodata.policy.infobatch`: :class:`InfoBatchPolicy` (Qin et al., ICLR 2024).
 * :mod:`~gekodata.policy.prompt_policy`: :class:`PromptPolicy`, RL prompts planned from their
@@ -21,7 +21,7 @@
   none, and the evidence it was chosen by.
 """
 from .base import SelectionPolicy
-from .bucket_policy import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
+from .geko import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
 from .default import default_policy

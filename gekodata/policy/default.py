@@ -34,7 +34,7 @@ So: keep GEKO's policy, and pick by data (README): with noisy labels ``Forgettin
 """
 from __future__ import annotations
 
-from .bucket_policy import BucketPolicy
+from .geko import BucketPolicy
 
 
 def default_policy() -> BucketPolicy:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict
 
 from .base import SelectionPolicy
-from .bucket_policy import BucketPolicy
+from .geko import BucketPolicy
 from .forgetting import ForgettingPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy

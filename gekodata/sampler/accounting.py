@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 from ..planning.record import EpochRecord
-from ..report import EfficiencyReport
+from ..diagnostics.efficiency import EfficiencyReport
 
 
 class EpochLedger:

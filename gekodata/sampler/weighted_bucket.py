@@ -27,11 +27,11 @@ from ..planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from ..policy import Phase, SelectionPolicy, default_policy
 from .position import StreamPosition, fingerprint
 from ..planning.record import EpochRecord
-from ..report import EfficiencyReport
+from ..diagnostics.efficiency import EfficiencyReport
 from .accounting import EpochLedger
 from ..store.state_store import GEKOStateStore
 from .sharding import Plan, RankPlan
-from ..suspects import Suspects, find_suspects, write_suspects_csv
+from ..diagnostics.suspects import Suspects, find_suspects, write_suspects_csv
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -324,7 +324,7 @@ class WeightedBucketSampler(Sampler[int]):
         return find_suspects(self._store)
 
     def export_suspects(self, path: Union[str, os.PathLike], labels: Optional[Any] = None) -> int:
-        """Write :meth:`suspects` as CSV (atomically; see :func:`gekodata.suspects.write_suspects_csv`)
+        """Write :meth:`suspects` as CSV (atomically; see :func:`gekodata.diagnostics.suspects.write_suspects_csv`)
         and return how many rows were written."""
         return write_suspects_csv(path, self.suspects(), self.num_samples, labels)
 

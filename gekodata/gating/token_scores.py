@@ -1,5 +1,5 @@
 """Per-position difficulty of a causal LM's next-token predictions: the score token gating
-(:mod:`gekodata.tokens`) ranks tokens by.
+(:mod:`gekodata.gating.tokens`) ranks tokens by.
 
 :func:`token_difficulty` aligns its scores with the *shifted* labels (position ``t`` predicts token
 ``t + 1``) and returns ``NaN`` where there is no target. Compared with CGGR 0.5 it shifts labels
@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from .signals import check_causal_lm_inputs
+from ..signals import check_causal_lm_inputs
 
 SCORINGS = ("entropy", "margin", "loss", "combined")
 

@@ -1,11 +1,11 @@
-"""The kept-token ratio of token gating (:func:`gekodata.tokens.select_tokens`) per training step:
+"""The kept-token ratio of token gating (:func:`gekodata.gating.tokens.select_tokens`) per training step:
 linear warm-up from 1.0 to a floor, optionally raised while the model's confidence is low.
 """
 from __future__ import annotations
 
 import math
 
-from .selection_common import check_int, check_unit_interval
+from .common import check_int, check_unit_interval
 
 
 class TokenRatioSchedule:

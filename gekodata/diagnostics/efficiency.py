@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from .planning.record import EpochRecord, records_from_dicts
+from ..planning.record import EpochRecord, records_from_dicts
 
 BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
 BUCKET_COLORS = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",

@@ -1,4 +1,4 @@
-"""Row selection for selective backward (:mod:`gekodata.selective`): pure functions that pick
+"""Row selection for selective backward (:mod:`gekodata.gating.selective`): pure functions that pick
 the rows of a batch to run forward-with-grad and backward on, and carry them out.
 
 * :func:`num_kept`, :func:`select_rows` (``topk``, ``random``, ``weighted``) and
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .selection_common import check_unit_interval, private_generator, ranks_ascending
+from .common import check_unit_interval, private_generator, ranks_ascending
 
 ROW_STRATEGIES = ("topk", "random", "weighted")
 

@@ -3,7 +3,7 @@
 ``STATE`` is a file written by :meth:`GEKOStateStore.save` or :meth:`WeightedBucketSampler.save`.
 
 * ``python -m gekodata map STATE -o map.png [--title T] [--max-points N]``: the data map
-  (confidence vs variability per sample, coloured by bucket), see :mod:`gekodata.datamap`.
+  (confidence vs variability per sample, coloured by bucket), see :mod:`gekodata.diagnostics.datamap`.
 * ``python -m gekodata report STATE [--json]``: sample, visit and bucket counts of the store; for
   sampler files also the per-epoch efficiency table and the saved fraction.
 

@@ -14,9 +14,9 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .store.files import atomic_write
-from .policy import Bucket
-from .store.state_store import GEKOStateStore
+from ..store.files import atomic_write
+from ..policy import Bucket
+from ..store.state_store import GEKOStateStore
 
 
 @dataclass(frozen=True)

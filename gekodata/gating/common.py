@@ -1,5 +1,5 @@
-"""Building blocks shared by token selection (:mod:`gekodata.tokens`) and row selection
-(:mod:`gekodata.row_selection`): argument checks, the private random generator and stable ranks.
+"""Building blocks shared by token selection (:mod:`gekodata.gating.tokens`) and row selection
+(:mod:`gekodata.gating.rows`): argument checks, the private random generator and stable ranks.
 """
 from __future__ import annotations
 
