@@ -89,3 +89,47 @@ def test_no_import_cycle():
 def test_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+# The layers, bottom up (README "Layout"): a module imports only from its own unit or from units of
+# a lower layer. Units are gekodata's top-level packages and modules.
+LAYERS = {
+    "store": 0, "signals": 0,
+    "policy": 1, "dataset": 1, "gating": 1,
+    "planning": 2, "reference": 2,
+    "diagnostics": 3,
+    "sampler": 4,
+    "prompts": 5,
+    "hf": 6,
+    # public import paths and the package's own re-exports sit on top
+    "tokens": 7, "selective": 7, "datamap": 7, "__main__": 7, "": 7,
+}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for name, deps in graph.items():
+        own = _unit(name)
+        for dep in deps:
+            unit = _unit(dep)
+            if unit != own and LAYERS[unit] >= LAYERS[own]:
+                found.append(f"{name} -> {dep}")
+    return sorted(found)
+
+
+def test_every_unit_has_a_layer():
+    assert {_unit(name) for name in import_graph()} <= set(LAYERS)
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    assert upward_imports(import_graph()) == []
+
+
+def test_layer_check_finds_an_upward_import():
+    assert upward_imports({"gekodata.store.x": {"gekodata.sampler.y"}}) == ["gekodata.store.x -> gekodata.sampler.y"]
+    assert upward_imports({"gekodata.sampler.y": {"gekodata.store.x"}}) == []
