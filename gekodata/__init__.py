@@ -4,10 +4,24 @@ Plug a :class:`WeightedBucketSampler` and a :class:`PruningDataset` into your ow
 call ``sampler.report(loss, conf, correct, idx)`` in your loop; gekodata keeps per-sample state,
 sorts samples into GEKO's buckets and plans each epoch from them.
 """
+
 from .dataset import PruningDataset
-from .policy import (AGGRESSIVE, BALANCED, CONSERVATIVE, Bucket, BucketPolicy, Curriculum, ForgettingPolicy,
-                     InfoBatchPolicy, Phase, PromptPolicy, ReducibleLossPolicy, SelectionPolicy, default_policy)
 from .diagnostics.efficiency import EfficiencyReport, EpochRecord
+from .policy import (
+    AGGRESSIVE,
+    BALANCED,
+    CONSERVATIVE,
+    Bucket,
+    BucketPolicy,
+    Curriculum,
+    ForgettingPolicy,
+    InfoBatchPolicy,
+    Phase,
+    PromptPolicy,
+    ReducibleLossPolicy,
+    SelectionPolicy,
+    default_policy,
+)
 from .sampler.weighted_bucket import WeightedBucketSampler
 from .store.state_store import GEKOStateStore
 

@@ -4,11 +4,12 @@ The index travels inside the item, so it survives any collate function, worker p
 accelerate's batch sharding and gradient accumulation; nothing needs to guess which samples a
 batch held.
 """
+
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class PruningDataset(Dataset):
         self,
         dataset: Any,
         *,
-        prune_frozen_after: Optional[int] = None,
+        prune_frozen_after: int | None = None,
         index_key: str = "idx",
         weight_key: str = "weight",
     ) -> None:
@@ -92,7 +93,9 @@ class PruningDataset(Dataset):
             )
         if prune_frozen_after is not None:
             if int(prune_frozen_after) < 1:
-                raise ValueError(f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}")
+                raise ValueError(
+                    f"prune_frozen_after must be >= 1 or None, got {prune_frozen_after}"
+                )
             if int(prune_frozen_after) > MAX_PRUNE_FROZEN_AFTER:
                 raise ValueError(
                     f"prune_frozen_after must be <= {MAX_PRUNE_FROZEN_AFTER}, got {prune_frozen_after}: "
@@ -106,15 +109,19 @@ class PruningDataset(Dataset):
         self.prune_frozen_after = None if prune_frozen_after is None else int(prune_frozen_after)
         self.index_key = index_key
         self.weight_key = weight_key
-        self._store: Optional["GEKOStateStore"] = None
-        self._loss_weights: Optional[torch.Tensor] = None
-        self._weight_view: Optional[np.ndarray] = None  # numpy view of _loss_weights, made on first use
+        self._store: GEKOStateStore | None = None
+        self._loss_weights: torch.Tensor | None = None
+        self._weight_view: np.ndarray | None = (
+            None  # numpy view of _loss_weights, made on first use
+        )
         self._num_live = self.num_samples
 
-    def _attach(self, store: "GEKOStateStore", loss_weights: Optional[torch.Tensor]) -> None:
+    def _attach(self, store: GEKOStateStore, loss_weights: torch.Tensor | None) -> None:
         """Called by the sampler that owns ``store``."""
         if len(store) != self.num_samples:
-            raise ValueError(f"store has {len(store)} rows but the dataset has {self.num_samples} samples")
+            raise ValueError(
+                f"store has {len(store)} rows but the dataset has {self.num_samples} samples"
+            )
         self._store = store
         self._loss_weights = loss_weights
         self._weight_view = None
@@ -138,7 +145,7 @@ class PruningDataset(Dataset):
             return np.empty(0, dtype=np.int64)
         return np.flatnonzero(self._store.pruned)
 
-    def unprune(self, idx: Union[None, Sequence[int], np.ndarray, torch.Tensor] = None) -> int:
+    def unprune(self, idx: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> int:
         """Bring pruned samples back (all if ``idx`` is None) from the next epoch's plan on.
 
         Their state is reset to "never seen", so the next plan gives them the UNSEEN weight and
@@ -151,7 +158,9 @@ class PruningDataset(Dataset):
         if idx is None:
             target = np.flatnonzero(store.pruned)
         else:
-            target = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64).reshape(-1)
+            target = np.asarray(
+                idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64
+            ).reshape(-1)
             if target.size and (target.min() < 0 or target.max() >= self.num_samples):
                 raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
             target = target[store.pruned[target]]
@@ -161,9 +170,11 @@ class PruningDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         index = int(index)
         weights = self._weight_array()
-        return self._with_index(self.dataset[index], index, None if weights is None else float(weights[index]))
+        return self._with_index(
+            self.dataset[index], index, None if weights is None else float(weights[index])
+        )
 
-    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Items ``indices`` (a batch), as :meth:`__getitem__` returns them, in one call: torch's
         DataLoader uses it for batched fetching. A wrapped dataset's own ``__getitems__`` (e.g. a
         Hugging Face ``datasets.Dataset``: one batched Arrow read) is used when it has one, and
@@ -172,16 +183,23 @@ class PruningDataset(Dataset):
         fetch = getattr(self.dataset, "__getitems__", None)
         items = fetch(indices) if fetch else [self.dataset[i] for i in indices]
         if len(items) != len(indices):
-            raise ValueError(f"{type(self.dataset).__name__}.__getitems__ returned {len(items)} items "
-                             f"for {len(indices)} indices")
+            raise ValueError(
+                f"{type(self.dataset).__name__}.__getitems__ returned {len(items)} items "
+                f"for {len(indices)} indices"
+            )
         weights = self._weight_array()
         if weights is None:
-            if all(type(item) is tuple for item in items):  # TensorDataset and the like: the common case
+            if all(
+                type(item) is tuple for item in items
+            ):  # TensorDataset and the like: the common case
                 return [(*item, i) for item, i in zip(items, indices)]
             return [self._with_index(item, i, None) for item, i in zip(items, indices)]
-        return [self._with_index(item, i, w) for item, i, w in zip(items, indices, weights[indices].tolist())]
+        return [
+            self._with_index(item, i, w)
+            for item, i, w in zip(items, indices, weights[indices].tolist())
+        ]
 
-    def _weight_array(self) -> Optional[np.ndarray]:
+    def _weight_array(self) -> np.ndarray | None:
         """The sampler's loss weights (shared memory) as a numpy view, float32 [N]; None without."""
         if self._loss_weights is None:
             return None
@@ -189,7 +207,7 @@ class PruningDataset(Dataset):
             self._weight_view = self._loss_weights.numpy()
         return self._weight_view
 
-    def _with_index(self, item: Any, index: int, weight: Optional[float]) -> Any:
+    def _with_index(self, item: Any, index: int, weight: float | None) -> Any:
         """``item`` with its index (and loss weight) attached, by the item's type (class docstring)."""
         kind = type(item)
         # checks ordered by how common the type is: dict, tuple (TensorDataset), then the rest
@@ -207,7 +225,9 @@ class PruningDataset(Dataset):
             return self._mapping_item(item, index, weight)
         extras = (index,) if weight is None else (index, weight)
         if isinstance(item, tuple):
-            return (item, *extras) if hasattr(item, "_fields") else (*item, *extras)  # named tuple: kept whole
+            return (
+                (item, *extras) if hasattr(item, "_fields") else (*item, *extras)
+            )  # named tuple: kept whole
         if isinstance(item, list):
             return [*item, *extras]
         return (item, *extras)
@@ -217,7 +237,7 @@ class PruningDataset(Dataset):
             f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
         )
 
-    def _mapping_item(self, item: Mapping, index: int, weight: Optional[float]) -> Mapping:
+    def _mapping_item(self, item: Mapping, index: int, weight: float | None) -> Mapping:
         """A non-``dict`` mapping item with the index (and weight) keys: a shallow copy of the same
         type when it is mutable, else a plain ``dict``."""
         if self.index_key in item:
@@ -238,7 +258,7 @@ class PruningDataset(Dataset):
             out[self.weight_key] = weight
         return out
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_num_live"] = self.num_live
         state["_store"] = None  # workers only read items; the store stays with the sampler
@@ -246,5 +266,7 @@ class PruningDataset(Dataset):
         return state
 
     def __repr__(self) -> str:
-        return (f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
-                f"live={self.num_live}, prune_frozen_after={self.prune_frozen_after})")
+        return (
+            f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
+            f"live={self.num_live}, prune_frozen_after={self.prune_frozen_after})"
+        )

@@ -26,12 +26,14 @@ The reported loss ``1 - s`` is what the forgetting audit compares: an audited fr
 one failed completion (loss 1 against a loss EMA near 0) is unfrozen with the default
 ``audit_margin=0.5``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import inspect
-from typing import Any, Callable, Dict, Iterator, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ from .policy import Bucket
 from .sampler.weighted_bucket import WeightedBucketSampler
 from .store.state_store import GEKOStateStore
 
-RewardRange = Tuple[float, float]
+RewardRange = tuple[float, float]
 
 
 def _as_array(name: str, x: Any, numeric: bool) -> np.ndarray:
@@ -52,14 +54,18 @@ def _as_array(name: str, x: Any, numeric: bool) -> np.ndarray:
         return np.asarray(x)
     try:
         if isinstance(x, (list, tuple)):
-            x = [[np.nan if v is None else v for v in row] if isinstance(row, (list, tuple)) else
-                 (np.nan if row is None else row) for row in x]
+            x = [
+                [np.nan if v is None else v for v in row]
+                if isinstance(row, (list, tuple))
+                else (np.nan if row is None else row)
+                for row in x
+            ]
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must hold numbers (or None), got {exc}") from None
 
 
-def _check_range(reward_range: RewardRange) -> Tuple[float, float]:
+def _check_range(reward_range: RewardRange) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in reward_range)
     except (TypeError, ValueError):
@@ -69,7 +75,9 @@ def _check_range(reward_range: RewardRange) -> Tuple[float, float]:
     return low, high
 
 
-def group_rows(idx: Any, rewards: Any, reward_range: RewardRange = (0.0, 1.0)) -> Tuple[np.ndarray, np.ndarray]:
+def group_rows(
+    idx: Any, rewards: Any, reward_range: RewardRange = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """The store rows of a report: (idx int64 [n], normalised reward float32 [n] in [0, 1]), one
     per completion whose reward is a number. Pure; :func:`report_groups` reports them.
 
@@ -82,7 +90,9 @@ def group_rows(idx: Any, rewards: Any, reward_range: RewardRange = (0.0, 1.0)) -
     idx_a = _as_array("idx", idx, numeric=False)
     rew = _as_array("rewards", rewards, numeric=True)
     if idx_a.ndim != 1:
-        raise ValueError(f"idx must be 1-D (one prompt index per group or per completion), got shape {idx_a.shape}")
+        raise ValueError(
+            f"idx must be 1-D (one prompt index per group or per completion), got shape {idx_a.shape}"
+        )
     if len(idx_a) and not (np.issubdtype(idx_a.dtype, np.integer) and idx_a.dtype != np.bool_):
         raise ValueError(f"idx must hold integer prompt indices, got dtype {idx_a.dtype}")
     if rew.ndim == 2:
@@ -91,20 +101,29 @@ def group_rows(idx: Any, rewards: Any, reward_range: RewardRange = (0.0, 1.0)) -
         idx_a = np.repeat(idx_a, rew.shape[1])
         rew = rew.reshape(-1)
     elif rew.ndim != 1 or len(rew) != len(idx_a):
-        raise ValueError(f"rewards must be [P, G] for idx [P], or [n] like idx [n]; got rewards {rew.shape} "
-                         f"and idx {idx_a.shape}")
+        raise ValueError(
+            f"rewards must be [P, G] for idx [P], or [n] like idx [n]; got rewards {rew.shape} "
+            f"and idx {idx_a.shape}"
+        )
     known = ~np.isnan(rew)
     outside = known & ~((rew >= low) & (rew <= high))
     if outside.any():
         where = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"reward {rew[where]} (prompt {idx_a[where]}) is outside reward_range ({low}, {high}); "
-                         "pass the reward function's range, e.g. reward_range=(-1, 1)")
+        raise ValueError(
+            f"reward {rew[where]} (prompt {idx_a[where]}) is outside reward_range ({low}, {high}); "
+            "pass the reward function's range, e.g. reward_range=(-1, 1)"
+        )
     scaled = ((rew[known] - low) / (high - low)).astype(np.float32)
     return idx_a[known].astype(np.int64), scaled
 
 
-def report_groups(sampler: WeightedBucketSampler, idx: Any, rewards: Any, *,
-                  reward_range: RewardRange = (0.0, 1.0)) -> int:
+def report_groups(
+    sampler: WeightedBucketSampler,
+    idx: Any,
+    rewards: Any,
+    *,
+    reward_range: RewardRange = (0.0, 1.0),
+) -> int:
     """Report the rewards of prompts' groups of completions to ``sampler``; returns the rows
     (completions) reported.
 
@@ -134,15 +153,27 @@ class RewardReporter:
     under it).
     """
 
-    def __init__(self, sampler: WeightedBucketSampler, reward_fn: Callable[..., Sequence[Any]], *,
-                 index_key: str = "idx", reward_range: RewardRange = (0.0, 1.0)) -> None:
+    def __init__(
+        self,
+        sampler: WeightedBucketSampler,
+        reward_fn: Callable[..., Sequence[Any]],
+        *,
+        index_key: str = "idx",
+        reward_range: RewardRange = (0.0, 1.0),
+    ) -> None:
         if not isinstance(sampler, WeightedBucketSampler):
-            raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
+            raise TypeError(
+                f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}"
+            )
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
-        if inspect.iscoroutinefunction(reward_fn) or inspect.iscoroutinefunction(getattr(reward_fn, "__call__", None)):
-            raise TypeError("reward_reporter wraps synchronous reward functions; an async one would return a "
-                            "coroutine before its rewards exist")
+        if inspect.iscoroutinefunction(reward_fn) or inspect.iscoroutinefunction(
+            getattr(reward_fn, "__call__", None)  # noqa: B004 (an object's async __call__)
+        ):
+            raise TypeError(
+                "reward_reporter wraps synchronous reward functions; an async one would return a "
+                "coroutine before its rewards exist"
+            )
         _check_range(reward_range)
         functools.update_wrapper(self, reward_fn)
         self.sampler = sampler
@@ -156,13 +187,17 @@ class RewardReporter:
         rewards = self.reward_fn(*args, **kwargs)
         if not self._paused:
             if self.index_key not in kwargs:
-                given = sorted(k for k in kwargs if k not in ("prompts", "completions", "completion_ids"))
+                given = sorted(
+                    k for k in kwargs if k not in ("prompts", "completions", "completion_ids")
+                )
                 raise ValueError(
                     f"the reward function got no {self.index_key!r} keyword (got {given}): the prompt dataset "
                     f"needs a column {self.index_key!r} with each row's position (gekodata.hf.with_prompt_index(ds) "
-                    "adds it), passed to reward functions (GRPOConfig(remove_unused_columns=False), the default)")
-            self.reported_rows += report_groups(self.sampler, kwargs[self.index_key], rewards,
-                                                reward_range=self.reward_range)
+                    "adds it), passed to reward functions (GRPOConfig(remove_unused_columns=False), the default)"
+                )
+            self.reported_rows += report_groups(
+                self.sampler, kwargs[self.index_key], rewards, reward_range=self.reward_range
+            )
         return rewards
 
     @contextlib.contextmanager
@@ -179,8 +214,13 @@ class RewardReporter:
         return f"RewardReporter({getattr(self.reward_fn, '__name__', self.reward_fn)!r}, index_key={self.index_key!r})"
 
 
-def reward_reporter(sampler: WeightedBucketSampler, reward_fn: Callable[..., Sequence[Any]], *,
-                    index_key: str = "idx", reward_range: RewardRange = (0.0, 1.0)) -> RewardReporter:
+def reward_reporter(
+    sampler: WeightedBucketSampler,
+    reward_fn: Callable[..., Sequence[Any]],
+    *,
+    index_key: str = "idx",
+    reward_range: RewardRange = (0.0, 1.0),
+) -> RewardReporter:
     """Wrap ``reward_fn`` so that every call also reports its rewards to ``sampler``.
 
     ``GRPOTrainer(..., reward_funcs=[reward_reporter(sampler, my_reward)])``: ``my_reward`` is
@@ -191,7 +231,7 @@ def reward_reporter(sampler: WeightedBucketSampler, reward_fn: Callable[..., Seq
     return RewardReporter(sampler, reward_fn, index_key=index_key, reward_range=reward_range)
 
 
-def prompt_summary(store: GEKOStateStore) -> Dict[str, Any]:
+def prompt_summary(store: GEKOStateStore) -> dict[str, Any]:
     """Counts of prompts by their last group outcome, from the store alone (no plan needed).
 
     ``unseen``, ``informative`` (last window had reward variance), ``solved_streak`` and

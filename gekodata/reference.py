@@ -15,11 +15,13 @@ supply the model, its training and its per-sample loss as callables, so it works
 framework; it reports the wall-clock and passes it spent, and benchmarks count them as part of
 the selection's cost.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,7 +51,9 @@ def fold_split(num_samples: int, folds: int, seed: int) -> np.ndarray:
     """int64 [N]: a random fold in ``[0, folds)`` per sample, folds as equal as possible
     (private generator seeded by ``seed``)."""
     if int(folds) < 2:
-        raise ValueError(f"folds must be >= 2 (each sample is scored by a model trained on the others), got {folds}")
+        raise ValueError(
+            f"folds must be >= 2 (each sample is scored by a model trained on the others), got {folds}"
+        )
     if num_samples < int(folds):
         raise ValueError(f"need at least {folds} samples for {folds} folds, got {num_samples}")
     order = np.random.default_rng([int(seed), _FOLD_STREAM]).permutation(num_samples)
@@ -61,12 +65,12 @@ def fold_split(num_samples: int, folds: int, seed: int) -> np.ndarray:
 def cross_fit_reference_losses(
     num_samples: int,
     make_model: Callable[[int], Any],
-    train: Callable[[Any, np.ndarray], Optional[int]],
+    train: Callable[[Any, np.ndarray], int | None],
     loss: Callable[[Any, np.ndarray], Sequence[float]],
     *,
     folds: int = 2,
     seed: int = 0,
-    store: Optional[GEKOStateStore] = None,
+    store: GEKOStateStore | None = None,
 ) -> ReferenceLosses:
     """Reference losses by cross-fitting: for each fold ``k``, ``model = make_model(k)``,
     ``train(model, idx_of_other_folds)``, then ``loss(model, idx_of_fold_k)``.
@@ -97,7 +101,9 @@ def cross_fit_reference_losses(
         score_idx = np.flatnonzero(fold == k)
         values = np.asarray(loss(model, score_idx), dtype=np.float32).reshape(-1)
         if values.shape != score_idx.shape:
-            raise ValueError(f"loss returned {values.shape[0]} values for {len(score_idx)} samples (fold {k})")
+            raise ValueError(
+                f"loss returned {values.shape[0]} values for {len(score_idx)} samples (fold {k})"
+            )
         if not (np.isfinite(values) & (values >= 0)).all():
             raise ValueError(f"loss returned values that are not finite and >= 0 (fold {k})")
         losses[score_idx] = values

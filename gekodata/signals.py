@@ -3,14 +3,15 @@
 One vectorized pass, no extra forward. ``loss`` keeps its graph so the user trains on it;
 ``conf`` and ``correct`` are detached. All three have shape [B] and live on the logits' device.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Tuple, Union
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
 
-Signals = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Signals = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 CorrectRule = Union[str, float, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
@@ -52,7 +53,11 @@ def check_causal_lm_inputs(logits: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(f"logits must be a floating-point tensor, got {logits.dtype}")
     if labels.dim() != 2 or tuple(labels.shape) != tuple(logits.shape[:2]):
         hint = ""
-        if labels.dim() == 2 and labels.shape[0] == logits.shape[0] and labels.shape[1] == logits.shape[1] - 1:
+        if (
+            labels.dim() == 2
+            and labels.shape[0] == logits.shape[0]
+            and labels.shape[1] == logits.shape[1] - 1
+        ):
             hint = " (labels look already shifted: pass shift=False with logits[:, :-1])"
         raise ValueError(
             f"labels must be [B, T] = {tuple(logits.shape[:2])} to match logits [B, T, V], "
@@ -101,7 +106,9 @@ def causal_lm_signals(
         vocab = logits.shape[-1]
         valid = labels[mask]
         if bool((valid < 0).any() or (valid >= vocab).any()):
-            raise ValueError(f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}")
+            raise ValueError(
+                f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}"
+            )
     batch, steps, vocab = logits.shape
     token_nll = F.cross_entropy(
         logits.reshape(-1, vocab).float(), safe_labels.reshape(-1), reduction="none"
@@ -116,14 +123,24 @@ def causal_lm_signals(
         predicted = logits.detach().argmax(dim=-1)
         hits = (predicted == labels) & mask
         if callable(correct):
-            is_correct = torch.as_tensor(correct(predicted, labels, mask), device=logits.device).to(torch.bool)
+            is_correct = torch.as_tensor(correct(predicted, labels, mask), device=logits.device).to(
+                torch.bool
+            )
             if is_correct.shape != (batch,):
-                raise ValueError(f"the correct= callable must return shape ({batch},), got {tuple(is_correct.shape)}")
+                raise ValueError(
+                    f"the correct= callable must return shape ({batch},), got {tuple(is_correct.shape)}"
+                )
         elif correct == "exact":
             is_correct = hits.sum(dim=1) == mask.sum(dim=1)
-        elif isinstance(correct, (int, float)) and not isinstance(correct, bool) and 0.0 <= correct <= 1.0:
+        elif (
+            isinstance(correct, (int, float))
+            and not isinstance(correct, bool)
+            and 0.0 <= correct <= 1.0
+        ):
             accuracy = hits.sum(dim=1).float() / denom
             is_correct = (accuracy >= float(correct)) | (num_targets == 0)
         else:
-            raise ValueError(f"correct must be 'exact', a float in [0, 1] or a callable, got {correct!r}")
+            raise ValueError(
+                f"correct must be 'exact', a float in [0, 1] or a callable, got {correct!r}"
+            )
     return loss, conf, is_correct

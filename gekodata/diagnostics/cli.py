@@ -10,12 +10,13 @@
 Bad input (missing file, another file format, no matplotlib for ``map``) prints one line
 ``gekodata: error: ...`` to stderr and exits with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from . import datamap
 
@@ -38,21 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     p_map = sub.add_parser(
-        "map", help="write a data map PNG: confidence vs variability per sample, coloured by bucket",
+        "map",
+        help="write a data map PNG: confidence vs variability per sample, coloured by bucket",
         description="Data map (Dataset Cartography style) from the online store, no extra passes. "
-                    "variability = min(confidence * loss_std, 0.5), the delta-method std of "
-                    "p = exp(-loss). Unseen samples are left out; above --max-points seen samples a "
-                    "fixed-seed uniform subsample is drawn. Needs matplotlib (gekodata[plot]).",
+        "variability = min(confidence * loss_std, 0.5), the delta-method std of "
+        "p = exp(-loss). Unseen samples are left out; above --max-points seen samples a "
+        "fixed-seed uniform subsample is drawn. Needs matplotlib (gekodata[plot]).",
     )
     p_map.add_argument("state", metavar="STATE", help="store or sampler file (.safetensors)")
     p_map.add_argument("-o", "--output", required=True, metavar="PNG", help="PNG file to write")
     p_map.add_argument("--title", default=None, help="figure title")
-    p_map.add_argument("--max-points", type=_positive_int, default=datamap.DEFAULT_MAX_POINTS, metavar="N",
-                       help=f"most points drawn (default {datamap.DEFAULT_MAX_POINTS:,})")
+    p_map.add_argument(
+        "--max-points",
+        type=_positive_int,
+        default=datamap.DEFAULT_MAX_POINTS,
+        metavar="N",
+        help=f"most points drawn (default {datamap.DEFAULT_MAX_POINTS:,})",
+    )
     p_report = sub.add_parser(
-        "report", help="print sample, visit and bucket counts (and the efficiency table of sampler files)",
+        "report",
+        help="print sample, visit and bucket counts (and the efficiency table of sampler files)",
         description="Summary of a saved state: samples, seen, visits, bucket counts and shares, pruned, "
-                    "mean confidence/correctness; for sampler files the per-epoch efficiency table.",
+        "mean confidence/correctness; for sampler files the per-epoch efficiency table.",
     )
     p_report.add_argument("state", metavar="STATE", help="store or sampler file (.safetensors)")
     p_report.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -65,7 +73,7 @@ def _error(message: str) -> int:
     return 2
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     Usage errors exit through argparse (``SystemExit(2)``); unreadable or foreign files and a
@@ -82,15 +90,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _error(str(exc))
     if args.command == "map":
         try:
-            points = datamap.plot_data_map(loaded.store, args.output, title=args.title,
-                                           max_points=args.max_points)
+            points = datamap.plot_data_map(
+                loaded.store, args.output, title=args.title, max_points=args.max_points
+            )
         except ImportError as exc:
             return _error(str(exc))
         except OSError as exc:
             return _error(f"{args.output}: cannot write ({exc.strerror or exc})")
         note = f" (uniform subsample of {points.num_seen:,})" if points.subsampled else ""
-        print(f"wrote {args.output}: {len(points.index):,} points{note}, "
-              f"{points.num_unseen:,} unseen samples not shown")
+        print(
+            f"wrote {args.output}: {len(points.index):,} points{note}, "
+            f"{points.num_unseen:,} unseen samples not shown"
+        )
         return 0
     summary = datamap.summarize(loaded)
     if args.json:
@@ -100,4 +111,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-__all__: List[str] = ["build_parser", "main"]
+__all__: list[str] = ["build_parser", "main"]

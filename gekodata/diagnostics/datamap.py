@@ -20,19 +20,26 @@ Files: :func:`load_state` reads a store file (:meth:`GEKOStateStore.save`, forma
 "gekodata.state") or a sampler file (:meth:`WeightedBucketSampler.save`, format
 "gekodata.sampler", which also carries the per-epoch efficiency records).
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import numpy as np
 
 from ..policy import Bucket
-from .efficiency import BUCKET_COLORS, EfficiencyReport, records_from_dicts
-from ..store.files import (SAMPLER_FORMAT, STATE_FORMAT, read_state_file, sampler_file_store_state, sampler_meta,
-                 store_state_from_parts)
+from ..store.files import (
+    SAMPLER_FORMAT,
+    STATE_FORMAT,
+    read_state_file,
+    sampler_file_store_state,
+    sampler_meta,
+    store_state_from_parts,
+)
 from ..store.state_store import GEKOStateStore
+from .efficiency import BUCKET_COLORS, EfficiencyReport, records_from_dicts
 
 DEFAULT_MAX_POINTS = 200_000
 """Most points :func:`plot_data_map` draws; larger stores are subsampled."""
@@ -61,11 +68,11 @@ class LoadedState:
     path: str
     kind: str
     store: GEKOStateStore
-    report: Optional[EfficiencyReport] = None
-    run: Dict[str, Any] = field(default_factory=dict)
+    report: EfficiencyReport | None = None
+    run: dict[str, Any] = field(default_factory=dict)
 
 
-def load_state(path: Union[str, os.PathLike]) -> LoadedState:
+def load_state(path: str | os.PathLike) -> LoadedState:
     """Read a store or sampler file (once), detecting which from its metadata ``format``.
 
     Raises ``FileNotFoundError``/``OSError`` for unreadable paths and ``ValueError`` for any
@@ -78,11 +85,18 @@ def load_state(path: Union[str, os.PathLike]) -> LoadedState:
         raise ValueError(f"{path}: not a gekodata state file ({exc})") from None
     fmt = metadata.get("format", "")
     if fmt == STATE_FORMAT:
-        return LoadedState(path, "store", GEKOStateStore.from_state_dict(
-            store_state_from_parts(path, arrays, metadata), where=path))
+        return LoadedState(
+            path,
+            "store",
+            GEKOStateStore.from_state_dict(
+                store_state_from_parts(path, arrays, metadata), where=path
+            ),
+        )
     if fmt != SAMPLER_FORMAT:
-        raise ValueError(f"{path}: not a gekodata state or sampler file (format={fmt or None!r}; "
-                         f"expected {STATE_FORMAT!r} or {SAMPLER_FORMAT!r})")
+        raise ValueError(
+            f"{path}: not a gekodata state or sampler file (format={fmt or None!r}; "
+            f"expected {STATE_FORMAT!r} or {SAMPLER_FORMAT!r})"
+        )
     meta = sampler_meta(path, metadata)
     try:
         store_state = sampler_file_store_state(arrays, meta)
@@ -126,7 +140,7 @@ def subsample_seen(seen: np.ndarray, max_points: int, seed: int = DEFAULT_SEED) 
     out = np.empty(max_points, dtype=np.int64)
     first_rank = 0
     for lo in range(0, len(seen), _CHUNK):
-        pos = np.flatnonzero(seen[lo:lo + _CHUNK])
+        pos = np.flatnonzero(seen[lo : lo + _CHUNK])
         a, b = np.searchsorted(ranks, [first_rank, first_rank + len(pos)])
         out[a:b] = pos[ranks[a:b] - first_rank] + lo
         first_rank += len(pos)
@@ -141,13 +155,19 @@ def bucket_name(code: int) -> str:
         return f"code{int(code)}"
 
 
-def bucket_counts(store: GEKOStateStore) -> Dict[str, int]:
+def bucket_counts(store: GEKOStateStore) -> dict[str, int]:
     """Samples per bucket code, every :class:`Bucket` member by name (in code order, zeros
     included) plus ``"code<k>"`` for stored codes that are not members."""
     counts = np.bincount(store.bucket, minlength=max(8, max(m.value for m in Bucket) + 1))
     out = {member.name: int(counts[member.value]) for member in Bucket}
     known = {member.value for member in Bucket}
-    out.update({f"code{code}": int(counts[code]) for code in np.flatnonzero(counts) if int(code) not in known})
+    out.update(
+        {
+            f"code{code}": int(counts[code])
+            for code in np.flatnonzero(counts)
+            if int(code) not in known
+        }
+    )
     return out
 
 
@@ -173,7 +193,7 @@ class DataMapPoints:
     num_samples: int
     num_seen: int
     subsampled: bool
-    counts: Dict[str, int]
+    counts: dict[str, int]
 
     @property
     def num_unseen(self) -> int:
@@ -202,7 +222,7 @@ def data_map_points(
     )
 
 
-def _bucket_style(name: str, fallback: int) -> Tuple[str, str, float]:
+def _bucket_style(name: str, fallback: int) -> tuple[str, str, float]:
     """(colour, marker, size) of a bucket; SUSPECT stands out, unknown names get a fallback."""
     color = BUCKET_COLORS.get(name, _FALLBACK_COLORS[fallback % len(_FALLBACK_COLORS)])
     if name == "SUSPECT":
@@ -212,9 +232,9 @@ def _bucket_style(name: str, fallback: int) -> Tuple[str, str, float]:
 
 def plot_data_map(
     store: GEKOStateStore,
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
-    title: Optional[str] = None,
+    title: str | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
     seed: int = DEFAULT_SEED,
 ) -> DataMapPoints:
@@ -246,15 +266,28 @@ def plot_data_map(
             continue
         mask = points.bucket == code
         color, marker, size = _bucket_style(name, k)
-        ax.scatter(points.variability[mask], points.confidence[mask], s=size, c=color, marker=marker,
-                   alpha=0.6 if marker == "o" else 0.9, linewidths=0.8 if marker == "x" else 0,
-                   label=f"{name.lower()} ({count:,})")
+        ax.scatter(
+            points.variability[mask],
+            points.confidence[mask],
+            s=size,
+            c=color,
+            marker=marker,
+            alpha=0.6 if marker == "o" else 0.9,
+            linewidths=0.8 if marker == "x" else 0,
+            label=f"{name.lower()} ({count:,})",
+        )
     ax.set_xlabel("variability  ~ confidence x std(loss)  (delta method for std of p)")
     ax.set_ylabel("confidence  (EMA of the target probability)")
     ax.set_xlim(-0.01, max(0.05, float(points.variability.max(initial=0.0)) * 1.05))
     ax.set_ylim(-0.02, 1.02)
     if points.num_seen:
-        ax.legend(fontsize=8, loc="lower right", markerscale=2, title="bucket (seen samples)", title_fontsize=8)
+        ax.legend(
+            fontsize=8,
+            loc="lower right",
+            markerscale=2,
+            title="bucket (seen samples)",
+            title_fontsize=8,
+        )
     parts = [f"{points.num_seen:,} of {points.num_samples:,} samples seen"]
     if points.num_unseen:
         parts.append(f"{points.num_unseen:,} unseen not shown")
@@ -283,7 +316,7 @@ def _visits_median(visits: np.ndarray) -> float:
     return (lo + hi) / 2.0
 
 
-def summarize(loaded: Union[LoadedState, GEKOStateStore]) -> Dict[str, Any]:
+def summarize(loaded: LoadedState | GEKOStateStore) -> dict[str, Any]:
     """JSON-serialisable summary of a store (all samples, vectorized).
 
     Keys: ``num_samples``, ``seen``, ``unseen``, ``pruned``, ``visits`` (total, mean/median over
@@ -302,11 +335,11 @@ def summarize(loaded: Union[LoadedState, GEKOStateStore]) -> Dict[str, Any]:
     num_seen = int(np.count_nonzero(seen))
     seen_visits = visits[seen]
 
-    def seen_mean(values: np.ndarray) -> Optional[float]:
+    def seen_mean(values: np.ndarray) -> float | None:
         return float(values[seen].mean(dtype=np.float64)) if num_seen else None
 
     counts = bucket_counts(store)
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "path": loaded.path,
         "kind": loaded.kind,
         "num_samples": n,
@@ -334,35 +367,47 @@ def summarize(loaded: Union[LoadedState, GEKOStateStore]) -> Dict[str, Any]:
     return out
 
 
-def format_summary(summary: Dict[str, Any], report: Optional[EfficiencyReport] = None) -> str:
+def format_summary(summary: dict[str, Any], report: EfficiencyReport | None = None) -> str:
     """Human-readable text of :func:`summarize`'s dict (plus ``str(report)`` when given)."""
     n = summary["num_samples"]
 
     def pct(count: int) -> str:
         return f"{count / n:.1%}" if n else "-"
 
-    def num(value: Optional[float]) -> str:
+    def num(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     v = summary["visits"]
-    head = f"{summary['path']} ({summary['kind']} file)" if summary.get("path") else f"({summary['kind']})"
+    head = (
+        f"{summary['path']} ({summary['kind']} file)"
+        if summary.get("path")
+        else f"({summary['kind']})"
+    )
     lines = [head]
     run = summary.get("run")
     if run:
         policy = dict(run.get("policy") or {})
         phases = [p.get("name", "?") for p in policy.pop("curriculum", []) if isinstance(p, dict)]
         settings = ", ".join(f"{k}={v}" for k, v in policy.items())
-        lines.append(f"run: epoch {run.get('epoch')} of {run.get('num_epochs')}, seed {run.get('seed')}, "
-                     f"budget {run.get('budget')}")
+        lines.append(
+            f"run: epoch {run.get('epoch')} of {run.get('num_epochs')}, seed {run.get('seed')}, "
+            f"budget {run.get('budget')}"
+        )
         lines.append(f"policy: {settings}" + (f"; curriculum {'/'.join(phases)}" if phases else ""))
     lines += [
-        (f"samples: {n:,}  seen: {summary['seen']:,} ({pct(summary['seen'])})  "
-         f"unseen: {summary['unseen']:,}  pruned: {summary['pruned']:,} ({pct(summary['pruned'])})"),
-        (f"visits: total {v['total']:,}  mean {v['mean_seen']:.2f} / median {v['median_seen']:g} per seen "
-         f"sample  max {v['max']:,}"),
-        (f"seen samples: mean confidence {num(summary['mean_confidence'])}  "
-         f"mean correctness {num(summary['mean_correctness'])}  mean loss {num(summary['mean_loss'])}  "
-         f"mean variability {num(summary['mean_variability'])}"),
+        (
+            f"samples: {n:,}  seen: {summary['seen']:,} ({pct(summary['seen'])})  "
+            f"unseen: {summary['unseen']:,}  pruned: {summary['pruned']:,} ({pct(summary['pruned'])})"
+        ),
+        (
+            f"visits: total {v['total']:,}  mean {v['mean_seen']:.2f} / median {v['median_seen']:g} per seen "
+            f"sample  max {v['max']:,}"
+        ),
+        (
+            f"seen samples: mean confidence {num(summary['mean_confidence'])}  "
+            f"mean correctness {num(summary['mean_correctness'])}  mean loss {num(summary['mean_loss'])}  "
+            f"mean variability {num(summary['mean_variability'])}"
+        ),
         "buckets:",
     ]
     width = max(len(name) for name in summary["buckets"])
@@ -380,8 +425,17 @@ def summary_text(loaded: LoadedState) -> str:
     return format_summary(summarize(loaded), loaded.report)
 
 
-__all__: List[str] = [
-    "DEFAULT_MAX_POINTS", "DataMapPoints", "LoadedState", "bucket_counts", "data_map_points",
-    "format_summary", "load_state", "plot_data_map", "subsample_seen", "summarize", "summary_text",
+__all__: list[str] = [
+    "DEFAULT_MAX_POINTS",
+    "DataMapPoints",
+    "LoadedState",
+    "bucket_counts",
+    "data_map_points",
+    "format_summary",
+    "load_state",
+    "plot_data_map",
+    "subsample_seen",
+    "summarize",
+    "summary_text",
     "variability",
 ]

@@ -5,24 +5,31 @@ Every figure is counted, never estimated: ``planned`` is the length of the epoch
 current (sample passes actually trained), and the full-data baseline is ``num_samples`` passes
 per epoch.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from ..planning.record import EpochRecord, records_from_dicts
 
 BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
-BUCKET_COLORS = {"UNSEEN": "#9e9e9e", "FREEZE": "#3498db", "LIGHT": "#2ecc71",
-                 "FOCUS": "#f39c12", "HARD": "#e74c3c", "SUSPECT": "#8e44ad"}  # plots of buckets
+BUCKET_COLORS = {
+    "UNSEEN": "#9e9e9e",
+    "FREEZE": "#3498db",
+    "LIGHT": "#2ecc71",
+    "FOCUS": "#f39c12",
+    "HARD": "#e74c3c",
+    "SUSPECT": "#8e44ad",
+}  # plots of buckets
 
 
 @dataclass
 class EfficiencyReport:
     """Per-epoch records with totals. ``str()`` gives a table; :meth:`to_dict` a JSON-able dict."""
 
-    epochs: List[EpochRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
 
     @property
     def full_data_passes(self) -> int:
@@ -49,7 +56,7 @@ class EfficiencyReport:
         full = self.full_data_passes
         return 1.0 - self.trained_passes / full if full else 0.0
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": [dataclasses.asdict(r) for r in self.epochs],
             "full_data_passes": self.full_data_passes,
@@ -61,15 +68,35 @@ class EfficiencyReport:
 
     def __str__(self) -> str:
         audits = any(r.audit_planned for r in self.epochs)
-        header = ["epoch", "phase", "planned", "unique", "trained", "full", "saved", "pruned",
-                  *(b.lower() for b in BUCKET_ORDER), *(("audit", "unfrozen") if audits else ())]
+        header = [
+            "epoch",
+            "phase",
+            "planned",
+            "unique",
+            "trained",
+            "full",
+            "saved",
+            "pruned",
+            *(b.lower() for b in BUCKET_ORDER),
+            *(("audit", "unfrozen") if audits else ()),
+        ]
         rows = [header]
         for r in self.epochs:
             saved = 1.0 - r.reported / r.num_samples if r.num_samples else 0.0
-            rows.append([str(r.epoch), r.phase, str(r.planned), str(r.unique_planned), str(r.reported),
-                         str(r.num_samples), f"{saved:.1%}", str(r.pruned),
-                         *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER),
-                         *((str(r.audit_reported), str(r.audit_unfrozen)) if audits else ())])
+            rows.append(
+                [
+                    str(r.epoch),
+                    r.phase,
+                    str(r.planned),
+                    str(r.unique_planned),
+                    str(r.reported),
+                    str(r.num_samples),
+                    f"{saved:.1%}",
+                    str(r.pruned),
+                    *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER),
+                    *((str(r.audit_reported), str(r.audit_unfrozen)) if audits else ()),
+                ]
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
         lines.append(
@@ -79,7 +106,7 @@ class EfficiencyReport:
         )
         return "\n".join(lines)
 
-    def plot(self, path: str, title: Optional[str] = None) -> None:
+    def plot(self, path: str, title: str | None = None) -> None:
         """Write a PNG: bucket shares per epoch (stacked) and planned vs full epoch size.
 
         Needs matplotlib (``pip install gekodata[plot]``).
@@ -90,12 +117,17 @@ class EfficiencyReport:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("EfficiencyReport.plot needs matplotlib: pip install 'gekodata[plot]'") from exc
+            raise ImportError(
+                "EfficiencyReport.plot needs matplotlib: pip install 'gekodata[plot]'"
+            ) from exc
         epochs = [r.epoch for r in self.epochs]
         fig, (ax_b, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
         bottom = [0.0] * len(epochs)
         for name in BUCKET_ORDER:
-            shares = [r.buckets.get(name, 0) / r.num_samples if r.num_samples else 0.0 for r in self.epochs]
+            shares = [
+                r.buckets.get(name, 0) / r.num_samples if r.num_samples else 0.0
+                for r in self.epochs
+            ]
             ax_b.bar(epochs, shares, bottom=bottom, color=BUCKET_COLORS[name], label=name.lower())
             bottom = [b + s for b, s in zip(bottom, shares)]
         ax_b.set_xlabel("epoch")
@@ -103,8 +135,16 @@ class EfficiencyReport:
         ax_b.set_title("buckets at each epoch's plan")
         ax_b.legend(fontsize=8)
         ax_s.plot(epochs, [r.num_samples for r in self.epochs], "k--", label="full data")
-        ax_s.plot(epochs, [r.planned for r in self.epochs], "o-", markersize=9, label="planned draws")
-        ax_s.plot(epochs, [r.reported for r in self.epochs], "s--", markersize=4, label="trained (reported)")
+        ax_s.plot(
+            epochs, [r.planned for r in self.epochs], "o-", markersize=9, label="planned draws"
+        )
+        ax_s.plot(
+            epochs,
+            [r.reported for r in self.epochs],
+            "s--",
+            markersize=4,
+            label="trained (reported)",
+        )
         ax_s.set_xlabel("epoch")
         ax_s.set_ylabel("sample passes")
         ax_s.set_ylim(bottom=0)

@@ -3,19 +3,20 @@
 Reads the store only: :func:`find_suspects` lists what the store knows of every sample in the
 SUSPECT bucket (``BucketPolicy(noise_guard=True)``); :func:`write_suspects_csv` writes that list.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..store.files import atomic_write
 from ..policy import Bucket
+from ..store.files import atomic_write
 from ..store.state_store import GEKOStateStore
 
 
@@ -47,8 +48,9 @@ def find_suspects(store: GEKOStateStore) -> Suspects:
     )
 
 
-def write_suspects_csv(path: Union[str, os.PathLike], found: Suspects, num_samples: int,
-                       labels: Optional[Any] = None) -> int:
+def write_suspects_csv(
+    path: str | os.PathLike, found: Suspects, num_samples: int, labels: Any | None = None
+) -> int:
     """Write ``found`` as CSV (atomically); returns the number of rows.
 
     Columns: ``idx, predicted, confidence, loss, wrong_streak, visits`` and, when ``labels``
@@ -57,12 +59,20 @@ def write_suspects_csv(path: Union[str, os.PathLike], found: Suspects, num_sampl
     reported no ``pred``.
     """
     header = ["idx", "predicted", "confidence", "loss", "wrong_streak", "visits"]
-    columns = [found.idx.tolist(), found.predicted.tolist(), [f"{x:.4f}" for x in found.confidence.tolist()],
-               [f"{x:.4f}" for x in found.loss.tolist()], found.wrong_streak.tolist(), found.visits.tolist()]
+    columns = [
+        found.idx.tolist(),
+        found.predicted.tolist(),
+        [f"{x:.4f}" for x in found.confidence.tolist()],
+        [f"{x:.4f}" for x in found.loss.tolist()],
+        found.wrong_streak.tolist(),
+        found.visits.tolist(),
+    ]
     if labels is not None:
         given = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if len(given) != num_samples:
-            raise ValueError(f"labels has {len(given)} entries but the dataset has {num_samples} samples")
+            raise ValueError(
+                f"labels has {len(given)} entries but the dataset has {num_samples} samples"
+            )
         header.insert(1, "label")
         columns.insert(1, given[found.idx].tolist())
     text = io.StringIO()

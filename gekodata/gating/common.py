@@ -1,6 +1,7 @@
 """Building blocks shared by token selection (:mod:`gekodata.gating.tokens`) and row selection
 (:mod:`gekodata.gating.rows`): argument checks, the private random generator and stable ranks.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,9 @@ def private_generator(generator: torch.Generator | None) -> torch.Generator:
     """``generator`` if given (type-checked), else a fresh non-deterministically seeded one."""
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
         return generator
     g = torch.Generator()
     g.seed()  # private, non-deterministic; pass a generator for reproducible draws

@@ -15,6 +15,7 @@ every row has a known inclusion probability ``pi_i``, and :func:`importance_weig
 estimate of the full-batch mean loss (unbiased over the draw). ``random``: ``pi = k / B``, so
 ``w = 1``. ``topk`` is deterministic (``pi`` is 0 or 1) and has no unbiased weighting.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def _check_scores(scores: Any) -> torch.Tensor:
     return scores
 
 
-def _checked(scores: Any, fraction: float, strategy: str) -> "tuple[torch.Tensor, int, int]":
+def _checked(scores: Any, fraction: float, strategy: str) -> tuple[torch.Tensor, int, int]:
     """Validated (scores [B], B, rows kept k) for a row-selection call."""
     scores = _check_scores(scores)
     fraction = check_fraction(fraction)
@@ -65,7 +66,9 @@ def num_kept(batch_size: int, fraction: float) -> int:
     return max(1, min(int(batch_size), math.floor(fraction * batch_size + 0.5)))
 
 
-def inclusion_probabilities(scores: torch.Tensor, fraction: float, strategy: str = "weighted") -> torch.Tensor:
+def inclusion_probabilities(
+    scores: torch.Tensor, fraction: float, strategy: str = "weighted"
+) -> torch.Tensor:
     """Probability that each row is kept by :func:`select_rows`, float64 [B], summing to ``k``.
 
     * ``"random"``: ``k / B`` for every row.
@@ -160,13 +163,17 @@ def importance_weights(
         float32 [k] on ``rows``' device.
     """
     if strategy == "topk":
-        raise ValueError("topk selection is deterministic: no unbiased weights exist (use 'random' or 'weighted')")
+        raise ValueError(
+            "topk selection is deterministic: no unbiased weights exist (use 'random' or 'weighted')"
+        )
     pi = inclusion_probabilities(scores, fraction, strategy)
     rows = torch.as_tensor(rows, device=pi.device).long()
     b = pi.numel()
     k = num_kept(b, fraction)
     if rows.dim() != 1 or rows.numel() != k:
-        raise ValueError(f"rows must be the {k} indices select_rows returned, got shape {tuple(rows.shape)}")
+        raise ValueError(
+            f"rows must be the {k} indices select_rows returned, got shape {tuple(rows.shape)}"
+        )
     return (k / (b * pi[rows])).to(torch.float32)
 
 
@@ -182,7 +189,12 @@ def subset_batch(batch: Any, rows: torch.Tensor) -> Any:
     """
     if isinstance(rows, np.ndarray):
         rows = torch.from_numpy(rows)
-    if not isinstance(rows, torch.Tensor) or rows.dim() != 1 or rows.is_floating_point() or rows.dtype == torch.bool:
+    if (
+        not isinstance(rows, torch.Tensor)
+        or rows.dim() != 1
+        or rows.is_floating_point()
+        or rows.dtype == torch.bool
+    ):
         raise ValueError("rows must be a 1-D integer tensor of row indices (from select_rows)")
     rows = rows.long()
     on_device: dict = {}
@@ -209,7 +221,7 @@ def subset_batch(batch: Any, rows: torch.Tensor) -> Any:
                 return out
             try:
                 return type(x)(out)
-            except Exception:  # noqa: BLE001 - fall back to a plain dict for exotic mappings
+            except Exception:
                 return out
         if isinstance(x, tuple):
             items = [go(value) for value in x]
@@ -236,11 +248,15 @@ def store_scores(store: Any, idx: Any) -> torch.Tensor:
     if not hasattr(store, "columns") and hasattr(store, "store"):
         store = store.store
     if not (hasattr(store, "loss_of") and hasattr(store, "visits")):
-        raise TypeError(f"store must be a GEKOStateStore (or hold one as .store), got {type(store).__name__}")
+        raise TypeError(
+            f"store must be a GEKOStateStore (or hold one as .store), got {type(store).__name__}"
+        )
     device = idx.device if isinstance(idx, torch.Tensor) else torch.device("cpu")
     idx_np = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
     if idx_np.ndim != 1 or not np.issubdtype(idx_np.dtype, np.integer):
-        raise ValueError(f"idx must be a 1-D integer array of dataset indices, got shape {idx_np.shape} {idx_np.dtype}")
+        raise ValueError(
+            f"idx must be a 1-D integer array of dataset indices, got shape {idx_np.shape} {idx_np.dtype}"
+        )
     n = len(store)
     if idx_np.size and (idx_np.min() < 0 or idx_np.max() >= n):
         raise ValueError(f"idx must be in [0, {n}), got values in [{idx_np.min()}, {idx_np.max()}]")

@@ -54,6 +54,7 @@ The pure functions (:func:`select_rows`, :func:`importance_weights`, :func:`subs
 unbiased weighting that :meth:`SelectiveBackprop.importance_weights` applies; they are importable
 from here too.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,6 +65,7 @@ from typing import Any
 
 import torch
 
+from .common import private_generator
 from .rows import (
     ROW_STRATEGIES,
     check_fraction,
@@ -74,7 +76,6 @@ from .rows import (
     store_scores,
     subset_batch,
 )
-from .common import private_generator
 
 
 # --------------------------------------------------------------------------- loop helper
@@ -92,7 +93,11 @@ class SelectiveBackprop:
     """
 
     def __init__(
-        self, keep_fraction: float, strategy: str = "topk", *, generator: torch.Generator | None = None
+        self,
+        keep_fraction: float,
+        strategy: str = "topk",
+        *,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.keep_fraction = check_fraction(keep_fraction)
         if strategy not in ROW_STRATEGIES:
@@ -140,8 +145,15 @@ class SelectiveBackprop:
     def record_time(self, scoring: float = 0.0, training: float = 0.0) -> None:
         """Add measured seconds of scoring passes and of training (forward+backward) passes."""
         scoring, training = float(scoring), float(training)
-        if not (scoring >= 0.0 and training >= 0.0 and math.isfinite(scoring) and math.isfinite(training)):
-            raise ValueError(f"seconds must be finite and >= 0, got scoring={scoring}, training={training}")
+        if not (
+            scoring >= 0.0
+            and training >= 0.0
+            and math.isfinite(scoring)
+            and math.isfinite(training)
+        ):
+            raise ValueError(
+                f"seconds must be finite and >= 0, got scoring={scoring}, training={training}"
+            )
         self.scoring_seconds += scoring
         self.training_seconds += training
 
@@ -189,7 +201,9 @@ class SelectiveBackprop:
             "samples_seen": float(self.samples_seen),
             "samples_scored": float(self.samples_scored),
             "samples_backpropagated": float(self.samples_backpropagated),
-            "kept_fraction": self.samples_backpropagated / self.samples_seen if self.samples_seen else 0.0,
+            "kept_fraction": self.samples_backpropagated / self.samples_seen
+            if self.samples_seen
+            else 0.0,
             "flop_units_full": full,
             "flop_units_selective": selective,
             "flop_ratio": selective / full if full else 0.0,
@@ -209,8 +223,14 @@ class SelectiveBackprop:
         """Counters and the generator state, for checkpoints."""
         state: dict[str, Any] = {
             key: getattr(self, key)
-            for key in ("steps", "samples_seen", "samples_scored", "samples_backpropagated",
-                        "scoring_seconds", "training_seconds")
+            for key in (
+                "steps",
+                "samples_seen",
+                "samples_scored",
+                "samples_backpropagated",
+                "scoring_seconds",
+                "training_seconds",
+            )
         }
         if self.generator is not None:
             state["generator"] = self.generator.get_state()

@@ -1,6 +1,7 @@
 """The kept-token ratio of token gating (:func:`gekodata.gating.tokens.select_tokens`) per training step:
 linear warm-up from 1.0 to a floor, optionally raised while the model's confidence is low.
 """
+
 from __future__ import annotations
 
 import math

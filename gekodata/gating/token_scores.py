@@ -7,6 +7,7 @@
 out of bounds), has one implementation whose meaning does not depend on the device (CGGR's
 PyTorch fallback ignores the scoring mode) and bounds its memory for large vocabularies.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ def _targets(
     if targets.device.type == "cpu":
         valid = targets[targets != ignore_index]
         if valid.numel() and bool((valid < 0).any() or (valid >= vocab).any()):
-            raise ValueError(f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}")
+            raise ValueError(
+                f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}"
+            )
     return targets
 
 
@@ -113,7 +116,9 @@ def token_difficulty(
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     batch, steps, vocab = logits.shape
     if vocab < 2:
-        raise ValueError(f"need a vocabulary of at least 2 for entropy/margin scores, got V={vocab}")
+        raise ValueError(
+            f"need a vocabulary of at least 2 for entropy/margin scores, got V={vocab}"
+        )
     if shift and steps < 1:
         raise ValueError("need T >= 1 positions")
     logits = logits.detach()

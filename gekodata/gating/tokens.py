@@ -32,13 +32,14 @@ Typical loop::
         loss = masked_token_loss(logits, batch["labels"], mask)
         loss.backward()
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .common import check_int, check_unit_interval, private_generator, ranks_ascending
 from ..signals import check_causal_lm_inputs
+from .common import check_int, check_unit_interval, private_generator, ranks_ascending
 from .token_schedule import TokenRatioSchedule
 from .token_scores import DEFAULT_CHUNK_ELEMENTS, SCORINGS, token_difficulty
 
@@ -100,13 +101,17 @@ def select_tokens(
     if not isinstance(difficulty, torch.Tensor):
         raise TypeError(f"difficulty must be a torch tensor, got {type(difficulty).__name__}")
     if not difficulty.is_floating_point():
-        raise ValueError(f"difficulty must be floating point (NaN marks no-target positions), got {difficulty.dtype}")
+        raise ValueError(
+            f"difficulty must be floating point (NaN marks no-target positions), got {difficulty.dtype}"
+        )
     ratio = check_unit_interval("ratio", ratio)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "sequence_aware":
         if difficulty.dim() != 2:
-            raise ValueError(f"sequence_aware needs difficulty of shape [B, T'], got {tuple(difficulty.shape)}")
+            raise ValueError(
+                f"sequence_aware needs difficulty of shape [B, T'], got {tuple(difficulty.shape)}"
+            )
         check_int("min_per_sequence", min_per_sequence, 0)
     if strategy == "stratified":
         check_int("num_bands", num_bands, 1)
@@ -131,12 +136,20 @@ def select_tokens(
 
 
 def _stratified(
-    d: torch.Tensor, valid: torch.Tensor, n_valid: torch.Tensor, k: torch.Tensor, bands: int,
+    d: torch.Tensor,
+    valid: torch.Tensor,
+    n_valid: torch.Tensor,
+    k: torch.Tensor,
+    bands: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
     n = d.numel()
-    rank = ranks_ascending(-d).to(torch.float64)  # hardest first: valid tokens get ranks 0 .. n_valid-1
-    band = torch.floor(rank * bands / n_valid.clamp(min=1.0)).clamp(max=bands)  # invalid -> >= bands
+    rank = ranks_ascending(-d).to(
+        torch.float64
+    )  # hardest first: valid tokens get ranks 0 .. n_valid-1
+    band = torch.floor(rank * bands / n_valid.clamp(min=1.0)).clamp(
+        max=bands
+    )  # invalid -> >= bands
     band = torch.where(valid, band, torch.full_like(band, bands))
     u = _uniform(n, generator, d.device)
     shuffled = torch.sort(u).indices  # uniform random order ...
@@ -165,7 +178,9 @@ def _sequence_aware(
     n_mandatory = mandatory.sum()
     flat = d.reshape(-1)
     rest = (valid & ~mandatory).reshape(-1)
-    order = torch.sort(-torch.where(rest, flat, torch.full_like(flat, float("nan"))), stable=True).indices
+    order = torch.sort(
+        -torch.where(rest, flat, torch.full_like(flat, float("nan"))), stable=True
+    ).indices
     filled = torch.cumsum(rest[order].to(torch.int64), dim=0)
     budget = (k - n_mandatory).clamp(min=0)
     take = torch.zeros_like(rest)
@@ -208,7 +223,9 @@ def masked_token_loss(
         logits = logits[:, :-1, :]
         labels = labels[:, 1:]
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a bool tensor (e.g. from select_tokens), got {type(mask).__name__}")
+        raise TypeError(
+            f"mask must be a bool tensor (e.g. from select_tokens), got {type(mask).__name__}"
+        )
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor (e.g. from select_tokens), got {mask.dtype}")
     if tuple(mask.shape) != tuple(labels.shape):
@@ -221,7 +238,9 @@ def masked_token_loss(
     if logits.device.type == "cpu" and selected.any():
         chosen = targets[selected]
         if bool((chosen < 0).any() or (chosen >= vocab).any()):
-            raise ValueError(f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}")
+            raise ValueError(
+                f"labels must be token ids in [0, {vocab}) or ignore_index={ignore_index}"
+            )
     safe = targets.masked_fill(~selected, 0).to(torch.long)
     # [B, V, T'] layout: no reshape copy of the (sliced) logits; float() copies only half precision
     nll = F.cross_entropy(logits.float().transpose(1, 2), safe, reduction="none")  # [B, T']

@@ -16,16 +16,32 @@ TRL's ``SFTTrainer``, and helpers for accelerate loops.
 Importing this package needs neither transformers (``GekoTrainer`` then raises ``ImportError``
 when built) nor accelerate nor trl.
 """
+
 from .checkpoint import SAMPLER_FILE, TRAINER_FILE
 from .loaders import report_batch, sampler_of
 from .signals import per_sample_signals
 from .trainer import GekoTrainer, GekoTrainerMixin
 
-__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "GekoGRPOTrainer", "GekoSFTTrainer", "GekoTrainer", "GekoTrainerMixin",
-           "GroupedPlanSampler", "per_sample_signals", "report_batch", "sampler_of", "with_prompt_index"]
+__all__ = [
+    "SAMPLER_FILE",
+    "TRAINER_FILE",
+    "GekoGRPOTrainer",
+    "GekoSFTTrainer",
+    "GekoTrainer",
+    "GekoTrainerMixin",
+    "GroupedPlanSampler",
+    "per_sample_signals",
+    "report_batch",
+    "sampler_of",
+    "with_prompt_index",
+]
 
-_LAZY = {"GekoSFTTrainer": "sft", "GekoGRPOTrainer": "grpo", "with_prompt_index": "grpo",
-         "GroupedPlanSampler": "grpo_sampler"}
+_LAZY = {
+    "GekoSFTTrainer": "sft",
+    "GekoGRPOTrainer": "grpo",
+    "with_prompt_index": "grpo",
+    "GroupedPlanSampler": "grpo_sampler",
+}
 
 
 def __getattr__(name: str):

@@ -9,14 +9,15 @@ between leaves a checkpoint without them, which :func:`restore` refuses rather t
 plan from epoch 0. With ``push_to_hub`` and ``hub_strategy="checkpoint"``, Trainer uploads the
 folder before ``on_save``: the two files stay local.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable
 
-from ..store.files import atomic_write
 from ..sampler.weighted_bucket import WeightedBucketSampler
+from ..store.files import atomic_write
 
 SAMPLER_FILE = "gekodata_sampler.safetensors"
 TRAINER_FILE = "gekodata_trainer.json"
@@ -32,7 +33,9 @@ class SamplerCheckpointCallback(_Callback):  # type: ignore[misc,valid-type]
     checkpoint folder Trainer just wrote. Runs on every process (the sampler's save is a sync
     point); the main process writes."""
 
-    def __init__(self, sampler: WeightedBucketSampler, record: Callable[[], Dict[str, int]]) -> None:
+    def __init__(
+        self, sampler: WeightedBucketSampler, record: Callable[[], dict[str, int]]
+    ) -> None:
         self.sampler, self.record = sampler, record
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -45,7 +48,9 @@ class SamplerCheckpointCallback(_Callback):  # type: ignore[misc,valid-type]
             atomic_write(os.path.join(folder, TRAINER_FILE), json.dumps(self.record()).encode())
 
 
-def restore(checkpoint: str, sampler: WeightedBucketSampler, global_step: int) -> Tuple[int, int, int]:
+def restore(
+    checkpoint: str, sampler: WeightedBucketSampler, global_step: int
+) -> tuple[int, int, int]:
     """Load the sampler saved in ``checkpoint``; return (epoch, optimizer steps done in it, steps
     in that epoch). ``global_step``: the step Trainer restored (``trainer_state.json``)."""
     sampler_path = os.path.join(checkpoint, SAMPLER_FILE)
@@ -58,7 +63,9 @@ def restore(checkpoint: str, sampler: WeightedBucketSampler, global_step: int) -
     with open(record_path) as f:
         record = json.load(f)
     if int(record["global_step"]) != int(global_step):
-        raise ValueError(f"{record_path} is for step {record['global_step']}, the checkpoint for {global_step}")
+        raise ValueError(
+            f"{record_path} is for step {record['global_step']}, the checkpoint for {global_step}"
+        )
     sampler.load(sampler_path)
     return int(record["epoch"]), int(record["updates_done"]), int(record["updates_in_epoch"])
 

@@ -16,27 +16,43 @@ their arguments or what ``Trainer`` does around them, and then the plan would si
 
 Needs ``packaging`` (a dependency of transformers) when a check runs, nothing at import.
 """
+
 from __future__ import annotations
 
 import inspect
 import os
 import warnings
-from typing import Dict, Iterable, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 # The releases tests/test_hf.py (and tests/test_hf_sft.py for trl) pass on (PEP 440 specifiers).
-TESTED: Dict[str, str] = {"transformers": ">=5.24,<5.25", "trl": ">=1.16,<1.17"}
+TESTED: dict[str, str] = {"transformers": ">=5.24,<5.25", "trl": ">=1.16,<1.17"}
 
 ALLOW_UNTESTED = "GEKODATA_ALLOW_UNTESTED_VERSIONS"
 
 # private Trainer method -> the parameters GekoTrainerMixin's override relies on (in order)
-PRIVATE_HOOKS: Dict[str, Tuple[str, ...]] = {
+PRIVATE_HOOKS: dict[str, tuple[str, ...]] = {
     "_get_train_sampler": ("train_dataset",),
     "_set_signature_columns_if_needed": (),
-    "_run_epoch": ("model", "epoch", "train_dataloader", "steps_in_epoch", "num_update_steps_per_epoch",
-                   "trial", "ignore_keys_for_eval", "start_time", "resume_from_checkpoint", "epochs_trained",
-                   "steps_trained_in_current_epoch"),
-    "_init_training_state": ("max_steps", "num_update_steps_per_epoch", "num_train_epochs",
-                             "resume_from_checkpoint", "trial"),
+    "_run_epoch": (
+        "model",
+        "epoch",
+        "train_dataloader",
+        "steps_in_epoch",
+        "num_update_steps_per_epoch",
+        "trial",
+        "ignore_keys_for_eval",
+        "start_time",
+        "resume_from_checkpoint",
+        "epochs_trained",
+        "steps_trained_in_current_epoch",
+    ),
+    "_init_training_state": (
+        "max_steps",
+        "num_update_steps_per_epoch",
+        "num_train_epochs",
+        "resume_from_checkpoint",
+        "trial",
+    ),
 }
 
 
@@ -45,12 +61,14 @@ def _installed(package: str) -> str:
 
     try:
         return version(package)
-    except PackageNotFoundError:  # pragma: no cover - importable but not installed as a distribution
+    except (
+        PackageNotFoundError
+    ):  # pragma: no cover - importable but not installed as a distribution
         module = __import__(package)
         return str(getattr(module, "__version__", "0"))
 
 
-def untested_versions(packages: Iterable[str]) -> Dict[str, str]:
+def untested_versions(packages: Iterable[str]) -> dict[str, str]:
     """``{package: installed version}`` for each of ``packages`` outside its :data:`TESTED` range."""
     from packaging.specifiers import SpecifierSet
 
@@ -62,7 +80,7 @@ def untested_versions(packages: Iterable[str]) -> Dict[str, str]:
     return out
 
 
-def missing_hooks(bases: Sequence[type]) -> Dict[str, str]:
+def missing_hooks(bases: Sequence[type]) -> dict[str, str]:
     """``{method: what is wrong}`` for each :data:`PRIVATE_HOOKS` entry that ``bases`` (the classes
     after the mixin in a trainer's MRO: ``SFTTrainer``, ``Trainer``, ...) lack, or define with other
     parameters than the ones the mixin's override is written against."""
@@ -78,7 +96,7 @@ def missing_hooks(bases: Sequence[type]) -> Dict[str, str]:
     return problems
 
 
-def check_supported(name: str, bases: Sequence[type], packages: Tuple[str, ...]) -> None:
+def check_supported(name: str, bases: Sequence[type], packages: tuple[str, ...]) -> None:
     """Raise unless ``bases`` have the private hooks and ``packages`` are in their tested range
     (``name``: the trainer class, for the messages)."""
     broken = missing_hooks(bases)
@@ -93,8 +111,10 @@ def check_supported(name: str, bases: Sequence[type], packages: Tuple[str, ...])
     if not untested:
         return
     message = (
-        f"{name} is tested with " + ", ".join(f"{p}{TESTED[p]}" for p in packages)
-        + "; installed: " + ", ".join(f"{p} {v}" for p, v in untested.items())
+        f"{name} is tested with "
+        + ", ".join(f"{p}{TESTED[p]}" for p in packages)
+        + "; installed: "
+        + ", ".join(f"{p} {v}" for p, v in untested.items())
         + ". It extends private Trainer methods, and a release that changes them can silently change "
         "gekodata's plan (epoch lengths, LR schedule, resume position). Install a tested release, or set "
         f"{ALLOW_UNTESTED}=1 to run anyway (after running tests/test_hf.py against this release)"
@@ -105,4 +125,11 @@ def check_supported(name: str, bases: Sequence[type], packages: Tuple[str, ...])
     raise RuntimeError(message)
 
 
-__all__ = ["ALLOW_UNTESTED", "PRIVATE_HOOKS", "TESTED", "check_supported", "missing_hooks", "untested_versions"]
+__all__ = [
+    "ALLOW_UNTESTED",
+    "PRIVATE_HOOKS",
+    "TESTED",
+    "check_supported",
+    "missing_hooks",
+    "untested_versions",
+]

@@ -38,7 +38,8 @@ What it changes, and why:
   steps is not known in advance) and ``num_train_epochs`` must equal the sampler's ``num_epochs``.
 * **Checkpoints.** Every checkpoint gets ``gekodata_sampler.safetensors`` (store, plan, history)
   and ``gekodata_trainer.json`` (epoch and optimizer steps done in it), written by
-  :class:`~gekodata.hf.checkpoint.SamplerCheckpointCallback` on ``on_save`` (as for GekoTrainer); ``resume_from_checkpoint`` restores both and continues the same plan at the same
+  :class:`~gekodata.hf.checkpoint.SamplerCheckpointCallback` on ``on_save`` (as for GekoTrainer);
+  ``resume_from_checkpoint`` restores both and continues the same plan at the same
   generation batch (Trainer's own ``global_step // F`` would pick the wrong epoch once epochs
   shrink). A checkpoint without them is refused rather than replayed from epoch 0. (Checkpoints
   go to ``args.output_dir``; Trainer's hyperparameter search, which saves per trial, is not
@@ -52,11 +53,12 @@ and step). Building it checks both overrides' signatures (:data:`PRIVATE_HOOKS`)
 transformers and trl are the tested releases (:data:`gekodata.hf.compat.TESTED`, the ``trl``
 extra), so an upgrade fails loudly instead of silently changing the plan.
 """
+
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,9 +71,16 @@ from .compat import ALLOW_UNTESTED, TESTED, untested_versions
 from .grpo_sampler import GroupedPlanSampler
 from .schedule import PlanProgressLR
 
-PRIVATE_HOOKS = {"_get_train_sampler": ("dataset",),
-                 "_init_training_state": ("max_steps", "num_update_steps_per_epoch", "num_train_epochs",
-                                          "resume_from_checkpoint", "trial")}
+PRIVATE_HOOKS = {
+    "_get_train_sampler": ("dataset",),
+    "_init_training_state": (
+        "max_steps",
+        "num_update_steps_per_epoch",
+        "num_train_epochs",
+        "resume_from_checkpoint",
+        "trial",
+    ),
+}
 """The private methods GekoGRPOTrainer overrides, with the parameters its overrides are written against."""
 
 try:  # GekoGRPOTrainer needs trl; importing this module (and gekodata.hf) does not
@@ -84,7 +93,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _Callback = object  # type: ignore[assignment,misc]
 
 
-def check_supported(trainer_class: Optional[type] = None) -> None:
+def check_supported(trainer_class: type | None = None) -> None:
     """``RuntimeError`` unless ``trainer_class`` (default trl's ``GRPOTrainer``) has the private
     methods GekoGRPOTrainer overrides with the expected parameters (:data:`PRIVATE_HOOKS`), and the
     installed transformers and trl are in :data:`gekodata.hf.compat.TESTED` (outside it, only a
@@ -95,19 +104,29 @@ def check_supported(trainer_class: Optional[type] = None) -> None:
     klass = trainer_class if trainer_class is not None else _GRPOTrainer
     for name, expected in PRIVATE_HOOKS.items():
         owner = next((k for k in klass.__mro__ if name in vars(k)), None)
-        params = None if owner is None else tuple(p for p in inspect.signature(vars(owner)[name]).parameters
-                                                  if p != "self")
+        params = (
+            None
+            if owner is None
+            else tuple(p for p in inspect.signature(vars(owner)[name]).parameters if p != "self")
+        )
         if params != expected:
-            raise RuntimeError(f"GekoGRPOTrainer cannot run on this trl/transformers release: {name} is "
-                               f"{'missing' if owner is None else f'{owner.__name__}.{name}{params}'} (expected "
-                               f"{expected}). Install a tested release: pip install 'gekodata[trl]'")
+            raise RuntimeError(
+                f"GekoGRPOTrainer cannot run on this trl/transformers release: {name} is "
+                f"{'missing' if owner is None else f'{owner.__name__}.{name}{params}'} (expected "
+                f"{expected}). Install a tested release: pip install 'gekodata[trl]'"
+            )
     untested = untested_versions(("transformers", "trl"))
     if untested:
-        message = ("GekoGRPOTrainer is tested with " + ", ".join(f"{p}{TESTED[p]}" for p in ("transformers", "trl"))
-                   + "; installed: " + ", ".join(f"{p} {v}" for p, v in untested.items()) + ". It overrides "
-                   "GRPOTrainer._get_train_sampler and Trainer._init_training_state, which another release may "
-                   f"change silently. Install the tested releases (pip install 'gekodata[trl]'), or set "
-                   f"{ALLOW_UNTESTED}=1 to run anyway")
+        message = (
+            "GekoGRPOTrainer is tested with "
+            + ", ".join(f"{p}{TESTED[p]}" for p in ("transformers", "trl"))
+            + "; installed: "
+            + ", ".join(f"{p} {v}" for p, v in untested.items())
+            + ". It overrides "
+            "GRPOTrainer._get_train_sampler and Trainer._init_training_state, which another release may "
+            f"change silently. Install the tested releases (pip install 'gekodata[trl]'), or set "
+            f"{ALLOW_UNTESTED}=1 to run anyway"
+        )
         if os.environ.get(ALLOW_UNTESTED) != "1":
             raise RuntimeError(message)
         warnings.warn(message, UserWarning, stacklevel=3)
@@ -124,19 +143,23 @@ def with_prompt_index(dataset: Any, index_key: str = "idx") -> Any:
 
 def _check_prompt_index(dataset: Any, index_key: str) -> None:
     if index_key not in getattr(dataset, "column_names", ()):
-        raise ValueError(f"train_dataset has no column {index_key!r}: add each row's position with "
-                         f"gekodata.hf.with_prompt_index(dataset) so that rewards can name their prompts")
+        raise ValueError(
+            f"train_dataset has no column {index_key!r}: add each row's position with "
+            f"gekodata.hf.with_prompt_index(dataset) so that rewards can name their prompts"
+        )
     column = np.asarray(dataset.with_format("numpy")[index_key])
     if column.shape != (len(dataset),) or not np.array_equal(column, np.arange(len(dataset))):
-        raise ValueError(f"train_dataset[{index_key!r}] is not each row's position (0, 1, 2, ...): the dataset was "
-                         "shuffled, filtered or concatenated after the index was added. Add it last, with "
-                         "gekodata.hf.with_prompt_index(dataset)")
+        raise ValueError(
+            f"train_dataset[{index_key!r}] is not each row's position (0, 1, 2, ...): the dataset was "
+            "shuffled, filtered or concatenated after the index was added. Add it last, with "
+            "gekodata.hf.with_prompt_index(dataset)"
+        )
 
 
 class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
     """Epoch bookkeeping, ``state.epoch`` and empty epochs (public hooks)."""
 
-    def __init__(self, trainer: "GekoGRPOTrainer") -> None:
+    def __init__(self, trainer: GekoGRPOTrainer) -> None:
         self.trainer = trainer
 
     def on_epoch_begin(self, args, state, control, **kwargs):
@@ -144,13 +167,17 @@ class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
 
     def on_step_end(self, args, state, control, **kwargs):
         t = self.trainer
-        state.epoch = t._geko_epoch + min((state.global_step - t._geko_epoch_start) / max(t._geko_updates(), 1), 1.0)
+        state.epoch = t._geko_epoch + min(
+            (state.global_step - t._geko_epoch_start) / max(t._geko_updates(), 1), 1.0
+        )
 
     def on_epoch_end(self, args, state, control, **kwargs):
         t = self.trainer
         state.epoch = float(t._geko_epoch + 1)
         if t._geko_updates() == 0 and t._geko_epoch + 1 < t.gekodata_sampler.num_epochs:
-            control.should_training_stop = False  # Trainer stops on an empty epoch; later epochs may plan prompts
+            control.should_training_stop = (
+                False  # Trainer stops on an empty epoch; later epochs may plan prompts
+            )
 
 
 class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
@@ -163,58 +190,86 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         index_key: the dataset column with each row's position (:func:`with_prompt_index`).
     """
 
-    def __init__(self, *args: Any, sampler: WeightedBucketSampler, index_key: str = "idx", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sampler: WeightedBucketSampler, index_key: str = "idx", **kwargs: Any
+    ) -> None:
         if _trl is None:  # pragma: no cover
             raise ImportError("GekoGRPOTrainer needs trl: pip install 'gekodata[trl]'")
         check_supported()
         if not isinstance(sampler, WeightedBucketSampler):
-            raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
+            raise TypeError(
+                f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}"
+            )
         super().__init__(*args, **kwargs)
         import datasets
 
         args_ = self.args
         ds = self.train_dataset
         if not isinstance(ds, datasets.Dataset):
-            raise TypeError(f"GekoGRPOTrainer needs a map-style datasets.Dataset of prompts, got {type(ds).__name__}")
+            raise TypeError(
+                f"GekoGRPOTrainer needs a map-style datasets.Dataset of prompts, got {type(ds).__name__}"
+            )
         if sampler.data_source is not ds:
-            raise ValueError("the sampler was built over another dataset than train_dataset: indices would name the "
-                             "wrong prompts; build it as WeightedBucketSampler(train_dataset, ...)")
+            raise ValueError(
+                "the sampler was built over another dataset than train_dataset: indices would name the "
+                "wrong prompts; build it as WeightedBucketSampler(train_dataset, ...)"
+            )
         _check_prompt_index(ds, index_key)
         if args_.max_steps is not None and args_.max_steps > 0:
-            raise ValueError(f"max_steps={args_.max_steps}: with gekodata the number of optimizer steps is not known in "
-                             "advance (epochs shrink as prompts are skipped). Set num_train_epochs (= the sampler's "
-                             "num_epochs) and leave max_steps at -1")
+            raise ValueError(
+                f"max_steps={args_.max_steps}: with gekodata the number of optimizer steps is not known in "
+                "advance (epochs shrink as prompts are skipped). Set num_train_epochs (= the sampler's "
+                "num_epochs) and leave max_steps at -1"
+            )
         if float(args_.num_train_epochs) != float(sampler.num_epochs):
-            raise ValueError(f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
-                             f"num_epochs={sampler.num_epochs}: they must be equal")
+            raise ValueError(
+                f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
+                f"num_epochs={sampler.num_epochs}: they must be equal"
+            )
         if args_.remove_unused_columns:
-            raise ValueError(f"remove_unused_columns=True drops the {index_key!r} column before the reward functions "
-                             "see it; leave GRPOConfig's default (False)")
+            raise ValueError(
+                f"remove_unused_columns=True drops the {index_key!r} column before the reward functions "
+                "see it; leave GRPOConfig's default (False)"
+            )
         if args_.steps_per_generation % args_.gradient_accumulation_steps:
-            raise ValueError(f"steps_per_generation={args_.steps_per_generation} must be a multiple of "
-                             f"gradient_accumulation_steps={args_.gradient_accumulation_steps}, so that a shortened "
-                             "epoch still ends on an optimizer step")
+            raise ValueError(
+                f"steps_per_generation={args_.steps_per_generation} must be a multiple of "
+                f"gradient_accumulation_steps={args_.gradient_accumulation_steps}, so that a shortened "
+                "epoch still ends on an optimizer step"
+            )
         group_size = getattr(sampler.policy, "group_size", None)
         if group_size is not None and group_size != self.num_generations:
-            raise ValueError(f"the policy's group_size={group_size} but num_generations={self.num_generations}; "
-                             f"build it as PromptPolicy(group_size={self.num_generations})")
-        reporters = [f for f in self.reward_funcs if isinstance(f, RewardReporter) and f.sampler is sampler]
+            raise ValueError(
+                f"the policy's group_size={group_size} but num_generations={self.num_generations}; "
+                f"build it as PromptPolicy(group_size={self.num_generations})"
+            )
+        reporters = [
+            f for f in self.reward_funcs if isinstance(f, RewardReporter) and f.sampler is sampler
+        ]
         if len(reporters) != 1:
             raise ValueError(
                 f"{len(reporters)} reward functions report to this sampler; exactly one must (else the plan never "
-                "learns, or every completion is counted twice): reward_funcs=[reward_reporter(sampler, my_reward)]")
+                "learns, or every completion is counted twice): reward_funcs=[reward_reporter(sampler, my_reward)]"
+            )
         if reporters[0].index_key != index_key:
-            raise ValueError(f"the reward reporter reads {reporters[0].index_key!r} but index_key={index_key!r}")
+            raise ValueError(
+                f"the reward reporter reads {reporters[0].index_key!r} but index_key={index_key!r}"
+            )
         if sampler.world_size != args_.world_size and not sampler.shard:
             sampler.rank, sampler.world_size = args_.process_index, args_.world_size
         self.gekodata_sampler = sampler
         self.gekodata_reporter = reporters[0]
         self.gekodata_prompts = GroupedPlanSampler(
-            sampler, num_generations=self.num_generations,
+            sampler,
+            num_generations=self.num_generations,
             prompts_per_chunk=args_.generation_batch_size // self.num_generations,
-            repeat_count=self.num_iterations * args_.steps_per_generation)
+            repeat_count=self.num_iterations * args_.steps_per_generation,
+        )
         self._geko_epoch, self._geko_epoch_start = 0, 0
-        self._geko_resume: Tuple[int, int] = (0, 0)  # (epoch, optimizer steps done in it) to start from
+        self._geko_resume: tuple[int, int] = (
+            0,
+            0,
+        )  # (epoch, optimizer steps done in it) to start from
         self.add_callback(_PlanCallback(self))
         self.add_callback(SamplerCheckpointCallback(sampler, self._geko_record))
 
@@ -239,14 +294,24 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
 
     def _geko_record(self) -> dict:
         """The epoch/step record written into every checkpoint (:mod:`gekodata.hf.checkpoint`)."""
-        return {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
-                "updates_in_epoch": self._geko_updates(), "global_step": self.state.global_step}
+        return {
+            "epoch": self._geko_epoch,
+            "updates_done": self.state.global_step - self._geko_epoch_start,
+            "updates_in_epoch": self._geko_updates(),
+            "global_step": self.state.global_step,
+        }
 
-    def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ):
         created = self.lr_scheduler is None
-        scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
+        scheduler = super().create_scheduler(
+            num_training_steps=num_training_steps, optimizer=optimizer
+        )
         if created and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs)
+            self.lr_scheduler = PlanProgressLR(
+                scheduler, num_training_steps, self.gekodata_sampler.num_epochs
+            )
         return self.lr_scheduler
 
     # -- evaluation and the end of training -------------------------------------------------
@@ -262,14 +327,18 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         return out
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
-                             resume_from_checkpoint, trial):
-        epochs, steps = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
-                                                     resume_from_checkpoint, trial)
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
+        epochs, steps = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
         self._geko_resume = (0, 0)
         if resume_from_checkpoint is None:
             return epochs, steps
-        epoch, done, total = restore(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step)
+        epoch, done, total = restore(
+            resume_from_checkpoint, self.gekodata_sampler, self.state.global_step
+        )
         if done >= total:  # the epoch was over: continue with the next one
             epoch, done = epoch + 1, 0
         if self.args.ignore_data_skip:  # the epoch is replayed from its first generation batch
@@ -278,4 +347,11 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
         return epoch, done * self.args.gradient_accumulation_steps
 
 
-__all__ = ["PRIVATE_HOOKS", "SAMPLER_FILE", "TRAINER_RECORD", "GekoGRPOTrainer", "check_supported", "with_prompt_index"]
+__all__ = [
+    "PRIVATE_HOOKS",
+    "SAMPLER_FILE",
+    "TRAINER_RECORD",
+    "GekoGRPOTrainer",
+    "check_supported",
+    "with_prompt_index",
+]

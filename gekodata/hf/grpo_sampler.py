@@ -18,9 +18,10 @@ others. This sampler yields the same layout from gekodata's plan instead of a pe
 
 Needs neither TRL nor transformers; :class:`~gekodata.hf.GekoGRPOTrainer` builds it.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -40,17 +41,30 @@ class GroupedPlanSampler(Sampler[int]):
         repeat_count: times each chunk is yielded (``num_iterations * steps_per_generation``).
     """
 
-    def __init__(self, sampler: WeightedBucketSampler, *, num_generations: int, prompts_per_chunk: int,
-                 repeat_count: int = 1) -> None:
+    def __init__(
+        self,
+        sampler: WeightedBucketSampler,
+        *,
+        num_generations: int,
+        prompts_per_chunk: int,
+        repeat_count: int = 1,
+    ) -> None:
         if not isinstance(sampler, WeightedBucketSampler):
-            raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
-        for name, value in (("num_generations", num_generations), ("prompts_per_chunk", prompts_per_chunk),
-                            ("repeat_count", repeat_count)):
+            raise TypeError(
+                f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}"
+            )
+        for name, value in (
+            ("num_generations", num_generations),
+            ("prompts_per_chunk", prompts_per_chunk),
+            ("repeat_count", repeat_count),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if sampler.shard and sampler.world_size > 1:
-            raise ValueError("the prompt sampler has shard=True under several processes, but accelerate deals the "
-                             "generation batches out itself (double sharding): build it with shard=False")
+            raise ValueError(
+                "the prompt sampler has shard=True under several processes, but accelerate deals the "
+                "generation batches out itself (double sharding): build it with shard=False"
+            )
         super().__init__()
         self.sampler = sampler
         self.num_generations = int(num_generations)
@@ -87,13 +101,17 @@ class GroupedPlanSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         chunks = self.chunks()
-        groups = np.repeat(chunks, self.num_generations, axis=1)  # [C, B*G]: each prompt G times in a row
+        groups = np.repeat(
+            chunks, self.num_generations, axis=1
+        )  # [C, B*G]: each prompt G times in a row
         stream = np.repeat(groups[:, None, :], self.repeat_count, axis=1)  # [C, R, B*G]
         return iter(stream.reshape(-1).tolist())
 
     def __repr__(self) -> str:
-        return (f"GroupedPlanSampler(epoch={self.epoch}, num_generations={self.num_generations}, "
-                f"prompts_per_chunk={self.prompts_per_chunk}, repeat_count={self.repeat_count})")
+        return (
+            f"GroupedPlanSampler(epoch={self.epoch}, num_generations={self.num_generations}, "
+            f"prompts_per_chunk={self.prompts_per_chunk}, repeat_count={self.repeat_count})"
+        )
 
 
 __all__ = ["GroupedPlanSampler"]

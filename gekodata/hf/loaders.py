@@ -9,19 +9,20 @@ gekodata sampler, sharded once.
 
 Needs neither transformers nor accelerate (without accelerate no loader counts as sharded by it).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 
-from ..sampler import collective as gdist
 from ..dataset import PruningDataset
+from ..sampler import collective as gdist
 from ..sampler.weighted_bucket import WeightedBucketSampler
 
 
-def _find_sampler(loader: Any) -> Tuple[Optional[WeightedBucketSampler], str]:
+def _find_sampler(loader: Any) -> tuple[WeightedBucketSampler | None, str]:
     """(the WeightedBucketSampler behind ``loader`` or None, name of the sampler it really draws from)."""
     stack, seen = [(loader, 0)], set()
     while stack:
@@ -100,7 +101,9 @@ def sampler_of(loader: Any) -> WeightedBucketSampler:
 
 def _index_of(batch: Any, key: str, where: str) -> torch.Tensor:
     if not isinstance(batch, Mapping):
-        raise TypeError(f"{where}: batches must be dicts (mapping items), got {type(batch).__name__}")
+        raise TypeError(
+            f"{where}: batches must be dicts (mapping items), got {type(batch).__name__}"
+        )
     if key not in batch:
         raise ValueError(
             f"{where}: the batch has no {key!r} column (keys: {sorted(map(str, batch))}). Wrap the "
@@ -110,13 +113,22 @@ def _index_of(batch: Any, key: str, where: str) -> torch.Tensor:
     idx = batch[key]
     idx = idx if isinstance(idx, torch.Tensor) else torch.as_tensor(idx)
     if idx.dim() != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
-        raise ValueError(f"{where}: batch[{key!r}] must be a 1-D integer tensor [B], got "
-                         f"{idx.dtype} of shape {tuple(idx.shape)}")
+        raise ValueError(
+            f"{where}: batch[{key!r}] must be a 1-D integer tensor [B], got "
+            f"{idx.dtype} of shape {tuple(idx.shape)}"
+        )
     return idx
 
 
-def report_batch(loader: Any, batch: Mapping, loss: torch.Tensor, conf: Optional[torch.Tensor] = None,
-                 correct: Optional[torch.Tensor] = None, *, pred: Optional[torch.Tensor] = None) -> None:
+def report_batch(
+    loader: Any,
+    batch: Mapping,
+    loss: torch.Tensor,
+    conf: torch.Tensor | None = None,
+    correct: torch.Tensor | None = None,
+    *,
+    pred: torch.Tensor | None = None,
+) -> None:
     """``sampler.report(loss, conf, correct, batch["idx"], pred=pred)`` for the sampler behind
     ``loader``.
 
@@ -126,7 +138,9 @@ def report_batch(loader: Any, batch: Mapping, loss: torch.Tensor, conf: Optional
     usable index.
     """
     sampler = sampler_of(loader)
-    key = sampler.data_source.index_key if isinstance(sampler.data_source, PruningDataset) else "idx"
+    key = (
+        sampler.data_source.index_key if isinstance(sampler.data_source, PruningDataset) else "idx"
+    )
     sampler.report(loss, conf, correct, _index_of(batch, key, "report_batch"), pred=pred)
 
 

@@ -5,9 +5,10 @@ the first (full) epoch. gekodata's later epochs are shorter, so counting steps w
 schedule short of its end (a linear decay would stop far above 0). :class:`PlanProgressLR` wraps the
 ``LambdaLR`` Trainer built and moves it to where the run is in its plan instead.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import torch
 
@@ -20,7 +21,9 @@ class PlanProgressLR:
     schedule. Everything else (``get_last_lr``, ``state_dict``, ...) is the wrapped scheduler's.
     """
 
-    def __init__(self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int) -> None:
+    def __init__(
+        self, inner: torch.optim.lr_scheduler.LambdaLR, horizon: int, num_epochs: int
+    ) -> None:
         self.inner, self.horizon, self.num_epochs = inner, int(horizon), int(num_epochs)
         self._epoch, self._updates, self._done = 0, 1, 0
 
@@ -34,10 +37,10 @@ class PlanProgressLR:
         self.inner.last_epoch = round(self.horizon * progress) - 1
         self.inner.step()
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return self.inner.state_dict()
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state)
 
     def __getattr__(self, name: str) -> Any:

@@ -40,9 +40,10 @@ schedule by plan progress, sampler state in checkpoints, resume). What SFT adds:
 Text datasets only (a vision dataset is untested). Needs ``trl`` in the range
 :data:`gekodata.hf.compat.TESTED` names.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,13 +73,17 @@ class PreparedRows(Dataset):
     def __init__(self, source: Any, prepared: Any) -> None:
         n = len(source)
         if ROW_COLUMN not in prepared.column_names:
-            raise ValueError(f"SFTTrainer's prepared training set lost the {ROW_COLUMN!r} column gekodata added "
-                             f"(columns: {prepared.column_names}), so its rows cannot be matched to examples")
+            raise ValueError(
+                f"SFTTrainer's prepared training set lost the {ROW_COLUMN!r} column gekodata added "
+                f"(columns: {prepared.column_names}), so its rows cannot be matched to examples"
+            )
         rows = np.asarray(prepared.with_format("numpy")[ROW_COLUMN], dtype=np.int64).reshape(-1)
         counts = np.bincount(rows, minlength=n) if rows.size else np.zeros(n, dtype=np.int64)
         if rows.size and (rows.min() < 0 or len(counts) > n or counts.max() > 1):
-            raise ValueError("SFTTrainer's prepared training set does not hold each example at most once "
-                             "(packed or duplicated rows): per-sample indices cannot follow it")
+            raise ValueError(
+                "SFTTrainer's prepared training set does not hold each example at most once "
+                "(packed or duplicated rows): per-sample indices cannot follow it"
+            )
         missing = np.flatnonzero(counts == 0)
         if missing.size:
             raise ValueError(
@@ -96,12 +101,14 @@ class PreparedRows(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         return self.prepared[int(self.positions[int(index)])]
 
-    def __getitems__(self, indices: List[int]) -> List[Dict[str, Any]]:
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
         """A batch in one Arrow read (PruningDataset's batched fetching uses it)."""
-        return self.prepared.__getitems__(self.positions[np.asarray(indices, dtype=np.int64)].tolist())
+        return self.prepared.__getitems__(
+            self.positions[np.asarray(indices, dtype=np.int64)].tolist()
+        )
 
 
 class CarryIndex:
@@ -111,29 +118,39 @@ class CarryIndex:
     ``DataCollatorForLanguageModeling`` without padding-free); the row count is checked.
     """
 
-    def __init__(self, collator: Any, keys: Tuple[str, ...]) -> None:
+    def __init__(self, collator: Any, keys: tuple[str, ...]) -> None:
         self.collator, self.keys = collator, tuple(keys)
 
-    def __call__(self, features: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(features)
         carried = [k for k in self.keys if features and k in features[0] and k not in batch]
         if not carried:
             return batch
         for name, value in batch.items():
-            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] != len(features):
-                raise ValueError(f"the collator made {value.shape[0]} rows of {name!r} from {len(features)} "
-                                 "examples (packing, padding-free?): their indices cannot be attached")
+            if (
+                isinstance(value, torch.Tensor)
+                and value.dim() >= 1
+                and value.shape[0] != len(features)
+            ):
+                raise ValueError(
+                    f"the collator made {value.shape[0]} rows of {name!r} from {len(features)} "
+                    "examples (packing, padding-free?): their indices cannot be attached"
+                )
         for key in carried:
             values = [f[key] for f in features]
-            batch[key] = torch.tensor(values, dtype=torch.int64 if key == self.keys[0] else torch.float64)
+            batch[key] = torch.tensor(
+                values, dtype=torch.int64 if key == self.keys[0] else torch.float64
+            )
         return batch
 
 
-def fused_signals(output: Any) -> Tuple[torch.Tensor, torch.Tensor, Signals]:
+def fused_signals(output: Any) -> tuple[torch.Tensor, torch.Tensor, Signals]:
     """(NLL sum per sample [B] differentiable, label mask [B, T-1], signals) from a
     ``FusedCausalLMOutput`` (per-token ``log_probs``, ``is_top1``, ``label_mask``)."""
     if output.is_top1 is None:
-        raise RuntimeError("SFTTrainer's fused LM head returned no is_top1: correctness cannot be computed")
+        raise RuntimeError(
+            "SFTTrainer's fused LM head returned no is_top1: correctness cannot be computed"
+        )
     log_probs, mask = output.log_probs.float(), output.label_mask
     maskf = mask.to(log_probs.dtype)
     targets = maskf.sum(dim=1)
@@ -155,35 +172,51 @@ class GekoSFTTrainer(GekoTrainerMixin, _SFTTrainer):  # type: ignore[misc,valid-
 
     _gekodata_packages = ("transformers", "trl")
 
-    def __init__(self, *args: Any, sampler: WeightedBucketSampler, signals: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sampler: WeightedBucketSampler, signals: Any = None, **kwargs: Any
+    ) -> None:
         if _SFTTrainer is object:  # pragma: no cover
             raise ImportError("GekoSFTTrainer needs trl: pip install 'gekodata[trl]'")
         if len(args) > 2:
-            raise TypeError("pass GekoSFTTrainer's arguments after model and args by keyword (train_dataset=...)")
+            raise TypeError(
+                "pass GekoSFTTrainer's arguments after model and args by keyword (train_dataset=...)"
+            )
         if signals not in (None, "causal_lm"):
-            raise ValueError("GekoSFTTrainer reads per-sample signals from SFTTrainer's fused LM head (no logits "
-                             f"are built): signals must be None or 'causal_lm', got {signals!r}")
+            raise ValueError(
+                "GekoSFTTrainer reads per-sample signals from SFTTrainer's fused LM head (no logits "
+                f"are built): signals must be None or 'causal_lm', got {signals!r}"
+            )
         config = args[1] if len(args) > 1 else kwargs.get("args")
         if getattr(config, "packing", False) or getattr(config, "padding_free", False):
-            raise ValueError("packing=True / padding_free=True put several examples into one row: per-sample "
-                             "signals and indices cannot follow them. Train GekoSFTTrainer without packing")
+            raise ValueError(
+                "packing=True / padding_free=True put several examples into one row: per-sample "
+                "signals and indices cannot follow them. Train GekoSFTTrainer without packing"
+            )
         ds = kwargs.get("train_dataset")
         if not isinstance(ds, PruningDataset):
-            raise TypeError(f"train_dataset is a {type(ds).__name__}: pass gekodata.PruningDataset(your "
-                            "datasets.Dataset) and build the sampler over it")
+            raise TypeError(
+                f"train_dataset is a {type(ds).__name__}: pass gekodata.PruningDataset(your "
+                "datasets.Dataset) and build the sampler over it"
+            )
         import datasets
 
         source = ds.dataset.source if isinstance(ds.dataset, PreparedRows) else ds.dataset
         if not isinstance(source, datasets.Dataset):
-            raise TypeError(f"GekoSFTTrainer's PruningDataset must wrap a datasets.Dataset (SFTTrainer prepares "
-                            f"it), got {type(source).__name__}")
+            raise TypeError(
+                f"GekoSFTTrainer's PruningDataset must wrap a datasets.Dataset (SFTTrainer prepares "
+                f"it), got {type(source).__name__}"
+            )
         if ROW_COLUMN in source.column_names:
-            raise ValueError(f"the dataset already has a column {ROW_COLUMN!r}: gekodata uses that name")
+            raise ValueError(
+                f"the dataset already has a column {ROW_COLUMN!r}: gekodata uses that name"
+            )
         self._geko_source, self._geko_pruning = source, ds
         kwargs["train_dataset"] = source.add_column(ROW_COLUMN, list(range(len(source))))
         super().__init__(*args, sampler=sampler, signals=signals, **kwargs)
         lm_collator = _LMCollator is not None and isinstance(self.data_collator, _LMCollator)
-        if lm_collator and not getattr(self, "padding_free", False):  # one row per example, in order
+        if lm_collator and not getattr(
+            self, "padding_free", False
+        ):  # one row per example, in order
             self.data_collator = CarryIndex(self.data_collator, self._geko_keys)
 
     def _geko_adopt(self, train_dataset: Any) -> Any:
@@ -194,17 +227,27 @@ class GekoSFTTrainer(GekoTrainerMixin, _SFTTrainer):  # type: ignore[misc,valid-
 
     def _geko_check_loss_options(self, sampler: WeightedBucketSampler) -> None:
         weighted = sampler.unbiased or sampler.policy.provides_loss_weights
-        if weighted and (self.compute_loss_func is not None or self.label_smoother is not None
-                         or self.args.loss_type != "nll" or getattr(self, "aux_loss_enabled", False)):
+        if weighted and (
+            self.compute_loss_func is not None
+            or self.label_smoother is not None
+            or self.args.loss_type != "nll"
+            or getattr(self, "aux_loss_enabled", False)
+        ):
             raise ValueError(
                 "this sampler gives loss weights (unbiased=True / InfoBatchPolicy), which GekoSFTTrainer applies "
                 "to SFT's plain NLL; loss_type='dft', compute_loss_func, label smoothing and MoE aux losses are "
                 "not supported with them (use an unweighted sampler, or loss_type='nll')"
             )
 
-    def _geko_loss(self, model, inputs: Dict[str, Any], weight: Any, num_items_in_batch: Any,
-                   return_outputs: bool) -> Tuple[torch.Tensor, Any, Signals]:
-        captured: List[Any] = []
+    def _geko_loss(
+        self,
+        model,
+        inputs: dict[str, Any],
+        weight: Any,
+        num_items_in_batch: Any,
+        return_outputs: bool,
+    ) -> tuple[torch.Tensor, Any, Signals]:
+        captured: list[Any] = []
 
         def keep(module, args, output):
             if getattr(output, "log_probs", None) is not None:
@@ -213,13 +256,16 @@ class GekoSFTTrainer(GekoTrainerMixin, _SFTTrainer):  # type: ignore[misc,valid-
         handle = model.register_forward_hook(keep)
         try:
             result = super(GekoTrainerMixin, self).compute_loss(
-                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         finally:
             handle.remove()
         loss, outputs = result if return_outputs else (result, None)
         if not captured:
-            raise RuntimeError("SFTTrainer.compute_loss ran no fused-LM-head forward through the model "
-                               "(sequence parallelism, a subclass?): GekoSFTTrainer cannot read per-sample signals")
+            raise RuntimeError(
+                "SFTTrainer.compute_loss ran no fused-LM-head forward through the model "
+                "(sequence parallelism, a subclass?): GekoSFTTrainer cannot read per-sample signals"
+            )
         nll, mask, signals = fused_signals(captured[0])
         if weight is not None:
             w = torch.as_tensor(weight, device=nll.device, dtype=nll.dtype)

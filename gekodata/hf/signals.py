@@ -4,20 +4,22 @@
 causal LM with HF's label shift and ``-100`` for no target, or your own callable) and also returns
 each sample's target count, which the loss normalisation of :class:`~gekodata.hf.GekoTrainer` needs.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Tuple, Union
+from typing import Callable, Union
 
 import torch
 
 from ..signals import causal_lm_signals, classification_signals
 
-SignalsFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+SignalsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 SignalsArg = Union[None, str, SignalsFn]
 
 
-def per_sample_signals(logits: torch.Tensor, labels: torch.Tensor, task: SignalsArg
-                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def per_sample_signals(
+    logits: torch.Tensor, labels: torch.Tensor, task: SignalsArg
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss [B] differentiable, conf [B], correct [B], targets per sample n [B] float).
 
     ``task``: ``"classification"`` (logits [B, K], labels [B]; n = 1), ``"causal_lm"`` (logits
@@ -34,7 +36,9 @@ def per_sample_signals(logits: torch.Tensor, labels: torch.Tensor, task: Signals
         loss, conf, correct = task(logits, labels)
         items = torch.ones_like(loss)
     else:
-        raise ValueError(f"signals must be 'classification', 'causal_lm' or a callable, got {task!r}")
+        raise ValueError(
+            f"signals must be 'classification', 'causal_lm' or a callable, got {task!r}"
+        )
     return loss, conf, correct, items
 
 

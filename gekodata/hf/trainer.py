@@ -65,12 +65,13 @@ here and that transformers (and trl) are in the tested range (``TESTED``, as sta
 ``pyproject.toml``); otherwise ``RuntimeError``. Without transformers this module still imports
 (building ``GekoTrainer`` then raises ``ImportError``). Loops without Trainer: :mod:`gekodata.hf.loaders`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import random
 from collections.abc import Mapping
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ except ImportError:  # pragma: no cover
     _Trainer = object  # type: ignore[assignment,misc]
 
 # (loss [B], conf [B], correct [B], predicted labels [B] or None)
-Signals = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
+Signals = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
 
 
 @contextlib.contextmanager
@@ -114,16 +115,24 @@ class GekoTrainerMixin:
     """
 
     #: the distributions whose tested range :mod:`gekodata.hf.compat` enforces
-    _gekodata_packages: Tuple[str, ...] = ("transformers",)
+    _gekodata_packages: tuple[str, ...] = ("transformers",)
 
-    def __init__(self, *args: Any, sampler: WeightedBucketSampler, signals: SignalsArg = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sampler: WeightedBucketSampler, signals: SignalsArg = None, **kwargs: Any
+    ) -> None:
         mro = type(self).__mro__
-        bases = mro[mro.index(GekoTrainerMixin) + 1:]
-        if not any(b.__name__ == "Trainer" and b.__module__.startswith("transformers") for b in bases):
-            raise ImportError(f"{type(self).__name__} needs transformers: pip install 'gekodata[hf]'")
+        bases = mro[mro.index(GekoTrainerMixin) + 1 :]
+        if not any(
+            b.__name__ == "Trainer" and b.__module__.startswith("transformers") for b in bases
+        ):
+            raise ImportError(
+                f"{type(self).__name__} needs transformers: pip install 'gekodata[hf]'"
+            )
         check_supported(type(self).__name__, bases, self._gekodata_packages)
         if not isinstance(sampler, WeightedBucketSampler):
-            raise TypeError(f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}")
+            raise TypeError(
+                f"sampler must be a gekodata WeightedBucketSampler, got {type(sampler).__name__}"
+            )
         super().__init__(*args, **kwargs)
         self.train_dataset = self._geko_adopt(self.train_dataset)
         self._geko_check(sampler)
@@ -146,8 +155,10 @@ class GekoTrainerMixin:
                 "sampler over ds and pass train_dataset=ds"
             )
         if sampler.data_source is not train_dataset:
-            raise ValueError("the sampler was built over another dataset than train_dataset: indices would "
-                             "name the wrong samples; build it as WeightedBucketSampler(train_dataset, ...)")
+            raise ValueError(
+                "the sampler was built over another dataset than train_dataset: indices would "
+                "name the wrong samples; build it as WeightedBucketSampler(train_dataset, ...)"
+            )
         args_ = self.args
         if args_.max_steps is not None and args_.max_steps > 0:
             raise ValueError(
@@ -156,19 +167,25 @@ class GekoTrainerMixin:
                 "num_epochs) and leave max_steps at -1; the LR schedule follows progress through the epochs"
             )
         if float(args_.num_train_epochs) != float(sampler.num_epochs):
-            raise ValueError(f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
-                             f"num_epochs={sampler.num_epochs}: they must be equal (the curriculum is per epoch)")
+            raise ValueError(
+                f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
+                f"num_epochs={sampler.num_epochs}: they must be equal (the curriculum is per epoch)"
+            )
         if args_.world_size > 1 and sampler.shard:
             raise ValueError(
                 f"the sampler has shard=True but the Trainer runs {args_.world_size} processes and accelerate "
                 "deals batches out itself (double sharding): build it with shard=False"
             )
         if args_.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
-            raise ValueError(f"train_sampling_strategy={args_.train_sampling_strategy!r} replaces the sampler; "
-                             "GekoTrainer's order comes from gekodata's plan")
+            raise ValueError(
+                f"train_sampling_strategy={args_.train_sampling_strategy!r} replaces the sampler; "
+                "GekoTrainer's order comes from gekodata's plan"
+            )
         self._geko_check_loss_options(sampler)
         if args_.n_gpu > 1:
-            raise ValueError("DataParallel (n_gpu > 1) is not supported: launch one process per device")
+            raise ValueError(
+                "DataParallel (n_gpu > 1) is not supported: launch one process per device"
+            )
         if sampler.world_size != args_.world_size and not sampler.shard:
             # built before TrainingArguments initialised torch.distributed: with shard=False the
             # rank only decides which process writes the checkpoint file
@@ -177,12 +194,14 @@ class GekoTrainerMixin:
     def _geko_check_loss_options(self, sampler: WeightedBucketSampler) -> None:
         """Refuse loss options the loss below cannot honour (overridden where the loss is the base's)."""
         if self.compute_loss_func is not None or self.args.label_smoothing_factor:
-            raise ValueError("GekoTrainer computes the loss from per-sample signals: compute_loss_func and "
-                             "label_smoothing_factor are not supported (pass signals=your_function)")
+            raise ValueError(
+                "GekoTrainer computes the loss from per-sample signals: compute_loss_func and "
+                "label_smoothing_factor are not supported (pass signals=your_function)"
+            )
 
     # -- data --------------------------------------------------------------
     @property
-    def _geko_keys(self) -> Tuple[str, str]:
+    def _geko_keys(self) -> tuple[str, str]:
         ds = self.gekodata_sampler.data_source
         return ds.index_key, ds.weight_key
 
@@ -208,7 +227,9 @@ class GekoTrainerMixin:
         with _rng_untouched():
             item = ds[first]
             if not isinstance(item, Mapping):
-                raise TypeError(f"Trainer needs dict items; the dataset's items are {type(ds.dataset[first]).__name__}")
+                raise TypeError(
+                    f"Trainer needs dict items; the dataset's items are {type(ds.dataset[first]).__name__}"
+                )
             batch = loader.collate_fn([item])
         key = ds.index_key
         if not isinstance(batch, Mapping) or key not in batch:
@@ -222,25 +243,46 @@ class GekoTrainerMixin:
         _index_of(batch, key, type(self).__name__)
 
     # -- epochs, steps, LR ---------------------------------------------------
-    def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ):
         created = self.lr_scheduler is None
-        scheduler = super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
+        scheduler = super().create_scheduler(
+            num_training_steps=num_training_steps, optimizer=optimizer
+        )
         if created and type(scheduler) is torch.optim.lr_scheduler.LambdaLR:
-            self.lr_scheduler = PlanProgressLR(scheduler, num_training_steps, self.gekodata_sampler.num_epochs)
+            self.lr_scheduler = PlanProgressLR(
+                scheduler, num_training_steps, self.gekodata_sampler.num_epochs
+            )
         return self.lr_scheduler
 
-    def _run_epoch(self, *, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
+    def _run_epoch(
+        self,
+        *,
+        model,
+        epoch,
+        train_dataloader,
+        steps_in_epoch,
+        num_update_steps_per_epoch,
+        **kwargs,
+    ):
         sampler = sampler_of(train_dataloader)
         if sampler is not self.gekodata_sampler:
-            raise TypeError("the train DataLoader draws from another WeightedBucketSampler than the one given "
-                            "to GekoTrainer: reports would go to the wrong plan")
+            raise TypeError(
+                "the train DataLoader draws from another WeightedBucketSampler than the one given "
+                "to GekoTrainer: reports would go to the wrong plan"
+            )
         if hasattr(train_dataloader, "set_epoch"):
-            train_dataloader.set_epoch(epoch)  # accelerate forwards it to the sampler: plans the epoch
+            train_dataloader.set_epoch(
+                epoch
+            )  # accelerate forwards it to the sampler: plans the epoch
         sampler.set_epoch(epoch)  # idempotent; the one call on a plain DataLoader
         steps = len(train_dataloader)  # this epoch's batches per process, after planning
         ga = self.args.gradient_accumulation_steps
         updates = -(-steps // ga)
-        resumed = kwargs.get("resume_from_checkpoint") is not None and epoch == kwargs.get("epochs_trained")
+        resumed = kwargs.get("resume_from_checkpoint") is not None and epoch == kwargs.get(
+            "epochs_trained"
+        )
         done = kwargs.get("steps_trained_in_current_epoch", 0) // ga if resumed else 0
         self._geko_epoch, self._geko_updates = epoch, updates
         self._geko_epoch_start = self.state.global_step - done
@@ -251,8 +293,14 @@ class GekoTrainerMixin:
             self.state.epoch = float(epoch + 1)
             self.control = self.callback_handler.on_epoch_end(self.args, self.state, self.control)
             return None
-        return super()._run_epoch(model=model, epoch=epoch, train_dataloader=train_dataloader,
-                                  steps_in_epoch=steps, num_update_steps_per_epoch=updates, **kwargs)
+        return super()._run_epoch(
+            model=model,
+            epoch=epoch,
+            train_dataloader=train_dataloader,
+            steps_in_epoch=steps,
+            num_update_steps_per_epoch=updates,
+            **kwargs,
+        )
 
     # -- loss ------------------------------------------------------------------
     def _signals_task(self, model: torch.nn.Module, logits: torch.Tensor) -> SignalsArg:
@@ -261,40 +309,58 @@ class GekoTrainerMixin:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         inner = self.accelerator.unwrap_model(model)
-        inner = getattr(getattr(inner, "base_model", None), "model", inner) if hasattr(inner, "peft_config") else inner
+        inner = (
+            getattr(getattr(inner, "base_model", None), "model", inner)
+            if hasattr(inner, "peft_config")
+            else inner
+        )
         if type(inner).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
             return "causal_lm"
         if logits.dim() == 2:
             return "classification"
-        raise ValueError(f"cannot tell which per-sample signals fit logits of shape {tuple(logits.shape)} "
-                         f"from {type(inner).__name__}: pass {type(self).__name__}(signals='classification' | "
-                         "'causal_lm' | your_function)")
+        raise ValueError(
+            f"cannot tell which per-sample signals fit logits of shape {tuple(logits.shape)} "
+            f"from {type(inner).__name__}: pass {type(self).__name__}(signals='classification' | "
+            "'causal_lm' | your_function)"
+        )
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """Per-sample signals from this forward, reported; the loss normalised as Trainer does."""
         index_key, weight_key = self._geko_keys
         if not model.training:  # evaluation: the base trainer's loss, without gekodata's columns
             inputs = {k: v for k, v in inputs.items() if k not in (index_key, weight_key)}
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         inputs = dict(inputs)
         idx = _index_of(inputs, index_key, f"{type(self).__name__}.compute_loss")
         inputs.pop(index_key)
         weight = inputs.pop(weight_key, None)
-        loss, outputs, (loss_i, conf, correct, pred) = self._geko_loss(model, inputs, weight, num_items_in_batch,
-                                                                       return_outputs)
+        loss, outputs, (loss_i, conf, correct, pred) = self._geko_loss(
+            model, inputs, weight, num_items_in_batch, return_outputs
+        )
         if loss_i.shape != idx.shape:
-            raise ValueError(f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
-                             f"{tuple(idx.shape)}")
+            raise ValueError(
+                f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
+                f"{tuple(idx.shape)}"
+            )
         self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
         return (loss, outputs) if return_outputs else loss
 
-    def _geko_loss(self, model, inputs: Dict[str, Any], weight: Any, num_items_in_batch: Any,
-                   return_outputs: bool) -> Tuple[torch.Tensor, Any, Signals]:
+    def _geko_loss(
+        self,
+        model,
+        inputs: dict[str, Any],
+        weight: Any,
+        num_items_in_batch: Any,
+        return_outputs: bool,
+    ) -> tuple[torch.Tensor, Any, Signals]:
         """(loss, model outputs, per-sample signals) of one training micro-batch (``inputs`` without
         gekodata's columns; ``weight``: the loss weights [B] or None)."""
         if "labels" not in inputs:
-            raise ValueError(f"{type(self).__name__} needs 'labels' in each batch to compute per-sample signals")
+            raise ValueError(
+                f"{type(self).__name__} needs 'labels' in each batch to compute per-sample signals"
+            )
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
@@ -320,18 +386,26 @@ class GekoTrainerMixin:
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     # -- checkpoints -------------------------------------------------------------
-    def _geko_record(self) -> Dict[str, int]:
+    def _geko_record(self) -> dict[str, int]:
         """gekodata's position, written into every checkpoint (see :mod:`gekodata.hf.checkpoint`)."""
-        return {"epoch": self._geko_epoch, "updates_done": self.state.global_step - self._geko_epoch_start,
-                "updates_in_epoch": self._geko_updates, "global_step": self.state.global_step}
+        return {
+            "epoch": self._geko_epoch,
+            "updates_done": self.state.global_step - self._geko_epoch_start,
+            "updates_in_epoch": self._geko_updates,
+            "global_step": self.state.global_step,
+        }
 
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
-                             resume_from_checkpoint, trial):
-        epochs, steps = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs,
-                                                     resume_from_checkpoint, trial)
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
+        epochs, steps = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
         if resume_from_checkpoint is None:
             return epochs, steps
-        epoch, done, in_epoch = restore(resume_from_checkpoint, self.gekodata_sampler, self.state.global_step)
+        epoch, done, in_epoch = restore(
+            resume_from_checkpoint, self.gekodata_sampler, self.state.global_step
+        )
         if done >= in_epoch:
             return epoch + 1, 0
         if self.args.ignore_data_skip:
@@ -340,9 +414,11 @@ class GekoTrainerMixin:
 
     def train(self, *args: Any, **kwargs: Any):
         """The base ``train``, then a final sync point: the store holds every report (all ranks)."""
-        if kwargs.get("trial") is not None or len(args) > 1 and args[1] is not None:
-            raise ValueError(f"{type(self).__name__} does not run hyperparameter searches: trials write "
-                             "checkpoints to their own folders, where gekodata's sampler state is not saved")
+        if kwargs.get("trial") is not None or (len(args) > 1 and args[1] is not None):
+            raise ValueError(
+                f"{type(self).__name__} does not run hyperparameter searches: trials write "
+                "checkpoints to their own folders, where gekodata's sampler state is not saved"
+            )
         out = super().train(*args, **kwargs)
         self.gekodata_sampler.flush()
         return out

@@ -10,11 +10,11 @@ Two steps, both pure given their inputs: :meth:`ForgettingAudit.choose` at plann
 private generator seeded by (seed, epoch, 1), so switching audits on leaves the plan's own
 randomness as it was) and :meth:`ForgettingAudit.check` when a sync window is folded.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -37,7 +37,9 @@ class AuditResult:
         """After the window's update: add the visits a restart cleared (saturating), so that
         the restarted EMAs start from the audited report but the pass count stays true."""
         if len(self.forgotten):
-            store.visits[self.forgotten] = np.minimum(self.visits + store.visits[self.forgotten], MAX_VISITS)
+            store.visits[self.forgotten] = np.minimum(
+                self.visits + store.visits[self.forgotten], MAX_VISITS
+            )
 
 
 class ForgettingAudit:
@@ -58,12 +60,17 @@ class ForgettingAudit:
         self.fraction = float(fraction)
         self.margin = float(margin)
         self.seed = int(seed)
-        self.pending: Optional[np.ndarray] = None  # sorted int64: audits not yet reported
+        self.pending: np.ndarray | None = None  # sorted int64: audits not yet reported
 
-    def with_settings(self, *, fraction: Optional[float] = None, margin: Optional[float] = None) -> "ForgettingAudit":
+    def with_settings(
+        self, *, fraction: float | None = None, margin: float | None = None
+    ) -> ForgettingAudit:
         """A validated copy with new settings and the same pending audits."""
-        other = ForgettingAudit(self.fraction if fraction is None else fraction,
-                                self.margin if margin is None else margin, self.seed)
+        other = ForgettingAudit(
+            self.fraction if fraction is None else fraction,
+            self.margin if margin is None else margin,
+            self.seed,
+        )
         other.pending = self.pending
         return other
 
@@ -71,8 +78,14 @@ class ForgettingAudit:
     def enabled(self) -> bool:
         return self.fraction > 0
 
-    def choose(self, store: GEKOStateStore, codes: np.ndarray, weights: np.ndarray, epoch: int,
-               max_times_seen: Optional[int]) -> np.ndarray:
+    def choose(
+        self,
+        store: GEKOStateStore,
+        codes: np.ndarray,
+        weights: np.ndarray,
+        epoch: int,
+        max_times_seen: int | None,
+    ) -> np.ndarray:
         """This epoch's audits: sorted int64 indices, one draw each (does not change ``pending``).
 
         Candidates: seen samples that are frozen or pruned, have weight 0 (so the plan would not
@@ -86,7 +99,11 @@ class ForgettingAudit:
         candidates = np.flatnonzero(eligible)
         num = min(len(candidates), math.ceil(self.fraction * len(candidates) - 1e-9))
         rng = np.random.default_rng([self.seed, int(epoch), _AUDIT_STREAM])
-        chosen = np.sort(candidates[rng.choice(len(candidates), num, replace=False)]) if num else candidates[:0]
+        chosen = (
+            np.sort(candidates[rng.choice(len(candidates), num, replace=False)])
+            if num
+            else candidates[:0]
+        )
         return chosen.astype(np.int64)
 
     def check(self, store: GEKOStateStore, idx: np.ndarray, loss: np.ndarray) -> AuditResult:
@@ -107,4 +124,3 @@ class ForgettingAudit:
         visits = store.visits[forgotten].astype(np.int64)
         store.reset(forgotten)
         return AuditResult(int(rows.sum()), forgotten, visits)
-

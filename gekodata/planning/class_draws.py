@@ -3,10 +3,11 @@
 passes over the store's bytes a block at a time (:mod:`gekodata.store.blocks`), exact rational counts per
 class (:func:`class_draw_counts`), and each class's extra draws a uniform choice among its
 members, spread over the blocks (:func:`class_pool`)."""
+
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -27,7 +28,7 @@ ClassSource = Callable[[int, int], np.ndarray]
 """``classes(lo, hi)``: the draw class of samples ``lo..hi-1``, uint8 [hi - lo]."""
 
 
-def store_classes(store: GEKOStateStore, max_times_seen: Optional[int]) -> ClassSource:
+def store_classes(store: GEKOStateStore, max_times_seen: int | None) -> ClassSource:
     """The draw classes of ``store``'s samples (bucket code, + ``DEAD`` if pruned or with
     ``max_times_seen`` reported passes), computed a block at a time from the flags and visits."""
     flags, visits = store.columns["flags"], store.columns["visits"]
@@ -52,8 +53,9 @@ def class_sizes(classes: ClassSource, num_samples: int) -> np.ndarray:
     return sizes
 
 
-def class_draw_counts(sizes: np.ndarray, weights: np.ndarray, total: int,
-                      rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def class_draw_counts(
+    sizes: np.ndarray, weights: np.ndarray, total: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class draw counts ``(base, extra)``, int64 [K] each, for classes of ``sizes[k]``
     samples that all weigh ``weights[k]``: every member of class ``k`` gets ``base[k]`` draws,
     and ``extra[k]`` of them one more, so that each sample's count is the floor or the ceiling of
@@ -95,15 +97,21 @@ class ClassPool(NamedTuple):
     ``extra`` the per-class counts (:func:`class_draw_counts`), ``unique`` the number of samples
     with at least one draw (``extra_indices`` not included)."""
 
-    indices: Optional[np.ndarray]
+    indices: np.ndarray | None
     base: np.ndarray
     extra: np.ndarray
     unique: int
 
 
-def class_pool(classes: ClassSource, sizes: np.ndarray, weights: np.ndarray, total: int,
-               rng: np.random.Generator, dtype: np.dtype,
-               extra_indices: Optional[np.ndarray] = None) -> ClassPool:
+def class_pool(
+    classes: ClassSource,
+    sizes: np.ndarray,
+    weights: np.ndarray,
+    total: int,
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    extra_indices: np.ndarray | None = None,
+) -> ClassPool:
     """Draw ``total`` times from samples whose weight is their class's, exactly.
 
     ``classes``: the class of each sample (:data:`ClassSource`); ``sizes``: int64
@@ -120,11 +128,16 @@ def class_pool(classes: ClassSource, sizes: np.ndarray, weights: np.ndarray, tot
     num_samples = int(sizes.sum())
     totals = sizes.sum(axis=0)
     padded = np.zeros(len(totals), dtype=np.float64)
-    padded[:len(weights)] = weights
+    padded[: len(weights)] = weights
     base, extra = class_draw_counts(totals, padded, total, rng)
     extra_indices = np.empty(0, dtype=np.int64) if extra_indices is None else extra_indices
     unique = int(np.where(base > 0, totals, extra).sum())
-    if len(extra_indices) == 0 and unique == num_samples > 0 and int(base.max()) == 1 and not extra.any():
+    if (
+        len(extra_indices) == 0
+        and unique == num_samples > 0
+        and int(base.max()) == 1
+        and not extra.any()
+    ):
         return ClassPool(None, base, extra, unique)  # every sample exactly once: the identity pool
     spread = {k: _spread(sizes[:, k], int(extra[k]), rng) for k in np.flatnonzero(extra).tolist()}
     active = np.flatnonzero((base > 0) | (extra > 0)).tolist()
@@ -141,12 +154,17 @@ def class_pool(classes: ClassSource, sizes: np.ndarray, weights: np.ndarray, tot
                 cls = classes(lo, hi)
             where = np.flatnonzero(cls == k)
             if copies:
-                rows = pool[at:at + members * copies].reshape(copies, members)
+                rows = pool[at : at + members * copies].reshape(copies, members)
                 np.add(where, lo, out=rows[0], casting="unsafe")
                 rows[1:] = rows[0]
                 at += members * copies
             if chosen:
-                np.add(where[_choose(rng, members, chosen)], lo, out=pool[at:at + chosen], casting="unsafe")
+                np.add(
+                    where[_choose(rng, members, chosen)],
+                    lo,
+                    out=pool[at : at + chosen],
+                    casting="unsafe",
+                )
                 at += chosen
     pool[at:] = extra_indices
     return ClassPool(pool, base, extra, unique)

@@ -1,5 +1,6 @@
 """Per-sample draw counts: integer draws per sample from arbitrary weights (the planner's general
 path, :func:`draw_counts`), and the index dtype of a plan."""
+
 from __future__ import annotations
 
 import numpy as np

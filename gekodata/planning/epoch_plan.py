@@ -10,32 +10,59 @@ Two paths give the draw counts. When every live sample's weight is its bucket's
 (:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`: every built-in policy, unbiased mode
 included) the planner works per *class* (bucket code, and whether the sample is dead: pruned or
 over ``max_times_seen``; :mod:`gekodata.planning.class_draws`): exact counts per class and each class's
-extra draws a uniform choice among its members. Otherwise it works per sample (:func:`gekodata.planning.draws.draw_counts`). Either way the draws are
+extra draws a uniform choice among its members. Otherwise it works per sample
+(:func:`gekodata.planning.draws.draw_counts`). Either way the draws are
 laid out as a pool of sample indices and handed out in the order of a keyed permutation
 (:mod:`gekodata.planning.stream`), so no O(S) shuffle is made.
 """
+
 from __future__ import annotations
 
 import inspect
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from .audit import ForgettingAudit
-from .class_draws import (DEAD, NUM_CLASSES, ClassPool, ClassSource, class_draw_counts, class_pool, class_sizes,
-                          expand, store_classes)
-from .draws import draw_counts, index_dtype
 from ..policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
-from .record import EpochRecord
 from ..store.state_store import GEKOStateStore
+from .audit import ForgettingAudit
+from .class_draws import (
+    DEAD,
+    NUM_CLASSES,
+    ClassPool,
+    ClassSource,
+    class_draw_counts,
+    class_pool,
+    class_sizes,
+    expand,
+    store_classes,
+)
+from .draws import draw_counts, index_dtype
+from .record import EpochRecord
 from .stream import EpochStream, KeyedPermutation
 
 __all__ = [  # the planner, and the draw-count functions it has always exported
-    "Budget", "ClassPool", "ClassSource", "DEAD", "EpochPlan", "NUM_CLASSES", "class_draw_counts", "class_pool",
-    "class_sizes", "classify_epoch", "draw_counts", "epoch_generator", "expand", "index_dtype", "plan_epoch",
-    "resolve_budget", "shuffled_plan", "store_classes", "unbiased_loss_weights",
+    "DEAD",
+    "NUM_CLASSES",
+    "Budget",
+    "ClassPool",
+    "ClassSource",
+    "EpochPlan",
+    "class_draw_counts",
+    "class_pool",
+    "class_sizes",
+    "classify_epoch",
+    "draw_counts",
+    "epoch_generator",
+    "expand",
+    "index_dtype",
+    "plan_epoch",
+    "resolve_budget",
+    "shuffled_plan",
+    "store_classes",
+    "unbiased_loss_weights",
 ]
 
 Budget = Union[None, int, float]
@@ -51,7 +78,7 @@ class EpochPlan:
     int64 indices drawn once for the forgetting audit; ``record``: the epoch's counts."""
 
     stream: EpochStream
-    loss_weights: Optional[np.ndarray]
+    loss_weights: np.ndarray | None
     audits: np.ndarray
     record: EpochRecord
 
@@ -64,16 +91,24 @@ class EpochPlan:
 class _Draws(NamedTuple):
     """What either path hands to the end of :func:`plan_epoch`."""
 
-    pool: Optional[np.ndarray]  # sample index per draw, audits included; None: arange(N)
-    loss_weights: Optional[np.ndarray]  # float32 [N] or None
+    pool: np.ndarray | None  # sample index per draw, audits included; None: arange(N)
+    loss_weights: np.ndarray | None  # float32 [N] or None
     bucket_counts: np.ndarray  # samples per bucket code, int64 [NUM_BUCKETS]
     unique_planned: int  # samples with at least one draw, audits excluded
     pruned: int
 
 
-def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, num_epochs: int, seed: int,
-               budget: Budget = None, unbiased_floor: Optional[float] = None,
-               audit: Optional[ForgettingAudit] = None) -> EpochPlan:
+def plan_epoch(
+    store: GEKOStateStore,
+    policy: SelectionPolicy,
+    *,
+    epoch: int,
+    num_epochs: int,
+    seed: int,
+    budget: Budget = None,
+    unbiased_floor: float | None = None,
+    audit: ForgettingAudit | None = None,
+) -> EpochPlan:
     """Plan epoch ``epoch`` from the store's bucket codes (classified beforehand); pure.
 
     Steps: weights ``w_i`` of the phase's bucket table (0 for FREEZE, pruned, or over
@@ -89,7 +124,9 @@ def plan_epoch(store: GEKOStateStore, policy: SelectionPolicy, *, epoch: int, nu
     rng = epoch_generator(seed, epoch)
     table = policy.bucket_weights(phase)
     plan_draws = _per_sample if table is None or not _takes_counts(policy) else _per_class
-    draws, audits = plan_draws(store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng)
+    draws, audits = plan_draws(
+        store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
+    )
     size = len(store) if draws.pool is None else len(draws.pool)
     stream = EpochStream(draws.pool, KeyedPermutation(size, rng), index_dtype(len(store)))
     loss_weights = draws.loss_weights
@@ -114,8 +151,13 @@ def _takes_counts(policy: SelectionPolicy) -> bool:
     return "counts" in inspect.signature(policy.default_budget).parameters
 
 
-def _choose_audits(store: GEKOStateStore, policy: SelectionPolicy, audit: Optional[ForgettingAudit],
-                   weights_of: Callable[[], np.ndarray], epoch: int) -> np.ndarray:
+def _choose_audits(
+    store: GEKOStateStore,
+    policy: SelectionPolicy,
+    audit: ForgettingAudit | None,
+    weights_of: Callable[[], np.ndarray],
+    epoch: int,
+) -> np.ndarray:
     if audit is None or not audit.enabled:
         return np.empty(0, dtype=np.int64)
     return audit.choose(store, store.bucket, weights_of(), epoch, policy.max_times_seen)
@@ -128,9 +170,17 @@ def _explicit_total(budget: Budget, default: float, num_samples: int, audits: np
     return total
 
 
-def _per_sample(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, table: Optional[np.ndarray],
-                budget: Budget, unbiased_floor: Optional[float], audit: Optional[ForgettingAudit], epoch: int,
-                rng: np.random.Generator) -> Tuple[_Draws, np.ndarray]:
+def _per_sample(
+    store: GEKOStateStore,
+    policy: SelectionPolicy,
+    phase: Phase,
+    table: np.ndarray | None,
+    budget: Budget,
+    unbiased_floor: float | None,
+    audit: ForgettingAudit | None,
+    epoch: int,
+    rng: np.random.Generator,
+) -> tuple[_Draws, np.ndarray]:
     """Draws from per-sample weights (:meth:`SelectionPolicy.sample_weights`, :func:`draw_counts`)."""
     codes = store.bucket
     weights = policy.sample_weights(store, codes, phase)
@@ -149,23 +199,40 @@ def _per_sample(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, ta
     unique = int(np.count_nonzero(counts))
     counts[audits] += 1
     pool = np.repeat(np.arange(len(store), dtype=index_dtype(len(store))), counts)
-    loss_weights = unbiased_loss_weights(weights) if unbiased_floor is not None else policy.loss_weight_table(weights, codes)
+    loss_weights = (
+        unbiased_loss_weights(weights)
+        if unbiased_floor is not None
+        else policy.loss_weight_table(weights, codes)
+    )
     if loss_weights is not None:
         loss_weights = np.asarray(loss_weights, dtype=np.float32)
-    draws = _Draws(pool, loss_weights, np.bincount(codes, minlength=NUM_BUCKETS)[:NUM_BUCKETS],
-                   unique, store.num_pruned)
+    draws = _Draws(
+        pool,
+        loss_weights,
+        np.bincount(codes, minlength=NUM_BUCKETS)[:NUM_BUCKETS],
+        unique,
+        store.num_pruned,
+    )
     return draws, audits
 
 
-def _per_class(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, table: np.ndarray,
-               budget: Budget, unbiased_floor: Optional[float], audit: Optional[ForgettingAudit], epoch: int,
-               rng: np.random.Generator) -> Tuple[_Draws, np.ndarray]:
+def _per_class(
+    store: GEKOStateStore,
+    policy: SelectionPolicy,
+    phase: Phase,
+    table: np.ndarray,
+    budget: Budget,
+    unbiased_floor: float | None,
+    audit: ForgettingAudit | None,
+    epoch: int,
+    rng: np.random.Generator,
+) -> tuple[_Draws, np.ndarray]:
     """Draws from per-bucket weights, a class at a time (:func:`class_pool`)."""
     classes = store_classes(store, policy.max_times_seen)
     sizes = class_sizes(classes, len(store))
     totals = sizes.sum(axis=0)
     weights = np.zeros(NUM_CLASSES, dtype=np.float64)
-    weights[:len(table)] = table  # live classes; dead ones (DEAD and above) keep 0
+    weights[: len(table)] = table  # live classes; dead ones (DEAD and above) keep 0
     codes = np.arange(NUM_CLASSES) % DEAD
     default_budget = policy.default_budget(weights, codes, counts=totals)
     if unbiased_floor is not None:
@@ -173,21 +240,31 @@ def _per_class(store: GEKOStateStore, policy: SelectionPolicy, phase: Phase, tab
         to_floor &= weights < unbiased_floor
         default_budget += unbiased_floor * int(totals[to_floor & (weights == 0)].sum())
         weights[to_floor] = unbiased_floor
-    audits = _choose_audits(store, policy, audit, lambda: expand(classes, weights.astype(np.float32), len(store)), epoch)
+    audits = _choose_audits(
+        store, policy, audit, lambda: expand(classes, weights.astype(np.float32), len(store)), epoch
+    )
     total = _explicit_total(budget, default_budget, len(store), audits)
-    pool = class_pool(classes, sizes, weights, total, rng, index_dtype(len(store)), extra_indices=audits)
+    pool = class_pool(
+        classes, sizes, weights, total, rng, index_dtype(len(store)), extra_indices=audits
+    )
     if unbiased_floor is not None:
         values = unbiased_loss_weights(weights, totals)
     else:
         values = policy.loss_weight_table(weights, codes)  # per class: codes[k] is class k's bucket
-    loss_weights = None if values is None else expand(classes, np.asarray(values, dtype=np.float32), len(store))
+    loss_weights = (
+        None
+        if values is None
+        else expand(classes, np.asarray(values, dtype=np.float32), len(store))
+    )
     bucket_counts = (totals[:DEAD] + totals[DEAD:])[:NUM_BUCKETS]
     pruned = store.num_pruned if policy.max_times_seen is not None else int(totals[DEAD:].sum())
     draws = _Draws(pool.indices, loss_weights, bucket_counts, pool.unique, pruned)
     return draws, audits
 
 
-def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: Optional[int]) -> None:
+def classify_epoch(
+    store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: int | None
+) -> None:
     """The once-per-epoch step before planning, in place: classify every sample, write its bucket
     code and advance the frozen streaks (FREEZE grows them, other buckets reset them), then prune
     the samples frozen for ``prune_frozen_after`` consecutive epochs (None or 0: never)."""
@@ -197,7 +274,7 @@ def classify_epoch(store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_
         store.set_pruned(store.frozen_streak >= prune_frozen_after)
 
 
-def unbiased_loss_weights(weights: np.ndarray, counts: Optional[np.ndarray] = None) -> np.ndarray:
+def unbiased_loss_weights(weights: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
     """``v_i = sum(w) / (N_live * w_i)`` for ``w_i > 0``, else 0: float32 [N]. Drawing ``i``
     with probability proportional to ``w_i``, the mean of ``v * loss`` over the draws estimates
     the mean loss over the live samples. With ``counts``, entry ``g`` of ``weights`` stands for
@@ -223,7 +300,7 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
         num_samples: full dataset length.
     """
     if budget is None:
-        return int(round(default))
+        return round(default)
     if isinstance(budget, (bool, np.bool_)):
         raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
     if isinstance(budget, (int, np.integer)):
@@ -233,11 +310,13 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
     if isinstance(budget, (float, np.floating)):
         if not 0.0 < budget <= 1.0:
             raise ValueError(f"a fractional budget must be in (0, 1], got {budget}")
-        return int(round(float(budget) * num_samples))
+        return round(float(budget) * num_samples)
     raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
 
 
-def shuffled_plan(counts: np.ndarray, rng: np.random.Generator, out_dtype: Optional[np.dtype] = None) -> np.ndarray:
+def shuffled_plan(
+    counts: np.ndarray, rng: np.random.Generator, out_dtype: np.dtype | None = None
+) -> np.ndarray:
     """Sample ``i`` repeated ``counts[i]`` times, in the order of a keyed permutation drawn from
     ``rng`` (:mod:`gekodata.planning.stream`): int [sum(counts)]."""
     dtype = out_dtype or index_dtype(len(counts))

@@ -1,10 +1,12 @@
 """The record the planner keeps of one epoch: what it planned, and (filled in by the sampler) what
 was trained. Counts are sample passes, never estimates."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any
 
 
 @dataclass
@@ -22,18 +24,16 @@ class EpochRecord:
     planned: int
     unique_planned: int
     pruned: int
-    buckets: Dict[str, int]
+    buckets: dict[str, int]
     plan_seconds: float
     reported: int = 0
     audit_planned: int = 0
     audit_reported: int = 0
     audit_unfrozen: int = 0
 
-    def copy(self) -> "EpochRecord":
+    def copy(self) -> EpochRecord:
         return dataclasses.replace(self, buckets=dict(self.buckets))
 
 
-
-def records_from_dicts(rows: Sequence[Dict[str, Any]]) -> List[EpochRecord]:
+def records_from_dicts(rows: Sequence[dict[str, Any]]) -> list[EpochRecord]:
     return [EpochRecord(**row) for row in rows]
-

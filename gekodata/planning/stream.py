@@ -15,10 +15,10 @@ multipliers drawn from the epoch's generator. Positions that land in ``[size, A 
 cycle until they are back in range (fewer than ``A`` of them), so it is a bijection of
 ``[0, size)`` for any size.
 """
+
 from __future__ import annotations
 
 from math import isqrt
-from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -46,9 +46,12 @@ class KeyedPermutation:
         dt = self.dtype.type
         self._left, self._right = dt(left), dt(right)
         bits = 8 * self.dtype.itemsize
-        self._mods = [dt(left) if r % 2 == 0 else dt(right) for r in range(self.ROUNDS)]  # |L| per round
+        self._mods = [
+            dt(left) if r % 2 == 0 else dt(right) for r in range(self.ROUNDS)
+        ]  # |L| per round
         self._keys, self._mults1, self._mults2 = (
-            rng.integers(0, 2**bits, self.ROUNDS, dtype=self.dtype) | dt(odd) for odd in (0, 1, 1))
+            rng.integers(0, 2**bits, self.ROUNDS, dtype=self.dtype) | dt(odd) for odd in (0, 1, 1)
+        )
         self._shift = dt(bits // 2)
 
     def _rounds(self, x: np.ndarray) -> np.ndarray:
@@ -102,20 +105,28 @@ class EpochStream:
     computed), integer indexing and :meth:`materialize`.
     """
 
-    def __init__(self, pool: Optional[np.ndarray], perm: KeyedPermutation, dtype: np.dtype,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        pool: np.ndarray | None,
+        perm: KeyedPermutation,
+        dtype: np.dtype,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.pool, self.perm, self.dtype = pool, perm, np.dtype(dtype)
         self.rank, self.world_size = int(rank), int(world_size)
         size = perm.size
         self._length = size if self.world_size == 1 else -(-size // self.world_size)
-        self._small: Dict[Tuple[int, int], np.ndarray] = {}  # short slices, e.g. the position's fingerprint
+        self._small: dict[
+            tuple[int, int], np.ndarray
+        ] = {}  # short slices, e.g. the position's fingerprint
 
     @property
     def size(self) -> int:
         """Length of the whole (unsharded) stream."""
         return self.perm.size
 
-    def shard(self, rank: int, world_size: int) -> "EpochStream":
+    def shard(self, rank: int, world_size: int) -> EpochStream:
         """Rank ``rank``'s shard of the whole stream (``world_size == 1``: the whole stream)."""
         if self.world_size != 1:
             raise ValueError("shard() of a shard")
@@ -132,14 +143,16 @@ class EpochStream:
         else:  # global positions rank + k * world; the padded tail wraps to the stream's start
             end = stop * world + self.rank
             fits = max(end, self.size) <= np.iinfo(self.perm.dtype).max
-            local = np.arange(start * world + self.rank, end, world, dtype=self.perm.dtype if fits else np.int64)
+            local = np.arange(
+                start * world + self.rank, end, world, dtype=self.perm.dtype if fits else np.int64
+            )
             if end > self.size:
                 local %= self.size
         x = self.perm(local)
         out = x if self.pool is None else self.pool.take(x)
         return out.astype(self.dtype, copy=False)
 
-    def __getitem__(self, key: Union[slice, int]) -> Union[np.ndarray, int]:
+    def __getitem__(self, key: slice | int) -> np.ndarray | int:
         if isinstance(key, slice):
             start, stop, step = key.indices(self._length)
             if step != 1:
@@ -167,6 +180,6 @@ class EpochStream:
             out[start:stop] = self._at(start, stop)
         return out
 
-    def __array__(self, dtype: Optional[np.dtype] = None, copy: Optional[bool] = None) -> np.ndarray:
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
         array = self.materialize()
         return array if dtype is None else array.astype(dtype, copy=False)

@@ -20,12 +20,13 @@
 * :mod:`~gekodata.policy.default`: :func:`default_policy`, the sampler's policy when it is given
   none, and the evidence it was chosen by.
 """
+
 from .base import SelectionPolicy
-from .geko import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
 from .default import default_policy
 from .forgetting import ForgettingPolicy
+from .geko import AGGRESSIVE, BALANCED, CONSERVATIVE, BucketPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
 from .rates import RatePolicy

@@ -1,7 +1,8 @@
 """The interface every selection policy offers the sampler."""
+
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,9 +27,9 @@ class SelectionPolicy:
     """
 
     curriculum: Curriculum
-    max_times_seen: Optional[int]
+    max_times_seen: int | None
     provides_loss_weights: ClassVar[bool] = False
-    store_columns: ClassVar[Tuple[str, ...]] = ()
+    store_columns: ClassVar[tuple[str, ...]] = ()
 
     @property
     def rows_per_pass(self) -> int:
@@ -52,7 +53,7 @@ class SelectionPolicy:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
 
-    def bucket_weights(self, phase: Phase) -> Optional[np.ndarray]:
+    def bucket_weights(self, phase: Phase) -> np.ndarray | None:
         """float64 [NUM_BUCKETS]: the draw weight of every live sample of each bucket code in
         ``phase`` (pruned samples and those at ``max_times_seen`` weigh 0), or None when weights
         vary within a bucket. With a table the planner works per bucket (counts per bucket, a
@@ -63,7 +64,9 @@ class SelectionPolicy:
             return None
         return self.weight_table(phase)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
         """Draws per epoch without an explicit budget: one per sample of weight > 0, so frozen
         and pruned samples shorten the epoch. ``codes``: the bucket codes the weights came from.
         ``counts``: when given, entry ``g`` of ``weights`` and ``codes`` stands for ``counts[g]``
@@ -71,12 +74,14 @@ class SelectionPolicy:
         positive = weights > 0
         return float(np.count_nonzero(positive) if counts is None else counts[positive].sum())
 
-    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    def loss_weight_table(
+        self, weights: np.ndarray, codes: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """float32 [N] loss weight per sample for this epoch, or None (no loss weights).
         ``codes``: the bucket codes the weights came from."""
         return None
 
-    def required_signals(self) -> Tuple[str, ...]:
+    def required_signals(self) -> tuple[str, ...]:
         """Optional store signals (:meth:`GEKOStateStore.track` names) this policy reads."""
         return ()
 
@@ -88,5 +93,5 @@ class SelectionPolicy:
             store.ensure_column(name)
         store.track(*self.required_signals())
 
-    def config(self) -> Dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         raise NotImplementedError

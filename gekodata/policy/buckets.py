@@ -6,11 +6,11 @@ sample in which bucket is the policy's rule: :class:`~gekodata.policy.BucketPoli
 GEKO's rules (its module docstring), :class:`~gekodata.policy.InfoBatchPolicy` uses only
 UNSEEN, LIGHT and FOCUS.
 """
+
 from __future__ import annotations
 
 import math
 from enum import IntEnum
-from typing import Optional
 
 from ..store.state_store import MAX_VISITS
 
@@ -36,7 +36,7 @@ def _check_weight(name: str, value: float) -> float:
     return value
 
 
-def _check_max_times_seen(value: Optional[int]) -> Optional[int]:
+def _check_max_times_seen(value: int | None) -> int | None:
     """``max_times_seen`` as an int in [1, MAX_VISITS], or None; ``ValueError`` otherwise."""
     if value is None:
         return None

@@ -8,11 +8,13 @@ runs still visit the middle phases: with :meth:`Curriculum.mountain` (GEKO's fiv
 ``num_epochs`` stay in the last phase. (GEKO advanced progress per optimizer step and never
 reached PEAK's weights in the sampler of a short run.)
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +37,7 @@ class Phase:
     focus: float
     light: float
     freeze: float = 0.0
-    unseen: Optional[float] = None
+    unseen: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("hard", "focus", "light", "freeze"):
@@ -43,9 +45,13 @@ class Phase:
         if self.unseen is not None:
             _check_weight(f"{self.name}.unseen", self.unseen)
         if not (0.0 <= self.start < self.end <= 1.0):
-            raise ValueError(f"phase {self.name!r}: need 0 <= start < end <= 1, got [{self.start}, {self.end})")
+            raise ValueError(
+                f"phase {self.name!r}: need 0 <= start < end <= 1, got [{self.start}, {self.end})"
+            )
         if max(self.hard, self.focus, self.light, self.freeze) == 0:
-            raise ValueError(f"phase {self.name!r} gives every bucket weight 0 and would train nothing")
+            raise ValueError(
+                f"phase {self.name!r} gives every bucket weight 0 and would train nothing"
+            )
 
     def weight_table(self) -> np.ndarray:
         """float64 [NUM_BUCKETS]: weight indexed by bucket code."""
@@ -55,7 +61,9 @@ class Phase:
         table[Bucket.FOCUS] = self.focus
         table[Bucket.HARD] = self.hard
         table[Bucket.UNSEEN] = (
-            max(self.hard, self.focus, self.light, self.freeze) if self.unseen is None else self.unseen
+            max(self.hard, self.focus, self.light, self.freeze)
+            if self.unseen is None
+            else self.unseen
         )
         return table
 
@@ -85,11 +93,11 @@ class Curriculum:
         names = [p.name for p in ordered]
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique, got {names}")
-        self.phases: Tuple[Phase, ...] = tuple(ordered)
+        self.phases: tuple[Phase, ...] = tuple(ordered)
         self._ends = np.array([p.end for p in ordered[:-1]])
 
     @classmethod
-    def mountain(cls) -> "Curriculum":
+    def mountain(cls) -> Curriculum:
         """GEKO's five-phase curriculum, weights (HARD, FOCUS, LIGHT); FREEZE always 0."""
         table = [
             ("WARMUP", 0.00, 0.15, 1, 2, 3),
@@ -98,14 +106,32 @@ class Curriculum:
             ("DESCENT", 0.65, 0.85, 2, 3, 1),
             ("CONSOLIDATE", 0.85, 1.00, 1, 2, 3),
         ]
-        return cls([Phase(n, s, e, hard=h, focus=f, light=l) for n, s, e, h, f, l in table])
+        return cls([Phase(n, s, e, hard=h, focus=f, light=lt) for n, s, e, h, f, lt in table])
 
     @classmethod
-    def constant(cls, hard: float = 3.0, focus: float = 1.0, light: float = 0.0, freeze: float = 0.0,
-                 unseen: Optional[float] = None) -> "Curriculum":
+    def constant(
+        cls,
+        hard: float = 3.0,
+        focus: float = 1.0,
+        light: float = 0.0,
+        freeze: float = 0.0,
+        unseen: float | None = None,
+    ) -> Curriculum:
         """One phase for the whole run (no curriculum). Defaults are GEKO's (3, 1, 0)."""
-        return cls([Phase("CONSTANT", 0.0, 1.0, hard=hard, focus=focus, light=light,
-                          freeze=freeze, unseen=unseen)])
+        return cls(
+            [
+                Phase(
+                    "CONSTANT",
+                    0.0,
+                    1.0,
+                    hard=hard,
+                    focus=focus,
+                    light=light,
+                    freeze=freeze,
+                    unseen=unseen,
+                )
+            ]
+        )
 
     def phase_at(self, progress: float) -> Phase:
         """The phase covering ``progress`` (clipped to [0, 1]; 1.0 belongs to the last phase)."""
@@ -118,11 +144,11 @@ class Curriculum:
             raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
         return self.phase_at((epoch + 0.5) / num_epochs)
 
-    def config(self) -> List[Dict[str, Any]]:
+    def config(self) -> list[dict[str, Any]]:
         return [asdict(p) for p in self.phases]
 
     @classmethod
-    def from_config(cls, config: Sequence[Dict[str, Any]]) -> "Curriculum":
+    def from_config(cls, config: Sequence[dict[str, Any]]) -> Curriculum:
         return cls([Phase(**p) for p in config])
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ So: keep GEKO's policy, and pick by data (README): with noisy labels ``Forgettin
 ``BucketPolicy(noise_guard=True, suspect_confidence=0.1, suspect_needs_labels=True)``, each with
 ``sampler.store.set_labels(labels)``.
 """
+
 from __future__ import annotations
 
 from .geko import BucketPolicy

@@ -32,10 +32,10 @@ judged against their own class when the store has labels and only while their lo
 falling. ``rescale=True`` weighs the rare drawn skipped samples' loss by ``1 / audit_weight``
 (InfoBatch's correction, :mod:`gekodata.policy.rates`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 import numpy as np
 
@@ -72,11 +72,17 @@ class ForgettingPolicy(RatePolicy):
     REDUCED = Bucket.FREEZE
 
     def _check_own(self) -> None:
-        for name, low, high in (("min_visits", 1, MAX_VISITS), ("min_learned", 1, 255), ("max_forgetting", 0, 254)):
+        for name, low, high in (
+            ("min_visits", 1, MAX_VISITS),
+            ("min_learned", 1, 255),
+            ("max_forgetting", 0, 254),
+        ):
             value = int(getattr(self, name))
             if not low <= value <= high:
-                raise ValueError(f"{name} must be in [{low}, {high}] (the store's column saturates above), "
-                                 f"got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must be in [{low}, {high}] (the store's column saturates above), "
+                    f"got {getattr(self, name)}"
+                )
             setattr(self, name, value)
         self.audit_weight = check_rate("audit_weight", self.audit_weight)
 
@@ -84,7 +90,7 @@ class ForgettingPolicy(RatePolicy):
     def reduced_rate(self) -> float:
         return self.audit_weight
 
-    def _own_signals(self) -> Tuple[str, ...]:
+    def _own_signals(self) -> tuple[str, ...]:
         return ("forgetting",)
 
     def _codes(self, store: GEKOStateStore, wrong_confident: np.ndarray) -> np.ndarray:

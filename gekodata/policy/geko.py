@@ -52,11 +52,12 @@ The streak counts sync windows (by default epochs): all reports of a sample in o
 observation (see :class:`~gekodata.store.state_store.GEKOStateStore`), and predictions that disagree within a
 window restart the streak.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class BucketPolicy(SelectionPolicy):
     freeze_q: float = 0.80
     hard_confidence: float = 0.60
     min_visits_to_freeze: int = 1
-    max_times_seen: Optional[int] = None
+    max_times_seen: int | None = None
     noise_guard: bool = False
     suspect_streak: int = 2
     suspect_min_accuracy: float = 0.5
@@ -120,11 +121,21 @@ class BucketPolicy(SelectionPolicy):
         self.suspect_needs_labels = bool(self.suspect_needs_labels)
         self.noise_guard = bool(self.noise_guard)
         self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
+        self.suspect_min_accuracy = _check_threshold(
+            "suspect_min_accuracy", self.suspect_min_accuracy
+        )
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
-            raise ValueError(f"curriculum must be a Curriculum, got {type(self.curriculum).__name__}")
-        for name in ("freeze_confidence", "freeze_stability", "freeze_q", "hard_confidence", "suspect_confidence"):
+            raise ValueError(
+                f"curriculum must be a Curriculum, got {type(self.curriculum).__name__}"
+            )
+        for name in (
+            "freeze_confidence",
+            "freeze_stability",
+            "freeze_q",
+            "hard_confidence",
+            "suspect_confidence",
+        ):
             setattr(self, name, _check_threshold(name, getattr(self, name)))
         if int(self.min_visits_to_freeze) < 1:
             raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
@@ -133,7 +144,7 @@ class BucketPolicy(SelectionPolicy):
 
     # ---------------------------------------------------------------- presets
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "BucketPolicy":
+    def preset(cls, name: str, **overrides: Any) -> BucketPolicy:
         """Named configurations with constant weights (HARD, FOCUS, LIGHT):
 
         * ``"aggressive"``: freeze at confidence > 0.90 after 1 visit, weights (5, 2, 0).
@@ -152,7 +163,7 @@ class BucketPolicy(SelectionPolicy):
         if key not in table:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(table)}")
         conf, visits, (hard, focus, light) = table[key]
-        kwargs: Dict[str, Any] = dict(
+        kwargs: dict[str, Any] = dict(
             curriculum=Curriculum.constant(hard=hard, focus=focus, light=light),
             freeze_confidence=conf,
             min_visits_to_freeze=visits,
@@ -161,12 +172,14 @@ class BucketPolicy(SelectionPolicy):
         return cls(**kwargs)
 
     @classmethod
-    def uniform(cls) -> "BucketPolicy":
+    def uniform(cls) -> BucketPolicy:
         """Every sample weight 1, nothing ever freezes: plain uniform training. With a sampler
         ``budget`` below the dataset size, each epoch is a fresh uniform random subset of that
         size (the random-subset control). Buckets are still classified and reported."""
-        return cls(curriculum=Curriculum.constant(hard=1, focus=1, light=1, freeze=1, unseen=1),
-                   freeze_confidence=1.0)
+        return cls(
+            curriculum=Curriculum.constant(hard=1, focus=1, light=1, freeze=1, unseen=1),
+            freeze_confidence=1.0,
+        )
 
     # ---------------------------------------------------------------- classify
     def classify(self, store: GEKOStateStore) -> np.ndarray:
@@ -177,13 +190,18 @@ class BucketPolicy(SelectionPolicy):
         applied a block at a time with integer arithmetic: O(N) over the columns' bytes.
         """
         cols = store.columns
-        conf, flags, std, q_bits, visits = (cols["conf_ema"], cols["flags"], cols["loss_std_code"],
-                                            cols["q_value"].view(np.int16), cols["visits"])
+        conf, flags, std, q_bits, visits = (
+            cols["conf_ema"],
+            cols["flags"],
+            cols["loss_std_code"],
+            cols["q_value"].view(np.int16),
+            cols["visits"],
+        )
         # conf * 255 > f*255  <=>  conf > floor(f*255); conf < (1-h)*255  <=>  conf < ceil((1-h)*255)
         freeze_conf = min(math.floor(self.freeze_confidence * 255.0), 255)
         hard_conf = math.ceil((1.0 - self.hard_confidence) * 255.0)
         # stability > s  <=>  std < 1 - s  <=>  std code < (codes whose loss is below 1 - s)
-        stable_codes = int(np.count_nonzero(LOSS_TABLE < np.float32(1.0 - self.freeze_stability)))
+        stable_codes = int(np.count_nonzero(np.float32(1.0 - self.freeze_stability) > LOSS_TABLE))
         q_min = _float16_at_least(np.float32(self.freeze_q))
         codes = np.empty(len(store), dtype=np.uint8)
         seen_total = correct_total = 0
@@ -222,10 +240,19 @@ class BucketPolicy(SelectionPolicy):
                     candidates &= conf <= self._suspect_conf_code
                 if self.suspect_needs_labels:
                     candidates &= store.labels >= 0
-                codes[suspect_mask(store, candidates, streak=self.suspect_streak,
-                                   min_accuracy=self.suspect_min_accuracy)] = Bucket.SUSPECT
-            elif (not self.suspect_needs_labels and seen_total
-                  and correct_total / seen_total >= self.suspect_min_accuracy):
+                codes[
+                    suspect_mask(
+                        store,
+                        candidates,
+                        streak=self.suspect_streak,
+                        min_accuracy=self.suspect_min_accuracy,
+                    )
+                ] = Bucket.SUSPECT
+            elif (
+                not self.suspect_needs_labels
+                and seen_total
+                and correct_total / seen_total >= self.suspect_min_accuracy
+            ):
                 self._mark_suspects(store, codes)
         return codes
 
@@ -248,7 +275,9 @@ class BucketPolicy(SelectionPolicy):
                 suspect &= conf[lo:hi] <= self._suspect_conf_code
             out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
         """One draw per sample of weight > 0, except that a SUSPECT sample counts
         ``min(suspect_weight, 1)`` of a draw: a rarely drawn suspect must not add a whole pass
         that would go to the other samples (which would multiply the HARD draws instead).
@@ -267,7 +296,7 @@ class BucketPolicy(SelectionPolicy):
         return table
 
     # ---------------------------------------------------------------- config
-    def config(self) -> Dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         """JSON-serialisable description; :meth:`from_config` rebuilds the policy."""
         return {
             "curriculum": self.curriculum.config(),
@@ -286,7 +315,7 @@ class BucketPolicy(SelectionPolicy):
         }
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "BucketPolicy":
+    def from_config(cls, config: dict[str, Any]) -> BucketPolicy:
         kwargs = dict(config)
         kwargs["curriculum"] = Curriculum.from_config(kwargs["curriculum"])
         return cls(**kwargs)
@@ -296,7 +325,7 @@ CORRECT_SHIFT = int(CORRECT_BIT).bit_length() - 1
 _FLOAT16_INF_BITS = int(np.array(np.inf, dtype=np.float16).view(np.int16))
 
 
-def _float16_at_least(value: np.float32) -> Optional[np.int16]:
+def _float16_at_least(value: np.float32) -> np.int16 | None:
     """Bits (as int16) of the smallest float16 ``>= value`` (a float32 in (0, 1]), so that for a
     non-negative float16 ``q``: ``q >= value`` iff ``bits(q) >= `` them; None for ``value`` 0 (where
     ``-0.0`` passes too)."""

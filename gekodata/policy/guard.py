@@ -23,9 +23,8 @@ mass on other answers) SUSPECT only when three more things hold:
 
 All vectorized, O(N) (plus a sort of the labels when they are spread wider than 2^24 values).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import numpy as np
 
@@ -68,12 +67,20 @@ def others_accuracy(store: GEKOStateStore) -> np.ndarray:
     others = n_class[cls] - counted  # the sample itself does not count
     right_others = right_class[cls] - (counted & right)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share[known] = np.where(others[known] > 0, right_others[known] / np.maximum(others[known], 1), np.nan)
+        share[known] = np.where(
+            others[known] > 0, right_others[known] / np.maximum(others[known], 1), np.nan
+        )
     return share
 
 
-def suspect_mask(store: GEKOStateStore, candidates: np.ndarray, *, streak: int, min_accuracy: float,
-                 max_progress: Optional[float] = None) -> np.ndarray:
+def suspect_mask(
+    store: GEKOStateStore,
+    candidates: np.ndarray,
+    *,
+    streak: int,
+    min_accuracy: float,
+    max_progress: float | None = None,
+) -> np.ndarray:
     """bool [N]: ``candidates`` (bool [N]) that the guard holds for mislabeled (module docstring)."""
     if not candidates.any():
         return np.zeros(store.num_samples, dtype=bool)

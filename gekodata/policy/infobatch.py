@@ -1,8 +1,9 @@
 """InfoBatch: random pruning of well-learned samples with loss rescaling (Qin et al., ICLR 2024)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class InfoBatchPolicy(SelectionPolicy):
 
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125
-    max_times_seen: Optional[int] = None
+    max_times_seen: int | None = None
     provides_loss_weights: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -55,9 +56,13 @@ class InfoBatchPolicy(SelectionPolicy):
             raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
         keep = 1.0 - self.prune_ratio
-        phases = [Phase("PRUNE", 0.0, 1.0 - self.anneal_fraction, hard=1, focus=1, light=keep, unseen=1)]
+        phases = [
+            Phase("PRUNE", 0.0, 1.0 - self.anneal_fraction, hard=1, focus=1, light=keep, unseen=1)
+        ]
         if self.anneal_fraction > 0:
-            phases.append(Phase("ANNEAL", 1.0 - self.anneal_fraction, 1.0, hard=1, focus=1, light=1, unseen=1))
+            phases.append(
+                Phase("ANNEAL", 1.0 - self.anneal_fraction, 1.0, hard=1, focus=1, light=1, unseen=1)
+            )
         self.curriculum = Curriculum(phases)
 
     def classify(self, store: GEKOStateStore) -> np.ndarray:
@@ -67,21 +72,29 @@ class InfoBatchPolicy(SelectionPolicy):
         codes = np.full(len(store), np.uint8(Bucket.UNSEEN))
         if seen.any():
             seen_loss = loss[seen].astype(np.float64)
-            codes[seen] = np.where(seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS))
+            codes[seen] = np.where(
+                seen_loss < seen_loss.mean(), np.uint8(Bucket.LIGHT), np.uint8(Bucket.FOCUS)
+            )
         return codes
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray, counts: Optional[np.ndarray] = None) -> float:
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
         """The expected number of kept samples: every weight is <= 1 and is the keep probability.
         ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
         return float(weights.sum() if counts is None else np.dot(counts, weights))
 
-    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> np.ndarray:
+    def loss_weight_table(self, weights: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
         """``1 / keep probability`` for drawable samples (1 / (1 - r) for kept well-learned ones)."""
         table = np.zeros(len(weights), dtype=np.float32)
         positive = weights > 0
         table[positive] = 1.0 / weights[positive]
         return table
 
-    def config(self) -> Dict[str, Any]:
-        return {"kind": "infobatch", "prune_ratio": self.prune_ratio,
-                "anneal_fraction": self.anneal_fraction, "max_times_seen": self.max_times_seen}
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "infobatch",
+            "prune_ratio": self.prune_ratio,
+            "anneal_fraction": self.anneal_fraction,
+            "max_times_seen": self.max_times_seen,
+        }

@@ -84,11 +84,12 @@ only (GRESO: 0.01 for both). With rewards other than pass/fail, "all alike" mean
 the group exactly equal, and "right" means that common reward is in the upper half of
 ``reward_range`` (the store's correctness >= 0.5).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -132,15 +133,21 @@ class PromptPolicy(SelectionPolicy):
     hard_keep: float = 0.5
     explore: float = 0.05
     informed: bool = True
-    freeze_after: Optional[int] = 3
+    freeze_after: int | None = 3
     learnability: float = 0.5
     max_draws: float = 2.0
-    max_times_seen: Optional[int] = None
-    store_columns: ClassVar[Tuple[str, ...]] = ("group_streak",)
+    max_times_seen: int | None = None
+    store_columns: ClassVar[tuple[str, ...]] = ("group_streak",)
 
     def __post_init__(self) -> None:
-        if isinstance(self.group_size, bool) or int(self.group_size) != self.group_size or int(self.group_size) < 1:
-            raise ValueError(f"group_size must be an int >= 1 (completions per prompt), got {self.group_size!r}")
+        if (
+            isinstance(self.group_size, bool)
+            or int(self.group_size) != self.group_size
+            or int(self.group_size) < 1
+        ):
+            raise ValueError(
+                f"group_size must be an int >= 1 (completions per prompt), got {self.group_size!r}"
+            )
         self.group_size = int(self.group_size)
         self.easy_keep = _fraction("easy_keep", self.easy_keep)
         self.hard_keep = _fraction("hard_keep", self.hard_keep)
@@ -151,15 +158,19 @@ class PromptPolicy(SelectionPolicy):
         self.learnability = _fraction("learnability", self.learnability)
         if self.freeze_after is not None:
             if not 1 <= int(self.freeze_after) <= MAX_GROUP_STREAK:
-                raise ValueError(f"freeze_after must be in [1, {MAX_GROUP_STREAK}] (the store's streak saturates "
-                                 f"there) or None, got {self.freeze_after}")
+                raise ValueError(
+                    f"freeze_after must be in [1, {MAX_GROUP_STREAK}] (the store's streak saturates "
+                    f"there) or None, got {self.freeze_after}"
+                )
             self.freeze_after = int(self.freeze_after)
         self.max_draws = float(self.max_draws)
         if not (math.isfinite(self.max_draws) and self.max_draws >= 1.0):
             raise ValueError(f"max_draws must be finite and >= 1, got {self.max_draws}")
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
         # one phase for the whole run (the weights come from each prompt's state, not the table)
-        self.curriculum = Curriculum([Phase("PROMPTS", 0.0, 1.0, hard=1, focus=1, light=1, unseen=1)])
+        self.curriculum = Curriculum(
+            [Phase("PROMPTS", 0.0, 1.0, hard=1, focus=1, light=1, unseen=1)]
+        )
 
     @property
     def rows_per_pass(self) -> int:
@@ -186,8 +197,9 @@ class PromptPolicy(SelectionPolicy):
         light = np.flatnonzero(codes == Bucket.LIGHT)
         hard = np.flatnonzero(codes == Bucket.HARD)
         weights[light] = np.maximum(self.easy_keep ** run[light], self._informative(store, light))
-        weights[hard] = np.maximum(np.maximum(self.hard_keep ** -run[hard], self._informative(store, hard)),
-                                   self.explore)
+        weights[hard] = np.maximum(
+            np.maximum(self.hard_keep ** -run[hard], self._informative(store, hard)), self.explore
+        )
         focus = np.flatnonzero(codes == Bucket.FOCUS)
         if len(focus):
             weights[focus] = self._focus_draws(store.correctness[focus].astype(np.float64))
@@ -201,7 +213,7 @@ class PromptPolicy(SelectionPolicy):
         if not self.informed or self.group_size < 2:
             return np.zeros(len(rows))
         p = store.correctness[rows].astype(np.float64)
-        return np.clip(1.0 - p ** self.group_size - (1.0 - p) ** self.group_size, 0.0, 1.0)
+        return np.clip(1.0 - p**self.group_size - (1.0 - p) ** self.group_size, 0.0, 1.0)
 
     def _focus_draws(self, pass_rate: np.ndarray) -> np.ndarray:
         """Draws of informative prompts: a blend of 1 and ``p (1 - p) / mean``, capped."""
@@ -216,9 +228,16 @@ class PromptPolicy(SelectionPolicy):
         """The expected number of draws: the weights are expected draws per prompt."""
         return float(weights.sum())
 
-    def config(self) -> Dict[str, Any]:
-        return {"kind": "prompt", "group_size": self.group_size, "easy_keep": self.easy_keep,
-                "hard_keep": self.hard_keep, "explore": self.explore, "informed": self.informed,
-                "freeze_after": self.freeze_after,
-                "learnability": self.learnability, "max_draws": self.max_draws,
-                "max_times_seen": self.max_times_seen}
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "prompt",
+            "group_size": self.group_size,
+            "easy_keep": self.easy_keep,
+            "hard_keep": self.hard_keep,
+            "explore": self.explore,
+            "informed": self.informed,
+            "freeze_after": self.freeze_after,
+            "learnability": self.learnability,
+            "max_draws": self.max_draws,
+            "max_times_seen": self.max_times_seen,
+        }

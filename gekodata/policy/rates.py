@@ -21,12 +21,13 @@ weighted loss estimates the full epoch's over the samples the policy skips; SUSP
 loss weight 1 (their lower rate is on purpose). ``anneal_fraction`` trains the last share of
 epochs on full data (every rate 1 except SUSPECT), as InfoBatch does.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -70,11 +71,11 @@ class RatePolicy(SelectionPolicy):
     suspect_streak: int = 2
     suspect_min_accuracy: float = 0.5
     suspect_weight: float = 0.1
-    suspect_progress: Optional[float] = 0.1
+    suspect_progress: float | None = 0.1
     hard_confidence: float = 0.6
     rescale: bool = False
     anneal_fraction: float = 0.0
-    max_times_seen: Optional[int] = None
+    max_times_seen: int | None = None
 
     KIND = ""  # the registry's name of the policy (policy_from_config)
     REDUCED = Bucket.FREEZE  # the bucket of the samples the policy's rule skips
@@ -83,13 +84,17 @@ class RatePolicy(SelectionPolicy):
         self.noise_guard = bool(self.noise_guard)
         self.rescale = bool(self.rescale)
         self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = _check_threshold("suspect_min_accuracy", self.suspect_min_accuracy)
+        self.suspect_min_accuracy = _check_threshold(
+            "suspect_min_accuracy", self.suspect_min_accuracy
+        )
         self.hard_confidence = _check_threshold("hard_confidence", self.hard_confidence)
         self.suspect_weight = check_rate("suspect_weight", self.suspect_weight)
         if self.suspect_progress is not None:
             self.suspect_progress = float(self.suspect_progress)
             if not math.isfinite(self.suspect_progress):
-                raise ValueError(f"suspect_progress must be finite or None, got {self.suspect_progress}")
+                raise ValueError(
+                    f"suspect_progress must be finite or None, got {self.suspect_progress}"
+                )
         self.anneal_fraction = float(self.anneal_fraction)
         if not 0.0 <= self.anneal_fraction < 1.0:
             raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
@@ -99,8 +104,18 @@ class RatePolicy(SelectionPolicy):
         rates[self.REDUCED.name.lower()] = self.reduced_rate
         phases = [Phase("SELECT", 0.0, 1.0 - self.anneal_fraction, **rates)]
         if self.anneal_fraction > 0:
-            phases.append(Phase("ANNEAL", 1.0 - self.anneal_fraction, 1.0, hard=1, focus=1, light=1, freeze=1,
-                                unseen=1))
+            phases.append(
+                Phase(
+                    "ANNEAL",
+                    1.0 - self.anneal_fraction,
+                    1.0,
+                    hard=1,
+                    focus=1,
+                    light=1,
+                    freeze=1,
+                    unseen=1,
+                )
+            )
         self.curriculum = Curriculum(phases)
 
     # ------------------------------------------------------------ subclass hooks
@@ -116,7 +131,7 @@ class RatePolicy(SelectionPolicy):
         """Bucket codes before the guard: uint8 [N]."""
         raise NotImplementedError
 
-    def _own_signals(self) -> Tuple[str, ...]:
+    def _own_signals(self) -> tuple[str, ...]:
         return ()
 
     # ------------------------------------------------------------ the policy
@@ -124,21 +139,30 @@ class RatePolicy(SelectionPolicy):
     def provides_loss_weights(self) -> bool:  # type: ignore[override]
         return self.rescale
 
-    def required_signals(self) -> Tuple[str, ...]:
+    def required_signals(self) -> tuple[str, ...]:
         guard = ("progress",) if self.noise_guard and self.suspect_progress is not None else ()
         return self._own_signals() + guard
 
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]: the policy's rule, then the guard (SUSPECT)."""
         seen = store.seen
-        wrong_confident = seen & ~store.last_correct & (
-            store.columns["conf_ema"] < (1.0 - self.hard_confidence) * 255.0)
+        wrong_confident = (
+            seen
+            & ~store.last_correct
+            & (store.columns["conf_ema"] < (1.0 - self.hard_confidence) * 255.0)
+        )
         codes = self._codes(store, wrong_confident)
         codes[~seen] = Bucket.UNSEEN
         if self.noise_guard:
-            codes[suspect_mask(store, wrong_confident, streak=self.suspect_streak,
-                               min_accuracy=self.suspect_min_accuracy, max_progress=self.suspect_progress)
-                  ] = Bucket.SUSPECT
+            codes[
+                suspect_mask(
+                    store,
+                    wrong_confident,
+                    streak=self.suspect_streak,
+                    min_accuracy=self.suspect_min_accuracy,
+                    max_progress=self.suspect_progress,
+                )
+            ] = Bucket.SUSPECT
         return codes
 
     def weight_table(self, phase: Phase) -> np.ndarray:
@@ -150,7 +174,9 @@ class RatePolicy(SelectionPolicy):
         """The expected number of draws: every rate is <= 1 and is the sample's draw probability."""
         return float(weights.sum())
 
-    def loss_weight_table(self, weights: np.ndarray, codes: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    def loss_weight_table(
+        self, weights: np.ndarray, codes: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """With ``rescale``: ``1 / rate`` for drawable reduced-rate samples, 1 for other drawable
         ones, 0 for the rest; else None."""
         if not self.rescale:
@@ -161,12 +187,11 @@ class RatePolicy(SelectionPolicy):
             table[reduced] = (1.0 / weights[reduced]).astype(np.float32)
         return table
 
-    def config(self) -> Dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         """JSON-serialisable settings with the policy's ``kind``; :func:`policy_from_config`
         rebuilds it."""
         return {"kind": self.KIND, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "RatePolicy":
+    def from_config(cls, config: dict[str, Any]) -> RatePolicy:
         return cls(**config)
-

@@ -23,6 +23,7 @@ The noise guard (:mod:`gekodata.policy.guard`) is off by default here: a mislabe
 reference loss already keeps its reducible loss low. ``rescale=True`` weighs drawn explore samples
 by ``1 / explore_weight`` (:mod:`gekodata.policy.rates`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,14 +75,18 @@ class ReducibleLossPolicy(RatePolicy):
         """FOCUS for the top ``keep_fraction`` of seen, live samples by reducible loss, LIGHT for
         the rest (ties broken deterministically: the same store gives the same codes)."""
         if "ref_loss_code" not in store.columns:
-            raise ValueError("ReducibleLossPolicy needs reference losses in the store: call "
-                             "store.set_reference_loss(...) or gekodata.reference.cross_fit_reference_losses"
-                             "(..., store=sampler.store) before the first plan")
+            raise ValueError(
+                "ReducibleLossPolicy needs reference losses in the store: call "
+                "store.set_reference_loss(...) or gekodata.reference.cross_fit_reference_losses"
+                "(..., store=sampler.store) before the first plan"
+            )
         codes = np.full(store.num_samples, np.uint8(Bucket.LIGHT))
         ranked = np.flatnonzero(store.seen & ~store.pruned)
-        keep = int(round(self.keep_fraction * len(ranked)))
+        keep = round(self.keep_fraction * len(ranked))
         if keep:
             score = store.loss_of(ranked) - np.nan_to_num(store.reference_loss[ranked], nan=0.0)
-            top = ranked if keep >= len(ranked) else ranked[np.argpartition(-score, keep - 1)[:keep]]
+            top = (
+                ranked if keep >= len(ranked) else ranked[np.argpartition(-score, keep - 1)[:keep]]
+            )
             codes[top] = Bucket.FOCUS
         return codes

@@ -4,28 +4,29 @@ A policy's :meth:`~gekodata.policy.SelectionPolicy.config` is saved with the sam
 :func:`policy_from_config` turns it back into a policy by its ``"kind"`` (no kind: ``"bucket"``).
 A new policy joins by adding its kind to ``POLICY_KINDS``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 from .base import SelectionPolicy
-from .geko import BucketPolicy
 from .forgetting import ForgettingPolicy
+from .geko import BucketPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
 from .reducible import ReducibleLossPolicy
 
 
-def _infobatch_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+def _infobatch_from_config(config: dict[str, Any]) -> SelectionPolicy:
     return InfoBatchPolicy(**config)
 
 
-def _prompt_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+def _prompt_from_config(config: dict[str, Any]) -> SelectionPolicy:
     return PromptPolicy(**config)
 
 
 # kind -> builder from the config without its "kind" key
-POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
+POLICY_KINDS: dict[str, Callable[[dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
     "prompt": _prompt_from_config,
@@ -34,7 +35,7 @@ POLICY_KINDS: Dict[str, Callable[[Dict[str, Any]], SelectionPolicy]] = {
 }
 
 
-def policy_from_config(config: Dict[str, Any]) -> SelectionPolicy:
+def policy_from_config(config: dict[str, Any]) -> SelectionPolicy:
     """Rebuild a policy from its :meth:`~SelectionPolicy.config`."""
     kwargs = dict(config)
     kind = kwargs.pop("kind", "bucket")

@@ -1,11 +1,12 @@
 """The sampler's running account of its epochs: one :class:`EpochRecord` per planned epoch, with
 folded reports counted into the current one."""
+
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
-from ..planning.record import EpochRecord
 from ..diagnostics.efficiency import EfficiencyReport
+from ..planning.record import EpochRecord
 
 
 class EpochLedger:
@@ -13,7 +14,7 @@ class EpochLedger:
     epoch's. The sampler adds a record per plan and counts folded reports into the current one."""
 
     def __init__(self, records: Sequence[EpochRecord] = ()) -> None:
-        self.records: List[EpochRecord] = list(records)
+        self.records: list[EpochRecord] = list(records)
 
     def adopt(self, record: EpochRecord) -> None:
         """Make ``record`` the current one, replacing an earlier record of the same epoch."""

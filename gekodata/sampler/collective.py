@@ -4,9 +4,8 @@ across ranks.
 Only ``torch.distributed`` is used (gloo on CPU, nccl on GPU). Indices travel as int64 and values
 as float32 in separate tensors, so no index is ever rounded through a float.
 """
-from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -18,7 +17,9 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def resolve_rank_world(rank: Optional[int], world_size: Optional[int], *, standalone: bool = False) -> Tuple[int, int]:
+def resolve_rank_world(
+    rank: int | None, world_size: int | None, *, standalone: bool = False
+) -> tuple[int, int]:
     """(rank, world_size): the arguments where given, else the initialised process group's.
 
     Without an initialised group the defaults are rank 0 of 1. An explicit layout of more than
@@ -38,15 +39,20 @@ def resolve_rank_world(rank: Optional[int], world_size: Optional[int], *, standa
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     if not standalone and world_size != group_world:
-        where = (f"the initialised process group has {group_world} rank(s)" if initialised
-                 else "no torch.distributed process group is initialised")
+        where = (
+            f"the initialised process group has {group_world} rank(s)"
+            if initialised
+            else "no torch.distributed process group is initialised"
+        )
         raise ValueError(
             f"world_size={world_size} but {where}: the ranks could not share their reports and their "
             "stores would drift apart. Call torch.distributed.init_process_group first, or pass "
             "standalone=True to play one rank of that layout in a single process"
         )
     if not standalone and initialised and rank != dist.get_rank():
-        raise ValueError(f"rank={rank} but this process is rank {dist.get_rank()} of the process group")
+        raise ValueError(
+            f"rank={rank} but this process is rank {dist.get_rank()} of the process group"
+        )
     return rank, world_size
 
 
@@ -77,13 +83,15 @@ def all_gather_rows(local: torch.Tensor) -> torch.Tensor:
     """
     world = dist.get_world_size()
     count = torch.tensor([local.shape[0]], dtype=torch.int64, device=local.device)
-    counts: List[torch.Tensor] = [torch.empty_like(count) for _ in range(world)]
+    counts: list[torch.Tensor] = [torch.empty_like(count) for _ in range(world)]
     dist.all_gather(counts, count)
     sizes = [int(c.item()) for c in counts]  # one host sync per gather, at sync points only
     longest = max(sizes)
     padded = local
     if local.shape[0] < longest:
-        pad = torch.zeros((longest - local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device)
+        pad = torch.zeros(
+            (longest - local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device
+        )
         padded = torch.cat([local, pad])
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded.contiguous())

@@ -7,11 +7,13 @@ Python ints a chunk at a time, and the position is the chunk's start plus what i
 has already yielded. The iterator chains the chunks' list iterators in C
 (``itertools.chain.from_iterable``), so handing out an index runs no Python bytecode.
 """
+
 from __future__ import annotations
 
 import itertools
 import operator
-from typing import Any, Dict, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,7 @@ class _Cursor:
     """One iterator's place: ``start`` of its current chunk, the chunk's length and the chunk's
     own list iterator (whose length hint tells how much of it is left)."""
 
-    __slots__ = ("start", "length", "items")
+    __slots__ = ("items", "length", "start")
 
     def __init__(self, start: int) -> None:
         self.start, self.length, self.items = start, 0, iter(())
@@ -36,7 +38,7 @@ class StreamPosition:
     """The position in the current epoch's stream (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._resume_at: Optional[int] = None
+        self._resume_at: int | None = None
         self._cursor = _Cursor(0)
 
     def reset(self) -> None:
@@ -57,20 +59,22 @@ class StreamPosition:
         """Indices handed out in this epoch's stream (or the restored position, pending)."""
         return self._resume_at if self._resume_at is not None else self._cursor.position()
 
-    def restore(self, yielded: int, local: np.ndarray, state: Dict[str, Any]) -> None:
+    def restore(self, yielded: int, local: np.ndarray, state: dict[str, Any]) -> None:
         """Make the next iterator start at ``yielded``, after checking that ``state`` (from
         :func:`position_state`) describes ``local``; ``ValueError`` otherwise."""
         if state.get("length", len(local)) != len(local) or (
             "fingerprint" in state and state["fingerprint"] != fingerprint(local)
         ):
-            raise ValueError(f"sampler state belongs to another plan for epoch {state.get('epoch')}: restore the "
-                             "sampler with load(path) from the checkpoint taken with this state first")
+            raise ValueError(
+                f"sampler state belongs to another plan for epoch {state.get('epoch')}: restore the "
+                "sampler with load(path) from the checkpoint taken with this state first"
+            )
         if not 0 <= yielded <= len(local):
             raise ValueError(f"yielded={yielded} is outside this epoch's {len(local)} indices")
         self._resume_at = yielded
 
 
-def fingerprint(local: np.ndarray) -> List[int]:
+def fingerprint(local: np.ndarray) -> list[int]:
     """A few indices from both ends of a stream: cheap evidence that two plans are the same."""
     return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()
 

@@ -11,19 +11,20 @@ once, in the dtype the rows are buffered in (float32 values, int64 indices):
   one by one (counted in :attr:`ReportBuffer.dropped_rows`, with a warning naming how many),
   never the rest of the window.
 """
+
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
 
-from . import collective as gdist
-from ..store.validation import as_float32, check_report_shapes
 from ..store.codec import LOSS_MAX
 from ..store.state_store import GEKOStateStore
+from ..store.validation import as_float32, check_report_shapes
+from . import collective as gdist
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
 
@@ -39,7 +40,7 @@ class Window:
     loss: np.ndarray
     conf: np.ndarray
     correct: np.ndarray
-    pred: Optional[np.ndarray]
+    pred: np.ndarray | None
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -57,20 +58,32 @@ class ReportBuffer:
 
     def __init__(self, store: GEKOStateStore) -> None:
         self._store = store
-        self._chunks: List[Tuple[Any, Any, bool]] = []  # (ints, values, checked) or (tensors, None, False)
+        self._chunks: list[
+            tuple[Any, Any, bool]
+        ] = []  # (ints, values, checked) or (tensors, None, False)
         self.rows = 0
         self.calls = 0
         self.dropped_rows = 0
 
-    def add(self, loss: SignalInput, conf: SignalInput, correct: SignalInput, idx: SignalInput,
-            pred: SignalInput = None, *, defer_checks: Optional[bool] = None) -> int:
+    def add(
+        self,
+        loss: SignalInput,
+        conf: SignalInput,
+        correct: SignalInput,
+        idx: SignalInput,
+        pred: SignalInput = None,
+        *,
+        defer_checks: bool | None = None,
+    ) -> int:
         """Validate (host) or shape-check (device) one report and buffer it; returns its rows.
 
         ``defer_checks``: None (default) defers the value checks to :meth:`take` exactly when a
         tensor is on a device other than the CPU; True defers them for any torch tensors (the
         device path, also on CPU)."""
         if idx is None:
-            raise ValueError("report() needs idx: the samples' indices (batch['idx'] from PruningDataset)")
+            raise ValueError(
+                "report() needs idx: the samples' indices (batch['idx'] from PruningDataset)"
+            )
         given = (idx, loss, conf, correct, pred)
         if defer_checks is None:
             defer_checks = False
@@ -79,7 +92,7 @@ class ReportBuffer:
                     defer_checks = True
                     break
         if defer_checks:
-            chunk: Tuple[Any, Any, bool] = (_device_tensors(*given), None, False)
+            chunk: tuple[Any, Any, bool] = (_device_tensors(*given), None, False)
             rows = int(chunk[0][0].shape[0])
         else:
             ints, values = _host_chunk(self._store, *given)
@@ -93,7 +106,7 @@ class ReportBuffer:
         """Forget every buffered report (e.g. when a checkpoint replaces the state)."""
         self._chunks, self.rows, self.calls = [], 0, 0
 
-    def take(self) -> Optional[Window]:
+    def take(self) -> Window | None:
         """Every rank's buffered rows as one validated :class:`Window` (None if there are none
         anywhere), and an empty buffer. A collective under ``torch.distributed``: all ranks must
         call it. Rows that fail validation here (device input) are dropped with a warning."""
@@ -118,20 +131,29 @@ class ReportBuffer:
                 keep = ~bad
                 idx, pred, loss, conf, correct = (a[keep] for a in (idx, pred, loss, conf, correct))
                 self.dropped_rows += num_bad
-                warnings.warn(f"gekodata: dropped {num_bad} reported row(s) with invalid values at this sync point "
-                              f"(non-finite or negative loss, conf/correct outside [0, 1], idx or pred out of "
-                              f"range); the window's other {len(idx)} row(s) were kept", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"gekodata: dropped {num_bad} reported row(s) with invalid values at this sync point "
+                    f"(non-finite or negative loss, conf/correct outside [0, 1], idx or pred out of "
+                    f"range); the window's other {len(idx)} row(s) were kept",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 if len(idx) == 0:
                     return None
-        return Window(idx=idx, loss=loss, conf=conf, correct=correct,
-                      pred=pred if (pred != -1).any() else None)
+        return Window(
+            idx=idx,
+            loss=loss,
+            conf=conf,
+            correct=correct,
+            pred=pred if (pred != -1).any() else None,
+        )
 
 
 def _as_numpy(x: Any) -> np.ndarray:
     return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
-def _to_host_array(x: SignalInput) -> Optional[np.ndarray]:
+def _to_host_array(x: SignalInput) -> np.ndarray | None:
     if x is None:
         return None
     if isinstance(x, torch.Tensor):
@@ -164,14 +186,22 @@ def _as_float32(name: str, x: np.ndarray) -> np.ndarray:
 _INT32_MAX = int(np.iinfo(np.int32).max)
 
 
-def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf: SignalInput,
-                correct: SignalInput, pred: SignalInput = None) -> Tuple[np.ndarray, np.ndarray]:
+def _host_chunk(
+    store: GEKOStateStore,
+    idx: SignalInput,
+    loss: SignalInput,
+    conf: SignalInput,
+    correct: SignalInput,
+    pred: SignalInput = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate a CPU report as it will be stored (float32 values, int64 indices):
     (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3]).
 
     Valid rows (the common case) cost four reductions over the stacked rows; only a report that
     fails one goes through :meth:`GEKOStateStore.validate` for the message naming the entry."""
-    idx_a, loss_a, conf_a, correct_a, pred_a = (_to_host_array(x) for x in (idx, loss, conf, correct, pred))
+    idx_a, loss_a, conf_a, correct_a, pred_a = (
+        _to_host_array(x) for x in (idx, loss, conf, correct, pred)
+    )
     check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
     _check_index_dtype(idx_a.dtype.kind in "iu", idx_a.dtype.kind == "f", idx_a.dtype)
     if pred_a is not None and pred_a.dtype.kind not in "iu":
@@ -195,7 +225,9 @@ def _host_chunk(store: GEKOStateStore, idx: SignalInput, loss: SignalInput, conf
     return ints, values
 
 
-def _rows_valid(num_samples: int, idx: np.ndarray, pred: Optional[np.ndarray], values: np.ndarray) -> bool:
+def _rows_valid(
+    num_samples: int, idx: np.ndarray, pred: np.ndarray | None, values: np.ndarray
+) -> bool:
     """Whether every row of a non-empty report passes the store's checks
     (:func:`gekodata.store.validation.row_checks`): idx in [0, num_samples), pred in [-1, 2^31), loss in
     [0, LOSS_MAX], conf and correct in [0, 1] (``values`` float32 [n, 3]). Five or seven
@@ -210,25 +242,45 @@ def _rows_valid(num_samples: int, idx: np.ndarray, pred: Optional[np.ndarray], v
 _LOSS_MAX32 = np.float32(LOSS_MAX)
 
 
-def _device_tensors(idx: SignalInput, loss: SignalInput, conf: SignalInput, correct: SignalInput,
-                    pred: SignalInput = None) -> Tuple[Optional[torch.Tensor], ...]:
+def _device_tensors(
+    idx: SignalInput,
+    loss: SignalInput,
+    conf: SignalInput,
+    correct: SignalInput,
+    pred: SignalInput = None,
+) -> tuple[torch.Tensor | None, ...]:
     """Shape- and dtype-check a device report and keep it as detached tensors on its device: no
     kernel launch and no host sync."""
     given = (idx, loss, conf, correct, pred)
-    device = next((x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu"),
-                  torch.device("cpu"))
-    tensors = tuple(None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True) for x in given)
+    device = next(
+        (x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu"),
+        torch.device("cpu"),
+    )
+    tensors = tuple(
+        None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True)
+        for x in given
+    )
     idx_t, loss_t, conf_t, correct_t, pred_t = tensors
     check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
-    _check_index_dtype(not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
-                       idx_t.is_floating_point(), idx_t.dtype)
-    if pred_t is not None and (pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool):
+    _check_index_dtype(
+        not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
+        idx_t.is_floating_point(),
+        idx_t.dtype,
+    )
+    if pred_t is not None and (
+        pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool
+    ):
         raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
     return tensors
 
 
-def _device_rows(idx: torch.Tensor, loss: torch.Tensor, conf: Optional[torch.Tensor], correct: Optional[torch.Tensor],
-                 pred: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _device_rows(
+    idx: torch.Tensor,
+    loss: torch.Tensor,
+    conf: torch.Tensor | None,
+    correct: torch.Tensor | None,
+    pred: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A deferred report's (ints int64 [n, 2], values float32 [n, 3]) on its device, unchecked."""
     loss_f = loss.float()
     conf_f = torch.exp(-loss_f) if conf is None else conf.float()
@@ -237,7 +289,7 @@ def _device_rows(idx: torch.Tensor, loss: torch.Tensor, conf: Optional[torch.Ten
     return torch.stack([idx.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
 
 
-def _gather_chunks(chunks: List[Tuple[Any, Any, bool]]) -> Tuple[np.ndarray, np.ndarray, bool]:
+def _gather_chunks(chunks: list[tuple[Any, Any, bool]]) -> tuple[np.ndarray, np.ndarray, bool]:
     """All ranks' buffered rows, concatenated in rank order, as host arrays, and whether every
     rank's rows were validated at their call (then nothing needs checking here)."""
     device = gdist.collective_device()

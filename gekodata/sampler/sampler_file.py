@@ -6,25 +6,45 @@ one (:meth:`WeightedBucketSampler.load`); this module turns snapshots into sampl
 sampler changes anything: the settings a file must share with it, and (:func:`check_settings`)
 the checks of a new sampler's settings.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any
 
 import numpy as np
 
-from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..planning.epoch_plan import resolve_budget
-from ..policy import SelectionPolicy, policy_from_config
 from ..planning.record import EpochRecord, records_from_dicts
+from ..policy import SelectionPolicy, policy_from_config
+from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.state_store import COLUMNS, OPTIONAL_COLUMNS
 
-SETTINGS = ("num_samples", "world_size", "seed", "num_epochs", "budget", "unbiased", "unbiased_floor",
-            "audit_fraction", "audit_margin")
+SETTINGS = (
+    "num_samples",
+    "world_size",
+    "seed",
+    "num_epochs",
+    "budget",
+    "unbiased",
+    "unbiased_floor",
+    "audit_fraction",
+    "audit_margin",
+)
 """Run settings saved in a sampler file's metadata (``policy`` is saved beside them)."""
-STRICT_SETTINGS = ("seed", "budget", "unbiased", "unbiased_floor", "policy", "audit_fraction", "audit_margin")
+STRICT_SETTINGS = (
+    "seed",
+    "budget",
+    "unbiased",
+    "unbiased_floor",
+    "policy",
+    "audit_fraction",
+    "audit_margin",
+)
 """Settings that must match for a strict load."""
 
 
@@ -34,32 +54,37 @@ class SamplerSnapshot:
     ``loss_weights``: float32 [N] or None; ``audit_pending``: sorted int64 or None; ``settings``:
     :data:`SETTINGS` plus ``policy`` (its config)."""
 
-    settings: Dict[str, Any]
-    store: Dict[str, Any]
+    settings: dict[str, Any]
+    store: dict[str, Any]
     plan: np.ndarray
     epoch: int
     planned_epoch: int
     classified_epoch: int
-    records: List[EpochRecord]
-    loss_weights: Optional[np.ndarray] = None
-    audit_pending: Optional[np.ndarray] = None
+    records: list[EpochRecord]
+    loss_weights: np.ndarray | None = None
+    audit_pending: np.ndarray | None = None
 
 
-def write_snapshot(path: Union[str, os.PathLike], snap: SamplerSnapshot) -> None:
+def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
     """Write ``snap`` as a sampler file, atomically."""
-    arrays: Dict[str, np.ndarray] = {"plan": snap.plan}
+    arrays: dict[str, np.ndarray] = {"plan": snap.plan}
     if snap.audit_pending is not None:
         arrays["audit_pending"] = snap.audit_pending
     if snap.loss_weights is not None:
         arrays["loss_weights"] = snap.loss_weights
     meta = dict(snap.settings)
-    meta.update(epoch=snap.epoch, planned_epoch=snap.planned_epoch, classified_epoch=snap.classified_epoch,
-                records=[asdict(r) for r in snap.records])
+    meta.update(
+        epoch=snap.epoch,
+        planned_epoch=snap.planned_epoch,
+        classified_epoch=snap.classified_epoch,
+        records=[asdict(r) for r in snap.records],
+    )
     write_sampler_file(path, snap.store, arrays, meta)
 
 
-def read_snapshot(path: Union[str, os.PathLike], expected: Mapping[str, Any], *, strict: bool,
-                  loss_weights: bool) -> SamplerSnapshot:
+def read_snapshot(
+    path: str | os.PathLike, expected: Mapping[str, Any], *, strict: bool, loss_weights: bool
+) -> SamplerSnapshot:
     """Read and check a sampler file for a sampler whose settings are ``expected``.
 
     ``ValueError`` for another format or version, another dataset size, a truncated or corrupt
@@ -70,18 +95,26 @@ def read_snapshot(path: Union[str, os.PathLike], expected: Mapping[str, Any], *,
     where = os.fspath(path)
     num_samples = int(expected["num_samples"])
     if int(meta.get("num_samples", -1)) != num_samples:
-        raise ValueError(f"{where}: saved for {meta.get('num_samples')} samples, this dataset has {num_samples}")
+        raise ValueError(
+            f"{where}: saved for {meta.get('num_samples')} samples, this dataset has {num_samples}"
+        )
     if strict:
         _check_same_settings(where, meta, expected)
-    required = {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if loss_weights else set())
+    required = (
+        {f"store.{k}" for k in COLUMNS} | {"plan"} | ({"loss_weights"} if loss_weights else set())
+    )
     missing = required - set(arrays)
     if missing:
         raise ValueError(f"{where}: missing arrays {sorted(missing)}")
     plan = arrays["plan"]
-    if plan.ndim != 1 or not np.issubdtype(plan.dtype, np.integer) or (
-        len(plan) and (plan.min() < 0 or plan.max() >= num_samples)
+    if (
+        plan.ndim != 1
+        or not np.issubdtype(plan.dtype, np.integer)
+        or (len(plan) and (plan.min() < 0 or plan.max() >= num_samples))
     ):
-        raise ValueError(f"{where}: the saved plan is not a valid index stream for {num_samples} samples")
+        raise ValueError(
+            f"{where}: the saved plan is not a valid index stream for {num_samples} samples"
+        )
     if loss_weights and arrays["loss_weights"].shape != (num_samples,):
         raise ValueError(f"{where}: loss_weights has the wrong shape")
     try:
@@ -94,10 +127,16 @@ def read_snapshot(path: Union[str, os.PathLike], expected: Mapping[str, Any], *,
     store["columns"] = {k: v for k, v in store["columns"].items() if k in known}
     audit = arrays.get("audit_pending")
     return SamplerSnapshot(
-        settings={k: meta.get(k) for k in (*SETTINGS, "policy")}, store=store, plan=np.array(plan),
-        epoch=epochs[0], planned_epoch=epochs[1], classified_epoch=epochs[2], records=records,
+        settings={k: meta.get(k) for k in (*SETTINGS, "policy")},
+        store=store,
+        plan=np.array(plan),
+        epoch=epochs[0],
+        planned_epoch=epochs[1],
+        classified_epoch=epochs[2],
+        records=records,
         loss_weights=np.array(arrays["loss_weights"], dtype=np.float32) if loss_weights else None,
-        audit_pending=None if audit is None else np.array(audit, dtype=np.int64))
+        audit_pending=None if audit is None else np.array(audit, dtype=np.int64),
+    )
 
 
 def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
@@ -105,17 +144,28 @@ def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[
     saved.setdefault("audit_fraction", 0.0)  # files from before the audit existed
     if not saved["audit_fraction"] and not expected["audit_fraction"]:
         saved["audit_margin"] = expected["audit_margin"]  # the margin is unused without audits
-    try:  # through the policy class, so settings added since the file was written take defaults
+    # through the policy class, so settings added since the file was written take defaults
+    with contextlib.suppress(TypeError, ValueError, KeyError):
         saved["policy"] = policy_from_config(meta.get("policy", {})).config()
-    except (TypeError, ValueError, KeyError):
-        pass
     for key in STRICT_SETTINGS:
         if json.loads(json.dumps(expected[key])) != saved.get(key):
-            raise ValueError(f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)")
+            raise ValueError(
+                f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)"
+            )
 
 
-def check_settings(num_samples: int, policy: Any, *, num_epochs: int, seed: int, budget: Any, unbiased: bool,
-                   unbiased_floor: float, sync_every: Optional[int], store: Any) -> None:
+def check_settings(
+    num_samples: int,
+    policy: Any,
+    *,
+    num_epochs: int,
+    seed: int,
+    budget: Any,
+    unbiased: bool,
+    unbiased_floor: float,
+    sync_every: int | None,
+    store: Any,
+) -> None:
     """``ValueError`` naming the first of a new sampler's settings that is out of range or
     inconsistent (the constructor's arguments of :class:`~gekodata.WeightedBucketSampler`)."""
     if int(num_epochs) < 1:
@@ -124,10 +174,14 @@ def check_settings(num_samples: int, policy: Any, *, num_epochs: int, seed: int,
         raise ValueError(f"seed must be >= 0, got {seed}")
     resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
     if not isinstance(policy, SelectionPolicy):
-        raise ValueError(f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}")
+        raise ValueError(
+            f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}"
+        )
     if unbiased and policy.provides_loss_weights:
-        raise ValueError(f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them")
-    if unbiased and not (0.0 < float(unbiased_floor) and np.isfinite(unbiased_floor)):
+        raise ValueError(
+            f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them"
+        )
+    if unbiased and not (float(unbiased_floor) > 0.0 and np.isfinite(unbiased_floor)):
         raise ValueError(f"unbiased_floor must be finite and > 0, got {unbiased_floor}")
     if sync_every is not None and int(sync_every) < 1:
         raise ValueError(f"sync_every must be >= 1 or None, got {sync_every}")

@@ -5,14 +5,15 @@ The planner hands the sampler the global stream, usually computed on demand
 (loaded from a checkpoint). A rank iterates its own shard of it; either is materialised as an
 array only when someone asks for one (``plan``, ``global_plan``, a checkpoint).
 """
+
 from __future__ import annotations
 
 from typing import Union
 
 import numpy as np
 
-from . import collective as gdist
 from ..planning.stream import EpochStream
+from . import collective as gdist
 
 Plan = Union[np.ndarray, EpochStream]
 """An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
@@ -24,10 +25,12 @@ class RankPlan:
     ``world_size`` (:func:`gekodata.sampler.collective.rank_shard`'s layout) when ``shard``, else the
     whole stream."""
 
-    def __init__(self, stream: Plan, epoch: int, *, rank: int, world_size: int, shard: bool) -> None:
+    def __init__(
+        self, stream: Plan, epoch: int, *, rank: int, world_size: int, shard: bool
+    ) -> None:
         self.epoch = int(epoch)
         self._global = stream
-        self._local: Union[Plan, None] = None
+        self._local: Plan | None = None
         self._rank, self._world_size, self._shard = rank, world_size, shard
 
     def local(self) -> Plan:

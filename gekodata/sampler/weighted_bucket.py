@@ -9,29 +9,31 @@ checks its rows first) -> at the next epoch boundary the policy classifies the s
 The sampler itself does what a torch ``Sampler`` is for: iteration, sharding and the position in
 the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.store.files`.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, Optional, Sized, Union
+from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from . import collective as gdist
-from ..planning.audit import ForgettingAudit
-from .report_buffer import ReportBuffer, SignalInput, Window
 from ..dataset import PruningDataset
-from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
-from ..planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
-from ..policy import Phase, SelectionPolicy, default_policy
-from .position import StreamPosition, fingerprint
-from ..planning.record import EpochRecord
 from ..diagnostics.efficiency import EfficiencyReport
-from .accounting import EpochLedger
-from ..store.state_store import GEKOStateStore
-from .sharding import Plan, RankPlan
 from ..diagnostics.suspects import Suspects, find_suspects, write_suspects_csv
+from ..planning.audit import ForgettingAudit
+from ..planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
+from ..planning.record import EpochRecord
+from ..policy import Phase, SelectionPolicy, default_policy
+from ..store.state_store import GEKOStateStore
+from . import collective as gdist
+from .accounting import EpochLedger
+from .position import StreamPosition, fingerprint
+from .report_buffer import ReportBuffer, SignalInput, Window
+from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
+from .sharding import Plan, RankPlan
 
 
 class WeightedBucketSampler(Sampler[int]):
@@ -99,26 +101,37 @@ class WeightedBucketSampler(Sampler[int]):
     def __init__(
         self,
         data_source: Sized,
-        policy: Optional[SelectionPolicy] = None,
+        policy: SelectionPolicy | None = None,
         *,
         num_epochs: int,
         seed: int = 0,
         budget: Budget = None,
         unbiased: bool = False,
         unbiased_floor: float = 0.1,
-        store: Optional[GEKOStateStore] = None,
-        sync_every: Optional[int] = None,
-        rank: Optional[int] = None,
-        world_size: Optional[int] = None,
+        store: GEKOStateStore | None = None,
+        sync_every: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
         standalone: bool = False,
         shard: bool = True,
         audit_fraction: float = 0.0,
         audit_margin: float = 0.5,
     ) -> None:
-        num_samples = len(data_source)  # a map-style dataset's index range (PruningDataset: the wrapped one's)
+        num_samples = len(
+            data_source
+        )  # a map-style dataset's index range (PruningDataset: the wrapped one's)
         policy = policy if policy is not None else default_policy()
-        check_settings(num_samples, policy, num_epochs=num_epochs, seed=seed, budget=budget, unbiased=unbiased,
-                       unbiased_floor=unbiased_floor, sync_every=sync_every, store=store)
+        check_settings(
+            num_samples,
+            policy,
+            num_epochs=num_epochs,
+            seed=seed,
+            budget=budget,
+            unbiased=unbiased,
+            unbiased_floor=unbiased_floor,
+            sync_every=sync_every,
+            store=store,
+        )
         self._audit = ForgettingAudit(audit_fraction, audit_margin, int(seed))
         self.data_source = data_source
         self.num_samples = num_samples
@@ -129,20 +142,24 @@ class WeightedBucketSampler(Sampler[int]):
         self.unbiased = bool(unbiased)
         self.unbiased_floor = float(unbiased_floor)
         self.sync_every = None if sync_every is None else int(sync_every)
-        self.rank, self.world_size = gdist.resolve_rank_world(rank, world_size, standalone=standalone)
+        self.rank, self.world_size = gdist.resolve_rank_world(
+            rank, world_size, standalone=standalone
+        )
         self.standalone = bool(standalone)
         self.shard = bool(shard)
         self._store = store if store is not None else GEKOStateStore(num_samples)
-        policy.prepare(self._store)  # allocate the optional columns and signals the policy reads, before any report
+        policy.prepare(
+            self._store
+        )  # allocate the optional columns and signals the policy reads, before any report
         self._buffer = ReportBuffer(self._store)
-        self._loss_weights: Optional[torch.Tensor] = None
+        self._loss_weights: torch.Tensor | None = None
         if self.unbiased or policy.provides_loss_weights:
             # shared memory: persistent DataLoader workers see each epoch's new weights
             self._loss_weights = torch.ones(num_samples, dtype=torch.float32).share_memory_()
         if isinstance(data_source, PruningDataset):
             data_source._attach(self._store, self._loss_weights)
         self.epoch = 0
-        self._held: Optional[RankPlan] = None
+        self._held: RankPlan | None = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
         self._position = StreamPosition()
@@ -188,7 +205,7 @@ class WeightedBucketSampler(Sampler[int]):
         return np.empty(0, dtype=np.int64) if pending is None else pending.copy()
 
     @property
-    def prune_frozen_after(self) -> Optional[int]:
+    def prune_frozen_after(self) -> int | None:
         return getattr(self.data_source, "prune_frozen_after", None)
 
     @property
@@ -236,9 +253,19 @@ class WeightedBucketSampler(Sampler[int]):
                 # a new epoch: classify, advance frozen streaks, prune (once per epoch)
                 classify_epoch(self._store, self.policy, self.prune_frozen_after)
                 self._classified_epoch = epoch
-            self._adopt(plan_epoch(self._store, self.policy, epoch=epoch, num_epochs=self.num_epochs,
-                                   seed=self.seed, budget=self.budget, audit=self._audit,
-                                   unbiased_floor=self.unbiased_floor if self.unbiased else None), epoch)
+            self._adopt(
+                plan_epoch(
+                    self._store,
+                    self.policy,
+                    epoch=epoch,
+                    num_epochs=self.num_epochs,
+                    seed=self.seed,
+                    budget=self.budget,
+                    audit=self._audit,
+                    unbiased_floor=self.unbiased_floor if self.unbiased else None,
+                ),
+                epoch,
+            )
         return self._held
 
     def _adopt(self, plan: EpochPlan, epoch: int) -> None:
@@ -249,25 +276,36 @@ class WeightedBucketSampler(Sampler[int]):
         self._set_plan(plan.stream, epoch)
 
     def _set_plan(self, plan: Plan, epoch: int) -> None:
-        self._held = RankPlan(plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard)
+        self._held = RankPlan(
+            plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard
+        )
         self._position.reset()  # a new plan starts at its beginning
 
     def _local_plan(self) -> Plan:
         return self._ensure_plan(self.epoch).local()
 
-    def loss_weights(self, idx: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
+    def loss_weights(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Loss weight of each index this epoch (float32, same device as a tensor ``idx``): in
         unbiased mode, or from a policy with loss weights such as ``InfoBatchPolicy``."""
         if self._loss_weights is None:
-            raise RuntimeError("loss weights exist only with unbiased=True or a policy that provides them (InfoBatchPolicy)")
+            raise RuntimeError(
+                "loss weights exist only with unbiased=True or a policy that provides them (InfoBatchPolicy)"
+            )
         self._ensure_plan(self.epoch)
         if isinstance(idx, torch.Tensor):
             return self._loss_weights[idx.cpu().long()].to(idx.device)
         return self._loss_weights[torch.from_numpy(np.array(idx, dtype=np.int64))]
 
     # ------------------------------------------------------------------ reports
-    def report(self, loss: SignalInput, conf: SignalInput = None, correct: SignalInput = None,
-               idx: SignalInput = None, *, pred: SignalInput = None) -> None:
+    def report(
+        self,
+        loss: SignalInput,
+        conf: SignalInput = None,
+        correct: SignalInput = None,
+        idx: SignalInput = None,
+        *,
+        pred: SignalInput = None,
+    ) -> None:
         """Record per-sample signals of one batch.
 
         Args:
@@ -303,15 +341,19 @@ class WeightedBucketSampler(Sampler[int]):
 
     def _fold(self, window: Window) -> None:
         audit = self._audit.check(self._store, window.idx, window.loss)
-        self._store.update(window.idx, window.loss, window.conf, window.correct, window.pred, validated=True)
+        self._store.update(
+            window.idx, window.loss, window.conf, window.correct, window.pred, validated=True
+        )
         audit.restore_visits(self._store)
-        self._ledger.count(self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten))
+        self._ledger.count(
+            self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten)
+        )
 
     def _passes(self, rows: int) -> int:
         """Reported rows as passes: a policy whose draws are reported as several rows (an RL
         prompt's group of completions) counts ``rows_per_pass`` rows as one, rounded."""
         per_pass = self.policy.rows_per_pass
-        return rows if per_pass == 1 else int(round(rows / per_pass))
+        return rows if per_pass == 1 else round(rows / per_pass)
 
     # ------------------------------------------------------------------ suspects and results
     def suspects(self) -> Suspects:
@@ -323,7 +365,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._ensure_plan(self.epoch)
         return find_suspects(self._store)
 
-    def export_suspects(self, path: Union[str, os.PathLike], labels: Optional[Any] = None) -> int:
+    def export_suspects(self, path: str | os.PathLike, labels: Any | None = None) -> int:
         """Write :meth:`suspects` as CSV (atomically; see :func:`gekodata.diagnostics.suspects.write_suspects_csv`)
         and return how many rows were written."""
         return write_suspects_csv(path, self.suspects(), self.num_samples, labels)
@@ -333,7 +375,9 @@ class WeightedBucketSampler(Sampler[int]):
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
         self._ensure_plan(self.epoch)
-        return self._ledger.current(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
+        return self._ledger.current(
+            0 if gdist.is_distributed() else self._passes(self._buffer.rows)
+        )
 
     def efficiency_report(self) -> EfficiencyReport:
         """What was planned and trained per epoch, counted from real reports.
@@ -346,7 +390,7 @@ class WeightedBucketSampler(Sampler[int]):
         return self._ledger.report(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     # ------------------------------------------------------------------ resume
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Position in the current epoch's stream (torchdata Stateful protocol). O(1), no arrays."""
         local = self._local_plan()
         return {
@@ -361,7 +405,7 @@ class WeightedBucketSampler(Sampler[int]):
             "shard": self.shard,
         }
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the stream at ``state``'s position; the next ``iter()`` starts there.
 
         The sampler must already hold that epoch's plan: restore it with :meth:`load` (or run up
@@ -372,19 +416,23 @@ class WeightedBucketSampler(Sampler[int]):
         """
         for key in ("num_samples", "seed", "world_size", "rank", "shard"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(f"sampler state has {key}={state[key]!r} but this sampler has {getattr(self, key)!r}")
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r} but this sampler has {getattr(self, key)!r}"
+                )
         epoch = int(state["epoch"])
         if self._held is not None and epoch < self._held.epoch:
             # a stale position: the epoch it belongs to is over (e.g. a loader's finished iterator
             # restored after set_epoch(next)); only a completed epoch may be left behind
             if int(state["yielded"]) != int(state.get("length", -1)):
-                raise ValueError(f"sampler state is mid-way through epoch {epoch} but this sampler is already "
-                                 f"at epoch {self._held.epoch}")
+                raise ValueError(
+                    f"sampler state is mid-way through epoch {epoch} but this sampler is already "
+                    f"at epoch {self._held.epoch}"
+                )
             return
         self.set_epoch(epoch)
         self._position.restore(int(state["yielded"]), self._local_plan(), state)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Write store, plan and run state to ``path`` (a sampler file), atomically.
 
         A sync point (all ranks must call it under ``torch.distributed``): pending reports are
@@ -393,14 +441,23 @@ class WeightedBucketSampler(Sampler[int]):
         self._ensure_plan(self.epoch)
         self.flush()
         if self.rank == 0:
-            write_snapshot(path, SamplerSnapshot(
-                settings=self._settings(), store=self._store.state_dict(), plan=self._held.global_array(),
-                epoch=self.epoch, planned_epoch=self._held.epoch, classified_epoch=self._classified_epoch, records=self._ledger.records,
-                loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
-                audit_pending=self._audit.pending))
+            write_snapshot(
+                path,
+                SamplerSnapshot(
+                    settings=self._settings(),
+                    store=self._store.state_dict(),
+                    plan=self._held.global_array(),
+                    epoch=self.epoch,
+                    planned_epoch=self._held.epoch,
+                    classified_epoch=self._classified_epoch,
+                    records=self._ledger.records,
+                    loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
+                    audit_pending=self._audit.pending,
+                ),
+            )
         gdist.barrier()
 
-    def load(self, path: Union[str, os.PathLike], *, strict: bool = True) -> None:
+    def load(self, path: str | os.PathLike, *, strict: bool = True) -> None:
         """Restore what :meth:`save` wrote. Every rank calls it; reports not yet folded are
         discarded (they belong to the state being replaced).
 
@@ -408,9 +465,15 @@ class WeightedBucketSampler(Sampler[int]):
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
         budget, unbiased setting, audit setting or policy configuration.
         """
-        snap = read_snapshot(path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None)
-        self._store.load_state_dict(snap.store)  # validates before it changes anything; nothing after fails
-        self.policy.prepare(self._store)  # a file saved without the policy's columns or signals (strict=False)
+        snap = read_snapshot(
+            path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None
+        )
+        self._store.load_state_dict(
+            snap.store
+        )  # validates before it changes anything; nothing after fails
+        self.policy.prepare(
+            self._store
+        )  # a file saved without the policy's columns or signals (strict=False)
         self._audit.pending = snap.audit_pending if self._audit.enabled else None
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
@@ -419,15 +482,17 @@ class WeightedBucketSampler(Sampler[int]):
         self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch
         self._set_plan(snap.plan, snap.planned_epoch)
 
-    def _settings(self) -> Dict[str, Any]:
+    def _settings(self) -> dict[str, Any]:
         settings = {key: getattr(self, key) for key in SETTINGS}
         settings["policy"] = self.policy.config()
         return settings
 
     def __repr__(self) -> str:
-        return (f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
-                f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
-                f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})")
+        return (
+            f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
+            f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
+            f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})"
+        )
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -35,10 +35,11 @@ reported losses (not on their order), and are integer counts and maxima, so ever
 distributed run, applying the same gathered update, keeps the same histogram bit for bit. The
 histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and sampler files).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +52,19 @@ LOSS_MIN = 2.0 ** ((1 - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)
 """Smallest nonzero stored loss, 2^-24 (about 5.96e-8)."""
 LOSS_MAX = float(np.float32(2.0 ** ((_LOSS_TOP_CODE - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE)))
 """Largest loss the store accepts (the top code, as float32; about 2.03e31)."""
-LOSS_REL_ERROR = 2.0 ** (1 / (2 * LOSS_CODES_PER_OCTAVE)) - 1.0 + 2.0 ** -23
+LOSS_REL_ERROR = 2.0 ** (1 / (2 * LOSS_CODES_PER_OCTAVE)) - 1.0 + 2.0**-23
 """Relative error bound of a stored loss (half a code step plus the float32 decode; 6.8e-4)."""
 LOSS_ABS_ERROR = LOSS_MIN / 2
 """Absolute error bound of a stored loss below ``LOSS_MIN`` (those under LOSS_MIN / 2 are 0)."""
-_LOSS_TABLE = np.concatenate([
-    np.zeros(1, dtype=np.float32),
-    np.exp2((np.arange(1, _LOSS_TOP_CODE + 1, dtype=np.float64) - LOSS_CODE_ONE) / LOSS_CODES_PER_OCTAVE
-            ).astype(np.float32),
-])
+_LOSS_TABLE = np.concatenate(
+    [
+        np.zeros(1, dtype=np.float32),
+        np.exp2(
+            (np.arange(1, _LOSS_TOP_CODE + 1, dtype=np.float64) - LOSS_CODE_ONE)
+            / LOSS_CODES_PER_OCTAVE
+        ).astype(np.float32),
+    ]
+)
 _LOSS_TABLE.flags.writeable = False
 LOSS_TABLE = _LOSS_TABLE
 """The loss of every code, float32 [65536], read-only and strictly increasing: ``decode_loss``'s
@@ -96,19 +101,26 @@ def decode_loss(code: np.ndarray) -> np.ndarray:
     return _LOSS_TABLE.take(code) if code.ndim == 1 else _LOSS_TABLE[code]
 
 
-def check_hist(counts: Any, maxima: Any) -> Tuple[np.ndarray, np.ndarray]:
+def check_hist(counts: Any, maxima: Any) -> tuple[np.ndarray, np.ndarray]:
     """Copies of a saved loss-scale histogram; ``ValueError`` unless it is int64 counts >= 0 and
     float32 maxima in [0, LOSS_MAX], each [LOSS_HIST_BINS]."""
     if counts is None or maxima is None:
         raise ValueError("state lacks the loss-scale histogram (loss_hist_counts, loss_hist_max)")
     counts, maxima = np.asarray(counts), np.asarray(maxima)
     if counts.dtype != np.int64 or counts.shape != (LOSS_HIST_BINS,) or (counts < 0).any():
-        raise ValueError(f"loss_hist_counts must be int64 [{LOSS_HIST_BINS}] counts >= 0, "
-                         f"got {counts.dtype} {counts.shape}")
-    if maxima.dtype != np.float32 or maxima.shape != (LOSS_HIST_BINS,) or not (
-            (maxima >= 0) & (maxima <= np.float32(LOSS_MAX))).all():
-        raise ValueError(f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
-                         f"got {maxima.dtype} {maxima.shape}")
+        raise ValueError(
+            f"loss_hist_counts must be int64 [{LOSS_HIST_BINS}] counts >= 0, "
+            f"got {counts.dtype} {counts.shape}"
+        )
+    if (
+        maxima.dtype != np.float32
+        or maxima.shape != (LOSS_HIST_BINS,)
+        or not ((maxima >= 0) & (maxima <= np.float32(LOSS_MAX))).all()
+    ):
+        raise ValueError(
+            f"loss_hist_max must be float32 [{LOSS_HIST_BINS}] in [0, LOSS_MAX], "
+            f"got {maxima.dtype} {maxima.shape}"
+        )
     return counts.copy(), maxima.copy()
 
 
@@ -120,7 +132,7 @@ def add_to_hist(counts: np.ndarray, maxima: np.ndarray, x: np.ndarray) -> None:
     ``counts`` int64 and ``maxima`` float32, each [LOSS_HIST_BINS]. O(k + bins), a chunk of
     ``_HIST_CHUNK`` losses at a time (counts and maxima do not depend on the order)."""
     for lo in range(0, len(x), _HIST_CHUNK):
-        chunk = x[lo:lo + _HIST_CHUNK]
+        chunk = x[lo : lo + _HIST_CHUNK]
         bins = loss_hist_bins(chunk)
         counts += np.bincount(bins, minlength=LOSS_HIST_BINS)
         np.maximum.at(maxima, bins, chunk)

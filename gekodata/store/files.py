@@ -17,11 +17,13 @@ This module knows formats, not the classes that fill them: it imports nothing of
 import time (reading a sampler file whose store part has format version 1 calls
 :func:`gekodata.store.layout.upgrade_state_v1`, imported when needed).
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from collections.abc import Mapping
+from typing import Any, Union
 
 import numpy as np
 
@@ -58,15 +60,18 @@ def atomic_write(path: PathLike, payload: bytes) -> None:
         os.close(dir_fd)
 
 
-def write_safetensors(path: PathLike, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
+def write_safetensors(
+    path: PathLike, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]
+) -> None:
     """Atomically write ``arrays`` with string ``metadata`` as one safetensors file."""
     from safetensors.numpy import save
 
     atomic_write(path, save(dict(arrays), metadata={str(k): str(v) for k, v in metadata.items()}))
 
 
-def read_state_file(path: PathLike, expected_format: Optional[str] = STATE_FORMAT
-                    ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+def read_state_file(
+    path: PathLike, expected_format: str | None = STATE_FORMAT
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a gekodata safetensors file once: (arrays, metadata).
 
     ``ValueError`` if it is not a readable safetensors file whose metadata ``format`` is
@@ -83,13 +88,17 @@ def read_state_file(path: PathLike, expected_format: Optional[str] = STATE_FORMA
         arrays = load(raw)
         metadata = _read_metadata(raw)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
+        raise ValueError(
+            f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}"
+        ) from None
     if expected_format is not None and metadata.get("format") != expected_format:
-        raise ValueError(f"{path}: not a {expected_format} file (format={metadata.get('format')!r})")
+        raise ValueError(
+            f"{path}: not a {expected_format} file (format={metadata.get('format')!r})"
+        )
     return arrays, metadata
 
 
-def _read_metadata(raw: bytes) -> Dict[str, str]:
+def _read_metadata(raw: bytes) -> dict[str, str]:
     if len(raw) < 8:
         raise ValueError("file shorter than a safetensors header")
     header_len = int.from_bytes(raw[:8], "little")
@@ -98,8 +107,9 @@ def _read_metadata(raw: bytes) -> Dict[str, str]:
 
 
 # ------------------------------------------------------------------------ store files
-def write_store_file(path: PathLike, state: Mapping[str, Any],
-                     extra_metadata: Optional[Mapping[str, str]] = None) -> None:
+def write_store_file(
+    path: PathLike, state: Mapping[str, Any], extra_metadata: Mapping[str, str] | None = None
+) -> None:
     """Write a :meth:`GEKOStateStore.state_dict` as a store file; ``extra_metadata`` adds
     string entries."""
     metadata = {
@@ -116,18 +126,21 @@ def write_store_file(path: PathLike, state: Mapping[str, Any],
     write_safetensors(path, arrays, metadata)
 
 
-def read_store_file(path: PathLike) -> Dict[str, Any]:
+def read_store_file(path: PathLike) -> dict[str, Any]:
     """A :meth:`GEKOStateStore.state_dict`-shaped dict read from a store file."""
     return store_state_from_parts(os.fspath(path), *read_state_file(path, STATE_FORMAT))
 
 
-def store_state_from_parts(where: str, columns: Dict[str, np.ndarray], metadata: Mapping[str, str]) -> Dict[str, Any]:
+def store_state_from_parts(
+    where: str, columns: dict[str, np.ndarray], metadata: Mapping[str, str]
+) -> dict[str, Any]:
     """A :meth:`GEKOStateStore.state_dict`-shaped dict from a store file's (arrays, metadata)
     as :func:`read_state_file` returns them; ``where`` names the file in errors."""
     columns = dict(columns)
     extra = {name: columns.pop(name) for name in STORE_ARRAYS if name in columns}
     try:
-        return {**extra,
+        return {
+            **extra,
             "format_version": int(metadata["format_version"]),
             "num_samples": int(metadata["num_samples"]),
             "config": dict(json.loads(metadata.get("config", "{}"))),
@@ -140,24 +153,36 @@ def store_state_from_parts(where: str, columns: Dict[str, np.ndarray], metadata:
 
 
 # ---------------------------------------------------------------------- sampler files
-def write_sampler_file(path: PathLike, store_state: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                       meta: Mapping[str, Any]) -> None:
+def write_sampler_file(
+    path: PathLike,
+    store_state: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+) -> None:
     """Write a sampler file: the store (a :meth:`GEKOStateStore.state_dict`) as ``store.<column>``
     arrays plus its scalars under ``meta["store"]``, the sampler's own ``arrays`` and JSON ``meta``."""
-    everything: Dict[str, np.ndarray] = {f"store.{k}": v for k, v in store_state["columns"].items()}
-    everything.update({f"store.{k}": store_state[k] for k in STORE_ARRAYS if store_state.get(k) is not None})
+    everything: dict[str, np.ndarray] = {f"store.{k}": v for k, v in store_state["columns"].items()}
+    everything.update(
+        {f"store.{k}": store_state[k] for k in STORE_ARRAYS if store_state.get(k) is not None}
+    )
     everything.update(arrays)
     meta = dict(meta)
-    meta["store"] = {key: store_state[key] for key in ("config", "loss_scale", "total_updates", "format_version")}
-    write_safetensors(path, everything, {
-        "format": SAMPLER_FORMAT,
-        "format_version": str(SAMPLER_FORMAT_VERSION),
-        "num_samples": str(meta["num_samples"]),
-        "sampler": json.dumps(meta),
-    })
+    meta["store"] = {
+        key: store_state[key] for key in ("config", "loss_scale", "total_updates", "format_version")
+    }
+    write_safetensors(
+        path,
+        everything,
+        {
+            "format": SAMPLER_FORMAT,
+            "format_version": str(SAMPLER_FORMAT_VERSION),
+            "num_samples": str(meta["num_samples"]),
+            "sampler": json.dumps(meta),
+        },
+    )
 
 
-def read_sampler_file(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+def read_sampler_file(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, meta) of a sampler file, ``meta`` the parsed JSON ``sampler`` entry.
 
     A store part of format version 1 is converted to the current store format (its arrays and
@@ -171,8 +196,9 @@ def read_sampler_file(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, 
     return arrays, meta
 
 
-def _upgrade_sampler_store_v1(where: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]
-                              ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+def _upgrade_sampler_store_v1(
+    where: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, meta) of a sampler file whose store part has format version 1, with that part
     converted to the current store format (:func:`gekodata.store.layout.upgrade_state_v1`)."""
     from .layout import upgrade_state_v1  # columns -> codec; imported when needed
@@ -185,11 +211,15 @@ def _upgrade_sampler_store_v1(where: str, arrays: Dict[str, np.ndarray], meta: D
     upgraded.update({f"store.{name}": col for name, col in state["columns"].items()})
     upgraded.update({f"store.{name}": state[name] for name in STORE_ARRAYS})
     meta = dict(meta)
-    meta["store"] = {**meta["store"], "format_version": state["format_version"], "loss_scale": state["loss_scale"]}
+    meta["store"] = {
+        **meta["store"],
+        "format_version": state["format_version"],
+        "loss_scale": state["loss_scale"],
+    }
     return upgraded, meta
 
 
-def sampler_meta(where: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
+def sampler_meta(where: str, metadata: Mapping[str, str]) -> dict[str, Any]:
     """The parsed ``sampler`` metadata of a sampler file, its format version checked."""
     try:
         version = int(metadata["format_version"])
@@ -197,14 +227,18 @@ def sampler_meta(where: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{where}: bad gekodata sampler metadata ({exc})") from None
     if version != SAMPLER_FORMAT_VERSION:
-        raise ValueError(f"{where}: sampler format version {version} is not supported "
-                         f"(expected {SAMPLER_FORMAT_VERSION})")
+        raise ValueError(
+            f"{where}: sampler format version {version} is not supported "
+            f"(expected {SAMPLER_FORMAT_VERSION})"
+        )
     if not isinstance(meta, dict):
         raise ValueError(f"{where}: bad gekodata sampler metadata (not a JSON object)")
     return meta
 
 
-def sampler_file_store_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
+def sampler_file_store_state(
+    arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> dict[str, Any]:
     """The store part of a sampler file, shaped like :meth:`GEKOStateStore.state_dict`:
     ``meta["store"]``, every ``"store.<column>"`` array and the histogram arrays.
 
@@ -213,12 +247,16 @@ def sampler_file_store_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str
     """
     store_meta = dict(meta.get("store", {}))
     extra = {name: arrays[f"store.{name}"] for name in STORE_ARRAYS if f"store.{name}" in arrays}
-    return {**extra,
+    return {
+        **extra,
         "format_version": store_meta.get("format_version"),
         "num_samples": int(meta["num_samples"]),
         "config": store_meta.get("config", {}),
         "loss_scale": store_meta.get("loss_scale"),
         "total_updates": store_meta.get("total_updates", 0),
-        "columns": {name[len("store."):]: arr for name, arr in arrays.items()
-                    if name.startswith("store.") and name[len("store."):] not in STORE_ARRAYS},
+        "columns": {
+            name[len("store.") :]: arr
+            for name, arr in arrays.items()
+            if name.startswith("store.") and name[len("store.") :] not in STORE_ARRAYS
+        },
     }

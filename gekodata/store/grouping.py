@@ -13,9 +13,10 @@ being merged at any time. How it groups depends on the window's size against the
 
 Both give the same floats bit for bit (the same additions in the same order).
 """
+
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -34,15 +35,22 @@ class Grouped:
     sample).
     """
 
-    def __init__(self, idx: np.ndarray, multiplicity: Optional[np.ndarray], *, inverse: Optional[np.ndarray] = None,
-                 rows: Optional[np.ndarray] = None, scratch: Optional[np.ndarray] = None) -> None:
+    def __init__(
+        self,
+        idx: np.ndarray,
+        multiplicity: np.ndarray | None,
+        *,
+        inverse: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        scratch: np.ndarray | None = None,
+    ) -> None:
         self.idx, self.multiplicity = idx, multiplicity
         self._inverse, self._rows, self._scratch = inverse, rows, scratch
 
     def __len__(self) -> int:
         return len(self.idx)
 
-    def mean(self, values: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def mean(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float32 [U]: ``float32(sum(rows' values as float64, in row order) / multiplicity)``
         (into ``out`` when given); ``values`` (float32 [B]) itself when no index repeats."""
         if self.multiplicity is None:
@@ -72,7 +80,9 @@ class Grouped:
             np.minimum.at(low, self._inverse, values)
             np.maximum.at(high, self._inverse, values)
             return low == high
-        low, high = self._scratch.view(np.float32).reshape(2, -1)  # float32 extremes share its bytes
+        low, high = self._scratch.view(np.float32).reshape(
+            2, -1
+        )  # float32 extremes share its bytes
         low.fill(np.inf)
         high.fill(-np.inf)
         for lo, hi in _row_chunks(len(self._rows)):
@@ -81,7 +91,7 @@ class Grouped:
             np.maximum.at(high, rows, chunk)
         return low[self.idx] == high[self.idx]
 
-    def labels(self, pred: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def labels(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(merged, wandered)``: the largest known label of each index's rows (int [U], -1 if
         none) and bool [U], True where its rows named different known labels (None when no index
         repeats, ``merged`` then being ``pred``)."""
@@ -106,19 +116,19 @@ class Grouped:
         return merged, (merged >= 0) & (lowest != merged)
 
 
-def _row_chunks(num_rows: int) -> Iterator[Tuple[int, int]]:
+def _row_chunks(num_rows: int) -> Iterator[tuple[int, int]]:
     """Row ranges of a few blocks each: float64 copies of a chunk stay small."""
     for lo in range(0, num_rows, 16 * BLOCK):
         yield lo, min(lo + 16 * BLOCK, num_rows)
 
 
-def _add_rows(sums: np.ndarray, rows: np.ndarray, values: Optional[np.ndarray]) -> None:
+def _add_rows(sums: np.ndarray, rows: np.ndarray, values: np.ndarray | None) -> None:
     """``sums[rows[i]] += float64(values[i])`` (1.0 when ``values`` is None), in row order."""
     for lo, hi in _row_chunks(len(rows)):
         np.add.at(sums, rows[lo:hi], 1.0 if values is None else values[lo:hi].astype(np.float64))
 
 
-def group_rows(idx: np.ndarray, num_samples: int, method: Optional[str] = None) -> Grouped:
+def group_rows(idx: np.ndarray, num_samples: int, method: str | None = None) -> Grouped:
     """Group the rows of an update by index (int [B] in ``[0, num_samples)``).
 
     ``method``: ``"sort"`` (``np.unique``), ``"counts"`` (per-sample counts and sums over
@@ -138,13 +148,17 @@ def group_rows(idx: np.ndarray, num_samples: int, method: Optional[str] = None) 
     num_distinct = int(np.count_nonzero(counts))
     if num_distinct == len(idx):
         return Grouped(idx, None)
-    distinct = np.empty(num_distinct, dtype=np.int32 if num_samples <= np.iinfo(np.int32).max else np.int64)
-    multiplicity = np.empty(num_distinct, dtype=np.uint32 if len(idx) <= np.iinfo(np.uint32).max else np.int64)
+    distinct = np.empty(
+        num_distinct, dtype=np.int32 if num_samples <= np.iinfo(np.int32).max else np.int64
+    )
+    multiplicity = np.empty(
+        num_distinct, dtype=np.uint32 if len(idx) <= np.iinfo(np.uint32).max else np.int64
+    )
     at = 0
     for lo, hi in blocks(num_samples):
         found = np.flatnonzero(counts[lo:hi])
-        distinct[at:at + len(found)] = found + lo
-        multiplicity[at:at + len(found)] = counts[lo:hi][found]
+        distinct[at : at + len(found)] = found + lo
+        multiplicity[at : at + len(found)] = counts[lo:hi][found]
         at += len(found)
     return Grouped(distinct, multiplicity, rows=idx, scratch=counts)
 

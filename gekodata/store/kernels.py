@@ -2,19 +2,27 @@
 rows of one update (all arrays [U], one row per distinct sample, ``first`` marking rows never
 seen before). :meth:`GEKOStateStore.update` gathers the rows, calls these, and scatters back.
 """
-from __future__ import annotations
 
-from typing import Optional, Tuple
+from __future__ import annotations
 
 import numpy as np
 
 from .codec import decode_loss, encode_loss
-from .layout import (CORRECT_BIT, MAX_COUNT_U8, MAX_GROUP_STREAK, MAX_WRONG_STREAK, STREAK_MASK, STREAK_SHIFT,
-                      dequantize_u8, quantize_u8)
+from .layout import (
+    CORRECT_BIT,
+    MAX_COUNT_U8,
+    MAX_GROUP_STREAK,
+    MAX_WRONG_STREAK,
+    STREAK_MASK,
+    STREAK_SHIFT,
+    dequantize_u8,
+    quantize_u8,
+)
 
 
-def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray,
-                      alpha: float) -> Tuple[np.ndarray, np.ndarray]:
+def fold_loss_moments(
+    mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Loss EMA and exponential moving std (uint16 loss codes) after observing ``loss``
     (float32, loss units). West's exponentially weighted variance
     ``var <- (1-a) (var + a (x - mean)^2)`` is kept as its square root,
@@ -23,7 +31,9 @@ def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndar
     std = 0."""
     mean = decode_loss(mean_code)
     delta = loss - mean
-    std = np.float32(np.sqrt(1.0 - alpha)) * np.hypot(decode_loss(std_code), np.float32(np.sqrt(alpha)) * delta)
+    std = np.float32(np.sqrt(1.0 - alpha)) * np.hypot(
+        decode_loss(std_code), np.float32(np.sqrt(alpha)) * delta
+    )
     mean += np.float32(alpha) * delta
     if first.any():  # most windows after the first epoch have no first observation
         mean[first] = loss[first]
@@ -31,7 +41,9 @@ def fold_loss_moments(mean_code: np.ndarray, std_code: np.ndarray, loss: np.ndar
     return encode_loss(mean), encode_loss(std)
 
 
-def fold_fraction(codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
+def fold_fraction(
+    codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha: float
+) -> np.ndarray:
     """EMA of a fraction in [0, 1] kept as uint8 codes (1/255); a first observation sets it."""
     ema = dequantize_u8(codes)
     ema += np.float32(alpha) * (value - ema)
@@ -40,7 +52,9 @@ def fold_fraction(codes: np.ndarray, value: np.ndarray, first: np.ndarray, alpha
     return quantize_u8(ema)
 
 
-def fold_q_value(q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.ndarray, rate: float) -> np.ndarray:
+def fold_q_value(
+    q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.ndarray, rate: float
+) -> np.ndarray:
     """GEKO's Q-value EMA (float16) towards the reward ``1 - min(loss / loss_scale, 1)``; a first
     observation sets ``q = reward``."""
     reward = np.float32(1.0) - np.minimum(loss / np.float32(loss_scale), np.float32(1.0))
@@ -51,8 +65,13 @@ def fold_q_value(q: np.ndarray, loss: np.ndarray, loss_scale: float, first: np.n
     return q.astype(np.float16)
 
 
-def fold_flags(flags: np.ndarray, correct: np.ndarray, pred: Optional[np.ndarray], last_pred: Optional[np.ndarray],
-               wandered: Optional[np.ndarray]) -> np.ndarray:
+def fold_flags(
+    flags: np.ndarray,
+    correct: np.ndarray,
+    pred: np.ndarray | None,
+    last_pred: np.ndarray | None,
+    wandered: np.ndarray | None,
+) -> np.ndarray:
     """Flags (uint8) with the last-correct bit and the wrong streak moved by one observation.
 
     A correct observation (``correct >= 0.5``) resets the streak to 0; a wrong one adds 1,
@@ -82,7 +101,11 @@ def fold_group_streak(streak: np.ndarray, unanimous: np.ndarray, solved: np.ndar
     up = np.minimum(np.maximum(run, 0) + 1, MAX_GROUP_STREAK)
     down = np.maximum(np.minimum(run, 0) - 1, -MAX_GROUP_STREAK)
     return np.where(unanimous, np.where(solved, up, down), 0).astype(np.int8)
-def fold_loss_ema(code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: float) -> np.ndarray:
+
+
+def fold_loss_ema(
+    code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: float
+) -> np.ndarray:
     """A loss EMA kept as uint16 loss codes (e.g. the slow EMA of learning progress) after
     observing ``loss`` (float32): ``ema += alpha * (loss - ema)``; a first observation sets it."""
     ema = decode_loss(code)
@@ -91,8 +114,13 @@ def fold_loss_ema(code: np.ndarray, loss: np.ndarray, first: np.ndarray, alpha: 
     return encode_loss(ema)
 
 
-def fold_forgetting(count: np.ndarray, streak: np.ndarray, was_correct: np.ndarray, first: np.ndarray,
-                    correct: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def fold_forgetting(
+    count: np.ndarray,
+    streak: np.ndarray,
+    was_correct: np.ndarray,
+    first: np.ndarray,
+    correct: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Forgetting events and the learned streak (both uint8, saturating at 255) after one
     observation (Toneva et al., ICLR 2019). A forgetting event is a correct observation followed
     by a wrong one: ``was_correct`` (bool, the last observation's correctness) and now
@@ -101,5 +129,7 @@ def fold_forgetting(count: np.ndarray, streak: np.ndarray, was_correct: np.ndarr
     is_correct = correct >= 0.5
     forgot = was_correct & ~first & ~is_correct
     count = np.where(forgot & (count < MAX_COUNT_U8), count + np.uint8(1), count).astype(np.uint8)
-    streak = np.where(is_correct, np.minimum(streak.astype(np.int64) + 1, MAX_COUNT_U8), 0).astype(np.uint8)
+    streak = np.where(is_correct, np.minimum(streak.astype(np.int64) + 1, MAX_COUNT_U8), 0).astype(
+        np.uint8
+    )
     return count, streak

@@ -65,15 +65,17 @@ duplicate rows of an update are merged first), correct when its mean correctness
 :meth:`GEKOStateStore.reset` returns a row to "never seen" except for the columns the user
 sets (``ref_loss_code``, ``label``), which describe the sample, not training.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .codec import LOSS_HIST_BINS, LOSS_MAX, decode_loss, encode_loss, loss_hist_bins
 
-COLUMNS: Dict[str, np.dtype] = {
+COLUMNS: dict[str, np.dtype] = {
     "loss_ema_code": np.dtype(np.uint16),
     "loss_std_code": np.dtype(np.uint16),
     "q_value": np.dtype(np.float16),
@@ -83,7 +85,7 @@ COLUMNS: Dict[str, np.dtype] = {
     "frozen_streak": np.dtype(np.uint8),
     "flags": np.dtype(np.uint8),
 }
-OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
+OPTIONAL_COLUMNS: dict[str, np.dtype] = {
     "pred_label": np.dtype(np.int32),
     "group_streak": np.dtype(np.int8),
     "forget_count": np.dtype(np.uint8),
@@ -92,11 +94,15 @@ OPTIONAL_COLUMNS: Dict[str, np.dtype] = {
     "ref_loss_code": np.dtype(np.uint16),
     "label": np.dtype(np.int32),
 }
-OPTIONAL_FILL: Dict[str, int] = {"pred_label": -1, "group_streak": 0, "label": -1,
-                                 "ref_loss_code": int(np.iinfo(np.uint16).max)}
+OPTIONAL_FILL: dict[str, int] = {
+    "pred_label": -1,
+    "group_streak": 0,
+    "label": -1,
+    "ref_loss_code": int(np.iinfo(np.uint16).max),
+}
 """Value of an optional column's rows that hold nothing yet (and after :meth:`GEKOStateStore.reset`,
 except the user's columns); columns not named here: 0."""
-SIGNALS: Dict[str, Tuple[str, ...]] = {
+SIGNALS: dict[str, tuple[str, ...]] = {
     "forgetting": ("forget_count", "learned_streak"),
     "progress": ("loss_slow_code",),
 }
@@ -150,33 +156,43 @@ def dequantize_u8(codes: np.ndarray) -> np.ndarray:
     return codes.astype(np.float32) / np.float32(U8_SCALE)
 
 
-def check_columns(columns: Any, num_samples: int) -> Dict[str, np.ndarray]:
+def check_columns(columns: Any, num_samples: int) -> dict[str, np.ndarray]:
     """The columns of a loaded state, each as an array of its dtype and shape ``(num_samples,)``,
     copied; ``ValueError`` naming the first column that is missing, unknown or of another dtype
     or shape."""
-    if not isinstance(columns, Mapping) or not set(COLUMNS) <= set(columns) <= set(COLUMNS) | set(OPTIONAL_COLUMNS):
-        raise ValueError(f"state must hold the columns {sorted(COLUMNS)} and optionally {sorted(OPTIONAL_COLUMNS)}")
-    checked: Dict[str, np.ndarray] = {}
+    if not isinstance(columns, Mapping) or not set(COLUMNS) <= set(columns) <= set(COLUMNS) | set(
+        OPTIONAL_COLUMNS
+    ):
+        raise ValueError(
+            f"state must hold the columns {sorted(COLUMNS)} and optionally {sorted(OPTIONAL_COLUMNS)}"
+        )
+    checked: dict[str, np.ndarray] = {}
     for name, dtype in {**COLUMNS, **OPTIONAL_COLUMNS}.items():
         if name not in columns:
             continue
         col = np.asarray(columns[name])
         if col.dtype != dtype or col.shape != (num_samples,):
-            raise ValueError(f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                             f"expected {dtype} and ({num_samples},)")
+            raise ValueError(
+                f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                f"expected {dtype} and ({num_samples},)"
+            )
         checked[name] = np.array(col, dtype=dtype)
     return checked
 
 
-V1_COLUMNS: Dict[str, np.dtype] = {
+V1_COLUMNS: dict[str, np.dtype] = {
     "loss_ema": np.dtype(np.float16),
     "loss_var": np.dtype(np.float16),
-    **{name: dtype for name, dtype in COLUMNS.items() if name not in ("loss_ema_code", "loss_std_code")},
+    **{
+        name: dtype
+        for name, dtype in COLUMNS.items()
+        if name not in ("loss_ema_code", "loss_std_code")
+    },
 }
 """Columns of store format version 1 (loss EMA and variance as fp16)."""
 
 
-def upgrade_state_v1(state: Mapping[str, Any]) -> Dict[str, Any]:
+def upgrade_state_v1(state: Mapping[str, Any]) -> dict[str, Any]:
     """A format-version-2 state dict from a version-1 one (files written before the loss codec).
 
     The fp16 loss EMA is re-encoded with the loss codec and the fp16 variance becomes the std
@@ -188,14 +204,20 @@ def upgrade_state_v1(state: Mapping[str, Any]) -> Dict[str, Any]:
     """
     num_samples = int(state.get("num_samples", -1))
     columns = state.get("columns")
-    if not isinstance(columns, Mapping) or not set(V1_COLUMNS) <= set(columns) <= set(V1_COLUMNS) | set(OPTIONAL_COLUMNS):
-        raise ValueError(f"version 1 state must hold the columns {sorted(V1_COLUMNS)} "
-                         f"and optionally {sorted(OPTIONAL_COLUMNS)}")
+    if not isinstance(columns, Mapping) or not set(V1_COLUMNS) <= set(columns) <= set(
+        V1_COLUMNS
+    ) | set(OPTIONAL_COLUMNS):
+        raise ValueError(
+            f"version 1 state must hold the columns {sorted(V1_COLUMNS)} "
+            f"and optionally {sorted(OPTIONAL_COLUMNS)}"
+        )
     for name in ("loss_ema", "loss_var", "visits"):
         col = np.asarray(columns[name])
         if col.dtype != V1_COLUMNS[name] or col.shape != (num_samples,):
-            raise ValueError(f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                             f"expected {V1_COLUMNS[name]} and ({num_samples},)")
+            raise ValueError(
+                f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
+                f"expected {V1_COLUMNS[name]} and ({num_samples},)"
+            )
     ema = np.asarray(columns["loss_ema"]).astype(np.float32)
     var = np.asarray(columns["loss_var"]).astype(np.float32)
     for name, values in (("loss_ema", ema), ("loss_var", var)):
@@ -211,7 +233,9 @@ def upgrade_state_v1(state: Mapping[str, Any]) -> Dict[str, Any]:
     return {
         **state,
         "format_version": 2,
-        "columns": {name: upgraded[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in upgraded},
+        "columns": {
+            name: upgraded[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in upgraded
+        },
         "loss_hist_counts": np.bincount(bins, minlength=LOSS_HIST_BINS).astype(np.int64),
         "loss_hist_max": hist_max,
         "loss_scale": None,

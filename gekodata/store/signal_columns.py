@@ -7,22 +7,23 @@ tracks (:meth:`~OptionalColumns.track`: forgetting events, learning progress) an
 the user sets (:meth:`~OptionalColumns.set_reference_loss`, :meth:`~OptionalColumns.set_labels`).
 It reads and writes ``self.columns`` and ``self.num_samples`` of the store it is mixed into.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import numpy as np
 
-from .validation import as_float32
 from .codec import decode_loss, encode_loss
 from .layout import OPTIONAL_COLUMNS, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, empty_column
+from .validation import as_float32
 
 
 class OptionalColumns:
     """Optional columns of a store (module docstring). Needs ``columns`` (name -> array [N]),
     ``num_samples`` and the store's ``loss``, ``seen`` and ``last_correct`` views."""
 
-    columns: Dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]
     num_samples: int
 
     @property
@@ -93,7 +94,7 @@ class OptionalColumns:
         return self._signal_column("label", "call set_labels")
 
     @property
-    def tracked(self) -> Tuple[str, ...]:
+    def tracked(self) -> tuple[str, ...]:
         """Names of the signals :meth:`track` has allocated."""
         return tuple(name for name, cols in SIGNALS.items() if all(c in self.columns for c in cols))
 
@@ -115,14 +116,16 @@ class OptionalColumns:
                 col[self.last_correct] = 1
             self.columns[name] = col
 
-    def _checked_rows(self, idx: Any, values: Any, what: str) -> Tuple[np.ndarray, np.ndarray]:
+    def _checked_rows(self, idx: Any, values: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
         """``idx`` (None = all rows) and ``values`` as int64 / numpy arrays of equal length, indices
         in range; ``ValueError`` otherwise."""
         values = np.asarray(values)
         idx = np.arange(self.num_samples) if idx is None else np.asarray(idx)
         if idx.ndim != 1 or values.shape != idx.shape:
-            raise ValueError(f"{what} and idx must be 1-D and of equal length, got shapes {values.shape} "
-                             f"and {idx.shape}")
+            raise ValueError(
+                f"{what} and idx must be 1-D and of equal length, got shapes {values.shape} "
+                f"and {idx.shape}"
+            )
         if len(idx) and not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
         if len(idx) and (idx.min() < 0 or idx.max() >= self.num_samples):
@@ -141,8 +144,10 @@ class OptionalColumns:
         bad = ~((loss >= 0) & (loss <= np.float32(REF_LOSS_MAX)))  # NaN fails too
         if bad.any():
             where = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"reference losses must be finite, >= 0 and <= {REF_LOSS_MAX:.4g} as float32; "
-                             f"entry {where} is {values[where]} (idx {idx[where]})")
+            raise ValueError(
+                f"reference losses must be finite, >= 0 and <= {REF_LOSS_MAX:.4g} as float32; "
+                f"entry {where} is {values[where]} (idx {idx[where]})"
+            )
         if "ref_loss_code" not in self.columns:
             self.columns["ref_loss_code"] = empty_column("ref_loss_code", self.num_samples)
         self.columns["ref_loss_code"][idx] = encode_loss(loss)
@@ -169,6 +174,8 @@ class OptionalColumns:
         the first report, because a column allocated later would have missed those reports.
         ``ValueError`` for a name that is not an optional column."""
         if name not in OPTIONAL_COLUMNS:
-            raise ValueError(f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}")
+            raise ValueError(
+                f"{name!r} is not an optional store column; choose one of {sorted(OPTIONAL_COLUMNS)}"
+            )
         if name not in self.columns:
             self.columns[name] = empty_column(name, self.num_samples)

@@ -5,16 +5,18 @@
 into a state dict or file and back: validating everything before changing anything, and reading
 format version 1 (:func:`~gekodata.store.layout.upgrade_state_v1`). File formats are :mod:`gekodata.store.files`.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .codec import check_hist
-from .layout import check_columns, upgrade_state_v1
 from .files import read_store_file, write_store_file
+from .layout import check_columns, upgrade_state_v1
 
 FORMAT_VERSION = 2
 """Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
@@ -22,12 +24,21 @@ Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
 :func:`upgrade_state_v1`."""
 
 
-def checked_config(ema_alpha: float, q_rate: float, loss_scale_quantile: float,
-                    min_loss_scale: float, slow_alpha: float = 0.25) -> Dict[str, float]:
+def checked_config(
+    ema_alpha: float,
+    q_rate: float,
+    loss_scale_quantile: float,
+    min_loss_scale: float,
+    slow_alpha: float = 0.25,
+) -> dict[str, float]:
     """The store's settings as floats; ``ValueError`` naming the first out of range."""
-    config = {"ema_alpha": float(ema_alpha), "q_rate": float(q_rate),
-              "loss_scale_quantile": float(loss_scale_quantile), "min_loss_scale": float(min_loss_scale),
-              "slow_alpha": float(slow_alpha)}
+    config = {
+        "ema_alpha": float(ema_alpha),
+        "q_rate": float(q_rate),
+        "loss_scale_quantile": float(loss_scale_quantile),
+        "min_loss_scale": float(min_loss_scale),
+        "slow_alpha": float(slow_alpha),
+    }
     for name, value in config.items():
         if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
             raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
@@ -40,7 +51,7 @@ class StoreState:
     """Saving and restoring a store (module docstring). Needs the store's ``num_samples``,
     ``columns``, settings, loss-scale histogram and ``_scale_from_hist``."""
 
-    def config(self) -> Dict[str, float]:
+    def config(self) -> dict[str, float]:
         return {
             "ema_alpha": self.ema_alpha,
             "q_rate": self.q_rate,
@@ -49,7 +60,7 @@ class StoreState:
             "slow_alpha": self.slow_alpha,
         }
 
-    def state_dict(self) -> Dict[str, object]:
+    def state_dict(self) -> dict[str, object]:
         """Columns and loss-scale histogram (copies) plus scalars; round-trips bitwise through
         :meth:`load_state_dict`."""
         return {
@@ -72,7 +83,9 @@ class StoreState:
         if version == 1:
             state = upgrade_state_v1(state)
         elif version != FORMAT_VERSION:
-            raise ValueError(f"state format version {version!r} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(
+                f"state format version {version!r} is not supported (expected {FORMAT_VERSION})"
+            )
         if int(state.get("num_samples", -1)) != self.num_samples:
             raise ValueError(
                 f"state is for {state.get('num_samples')} samples but this store has {self.num_samples}"
@@ -80,7 +93,9 @@ class StoreState:
         columns = check_columns(state.get("columns"), self.num_samples)
         config = dict(state.get("config", {}))
         new_config = checked_config(**{k: config.get(k, getattr(self, k)) for k in self.config()})
-        hist_counts, hist_max = check_hist(state.get("loss_hist_counts"), state.get("loss_hist_max"))
+        hist_counts, hist_max = check_hist(
+            state.get("loss_hist_counts"), state.get("loss_hist_max")
+        )
         try:
             saved_scale = state.get("loss_scale", new_config["min_loss_scale"])
             loss_scale = None if saved_scale is None else float(saved_scale)
@@ -94,7 +109,9 @@ class StoreState:
         self.total_updates = total_updates
         self.columns = columns
 
-    def save(self, path: Union[str, os.PathLike], extra_metadata: Optional[Mapping[str, str]] = None) -> None:
+    def save(
+        self, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None
+    ) -> None:
         """Write the store to ``path`` as a store file (:mod:`gekodata.store.files`), atomically.
 
         The safetensors metadata holds ``format`` ("gekodata.state"), ``format_version``,
@@ -102,7 +119,7 @@ class StoreState:
         """
         write_store_file(path, self.state_dict(), extra_metadata)
 
-    def load(self, path: Union[str, os.PathLike]) -> None:
+    def load(self, path: str | os.PathLike) -> None:
         """Restore this store from a file written by :meth:`save`.
 
         Raises ``ValueError`` (store unchanged) for another format, format version, dataset
@@ -111,12 +128,12 @@ class StoreState:
         self.load_state_dict(read_store_file(path))
 
     @classmethod
-    def from_file(cls, path: Union[str, os.PathLike]) -> Any:
+    def from_file(cls, path: str | os.PathLike) -> Any:
         """A new store sized and configured from a file written by :meth:`save` (read once)."""
         return cls.from_state_dict(read_store_file(path), where=os.fspath(path))
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any], where: Optional[str] = None) -> Any:
+    def from_state_dict(cls, state: Mapping[str, Any], where: str | None = None) -> Any:
         """A new store sized and configured from a :meth:`state_dict`-shaped mapping.
 
         ``ValueError`` for bad contents, its message prefixed with ``where`` (e.g. a file name)."""

@@ -16,35 +16,81 @@ ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :
 Units: losses are in the user's loss units (nats for cross-entropy); confidences and
 correctness are fractions in [0, 1].
 """
-from __future__ import annotations
 
-from typing import Dict, Optional, Union
+from __future__ import annotations
 
 import numpy as np
 
-from .codec import (LOSS_ABS_ERROR, LOSS_CODE_ONE, LOSS_CODES_PER_OCTAVE, LOSS_HIST_BINS, LOSS_HIST_BINS_PER_OCTAVE,
-                    LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, add_to_hist, decode_loss, encode_loss,
-                    hist_quantile_max)
-from .layout import (BUCKET_MASK, COLUMNS, CORRECT_BIT, MAX_FROZEN_STREAK, MAX_VISITS, MAX_WRONG_STREAK,
-                      OPTIONAL_COLUMNS, OPTIONAL_FILL, PRUNED_BIT, STREAK_MASK, STREAK_SHIFT, USER_COLUMNS,
-                      V1_COLUMNS, dequantize_u8, upgrade_state_v1)
 from .blocks import blocks
-from .validation import as_float32, check_report_shapes, row_checks
-from .kernels import (fold_flags, fold_forgetting, fold_fraction, fold_group_streak, fold_loss_ema, fold_loss_moments,
-                    fold_q_value)
+from .codec import (
+    LOSS_ABS_ERROR,
+    LOSS_CODE_ONE,
+    LOSS_CODES_PER_OCTAVE,
+    LOSS_HIST_BINS,
+    LOSS_HIST_BINS_PER_OCTAVE,
+    LOSS_MAX,
+    LOSS_MIN,
+    LOSS_REL_ERROR,
+    add_to_hist,
+    decode_loss,
+    encode_loss,
+    hist_quantile_max,
+)
 from .grouping import group_rows
+from .kernels import (
+    fold_flags,
+    fold_forgetting,
+    fold_fraction,
+    fold_group_streak,
+    fold_loss_ema,
+    fold_loss_moments,
+    fold_q_value,
+)
+from .layout import (
+    BUCKET_MASK,
+    COLUMNS,
+    CORRECT_BIT,
+    MAX_FROZEN_STREAK,
+    MAX_VISITS,
+    MAX_WRONG_STREAK,
+    OPTIONAL_COLUMNS,
+    OPTIONAL_FILL,
+    PRUNED_BIT,
+    STREAK_MASK,
+    STREAK_SHIFT,
+    USER_COLUMNS,
+    V1_COLUMNS,
+    dequantize_u8,
+    upgrade_state_v1,
+)
 from .signal_columns import OptionalColumns
 from .snapshot import FORMAT_VERSION, StoreState, checked_config
+from .validation import as_float32, check_report_shapes, row_checks
 
 __all__ = [  # the store, and the layout and codec names it has always exported
-    "COLUMNS", "FORMAT_VERSION", "GEKOStateStore", "LOSS_ABS_ERROR", "LOSS_CODE_ONE", "LOSS_CODES_PER_OCTAVE",
-    "LOSS_HIST_BINS", "LOSS_HIST_BINS_PER_OCTAVE", "LOSS_MAX", "LOSS_MIN", "LOSS_REL_ERROR", "MAX_VISITS",
-    "MAX_WRONG_STREAK", "OPTIONAL_COLUMNS", "V1_COLUMNS", "check_report_shapes", "decode_loss", "encode_loss",
+    "COLUMNS",
+    "FORMAT_VERSION",
+    "LOSS_ABS_ERROR",
+    "LOSS_CODES_PER_OCTAVE",
+    "LOSS_CODE_ONE",
+    "LOSS_HIST_BINS",
+    "LOSS_HIST_BINS_PER_OCTAVE",
+    "LOSS_MAX",
+    "LOSS_MIN",
+    "LOSS_REL_ERROR",
+    "MAX_VISITS",
+    "MAX_WRONG_STREAK",
+    "OPTIONAL_COLUMNS",
+    "V1_COLUMNS",
+    "GEKOStateStore",
+    "check_report_shapes",
+    "decode_loss",
+    "encode_loss",
     "upgrade_state_v1",
 ]
 
 
-def _part(values: Optional[np.ndarray], lo: int, hi: int) -> Optional[np.ndarray]:
+def _part(values: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:
     return None if values is None else values[lo:hi]
 
 
@@ -95,7 +141,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.num_samples = num_samples
-        for key, value in checked_config(ema_alpha, q_rate, loss_scale_quantile, min_loss_scale, slow_alpha).items():
+        for key, value in checked_config(
+            ema_alpha, q_rate, loss_scale_quantile, min_loss_scale, slow_alpha
+        ).items():
             setattr(self, key, value)
         self.loss_scale = self.min_loss_scale
         self.total_updates = 0
@@ -103,7 +151,7 @@ class GEKOStateStore(OptionalColumns, StoreState):
         """Reported losses per histogram bin, int64 [LOSS_HIST_BINS] (see the module docstring)."""
         self.loss_hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
         """Largest loss reported in each histogram bin, float32 [LOSS_HIST_BINS] (0 if empty)."""
-        self.columns: Dict[str, np.ndarray] = {
+        self.columns: dict[str, np.ndarray] = {
             name: np.zeros(num_samples, dtype=dtype) for name, dtype in COLUMNS.items()
         }
 
@@ -208,9 +256,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
         self,
         idx: np.ndarray,
         loss: np.ndarray,
-        conf: Optional[np.ndarray] = None,
-        correct: Optional[np.ndarray] = None,
-        pred: Optional[np.ndarray] = None,
+        conf: np.ndarray | None = None,
+        correct: np.ndarray | None = None,
+        pred: np.ndarray | None = None,
     ) -> np.ndarray:
         """bool [B]: True where :meth:`validate` would refuse the row (idx out of range; loss
         non-finite as float32, negative or above ``LOSS_MAX``; conf/correct outside [0, 1] or
@@ -228,9 +276,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
         self,
         idx: np.ndarray,
         loss: np.ndarray,
-        conf: Optional[np.ndarray] = None,
-        correct: Optional[np.ndarray] = None,
-        pred: Optional[np.ndarray] = None,
+        conf: np.ndarray | None = None,
+        correct: np.ndarray | None = None,
+        pred: np.ndarray | None = None,
     ) -> None:
         """Raise ``ValueError`` naming the first problem with an update's arrays (and the entry).
 
@@ -249,7 +297,7 @@ class GEKOStateStore(OptionalColumns, StoreState):
         loss: np.ndarray,
         conf: np.ndarray,
         correct: np.ndarray,
-        pred: Optional[np.ndarray] = None,
+        pred: np.ndarray | None = None,
         *,
         validated: bool = False,
     ) -> None:
@@ -276,17 +324,25 @@ class GEKOStateStore(OptionalColumns, StoreState):
         if len(idx) == 0:
             return
         idx = idx.astype(np.int64, copy=False)
-        add_to_hist(self.loss_hist_counts, self.loss_hist_max, loss)  # every row, duplicates included
+        add_to_hist(
+            self.loss_hist_counts, self.loss_hist_max, loss
+        )  # every row, duplicates included
         self.loss_scale = self._scale_from_hist()
-        rows = group_rows(idx, self.num_samples)  # one observation per index, merged one value at a time
+        rows = group_rows(
+            idx, self.num_samples
+        )  # one observation per index, merged one value at a time
         del idx
         cols, target = self.columns, rows.idx
         first = cols["visits"][target] == 0
-        means = None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)  # reused per value
+        means = (
+            None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)
+        )  # reused per value
         self._fold_loss(target, rows.mean(loss, out=means), first)
         self._fold_fraction("conf_ema", target, rows.mean(conf, out=means), first)
         merged, wandered = rows.labels(pred) if pred is not None else (None, None)
-        unanimous = rows.unanimous(correct) if "group_streak" in cols else None  # same correctness in every row
+        unanimous = (
+            rows.unanimous(correct) if "group_streak" in cols else None
+        )  # same correctness in every row
         correct = rows.mean(correct, out=means)
         self._fold_fraction("correct_ema", target, correct, first)
         if pred is not None and "pred_label" not in cols:
@@ -301,14 +357,25 @@ class GEKOStateStore(OptionalColumns, StoreState):
             if "forget_count" in cols:  # before fold_flags moves the last-correct bit
                 was_correct = (cols["flags"][at] & CORRECT_BIT) != 0
                 cols["forget_count"][at], cols["learned_streak"][at] = fold_forgetting(
-                    cols["forget_count"][at], cols["learned_streak"][at], was_correct, first[lo:hi], correct[lo:hi])
-            cols["flags"][at] = fold_flags(cols["flags"][at], correct[lo:hi], _part(merged, lo, hi), last_pred,
-                                           _part(wandered, lo, hi))
+                    cols["forget_count"][at],
+                    cols["learned_streak"][at],
+                    was_correct,
+                    first[lo:hi],
+                    correct[lo:hi],
+                )
+            cols["flags"][at] = fold_flags(
+                cols["flags"][at],
+                correct[lo:hi],
+                _part(merged, lo, hi),
+                last_pred,
+                _part(wandered, lo, hi),
+            )
             step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
             cols["visits"][at] = np.minimum(cols["visits"][at].astype(np.int64) + step, MAX_VISITS)
             if unanimous is not None:
-                cols["group_streak"][at] = fold_group_streak(cols["group_streak"][at], unanimous[lo:hi],
-                                                             correct[lo:hi] >= 0.5)
+                cols["group_streak"][at] = fold_group_streak(
+                    cols["group_streak"][at], unanimous[lo:hi], correct[lo:hi] >= 0.5
+                )
         self.total_updates += len(loss)
 
     def _fold_loss(self, target: np.ndarray, loss: np.ndarray, first: np.ndarray) -> None:
@@ -317,12 +384,19 @@ class GEKOStateStore(OptionalColumns, StoreState):
         for lo, hi in blocks(len(target)):
             at, observed, new = target[lo:hi], loss[lo:hi], first[lo:hi]
             cols["loss_ema_code"][at], cols["loss_std_code"][at] = fold_loss_moments(
-                cols["loss_ema_code"][at], cols["loss_std_code"][at], observed, new, self.ema_alpha)
-            cols["q_value"][at] = fold_q_value(cols["q_value"][at], observed, self.loss_scale, new, self.q_rate)
+                cols["loss_ema_code"][at], cols["loss_std_code"][at], observed, new, self.ema_alpha
+            )
+            cols["q_value"][at] = fold_q_value(
+                cols["q_value"][at], observed, self.loss_scale, new, self.q_rate
+            )
             if "loss_slow_code" in cols:
-                cols["loss_slow_code"][at] = fold_loss_ema(cols["loss_slow_code"][at], observed, new, self.slow_alpha)
+                cols["loss_slow_code"][at] = fold_loss_ema(
+                    cols["loss_slow_code"][at], observed, new, self.slow_alpha
+                )
 
-    def _fold_fraction(self, name: str, target: np.ndarray, value: np.ndarray, first: np.ndarray) -> None:
+    def _fold_fraction(
+        self, name: str, target: np.ndarray, value: np.ndarray, first: np.ndarray
+    ) -> None:
         """EMA column ``name`` (uint8 fraction codes) of rows ``target`` after observing ``value``."""
         column = self.columns[name]
         for lo, hi in blocks(len(target)):
@@ -331,8 +405,10 @@ class GEKOStateStore(OptionalColumns, StoreState):
 
     def _scale_from_hist(self) -> float:
         """``max(min_loss_scale, largest loss in the bin holding the q-quantile)``; O(bins)."""
-        return max(self.min_loss_scale,
-                   hist_quantile_max(self.loss_hist_counts, self.loss_hist_max, self.loss_scale_quantile))
+        return max(
+            self.min_loss_scale,
+            hist_quantile_max(self.loss_hist_counts, self.loss_hist_max, self.loss_scale_quantile),
+        )
 
     def set_buckets(self, codes: np.ndarray, frozen: np.ndarray) -> None:
         """Write bucket codes (uint8 [N], each < 8) and advance the frozen streak.
@@ -345,7 +421,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
         if codes.shape != (self.num_samples,) or frozen.shape != (self.num_samples,):
             raise ValueError(f"codes and frozen must have shape ({self.num_samples},)")
         if codes.size and (int(codes.max()) > int(BUCKET_MASK) or int(codes.min()) < 0):
-            raise ValueError(f"bucket codes must be in [0, 8), got {int(codes.min())}..{int(codes.max())}")
+            raise ValueError(
+                f"bucket codes must be in [0, 8), got {int(codes.min())}..{int(codes.max())}"
+            )
         flags, streak = self.columns["flags"], self.columns["frozen_streak"]
         keep = ~BUCKET_MASK
         for lo, hi in blocks(self.num_samples):
@@ -355,12 +433,16 @@ class GEKOStateStore(OptionalColumns, StoreState):
             run += (run < MAX_FROZEN_STREAK).view(np.uint8)
             run *= frozen[lo:hi].view(np.uint8)  # min(streak + 1, 255) if frozen, else 0
 
-    def set_pruned(self, idx: Union[np.ndarray, slice, None], value: bool = True) -> None:
+    def set_pruned(self, idx: np.ndarray | slice | None, value: bool = True) -> None:
         """Set (or with ``value=False`` clear) the pruned flag of ``idx`` (None = all; a bool
         [N] mask is applied a block at a time)."""
         target = slice(None) if idx is None else idx
         flags = self.columns["flags"]
-        if isinstance(target, np.ndarray) and target.dtype == np.bool_ and target.shape == (self.num_samples,):
+        if (
+            isinstance(target, np.ndarray)
+            and target.dtype == np.bool_
+            and target.shape == (self.num_samples,)
+        ):
             for lo, hi in blocks(self.num_samples):
                 bits = target[lo:hi].view(np.uint8) * PRUNED_BIT
                 if value:

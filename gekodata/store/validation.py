@@ -3,22 +3,28 @@
 Values are checked as the store keeps them (cast to float32 first), and shapes without reading
 values, so checking a device tensor's shape never syncs the host.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from .codec import LOSS_MAX
 
 
-def check_report_shapes(idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None) -> None:
+def check_report_shapes(
+    idx: Any, loss: Any, conf: Any = None, correct: Any = None, pred: Any = None
+) -> None:
     """``ValueError`` unless every given array (numpy or torch, on any device) is 1-D and as long
     as ``idx``. Reads shapes only, so it never syncs a device."""
     named = (("idx", idx), ("loss", loss), ("conf", conf), ("correct", correct), ("pred", pred))
     for name, arr in named:
         if arr is not None and len(arr.shape) != 1:
-            raise ValueError(f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}")
+            raise ValueError(
+                f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}"
+            )
     for name, arr in named[1:]:
         if arr is not None and arr.shape[0] != idx.shape[0]:
             raise ValueError(
@@ -43,11 +49,12 @@ def row_checks(
     num_samples: int,
     idx: np.ndarray,
     loss: np.ndarray,
-    conf: Optional[np.ndarray],
-    correct: Optional[np.ndarray],
-    pred: Optional[np.ndarray],
-) -> Iterator[Tuple[np.ndarray, Callable[[int], str]]]:
-    """The per-row checks of a report for a store of ``num_samples`` rows, in order: (bool [B] mask of refused rows, message of
+    conf: np.ndarray | None,
+    correct: np.ndarray | None,
+    pred: np.ndarray | None,
+) -> Iterator[tuple[np.ndarray, Callable[[int], str]]]:
+    """The per-row checks of a report for a store of ``num_samples`` rows, in order:
+    (bool [B] mask of refused rows, message of
     an entry). Values are checked as the store keeps them: cast to float32 first. Raises
     ``ValueError`` for whole-array problems (shapes, non-integer dtypes). The one source of
     truth of :meth:`GEKOStateStore.validate` and :meth:`GEKOStateStore.invalid_rows`; lazy, so
@@ -65,22 +72,42 @@ def row_checks(
     def entry(arr: np.ndarray) -> Callable[[int], str]:
         return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
 
-    yield (idx < 0) | (idx >= num_samples), lambda where: (
-        f"idx {idx[where]} (entry {where}) out of range for a dataset of {num_samples} samples "
-        "(report the sample's position in the original dataset)")
+    yield (
+        (idx < 0) | (idx >= num_samples),
+        lambda where: (
+            f"idx {idx[where]} (entry {where}) out of range for a dataset of {num_samples} samples "
+            "(report the sample's position in the original dataset)"
+        ),
+    )
     loss32 = as_float32(loss)
-    yield ~np.isfinite(loss32), lambda where: (
-        f"loss must be finite (as float32, the dtype the store computes in); {entry(loss)(where)}")
+    yield (
+        ~np.isfinite(loss32),
+        lambda where: (
+            f"loss must be finite (as float32, the dtype the store computes in); {entry(loss)(where)}"
+        ),
+    )
     yield loss32 < 0, lambda where: f"loss must be >= 0; {entry(loss)(where)}"
-    yield loss32 > np.float32(LOSS_MAX), lambda where: (
-        f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-        f"(gekodata.store.state_store.LOSS_MAX); {entry(loss)(where)}")
+    yield (
+        loss32 > np.float32(LOSS_MAX),
+        lambda where: (
+            f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
+            f"(gekodata.store.state_store.LOSS_MAX); {entry(loss)(where)}"
+        ),
+    )
     for name, arr in (("conf", conf), ("correct", correct)):
         if arr is not None:
             arr32 = as_float32(arr)
             # NaN fails both comparisons
-            yield ~((arr32 >= 0) & (arr32 <= 1)), (
-                lambda where, name=name, arr=arr: f"{name} must be in [0, 1]; {entry(arr)(where)}")
+            yield (
+                ~((arr32 >= 0) & (arr32 <= 1)),
+                (
+                    lambda where, name=name, arr=arr: (
+                        f"{name} must be in [0, 1]; {entry(arr)(where)}"
+                    )
+                ),
+            )
     if pred is not None:
-        yield (pred < -1) | (pred > np.iinfo(np.int32).max), lambda where: (
-            f"pred must be labels in [0, 2^31) or -1 (unknown); {entry(pred)(where)}")
+        yield (
+            (pred < -1) | (pred > np.iinfo(np.int32).max),
+            lambda where: f"pred must be labels in [0, 2^31) or -1 (unknown); {entry(pred)(where)}",
+        )
