@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .store.state_store import GEKOStateStore
-
 # Largest accepted ``prune_frozen_after`` (epochs). The store counts frozen epochs in the uint8
-# ``frozen_streak`` column (gekodata/state.py), which saturates at 255: a larger limit never fires.
+# ``frozen_streak`` column (gekodata.store.layout), which saturates at 255: a larger limit never
+# fires.
 MAX_PRUNE_FROZEN_AFTER = 255
 
 
@@ -58,19 +56,22 @@ class PruningDataset(Dataset):
     Args:
         dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``; an
             ``IterableDataset`` is refused (TypeError).
-        prune_frozen_after: prune a sample once it has been in the FREEZE bucket for this many
-            consecutive epochs, 1 .. :data:`MAX_PRUNE_FROZEN_AFTER` (255); pruned samples are never
-            planned again until :meth:`unprune`. None (default) disables pruning.
+        prune_frozen_after: the pruning rule the sampler applies to this data: prune a sample
+            once it has been in the FREEZE bucket for this many consecutive epochs, 1 ..
+            :data:`MAX_PRUNE_FROZEN_AFTER` (255); pruned samples are never planned again until
+            :meth:`WeightedBucketSampler.unprune`. None (default) disables pruning. The dataset
+            only declares it; the sampler reads it once, when it is built.
         index_key: key added to mapping items for the index.
         weight_key: key added to mapping items for the loss weight.
 
     ``len()`` is the wrapped dataset's length (``num_samples``), always: it is the index range
     that torch's samplers (``RandomSampler``, ``SequentialSampler``, ``DistributedSampler``) and
     a Trainer's eval loop draw from, and indices always refer to it. Pruning only changes what
-    :class:`~gekodata.WeightedBucketSampler` plans; :attr:`num_live` counts the samples not
-    pruned. Any index can still be read, pruned or not. The wrapper pickles for
-    ``num_workers > 0`` (fork or spawn) without the sampler's state store; unbiased loss weights
-    live in shared memory, so persistent workers see every epoch's values.
+    :class:`~gekodata.WeightedBucketSampler` plans (its ``num_live`` counts the samples not
+    pruned). Any index can still be read, pruned or not. The dataset knows nothing of the
+    sampler or its store: the sampler hands it the loss weights to carry
+    (:meth:`set_loss_weights`), in shared memory, so persistent workers see every epoch's values;
+    the wrapper pickles for ``num_workers > 0`` (fork or spawn).
     """
 
     def __init__(
@@ -109,63 +110,32 @@ class PruningDataset(Dataset):
         self.prune_frozen_after = None if prune_frozen_after is None else int(prune_frozen_after)
         self.index_key = index_key
         self.weight_key = weight_key
-        self._store: GEKOStateStore | None = None
         self._loss_weights: torch.Tensor | None = None
-        self._weight_view: np.ndarray | None = (
-            None  # numpy view of _loss_weights, made on first use
-        )
-        self._num_live = self.num_samples
+        self._weight_view: np.ndarray | None = None  # numpy view of _loss_weights, made on use
 
-    def _attach(self, store: GEKOStateStore, loss_weights: torch.Tensor | None) -> None:
-        """Called by the sampler that owns ``store``."""
-        if len(store) != self.num_samples:
-            raise ValueError(
-                f"store has {len(store)} rows but the dataset has {self.num_samples} samples"
-            )
-        self._store = store
-        self._loss_weights = loss_weights
+    def set_loss_weights(self, weights: torch.Tensor | None) -> None:
+        """Carry ``weights[i]`` with item ``i`` from now on (under ``weight_key``, or as the last
+        tuple member); None stops. ``weights``: float32 [num_samples], on the CPU; put it in
+        shared memory (``share_memory_()``) so that worker processes see later updates in place.
+        The sampler calls this when it has loss weights (unbiased mode, ``InfoBatchPolicy``)."""
+        if weights is not None:
+            if not isinstance(weights, torch.Tensor):
+                raise TypeError(
+                    f"weights must be a torch.Tensor or None, got {type(weights).__name__}"
+                )
+            if weights.dtype != torch.float32 or weights.shape != (self.num_samples,):
+                raise ValueError(
+                    f"weights must be float32 [{self.num_samples}], got {weights.dtype} "
+                    f"{list(weights.shape)}"
+                )
+            if weights.device.type != "cpu":
+                raise ValueError(f"weights must be on the CPU, got {weights.device}")
+        self._loss_weights = weights
         self._weight_view = None
 
     def __len__(self) -> int:
         """The wrapped dataset's length (``num_samples``), pruned samples included."""
         return self.num_samples
-
-    @property
-    def num_live(self) -> int:
-        """Samples not pruned (all of them without a sampler; in a worker process, the count
-        when the dataset was pickled)."""
-        if self._store is not None:
-            return self.num_samples - self._store.num_pruned
-        return self._num_live
-
-    @property
-    def pruned_indices(self) -> np.ndarray:
-        """int64 indices of pruned samples (empty without a sampler)."""
-        if self._store is None:
-            return np.empty(0, dtype=np.int64)
-        return np.flatnonzero(self._store.pruned)
-
-    def unprune(self, idx: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> int:
-        """Bring pruned samples back (all if ``idx`` is None) from the next epoch's plan on.
-
-        Their state is reset to "never seen", so the next plan gives them the UNSEEN weight and
-        new reports classify them afresh (otherwise they would still look mastered and get
-        weight 0). Indices that are not pruned are ignored. Returns how many were restored.
-        """
-        if self._store is None:
-            raise RuntimeError("this PruningDataset is not attached to a WeightedBucketSampler")
-        store = self._store
-        if idx is None:
-            target = np.flatnonzero(store.pruned)
-        else:
-            target = np.asarray(
-                idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64
-            ).reshape(-1)
-            if target.size and (target.min() < 0 or target.max() >= self.num_samples):
-                raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
-            target = target[store.pruned[target]]
-        store.reset(target)
-        return int(target.size)
 
     def __getitem__(self, index: int) -> Any:
         index = int(index)
@@ -260,13 +230,11 @@ class PruningDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_num_live"] = self.num_live
-        state["_store"] = None  # workers only read items; the store stays with the sampler
         state["_weight_view"] = None  # rebuilt from the shared-memory tensor where it is unpickled
         return state
 
     def __repr__(self) -> str:
         return (
             f"PruningDataset({type(self.dataset).__name__}, num_samples={self.num_samples}, "
-            f"live={self.num_live}, prune_frozen_after={self.prune_frozen_after})"
+            f"prune_frozen_after={self.prune_frozen_after})"
         )

@@ -52,12 +52,13 @@ class Stream(IterableDataset):
         return 4
 
 
-def pruned_first_half(n: int = 10) -> PruningDataset:
-    """PruningDataset over n scalar tensors with samples 0 .. n/2-1 pruned in its store."""
+def pruned_first_half(n: int = 10) -> tuple[PruningDataset, WeightedBucketSampler]:
+    """PruningDataset over n scalar tensors, and a sampler whose store has samples 0 .. n/2-1
+    pruned."""
     ds = PruningDataset(TensorDataset(torch.arange(float(n))))
-    sampler = WeightedBucketSampler(ds, num_epochs=1)  # attaches its store to ds
+    sampler = WeightedBucketSampler(ds, num_epochs=1)
     sampler.store.set_pruned(np.arange(n // 2))
-    return ds
+    return ds, sampler
 
 
 def test_item_shapes_gain_the_index():
@@ -84,8 +85,10 @@ def test_bad_arguments():
         PruningDataset(iter([1, 2]))
     with pytest.raises(ValueError):
         PruningDataset([1], prune_frozen_after=0)
-    with pytest.raises(RuntimeError, match="not attached"):
-        PruningDataset([1]).unprune()
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        PruningDataset([1]).set_loss_weights([1.0])
+    with pytest.raises(ValueError, match=r"float32 \[1\]"):
+        PruningDataset([1]).set_loss_weights(torch.ones(2))
 
 
 def test_index_survives_default_collate():
@@ -114,9 +117,9 @@ def test_pickles_without_the_store():
     sampler.report(np.full(100, 1e-4), None, None, np.arange(100))
     sampler.report(np.full(5, 3.0), None, None, np.arange(5))
     sampler.set_epoch(1)
-    assert ds.num_live == 5 and len(ds) == 100
+    assert sampler.num_live == 5 and len(ds) == 100
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._store is None and clone.num_live == 5 and len(clone) == 100 and clone[42] == (42, 42)
+    assert len(clone) == 100 and clone[42] == (42, 42) and clone.prune_frozen_after == 1
 
 
 def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
@@ -140,18 +143,17 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
 
 # ---------------------------------------------------------------- len() is the index range
 def test_len_is_the_index_range_and_num_live_counts_unpruned_samples():
-    ds = pruned_first_half(10)
+    ds, sampler = pruned_first_half(10)
     assert len(ds) == ds.num_samples == 10
-    assert ds.num_live == 5
-    np.testing.assert_array_equal(ds.pruned_indices, np.arange(5))
-    assert ds.unprune([0, 1, 7]) == 2 and ds.num_live == 7 and len(ds) == 10
-    assert PruningDataset(list(range(3))).num_live == 3  # no store: every sample is live
-    assert "live=7" in repr(ds)
+    assert sampler.num_live == 5
+    np.testing.assert_array_equal(sampler.pruned_indices, np.arange(5))
+    assert sampler.unprune([0, 1, 7]) == 2 and sampler.num_live == 7 and len(ds) == 10
+    assert WeightedBucketSampler(PruningDataset(list(range(3))), num_epochs=1).num_live == 3
 
 
 def test_torch_samplers_and_loaders_draw_the_full_index_range_after_pruning():
     """Without gekodata's sampler, torch draws from range(len(ds)): pruned samples included."""
-    ds = pruned_first_half(10)
+    ds, _ = pruned_first_half(10)
     everything = list(range(10))
     assert sorted(RandomSampler(ds, generator=torch.Generator().manual_seed(0))) == everything
     assert list(SequentialSampler(ds)) == everything

@@ -124,8 +124,8 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
         plan = sampler.plan.copy()
         planned.append(plan)
         assert len(sampler) == len(plan) and len(loader) == math.ceil(len(plan) / BATCH_SIZE)
-        assert ds.num_live == n - store.num_pruned and len(ds) == n
-        np.testing.assert_array_equal(ds.pruned_indices, np.flatnonzero(store.pruned))
+        assert sampler.num_live == n - store.num_pruned and len(ds) == n
+        np.testing.assert_array_equal(sampler.pruned_indices, np.flatnonzero(store.pruned))
 
         yielded = []
         for batch in loader:

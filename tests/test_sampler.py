@@ -101,10 +101,10 @@ def test_pruning_shrinks_the_live_count_and_unprune_restores():
     sampler.set_epoch(4)
     len(sampler)
     assert sampler.store.pruned[easy].all() and not sampler.store.pruned[~easy].any()
-    assert ds.num_live == 70 and len(ds) == 100
-    np.testing.assert_array_equal(ds.pruned_indices, np.flatnonzero(easy))
-    assert ds.unprune([0, 1, 50]) == 2
-    assert ds.num_live == 72 and len(ds) == 100
+    assert sampler.num_live == 70 and len(ds) == 100
+    np.testing.assert_array_equal(sampler.pruned_indices, np.flatnonzero(easy))
+    assert sampler.unprune([0, 1, 50]) == 2
+    assert sampler.num_live == 72 and len(ds) == 100
     sampler.set_epoch(5)
     assert {0, 1} <= set(sampler.plan.tolist())  # back as UNSEEN, planned again
     assert sampler.store.bucket[0] == Bucket.UNSEEN

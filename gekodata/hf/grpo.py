@@ -256,7 +256,7 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
                 f"the reward reporter reads {reporters[0].index_key!r} but index_key={index_key!r}"
             )
         if sampler.world_size != args_.world_size and not sampler.shard:
-            sampler.rank, sampler.world_size = args_.process_index, args_.world_size
+            sampler.join_process_group()
         self.gekodata_sampler = sampler
         self.gekodata_reporter = reporters[0]
         self.gekodata_prompts = GroupedPlanSampler(

@@ -189,7 +189,7 @@ class GekoTrainerMixin:
         if sampler.world_size != args_.world_size and not sampler.shard:
             # built before TrainingArguments initialised torch.distributed: with shard=False the
             # rank only decides which process writes the checkpoint file
-            sampler.rank, sampler.world_size = args_.process_index, args_.world_size
+            sampler.join_process_group()
 
     def _geko_check_loss_options(self, sampler: WeightedBucketSampler) -> None:
         """Refuse loss options the loss below cannot honour (overridden where the loss is the base's)."""

@@ -13,7 +13,7 @@ the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.store.fil
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -80,15 +80,24 @@ class WeightedBucketSampler(Sampler[int]):
             loss exceeds its loss EMA by more than ``audit_margin`` (loss units) restarts. 0
             disables it. Audited items carry loss weight 0 where there are loss weights.
 
-    Epochs: call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``; it folds in
-    every report so far and makes that epoch's plan (epoch 0 is planned on first use). Epoch 0
-    (nothing reported yet) visits every sample once. If planning fails, ``epoch`` is unchanged.
+    When work happens (the one place this is stated):
 
-    Sync points: reports are folded into the store at :meth:`set_epoch` (and the first use),
-    :meth:`flush`, :meth:`save` and every ``sync_every`` reports; all reports of one window form
-    one store update, so the store depends on the multiset of (index, signals) per window, not
-    on batch order, batch size or world size. Under ``torch.distributed`` each sync point is a
-    collective. Bad input: see :mod:`gekodata.sampler.report_buffer` (a refused call records nothing; device
+    * **Planning** (the policy classifies the store, which advances frozen streaks and pruning,
+      then the planner makes the epoch's stream) happens in the constructor, for epoch 0, and in
+      :meth:`set_epoch` for a new epoch (also reached through :meth:`load_state_dict` and
+      :meth:`load`). Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``.
+      Epoch 0 with an empty store visits every sample once. If planning fails, ``epoch`` is
+      unchanged.
+    * **Folding** (buffered reports of all ranks into the store, one update per window) happens at
+      sync points only: :meth:`set_epoch` of a new epoch, :meth:`flush`, :meth:`save`, and every
+      ``sync_every`` reports when that is set (then :meth:`report` folds, by request). The store
+      depends on the multiset of (index, signals) per window, not on batch order, batch size or
+      world size. Under ``torch.distributed`` each sync point is a collective.
+    * **Everything else reads**: ``len()``, ``iter()``, :meth:`state_dict`, :meth:`report` (without
+      ``sync_every``), :attr:`plan`, :meth:`loss_weights`, :meth:`suspects`,
+      :attr:`epoch_record` and :meth:`efficiency_report` never plan, fold or communicate.
+
+    Bad input: see :mod:`gekodata.sampler.report_buffer` (a refused call records nothing; device
     rows found bad at a sync point are dropped alone, counted in :attr:`dropped_reports`).
 
     Resume: :meth:`state_dict`/:meth:`load_state_dict` are torchdata's Stateful protocol (epoch
@@ -156,13 +165,19 @@ class WeightedBucketSampler(Sampler[int]):
         if self.unbiased or policy.provides_loss_weights:
             # shared memory: persistent DataLoader workers see each epoch's new weights
             self._loss_weights = torch.ones(num_samples, dtype=torch.float32).share_memory_()
+        self.prune_frozen_after: int | None = None
         if isinstance(data_source, PruningDataset):
-            data_source._attach(self._store, self._loss_weights)
+            # the dataset declares its pruning rule; the sampler hands it the loss weights to carry
+            self.prune_frozen_after = data_source.prune_frozen_after
+            if self._loss_weights is not None:
+                data_source.set_loss_weights(self._loss_weights)
         self.epoch = 0
-        self._held: RankPlan | None = None
         self._classified_epoch = -1
         self._ledger = EpochLedger()
         self._position = StreamPosition()
+        # epoch 0 is planned now, from the store as given (nothing is buffered yet, so nothing is
+        # folded or gathered): every later read (len, iter, state_dict, report) finds a plan
+        self._held: RankPlan = self._plan(0)
 
     # ------------------------------------------------------------------ views
     @property
@@ -205,25 +220,69 @@ class WeightedBucketSampler(Sampler[int]):
         return np.empty(0, dtype=np.int64) if pending is None else pending.copy()
 
     @property
-    def prune_frozen_after(self) -> int | None:
-        return getattr(self.data_source, "prune_frozen_after", None)
+    def num_live(self) -> int:
+        """Samples not pruned, as of the current plan."""
+        return self.num_samples - self._store.num_pruned
+
+    @property
+    def pruned_indices(self) -> np.ndarray:
+        """int64 indices of the pruned samples, sorted."""
+        return np.flatnonzero(self._store.pruned)
+
+    def unprune(self, idx: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> int:
+        """Bring pruned samples back (all if ``idx`` is None) from the next epoch's plan on.
+
+        Their state is reset to "never seen", so the next plan gives them the UNSEEN weight and
+        new reports classify them afresh (otherwise they would still look mastered and get
+        weight 0). Indices that are not pruned are ignored. Returns how many were restored.
+        """
+        store = self._store
+        if idx is None:
+            target = np.flatnonzero(store.pruned)
+        else:
+            target = np.asarray(
+                idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64
+            ).reshape(-1)
+            if target.size and (target.min() < 0 or target.max() >= self.num_samples):
+                raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
+            target = target[store.pruned[target]]
+        store.reset(target)
+        return int(target.size)
 
     @property
     def plan(self) -> np.ndarray:
         """This rank's index stream for the current epoch, int [len(self)] (read-only; the
-        first call of an epoch materialises it, O(len))."""
-        return _read_only(self._ensure_plan(self.epoch).local_array())
+        first read of an epoch's plan materialises it as an array, O(len))."""
+        return _read_only(self._held.local_array())
 
     @property
     def global_plan(self) -> np.ndarray:
         """The whole epoch's index stream before sharding, identical on every rank (read-only;
-        the first call of an epoch materialises it, O(S))."""
-        return _read_only(self._ensure_plan(self.epoch).global_array())
+        the first read of an epoch's plan materialises it as an array, O(S))."""
+        return _read_only(self._held.global_array())
 
     @property
     def phase(self) -> Phase:
         """Curriculum phase of the current epoch."""
         return self.policy.curriculum.phase_for_epoch(self.epoch, self.num_epochs)
+
+    def join_process_group(self) -> None:
+        """Take rank and world size from the ``torch.distributed`` group initialised since the
+        sampler was built (the HF Trainer initialises it inside ``TrainingArguments``).
+
+        Only for ``shard=False``, where every rank iterates the whole plan and the rank decides
+        only which process writes checkpoint files; a sharded plan must know its layout when it is
+        built. ``ValueError`` otherwise; validated like the constructor's arguments.
+        """
+        if self.shard:
+            raise ValueError(
+                "join_process_group() is for shard=False samplers: a sharded plan is laid out "
+                "for the rank and world size given when it was built; build the sampler after "
+                "torch.distributed.init_process_group"
+            )
+        if self.standalone:
+            raise ValueError("a standalone sampler plays a fixed rank; it joins no process group")
+        self.rank, self.world_size = gdist.resolve_rank_world(None, None)
 
     # ------------------------------------------------------------------ epochs and iteration
     def set_epoch(self, epoch: int) -> None:
@@ -236,7 +295,9 @@ class WeightedBucketSampler(Sampler[int]):
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._ensure_plan(epoch)
+        if self._held.epoch != epoch:
+            self.flush()
+            self._plan(epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -246,26 +307,26 @@ class WeightedBucketSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
 
-    def _ensure_plan(self, epoch: int) -> RankPlan:
-        if self._held is None or self._held.epoch != epoch:
-            self.flush()
-            if epoch > self._classified_epoch:
-                # a new epoch: classify, advance frozen streaks, prune (once per epoch)
-                classify_epoch(self._store, self.policy, self.prune_frozen_after)
-                self._classified_epoch = epoch
-            self._adopt(
-                plan_epoch(
-                    self._store,
-                    self.policy,
-                    epoch=epoch,
-                    num_epochs=self.num_epochs,
-                    seed=self.seed,
-                    budget=self.budget,
-                    audit=self._audit,
-                    unbiased_floor=self.unbiased_floor if self.unbiased else None,
-                ),
-                epoch,
-            )
+    def _plan(self, epoch: int) -> RankPlan:
+        """Classify (once per new epoch) and plan ``epoch``; hold the plan and return it. The
+        caller folds pending reports first (a sync point)."""
+        if epoch > self._classified_epoch:
+            # a new epoch: classify, advance frozen streaks, prune (once per epoch)
+            classify_epoch(self._store, self.policy, self.prune_frozen_after)
+            self._classified_epoch = epoch
+        self._adopt(
+            plan_epoch(
+                self._store,
+                self.policy,
+                epoch=epoch,
+                num_epochs=self.num_epochs,
+                seed=self.seed,
+                budget=self.budget,
+                audit=self._audit,
+                unbiased_floor=self.unbiased_floor if self.unbiased else None,
+            ),
+            epoch,
+        )
         return self._held
 
     def _adopt(self, plan: EpochPlan, epoch: int) -> None:
@@ -282,7 +343,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._position.reset()  # a new plan starts at its beginning
 
     def _local_plan(self) -> Plan:
-        return self._ensure_plan(self.epoch).local()
+        return self._held.local()
 
     def loss_weights(self, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Loss weight of each index this epoch (float32, same device as a tensor ``idx``): in
@@ -291,7 +352,6 @@ class WeightedBucketSampler(Sampler[int]):
             raise RuntimeError(
                 "loss weights exist only with unbiased=True or a policy that provides them (InfoBatchPolicy)"
             )
-        self._ensure_plan(self.epoch)
         if isinstance(idx, torch.Tensor):
             return self._loss_weights[idx.cpu().long()].to(idx.device)
         return self._loss_weights[torch.from_numpy(np.array(idx, dtype=np.int64))]
@@ -323,7 +383,6 @@ class WeightedBucketSampler(Sampler[int]):
         input is shape-checked now and stays on the device (no host sync); its values are
         checked at the next sync point, where bad rows are dropped alone with a warning.
         """
-        self._ensure_plan(self.epoch)  # the current epoch's plan predates its reports
         self._buffer.add(loss, conf, correct, idx, pred)
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:
             self.flush()
@@ -359,10 +418,7 @@ class WeightedBucketSampler(Sampler[int]):
     def suspects(self) -> Suspects:
         """Samples the noise guard classified SUSPECT at the current epoch's plan (probably
         mislabeled; ``BucketPolicy(noise_guard=True)``), with what the store knows of them.
-
-        Plans the current epoch if needed, which under ``torch.distributed`` is a collective:
-        call it on every rank, or after ``set_epoch`` (then it reads local state only)."""
-        self._ensure_plan(self.epoch)
+        Reads local state only."""
         return find_suspects(self._store)
 
     def export_suspects(self, path: str | os.PathLike, labels: Any | None = None) -> int:
@@ -374,7 +430,6 @@ class WeightedBucketSampler(Sampler[int]):
     def epoch_record(self) -> EpochRecord:
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
-        self._ensure_plan(self.epoch)
         return self._ledger.current(
             0 if gdist.is_distributed() else self._passes(self._buffer.rows)
         )
@@ -386,7 +441,6 @@ class WeightedBucketSampler(Sampler[int]):
         ``torch.distributed`` the counts are global as of the last sync point: call :meth:`flush`
         on every rank first for the final figures.
         """
-        self._ensure_plan(self.epoch)
         return self._ledger.report(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
 
     # ------------------------------------------------------------------ resume
@@ -438,7 +492,6 @@ class WeightedBucketSampler(Sampler[int]):
         A sync point (all ranks must call it under ``torch.distributed``): pending reports are
         folded in first, rank 0 writes once, and every rank returns after the file exists.
         """
-        self._ensure_plan(self.epoch)
         self.flush()
         if self.rank == 0:
             write_snapshot(
