@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..policy import Bucket
-from ..store.state_store import MAX_VISITS, GEKOStateStore
+from ..store.state_store import GEKOStateStore
 
 _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
 
@@ -27,19 +27,11 @@ _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the 
 @dataclass(frozen=True)
 class AuditResult:
     """What one window's audit rows showed: ``reported`` rows re-checked audited samples;
-    ``forgotten`` (int64 [k], sorted) restarted, ``visits`` (int64 [k]) their visits before."""
+    ``forgotten`` (int64 [k], sorted) must restart from this window (the store's
+    ``update(..., restart=forgotten)``: EMAs and streaks start afresh, visits keep counting)."""
 
     reported: int
     forgotten: np.ndarray
-    visits: np.ndarray
-
-    def restore_visits(self, store: GEKOStateStore) -> None:
-        """After the window's update: add the visits a restart cleared (saturating), so that
-        the restarted EMAs start from the audited report but the pass count stays true."""
-        if len(self.forgotten):
-            store.visits[self.forgotten] = np.minimum(
-                self.visits + store.visits[self.forgotten], MAX_VISITS
-            )
 
 
 class ForgettingAudit:
@@ -107,10 +99,9 @@ class ForgettingAudit:
         return chosen.astype(np.int64)
 
     def check(self, store: GEKOStateStore, idx: np.ndarray, loss: np.ndarray) -> AuditResult:
-        """Audit the rows of a window before the window updates ``store``: restart forgotten
-        samples in ``store`` and drop every reported one from ``pending``. Call
-        :meth:`AuditResult.restore_visits` after the update."""
-        none = AuditResult(0, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        """Audit the rows of a window before the window updates ``store`` (which it only
+        reads): find the forgotten samples and drop every reported one from ``pending``."""
+        none = AuditResult(0, np.empty(0, dtype=np.int64))
         if self.pending is None or len(self.pending) == 0:
             return none
         rows = np.isin(idx, self.pending)
@@ -121,6 +112,4 @@ class ForgettingAudit:
         self.pending = self.pending[~np.isin(self.pending, audit_idx)]
         before = store.loss_of(audit_idx)
         forgotten = np.unique(audit_idx[audit_loss > before + np.float32(self.margin)])
-        visits = store.visits[forgotten].astype(np.int64)
-        store.reset(forgotten)
-        return AuditResult(int(rows.sum()), forgotten, visits)
+        return AuditResult(int(rows.sum()), forgotten)

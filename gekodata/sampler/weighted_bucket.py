@@ -401,9 +401,14 @@ class WeightedBucketSampler(Sampler[int]):
     def _fold(self, window: Window) -> None:
         audit = self._audit.check(self._store, window.idx, window.loss)
         self._store.update(
-            window.idx, window.loss, window.conf, window.correct, window.pred, validated=True
+            window.idx,
+            window.loss,
+            window.conf,
+            window.correct,
+            window.pred,
+            validated=True,
+            restart=audit.forgotten,
         )
-        audit.restore_visits(self._store)
         self._ledger.count(
             self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten)
         )

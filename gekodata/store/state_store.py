@@ -300,6 +300,7 @@ class GEKOStateStore(OptionalColumns, StoreState):
         pred: np.ndarray | None = None,
         *,
         validated: bool = False,
+        restart: np.ndarray | None = None,
     ) -> None:
         """Fold one batch of observations into the store.
 
@@ -313,6 +314,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
             validated: the caller has already passed these exact arrays through
                 :meth:`validate` (or dropped the rows :meth:`invalid_rows` flags): skip the second
                 pass. Invalid arrays then corrupt the store; default False re-validates.
+            restart: optional int64 [k], samples (among ``idx``) whose learned state restarts
+                from this update, as if first observed now, while ``visits`` keeps counting (the
+                forgetting audit's forgotten samples).
 
         Raises ``ValueError`` (store unchanged) if the arrays are invalid.
         """
@@ -334,6 +338,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
         del idx
         cols, target = self.columns, rows.idx
         first = cols["visits"][target] == 0
+        if restart is not None and len(restart):
+            self._clear(restart, keep=("visits",))
+            first |= np.isin(target, restart)
         means = (
             None if rows.multiplicity is None else np.empty(len(rows), dtype=np.float32)
         )  # reused per value
@@ -457,6 +464,9 @@ class GEKOStateStore(OptionalColumns, StoreState):
     def reset(self, idx: np.ndarray) -> None:
         """Return rows ``idx`` to the never-seen state (all columns 0, not pruned; predicted
         label -1); the columns the user sets (reference loss, label) are kept."""
+        self._clear(idx)
+
+    def _clear(self, idx: np.ndarray, keep: tuple[str, ...] = ()) -> None:
         for name, col in self.columns.items():
-            if name not in USER_COLUMNS:
+            if name not in USER_COLUMNS and name not in keep:
                 col[idx] = OPTIONAL_FILL.get(name, 0)
