@@ -14,7 +14,8 @@ from grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E4
 
 from gekodata import Bucket, PromptPolicy, WeightedBucketSampler  # noqa: E402
 from gekodata.hf import GekoGRPOTrainer, GroupedPlanSampler, with_prompt_index  # noqa: E402
-from gekodata.hf.grpo import SAMPLER_FILE, TRAINER_RECORD, check_supported  # noqa: E402
+from gekodata.hf import TRAINER_FILE  # noqa: E402
+from gekodata.hf.grpo import SAMPLER_FILE, check_supported  # noqa: E402
 from gekodata.prompts import reward_reporter  # noqa: E402
 
 N, G, EPOCHS, LR = 18, 4, 4, 1e-3
@@ -130,7 +131,7 @@ def test_steps_lr_and_epochs_follow_progress_through_the_plan(run):
 def test_checkpoints_hold_the_sampler_and_resume_exactly(run, model_dir, tmp_path):
     trainer, sampler, rec, tmp = run
     checkpoints = sorted((tmp / "out").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    assert checkpoints and all((c / SAMPLER_FILE).is_file() and (c / TRAINER_RECORD).is_file() for c in checkpoints)
+    assert checkpoints and all((c / SAMPLER_FILE).is_file() and (c / TRAINER_FILE).is_file() for c in checkpoints)
     mid = next(c for c in checkpoints if int(c.name.split("-")[1]) == 12)  # epoch 1 of 0..3, part-way
     rec2 = Recorder()
     resumed, sampler2 = make_trainer(tmp_path, model_dir, rec2, save_strategy="no", output_dir=str(tmp / "out"))
@@ -142,7 +143,7 @@ def test_checkpoints_hold_the_sampler_and_resume_exactly(run, model_dir, tmp_pat
         [r.planned for r in sampler.efficiency_report().epochs]
     (tmp_path / "bare").mkdir()
     for f in mid.iterdir():
-        if f.name not in (SAMPLER_FILE, TRAINER_RECORD):
+        if f.name not in (SAMPLER_FILE, TRAINER_FILE):
             (tmp_path / "bare" / f.name).symlink_to(f)
     again, _ = make_trainer(tmp_path, model_dir, save_strategy="no")
     with pytest.raises(FileNotFoundError, match="not written by a gekodata trainer"):
@@ -211,7 +212,6 @@ def test_refusals(model_dir, tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(compat.TESTED, "trl", ">=9.0")
-        mp.setattr("gekodata.hf.grpo.TESTED", compat.TESTED)
         mp.delenv(compat.ALLOW_UNTESTED, raising=False)
         with pytest.raises(RuntimeError, match="tested with"):
             check_supported()

@@ -80,12 +80,14 @@ def untested_versions(packages: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def missing_hooks(bases: Sequence[type]) -> dict[str, str]:
-    """``{method: what is wrong}`` for each :data:`PRIVATE_HOOKS` entry that ``bases`` (the classes
-    after the mixin in a trainer's MRO: ``SFTTrainer``, ``Trainer``, ...) lack, or define with other
-    parameters than the ones the mixin's override is written against."""
+def missing_hooks(
+    bases: Sequence[type], hooks: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, str]:
+    """``{method: what is wrong}`` for each entry of ``hooks`` (default :data:`PRIVATE_HOOKS`)
+    that ``bases`` (the classes after the mixin in a trainer's MRO: ``SFTTrainer``, ``Trainer``,
+    ...) lack, or define with other parameters than the ones the override is written against."""
     problems = {}
-    for name, expected in PRIVATE_HOOKS.items():
+    for name, expected in (PRIVATE_HOOKS if hooks is None else hooks).items():
         owner = next((klass for klass in bases if name in vars(klass)), None)
         if owner is None:
             problems[name] = "missing"
@@ -96,10 +98,16 @@ def missing_hooks(bases: Sequence[type]) -> dict[str, str]:
     return problems
 
 
-def check_supported(name: str, bases: Sequence[type], packages: tuple[str, ...]) -> None:
-    """Raise unless ``bases`` have the private hooks and ``packages`` are in their tested range
-    (``name``: the trainer class, for the messages)."""
-    broken = missing_hooks(bases)
+def check_supported(
+    name: str,
+    bases: Sequence[type],
+    packages: tuple[str, ...],
+    hooks: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Raise unless ``bases`` have the private ``hooks`` (default :data:`PRIVATE_HOOKS`) and
+    ``packages`` are in their tested range (``name``: the trainer class, for the messages). The
+    one check behind every gekodata trainer (GekoTrainer, GekoSFTTrainer, GekoGRPOTrainer)."""
+    broken = missing_hooks(bases, hooks)
     if broken:
         details = "; ".join(f"{name}: {why}" for name, why in broken.items())
         raise RuntimeError(

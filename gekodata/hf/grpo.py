@@ -57,19 +57,17 @@ extra), so an upgrade fails loudly instead of silently changing the plan.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..prompts import RewardReporter
 from ..sampler.weighted_bucket import WeightedBucketSampler
+from . import compat
 from .checkpoint import SAMPLER_FILE, SamplerCheckpointCallback, restore
-from .checkpoint import TRAINER_FILE as TRAINER_RECORD
-from .compat import ALLOW_UNTESTED, TESTED, untested_versions
 from .grpo_sampler import GroupedPlanSampler
-from .schedule import PlanProgressLR
+from .run_checks import check_sampler_and_epochs, join_trainer_processes
+from .schedule import PlanProgressLR, PlanScheduleMixin
 
 PRIVATE_HOOKS = {
     "_get_train_sampler": ("dataset",),
@@ -97,39 +95,9 @@ def check_supported(trainer_class: type | None = None) -> None:
     """``RuntimeError`` unless ``trainer_class`` (default trl's ``GRPOTrainer``) has the private
     methods GekoGRPOTrainer overrides with the expected parameters (:data:`PRIVATE_HOOKS`), and the
     installed transformers and trl are in :data:`gekodata.hf.compat.TESTED` (outside it, only a
-    ``UserWarning`` with ``GEKODATA_ALLOW_UNTESTED_VERSIONS=1``)."""
-    import inspect
-    import warnings
-
+    ``UserWarning`` with ``GEKODATA_ALLOW_UNTESTED_VERSIONS=1``): :func:`gekodata.hf.compat.check_supported`."""
     klass = trainer_class if trainer_class is not None else _GRPOTrainer
-    for name, expected in PRIVATE_HOOKS.items():
-        owner = next((k for k in klass.__mro__ if name in vars(k)), None)
-        params = (
-            None
-            if owner is None
-            else tuple(p for p in inspect.signature(vars(owner)[name]).parameters if p != "self")
-        )
-        if params != expected:
-            raise RuntimeError(
-                f"GekoGRPOTrainer cannot run on this trl/transformers release: {name} is "
-                f"{'missing' if owner is None else f'{owner.__name__}.{name}{params}'} (expected "
-                f"{expected}). Install a tested release: pip install 'gekodata[trl]'"
-            )
-    untested = untested_versions(("transformers", "trl"))
-    if untested:
-        message = (
-            "GekoGRPOTrainer is tested with "
-            + ", ".join(f"{p}{TESTED[p]}" for p in ("transformers", "trl"))
-            + "; installed: "
-            + ", ".join(f"{p} {v}" for p, v in untested.items())
-            + ". It overrides "
-            "GRPOTrainer._get_train_sampler and Trainer._init_training_state, which another release may "
-            f"change silently. Install the tested releases (pip install 'gekodata[trl]'), or set "
-            f"{ALLOW_UNTESTED}=1 to run anyway"
-        )
-        if os.environ.get(ALLOW_UNTESTED) != "1":
-            raise RuntimeError(message)
-        warnings.warn(message, UserWarning, stacklevel=3)
+    compat.check_supported("GekoGRPOTrainer", klass.__mro__, ("transformers", "trl"), PRIVATE_HOOKS)
 
 
 def with_prompt_index(dataset: Any, index_key: str = "idx") -> Any:
@@ -180,7 +148,7 @@ class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
             )
 
 
-class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
+class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,valid-type]
     """``trl.GRPOTrainer`` that rolls out the prompts a gekodata sampler plans (module docstring).
 
     Args (besides all of ``GRPOTrainer``'s):
@@ -209,23 +177,8 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
             raise TypeError(
                 f"GekoGRPOTrainer needs a map-style datasets.Dataset of prompts, got {type(ds).__name__}"
             )
-        if sampler.data_source is not ds:
-            raise ValueError(
-                "the sampler was built over another dataset than train_dataset: indices would name the "
-                "wrong prompts; build it as WeightedBucketSampler(train_dataset, ...)"
-            )
+        check_sampler_and_epochs(sampler, ds, args_, unit="prompts")
         _check_prompt_index(ds, index_key)
-        if args_.max_steps is not None and args_.max_steps > 0:
-            raise ValueError(
-                f"max_steps={args_.max_steps}: with gekodata the number of optimizer steps is not known in "
-                "advance (epochs shrink as prompts are skipped). Set num_train_epochs (= the sampler's "
-                "num_epochs) and leave max_steps at -1"
-            )
-        if float(args_.num_train_epochs) != float(sampler.num_epochs):
-            raise ValueError(
-                f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
-                f"num_epochs={sampler.num_epochs}: they must be equal"
-            )
         if args_.remove_unused_columns:
             raise ValueError(
                 f"remove_unused_columns=True drops the {index_key!r} column before the reward functions "
@@ -255,8 +208,7 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
             raise ValueError(
                 f"the reward reporter reads {reporters[0].index_key!r} but index_key={index_key!r}"
             )
-        if sampler.world_size != args_.world_size and not sampler.shard:
-            sampler.join_process_group()
+        join_trainer_processes(sampler, args_)
         self.gekodata_sampler = sampler
         self.gekodata_reporter = reporters[0]
         self.gekodata_prompts = GroupedPlanSampler(
@@ -301,19 +253,6 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
             "global_step": self.state.global_step,
         }
 
-    def create_scheduler(
-        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
-    ):
-        created = self.lr_scheduler is None
-        scheduler = super().create_scheduler(
-            num_training_steps=num_training_steps, optimizer=optimizer
-        )
-        if created and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-            self.lr_scheduler = PlanProgressLR(
-                scheduler, num_training_steps, self.gekodata_sampler.num_epochs
-            )
-        return self.lr_scheduler
-
     # -- evaluation and the end of training -------------------------------------------------
     def evaluate(self, *args: Any, **kwargs: Any):
         """``GRPOTrainer.evaluate`` with the reward reporter paused (eval prompts are other rows)."""
@@ -350,7 +289,6 @@ class GekoGRPOTrainer(_GRPOTrainer):  # type: ignore[misc,valid-type]
 __all__ = [
     "PRIVATE_HOOKS",
     "SAMPLER_FILE",
-    "TRAINER_RECORD",
     "GekoGRPOTrainer",
     "check_supported",
     "with_prompt_index",

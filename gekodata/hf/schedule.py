@@ -49,4 +49,28 @@ class PlanProgressLR:
         return getattr(self.inner, name)
 
 
-__all__ = ["PlanProgressLR"]
+class PlanScheduleMixin:
+    """``create_scheduler`` for gekodata's trainers: a schedule the trainer builds itself (a plain
+    ``LambdaLR``: linear, cosine, constant with warmup, ...) is driven by plan progress
+    (:class:`PlanProgressLR`). A scheduler the user passed in, or another class (a subclass of
+    ``LambdaLR`` included: its own stepping may not survive being moved), is left as it is.
+    Needs ``self.gekodata_sampler``; put it before the ``Trainer`` class in the bases."""
+
+    lr_scheduler: Any
+    gekodata_sampler: Any
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> Any:
+        created = self.lr_scheduler is None
+        scheduler = super().create_scheduler(  # type: ignore[misc]
+            num_training_steps=num_training_steps, optimizer=optimizer
+        )
+        if created and type(scheduler) is torch.optim.lr_scheduler.LambdaLR:
+            self.lr_scheduler = PlanProgressLR(
+                scheduler, num_training_steps, self.gekodata_sampler.num_epochs
+            )
+        return self.lr_scheduler
+
+
+__all__ = ["PlanProgressLR", "PlanScheduleMixin"]

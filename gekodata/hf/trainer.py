@@ -81,7 +81,8 @@ from ..sampler.weighted_bucket import WeightedBucketSampler
 from .checkpoint import SAMPLER_FILE, TRAINER_FILE, SamplerCheckpointCallback, restore
 from .compat import check_supported
 from .loaders import _index_of, sampler_of
-from .schedule import PlanProgressLR
+from .run_checks import check_sampler_and_epochs, join_trainer_processes
+from .schedule import PlanProgressLR, PlanScheduleMixin
 from .signals import SignalsArg, per_sample_signals
 
 try:  # GekoTrainer needs transformers; importing this module (and gekodata.hf) does not
@@ -103,7 +104,7 @@ def _rng_untouched():
     np.random.set_state(np_state)
 
 
-class GekoTrainerMixin:
+class GekoTrainerMixin(PlanScheduleMixin):
     """Trains a ``transformers.Trainer`` subclass on a gekodata plan; see the module docstring.
 
     Put it first: ``class MyTrainer(GekoTrainerMixin, SomeTrainer)``. Args (besides the trainer's):
@@ -154,28 +155,8 @@ class GekoTrainerMixin:
                 "Wrap it: ds = gekodata.PruningDataset(train_dataset) (items gain 'idx'), build the "
                 "sampler over ds and pass train_dataset=ds"
             )
-        if sampler.data_source is not train_dataset:
-            raise ValueError(
-                "the sampler was built over another dataset than train_dataset: indices would "
-                "name the wrong samples; build it as WeightedBucketSampler(train_dataset, ...)"
-            )
         args_ = self.args
-        if args_.max_steps is not None and args_.max_steps > 0:
-            raise ValueError(
-                f"max_steps={args_.max_steps}: with gekodata the number of optimizer steps is not known in "
-                "advance (epochs shrink as samples are mastered). Set num_train_epochs (= the sampler's "
-                "num_epochs) and leave max_steps at -1; the LR schedule follows progress through the epochs"
-            )
-        if float(args_.num_train_epochs) != float(sampler.num_epochs):
-            raise ValueError(
-                f"args.num_train_epochs={args_.num_train_epochs} but the sampler plans "
-                f"num_epochs={sampler.num_epochs}: they must be equal (the curriculum is per epoch)"
-            )
-        if args_.world_size > 1 and sampler.shard:
-            raise ValueError(
-                f"the sampler has shard=True but the Trainer runs {args_.world_size} processes and accelerate "
-                "deals batches out itself (double sharding): build it with shard=False"
-            )
+        check_sampler_and_epochs(sampler, train_dataset, args_, unit="samples")
         if args_.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
             raise ValueError(
                 f"train_sampling_strategy={args_.train_sampling_strategy!r} replaces the sampler; "
@@ -186,10 +167,7 @@ class GekoTrainerMixin:
             raise ValueError(
                 "DataParallel (n_gpu > 1) is not supported: launch one process per device"
             )
-        if sampler.world_size != args_.world_size and not sampler.shard:
-            # built before TrainingArguments initialised torch.distributed: with shard=False the
-            # rank only decides which process writes the checkpoint file
-            sampler.join_process_group()
+        join_trainer_processes(sampler, args_)
 
     def _geko_check_loss_options(self, sampler: WeightedBucketSampler) -> None:
         """Refuse loss options the loss below cannot honour (overridden where the loss is the base's)."""
@@ -243,19 +221,6 @@ class GekoTrainerMixin:
         _index_of(batch, key, type(self).__name__)
 
     # -- epochs, steps, LR ---------------------------------------------------
-    def create_scheduler(
-        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
-    ):
-        created = self.lr_scheduler is None
-        scheduler = super().create_scheduler(
-            num_training_steps=num_training_steps, optimizer=optimizer
-        )
-        if created and type(scheduler) is torch.optim.lr_scheduler.LambdaLR:
-            self.lr_scheduler = PlanProgressLR(
-                scheduler, num_training_steps, self.gekodata_sampler.num_epochs
-            )
-        return self.lr_scheduler
-
     def _run_epoch(
         self,
         *,
