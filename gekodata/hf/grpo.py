@@ -86,7 +86,7 @@ try:  # GekoGRPOTrainer needs trl; importing this module (and gekodata.hf) does 
     from transformers import TrainerCallback as _Callback
     from trl import GRPOTrainer as _GRPOTrainer
 except ImportError:  # pragma: no cover - depends on the environment
-    _trl = None
+    _trl = None  # type: ignore[assignment]
     _GRPOTrainer = object  # type: ignore[assignment,misc]
     _Callback = object  # type: ignore[assignment,misc]
 
@@ -171,7 +171,7 @@ class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,val
         super().__init__(*args, **kwargs)
         import datasets
 
-        args_ = self.args
+        args_: Any = self.args  # a GRPOConfig
         ds = self.train_dataset
         if not isinstance(ds, datasets.Dataset):
             raise TypeError(
@@ -213,7 +213,7 @@ class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,val
         self.gekodata_reporter = reporters[0]
         self.gekodata_prompts = GroupedPlanSampler(
             sampler,
-            num_generations=self.num_generations,
+            num_generations=self.num_generations,  # type: ignore[arg-type]  # set by GRPOConfig
             prompts_per_chunk=args_.generation_batch_size // self.num_generations,
             repeat_count=self.num_iterations * args_.steps_per_generation,
         )

@@ -58,7 +58,7 @@ try:  # GekoSFTTrainer needs trl; importing this module does not
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as _LMCollator
 except ImportError:  # pragma: no cover
     _SFTTrainer = object  # type: ignore[assignment,misc]
-    _LMCollator = None
+    _LMCollator = None  # type: ignore[assignment,misc]
 
 ROW_COLUMN = "gekodata_row"
 
@@ -230,7 +230,7 @@ class GekoSFTTrainer(GekoTrainerMixin, _SFTTrainer):  # type: ignore[misc,valid-
         if weighted and (
             self.compute_loss_func is not None
             or self.label_smoother is not None
-            or self.args.loss_type != "nll"
+            or getattr(self.args, "loss_type", "nll") != "nll"
             or getattr(self, "aux_loss_enabled", False)
         ):
             raise ValueError(

@@ -71,7 +71,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -90,6 +90,11 @@ try:  # GekoTrainer needs transformers; importing this module (and gekodata.hf) 
 except ImportError:  # pragma: no cover
     _Trainer = object  # type: ignore[assignment,misc]
 
+if TYPE_CHECKING:  # the mixin is type-checked as the Trainer it extends
+    from transformers import Trainer as _MixinBase
+else:
+    _MixinBase = object
+
 # (loss [B], conf [B], correct [B], predicted labels [B] or None)
 Signals = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
 
@@ -104,7 +109,7 @@ def _rng_untouched():
     np.random.set_state(np_state)
 
 
-class GekoTrainerMixin(PlanScheduleMixin):
+class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
     """Trains a ``transformers.Trainer`` subclass on a gekodata plan; see the module docstring.
 
     Put it first: ``class MyTrainer(GekoTrainerMixin, SomeTrainer)``. Args (besides the trainer's):
@@ -188,9 +193,11 @@ class GekoTrainerMixin(PlanScheduleMixin):
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
+        columns = self._signature_columns
+        assert columns is not None  # set by the base method
         for key in self._geko_keys:  # keep "idx" (and "weight") through remove_unused_columns
-            if key not in self._signature_columns:
-                self._signature_columns.append(key)
+            if key not in columns:
+                columns.append(key)
 
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()

@@ -13,9 +13,15 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
+
+from ..planning.stream import EpochStream
+
+Plan = Union[np.ndarray, EpochStream]
+"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
+materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
 
 _ITER_CHUNK = 1 << 16
 _FINGERPRINT_LEN = 32
@@ -46,7 +52,7 @@ class StreamPosition:
         self._resume_at = None
         self._cursor = _Cursor(0)
 
-    def iterate(self, local: np.ndarray) -> Iterator[int]:
+    def iterate(self, local: Plan) -> Iterator[int]:
         """A new iterator over ``local`` (from a restored position if one is pending); from now on
         the position is this iterator's."""
         start = self._resume_at or 0
@@ -59,7 +65,7 @@ class StreamPosition:
         """Indices handed out in this epoch's stream (or the restored position, pending)."""
         return self._resume_at if self._resume_at is not None else self._cursor.position()
 
-    def restore(self, yielded: int, local: np.ndarray, state: dict[str, Any]) -> None:
+    def restore(self, yielded: int, local: Plan, state: dict[str, Any]) -> None:
         """Make the next iterator start at ``yielded``, after checking that ``state`` (from
         :func:`position_state`) describes ``local``; ``ValueError`` otherwise."""
         if state.get("length", len(local)) != len(local) or (
@@ -74,9 +80,10 @@ class StreamPosition:
         self._resume_at = yielded
 
 
-def fingerprint(local: np.ndarray) -> list[int]:
+def fingerprint(local: Plan) -> list[int]:
     """A few indices from both ends of a stream: cheap evidence that two plans are the same."""
-    return local[:_FINGERPRINT_LEN].tolist() + local[-_FINGERPRINT_LEN:].tolist()
+    head, tail = np.asarray(local[:_FINGERPRINT_LEN]), np.asarray(local[-_FINGERPRINT_LEN:])
+    return head.tolist() + tail.tolist()
 
 
 def _chunks(local: Any, start: int, cursor: _Cursor) -> Iterator[Iterator[int]]:

@@ -203,6 +203,7 @@ def _host_chunk(
         _to_host_array(x) for x in (idx, loss, conf, correct, pred)
     )
     check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
+    assert idx_a is not None and loss_a is not None  # check_report_shapes refuses None
     _check_index_dtype(idx_a.dtype.kind in "iu", idx_a.dtype.kind == "f", idx_a.dtype)
     if pred_a is not None and pred_a.dtype.kind not in "iu":
         raise ValueError(f"pred must hold integer labels, got dtype {pred_a.dtype}")
@@ -262,6 +263,7 @@ def _device_tensors(
     )
     idx_t, loss_t, conf_t, correct_t, pred_t = tensors
     check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
+    assert idx_t is not None and loss_t is not None  # check_report_shapes refuses None
     _check_index_dtype(
         not idx_t.is_floating_point() and not idx_t.is_complex() and idx_t.dtype != torch.bool,
         idx_t.is_floating_point(),

@@ -8,16 +8,11 @@ array only when someone asks for one (``plan``, ``global_plan``, a checkpoint).
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 from ..planning.stream import EpochStream
 from . import collective as gdist
-
-Plan = Union[np.ndarray, EpochStream]
-"""An epoch's index stream: computed on demand (:class:`EpochStream`) or an array (once
-materialised, or loaded from a checkpoint); both have ``len()`` and slices."""
+from .position import Plan
 
 
 class RankPlan:
