@@ -46,6 +46,28 @@ class Window:
         return len(self.idx)
 
 
+@dataclass
+class PendingRows:
+    """Every rank's buffered, unfolded rows, as a checkpoint holds them: ``ints`` int64 [n, 2]
+    (idx, pred or -1) and ``values`` float32 [n, 3] (loss, conf, correct), in rank order then
+    call order; per rank, in rank order: ``rows`` (how many of the n) and ``calls``
+    (:meth:`ReportBuffer.add` calls since the last sync point)."""
+
+    ints: np.ndarray
+    values: np.ndarray
+    rows: list[int]
+    calls: list[int]
+
+    @classmethod
+    def empty(cls, world_size: int = 1) -> PendingRows:
+        return cls(
+            np.empty((0, 2), dtype=np.int64),
+            np.empty((0, 3), dtype=np.float32),
+            [0] * world_size,
+            [0] * world_size,
+        )
+
+
 class ReportBuffer:
     """Buffered reports of one process for ``store`` (used for validation only).
 
@@ -106,13 +128,57 @@ class ReportBuffer:
         """Forget every buffered report (e.g. when a checkpoint replaces the state)."""
         self._chunks, self.rows, self.calls = [], 0, 0
 
+    def _host_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's buffered rows as host arrays (device rows converted, not yet checked)."""
+        chunks = [c if c[1] is not None else (*_device_rows(*c[0]), False) for c in self._chunks]
+        if not chunks:
+            return PendingRows.empty().ints, PendingRows.empty().values
+        ints = np.concatenate([_as_numpy(c[0]) for c in chunks])
+        values = np.concatenate([_as_numpy(c[1]) for c in chunks])
+        return ints, values
+
+    def pending(self) -> PendingRows:
+        """Every rank's buffered rows for a checkpoint; the buffer keeps them (nothing is folded,
+        so saving never changes what a later sync point folds). A collective under
+        ``torch.distributed``: all ranks must call it."""
+        ints, values = self._host_rows()
+        if not gdist.is_distributed():
+            return PendingRows(ints, values, [len(ints)], [self.calls])
+        device = gdist.collective_device()
+        header = torch.tensor([[len(ints), self.calls]], dtype=torch.int64)
+        headers = gdist.all_gather_rows(header.to(device)).cpu().numpy()
+        return PendingRows(
+            gdist.all_gather_rows(torch.from_numpy(ints).to(device)).cpu().numpy(),
+            gdist.all_gather_rows(torch.from_numpy(values).to(device)).cpu().numpy(),
+            [int(n) for n in headers[:, 0]],
+            [int(c) for c in headers[:, 1]],
+        )
+
+    def restore(self, pending: PendingRows, rank: int, world_size: int) -> None:
+        """Replace the buffer with this rank's part of ``pending``: its own rows when the
+        checkpoint was written by as many ranks, else rank 0 holds every row (the next sync
+        point then folds the same rows, in the same order as the saving run's gather). The rows
+        are checked again at that sync point, as rows from a device are."""
+        self.clear()
+        if len(pending.rows) == world_size:
+            lo = sum(pending.rows[:rank])
+            hi = lo + pending.rows[rank]
+            calls = pending.calls[rank]
+        else:
+            lo, hi = 0, (len(pending.ints) if rank == 0 else 0)
+            calls = max(pending.calls, default=0)
+        if hi > lo:
+            self._chunks.append((pending.ints[lo:hi].copy(), pending.values[lo:hi].copy(), False))
+            self.rows = hi - lo
+        self.calls = calls
+
     def take(self) -> Window | None:
         """Every rank's buffered rows as one validated :class:`Window` (None if there are none
         anywhere), and an empty buffer. A collective under ``torch.distributed``: all ranks must
         call it. Rows that fail validation here (device input) are dropped with a warning."""
         chunks = [c if c[1] is not None else (*_device_rows(*c[0]), False) for c in self._chunks]
         if gdist.is_distributed():
-            ints, values, checked = _gather_chunks(chunks)
+            ints, values, checked = _gather_chunks(chunks)  # validated below
         elif chunks:
             ints = np.concatenate([_as_numpy(c[0]) for c in chunks])
             values = np.concatenate([_as_numpy(c[1]) for c in chunks])

@@ -23,6 +23,7 @@ from ..planning.record import EpochRecord, records_from_dicts
 from ..policy import SelectionPolicy, policy_from_config
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.state_store import COLUMNS, OPTIONAL_COLUMNS
+from .report_buffer import PendingRows
 
 SETTINGS = (
     "num_samples",
@@ -52,7 +53,8 @@ STRICT_SETTINGS = (
 class SamplerSnapshot:
     """A sampler's run state. ``plan``: the global index stream of ``planned_epoch``, int [S];
     ``loss_weights``: float32 [N] or None; ``audit_pending``: sorted int64 or None; ``settings``:
-    :data:`SETTINGS` plus ``policy`` (its config)."""
+    :data:`SETTINGS` plus ``policy`` (its config); ``pending``: the reports not yet folded (every
+    rank's), which a checkpoint carries instead of folding them."""
 
     settings: dict[str, Any]
     store: dict[str, Any]
@@ -63,6 +65,7 @@ class SamplerSnapshot:
     records: list[EpochRecord]
     loss_weights: np.ndarray | None = None
     audit_pending: np.ndarray | None = None
+    pending: PendingRows | None = None
 
 
 def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
@@ -72,7 +75,12 @@ def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
         arrays["audit_pending"] = snap.audit_pending
     if snap.loss_weights is not None:
         arrays["loss_weights"] = snap.loss_weights
+    if snap.pending is not None and len(snap.pending.ints):
+        arrays["pending_ints"] = snap.pending.ints
+        arrays["pending_values"] = snap.pending.values
     meta = dict(snap.settings)
+    if snap.pending is not None:
+        meta["pending"] = {"rows": snap.pending.rows, "calls": snap.pending.calls}
     meta.update(
         epoch=snap.epoch,
         planned_epoch=snap.planned_epoch,
@@ -126,6 +134,7 @@ def read_snapshot(
     known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
     store["columns"] = {k: v for k, v in store["columns"].items() if k in known}
     audit = arrays.get("audit_pending")
+    pending = _read_pending(where, arrays, meta)
     return SamplerSnapshot(
         settings={k: meta.get(k) for k in (*SETTINGS, "policy")},
         store=store,
@@ -136,7 +145,32 @@ def read_snapshot(
         records=records,
         loss_weights=np.array(arrays["loss_weights"], dtype=np.float32) if loss_weights else None,
         audit_pending=None if audit is None else np.array(audit, dtype=np.int64),
+        pending=pending,
     )
+
+
+def _read_pending(
+    where: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> PendingRows:
+    """The file's unfolded reports (none in a file written before checkpoints carried them)."""
+    saved = meta.get("pending")
+    if saved is None:
+        return PendingRows.empty()
+    try:
+        rows, calls = [int(n) for n in saved["rows"]], [int(c) for c in saved["calls"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: bad pending-report metadata ({exc})") from None
+    ints = arrays.get("pending_ints", PendingRows.empty().ints)
+    values = arrays.get("pending_values", PendingRows.empty().values)
+    if (
+        len(rows) != len(calls)
+        or ints.dtype != np.int64
+        or values.dtype != np.float32
+        or ints.shape != (sum(rows), 2)
+        or values.shape != (sum(rows), 3)
+    ):
+        raise ValueError(f"{where}: the saved pending reports do not match their metadata")
+    return PendingRows(np.array(ints), np.array(values), rows, calls)
 
 
 def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[str, Any]) -> None:

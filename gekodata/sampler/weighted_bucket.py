@@ -31,7 +31,7 @@ from ..store.state_store import GEKOStateStore
 from . import collective as gdist
 from .accounting import EpochLedger
 from .position import StreamPosition, fingerprint
-from .report_buffer import ReportBuffer, SignalInput, Window
+from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window
 from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
 from .sharding import Plan, RankPlan
 
@@ -89,13 +89,15 @@ class WeightedBucketSampler(Sampler[int]):
       Epoch 0 with an empty store visits every sample once. If planning fails, ``epoch`` is
       unchanged.
     * **Folding** (buffered reports of all ranks into the store, one update per window) happens at
-      sync points only: :meth:`set_epoch` of a new epoch, :meth:`flush`, :meth:`save`, and every
+      sync points only: :meth:`set_epoch` of a new epoch, :meth:`flush`, and every
       ``sync_every`` reports when that is set (then :meth:`report` folds, by request). The store
       depends on the multiset of (index, signals) per window, not on batch order, batch size or
       world size. Under ``torch.distributed`` each sync point is a collective.
     * **Everything else reads**: ``len()``, ``iter()``, :meth:`state_dict`, :meth:`report` (without
       ``sync_every``), :attr:`plan`, :meth:`loss_weights`, :meth:`suspects`,
       :attr:`epoch_record` and :meth:`efficiency_report` never plan, fold or communicate.
+      :meth:`save` writes the pending reports into the file instead of folding them (gathering
+      them is a collective), so a checkpoint never changes the run.
 
     Bad input: see :mod:`gekodata.sampler.report_buffer` (a refused call records nothing; device
     rows found bad at a sync point are dropped alone, counted in :attr:`dropped_reports`).
@@ -104,7 +106,8 @@ class WeightedBucketSampler(Sampler[int]):
     and position; a few hundred bytes, no per-sample data), exact before the first batch, at
     every batch and on both sides of :meth:`set_epoch`: a new plan starts at position 0, and so
     does every ``iter()`` (unless a restored position is pending). :meth:`save`/:meth:`load`
-    persist the rest (store, plan, policy, epoch, seed, history), atomically.
+    persist the rest (store, plan, policy, epoch, seed, history, reports not yet folded),
+    atomically.
     """
 
     def __init__(
@@ -492,12 +495,15 @@ class WeightedBucketSampler(Sampler[int]):
         self._position.restore(int(state["yielded"]), self._local_plan(), state)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write store, plan and run state to ``path`` (a sampler file), atomically.
+        """Write store, plan, run state and the reports not yet folded to ``path`` (a sampler
+        file), atomically.
 
-        A sync point (all ranks must call it under ``torch.distributed``): pending reports are
-        folded in first, rank 0 writes once, and every rank returns after the file exists.
+        Saving never changes the run: pending reports are written as they are, not folded, so a
+        run that saves (and resumes) at any step folds and plans exactly as one that never saves.
+        A collective under ``torch.distributed`` (all ranks must call it: every rank's pending
+        rows are gathered); rank 0 writes once, and every rank returns after the file exists.
         """
-        self.flush()
+        pending = self._buffer.pending()
         if self.rank == 0:
             write_snapshot(
                 path,
@@ -511,13 +517,16 @@ class WeightedBucketSampler(Sampler[int]):
                     records=self._ledger.records,
                     loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                     audit_pending=self._audit.pending,
+                    pending=pending,
                 ),
             )
         gdist.barrier()
 
     def load(self, path: str | os.PathLike, *, strict: bool = True) -> None:
-        """Restore what :meth:`save` wrote. Every rank calls it; reports not yet folded are
-        discarded (they belong to the state being replaced).
+        """Restore what :meth:`save` wrote. Every rank calls it. Reports buffered here are
+        replaced by the file's pending reports: each rank takes back its own rows when the file was
+        written by as many ranks, else rank 0 holds them all (the next sync point folds the same
+        rows either way).
 
         Raises ``ValueError`` and changes nothing for a file of another format or format version,
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
@@ -536,7 +545,11 @@ class WeightedBucketSampler(Sampler[int]):
         if self._loss_weights is not None:
             self._loss_weights.copy_(torch.from_numpy(snap.loss_weights))
         self._ledger = EpochLedger(snap.records)
-        self._buffer.clear()
+        self._buffer.restore(
+            snap.pending if snap.pending is not None else PendingRows.empty(),
+            self.rank,
+            self.world_size,
+        )
         self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch
         self._set_plan(snap.plan, snap.planned_epoch)
 
