@@ -71,13 +71,7 @@ from .schedule import PlanProgressLR, PlanScheduleMixin
 
 PRIVATE_HOOKS = {
     "_get_train_sampler": ("dataset",),
-    "_init_training_state": (
-        "max_steps",
-        "num_update_steps_per_epoch",
-        "num_train_epochs",
-        "resume_from_checkpoint",
-        "trial",
-    ),
+    "_init_training_state": compat.PRIVATE_HOOKS["_init_training_state"],
 }
 """The private methods GekoGRPOTrainer overrides, with the parameters its overrides are written against."""
 
