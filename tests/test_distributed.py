@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 
 HERE = Path(__file__).parent
 
@@ -23,7 +23,7 @@ def launch(script, nproc, *args, timeout=240):
 @pytest.fixture(scope="module", params=[2, 4], ids=["2ranks", "4ranks"])
 def checks(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "out.json"
-    launch(HERE / "distributed_checks.py", request.param, out)
+    launch(HERE / "support" / "distributed_checks.py", request.param, out)
     return json.loads(out.read_text())
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCHS = 3

@@ -10,7 +10,7 @@ pytest.importorskip("transformers", minversion="5.0")
 trl = pytest.importorskip("trl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E402
+from support.grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E402
 
 from gekodata import Bucket, PromptPolicy, WeightedBucketSampler  # noqa: E402
 from gekodata.hf import GekoGRPOTrainer, GroupedPlanSampler, with_prompt_index  # noqa: E402
@@ -244,13 +244,13 @@ def test_two_processes_judge_split_groups_whole(tmp_path):
     import sys
     from pathlib import Path
 
-    from torchrun_util import run_torchrun
+    from support.torchrun_util import run_torchrun
 
     here = Path(__file__).resolve().parent
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(
         [str(here.parent), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(here / "grpo_distributed_run.py"), "--out", str(tmp_path)]
+           str(here / "support" / "grpo_distributed_run.py"), "--out", str(tmp_path)]
     try:
         proc = run_torchrun(cmd, env, timeout=400)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover

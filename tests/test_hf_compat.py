@@ -9,7 +9,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hf_toy import ToyText, tiny_bert
+from support.hf_toy import ToyText, tiny_bert
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from transformers import Trainer, TrainingArguments

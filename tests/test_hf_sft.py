@@ -1,6 +1,6 @@
 """GekoSFTTrainer: TRL's SFTTrainer on a gekodata plan, run for real on CPU at a tiny size.
 
-A tiny random Llama (tests/hf_toy.py) and a word-level tokenizer built here (no download). The
+A tiny random Llama (tests/support/hf_toy.py) and a word-level tokenizer built here (no download). The
 main run shrinks its epochs (InfoBatch), reports every planned draw to the store, writes the
 sampler into its checkpoints and resumes from one inside a shrunk epoch to the same end state.
 """
@@ -18,8 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 import transformers
-from hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
-from hf_toy import tiny_llama
+from support.hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
+from support.hf_toy import tiny_llama
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 from trl import SFTConfig, SFTTrainer

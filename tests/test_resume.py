@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
-SCRIPT = Path(__file__).parent / "resume_run.py"
+SCRIPT = Path(__file__).parent / "support" / "resume_run.py"
 
 
 def run(out, *args, expect_kill=False):

@@ -1,6 +1,6 @@
 """Kill a real 2-rank DDP run (torchrun, gloo, CPU) with SIGKILL, resume it, compare with an uninterrupted run.
 
-``tests/resume_ddp_run.py`` trains on 480 MNIST digits for 3 epochs, checkpointing every 5 steps
+``tests/support/resume_ddp_run.py`` trains on 480 MNIST digits for 3 epochs, checkpointing every 5 steps
 and right after every ``set_epoch``. Its uninterrupted run (0 loader workers) is the reference for
 every scenario, killed and resumed with 0 or 2 loader workers per rank: the per-rank step layout (measured, and asserted below so that a changed plan can't
 move a kill to another kind of position) is
@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from torchrun_util import TEARDOWN_CRASH
+from support.torchrun_util import TEARDOWN_CRASH
 
 import gekodata
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
@@ -44,7 +44,7 @@ pytest.importorskip("mlxtend")
 
 HERE = Path(__file__).resolve().parent
 GEKODATA_HOME = Path(gekodata.__file__).resolve().parent.parent
-SCRIPT = HERE / "resume_ddp_run.py"
+SCRIPT = HERE / "support" / "resume_ddp_run.py"
 NPROC = 2
 NUM_DIGITS = 480  # resume_ddp_run.NUM_DIGITS
 TIMEOUT = 180
@@ -71,7 +71,7 @@ def launch(out, *args, expect_kill=False):
         assert "Signal 9 (SIGKILL)" in output, output[-3000:]
     else:
         done = all((Path(out) / f"done_rank{r}").exists() for r in range(NPROC))
-        # a known gloo abort at interpreter exit (tests/torchrun_util.py) after every rank finished
+        # a known gloo abort at interpreter exit (tests/support/torchrun_util.py) after every rank finished
         # all its work does not change any output; the script's os._exit makes it rare anyway
         assert proc.returncode == 0 or (done and TEARDOWN_CRASH in output), output[-3000:]
         assert done, output[-3000:]
@@ -87,7 +87,7 @@ def read_stream(path):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """The script's MNIST digits, loaded once here instead of by every rank of every launch."""
-    from resume_ddp_run import digits
+    from support.resume_ddp_run import digits
 
     x, y = digits()
     path = tmp_path_factory.mktemp("data") / "digits.npz"

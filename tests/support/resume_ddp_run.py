@@ -1,6 +1,6 @@
 """A 2-rank DDP training run (torchrun, gloo, CPU) that checkpoints and can be SIGKILLed and resumed.
 
-``torchrun --standalone --nproc_per_node=2 tests/resume_ddp_run.py OUT [options]``: trains a linear
+``torchrun --standalone --nproc_per_node=2 tests/support/resume_ddp_run.py OUT [options]``: trains a linear
 model (DDP) on a few hundred MNIST digits with gekodata's ``WeightedBucketSampler`` (sharded: every
 rank iterates its own slice of one global plan) and a torchdata ``StatefulDataLoader`` per rank.
 
@@ -171,7 +171,7 @@ def main():
     dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
-    # skip interpreter teardown: gloo's threads occasionally abort there (see tests/torchrun_util.py)
+    # skip interpreter teardown: gloo's threads occasionally abort there (see tests/support/torchrun_util.py)
     os._exit(0)
 
 

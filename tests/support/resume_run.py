@@ -1,6 +1,6 @@
 """A small training run that checkpoints mid-epoch and can be killed and resumed.
 
-``python tests/resume_run.py OUT_DIR [--kill-at STEP] [--resume] [--workers W]``: trains a linear
+``python tests/support/resume_run.py OUT_DIR [--kill-at STEP] [--resume] [--workers W]``: trains a linear
 model on 600 MNIST digits with gekodata and torchdata's StatefulDataLoader, checkpointing every
 ``--ckpt-every`` steps (model, optimizer, loader position, sampler file; then an atomic LATEST
 pointer). ``--kill-at`` sends SIGKILL to itself after that step; ``--resume`` continues from the

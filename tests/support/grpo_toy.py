@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grpo_reasoning.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "grpo_reasoning.py"
 
 
 def char_tokenizer():

@@ -1,6 +1,6 @@
 """Run under torchrun (gloo, CPU): the sampler's distributed promises, checked on real ranks.
 
-``torchrun --standalone --nproc_per_node=N tests/distributed_checks.py OUT.json``. Rank 0 writes
+``torchrun --standalone --nproc_per_node=N tests/support/distributed_checks.py OUT.json``. Rank 0 writes
 OUT.json with what every rank saw; ``tests/test_distributed.py`` asserts on it.
 """
 import hashlib
