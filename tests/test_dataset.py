@@ -1,4 +1,5 @@
 import pickle
+import re
 import types
 from collections import UserDict, namedtuple
 from collections.abc import MutableMapping
@@ -75,14 +76,14 @@ def test_custom_keys_and_collision():
     assert ds[0] == {"idx": 7, "row": 0}
     with pytest.raises(ValueError, match="already has a key 'idx'"):
         PruningDataset([{"idx": 7}])[0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="index_key and weight_key must differ"):
         PruningDataset([1], index_key="k", weight_key="k")
 
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="map-style"):
         PruningDataset(iter([1, 2]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("prune_frozen_after must be >= 1 or None, got 0")):
         PruningDataset([1], prune_frozen_after=0)
     with pytest.raises(RuntimeError, match="not attached"):
         PruningDataset([1]).unprune()

@@ -38,6 +38,10 @@ from gekodata.planning.epoch_plan import plan_epoch
 STEPS = {"rules": 0}
 SEEN = set()  # situations the run reached (asserted at the end: the fuzz must not be vacuous)
 _END = object()
+# every refusal of report()'s arrays (gekodata.store.validation): a missing idx, an index out of
+# range, or an array with a wrong shape, length, dtype or value
+REPORT_REFUSAL = (r"^(report\(\) needs idx|idx -?\d+ \(entry \d+\) out of range|"
+                  r"(idx|loss|conf|correct|pred) (must|has \d+ entries but idx has \d+))")
 
 # ---------------------------------------------------------------------------- value strategies
 LOSS = st.one_of(
@@ -390,7 +394,7 @@ class SamplerMachine(RuleBasedStateMachine):
         plan_before = self.sampler.global_plan.copy()
         snap = store_snapshot(self.sampler.store)
         pending, state = self.sampler.pending_reports, self.sampler.state_dict()
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=REPORT_REFUSAL):
             self.sampler.report(call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"])
         # invariant 2: a refused call changes nothing
         assert self.sampler.pending_reports == pending, bad
@@ -456,9 +460,11 @@ class SamplerMachine(RuleBasedStateMachine):
         else:
             # N <= 40: the fingerprint (32 indices from each end) covers the whole stream
             expect = "resumed" if np.array_equal(plan_then, self.sampler.plan) else "refused"
+        refusal = ("sampler state is mid-way through epoch" if state["epoch"] < self.planned
+                   else "sampler state belongs to another plan for epoch")
         for sampler, st_ in ((self.sampler, state), (self.ref, ref_state)):
             if expect == "refused":
-                with pytest.raises(ValueError):
+                with pytest.raises(ValueError, match=refusal):
                     sampler.load_state_dict(st_)
             else:
                 sampler.load_state_dict(st_)

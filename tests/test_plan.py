@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -88,16 +90,25 @@ def test_resolve_budget(budget, expected):
     assert resolve_budget(budget, default=7, num_samples=100) == expected
 
 
-@pytest.mark.parametrize("budget", [-1, 0.0, 1.5, "half", True])
-def test_bad_budgets(budget):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        (-1, "budget must be >= 0, got -1"),
+        (0.0, "a fractional budget must be in (0, 1], got 0.0"),
+        (1.5, "a fractional budget must be in (0, 1], got 1.5"),
+        ("half", "budget must be None, an int or a fraction, got 'half'"),
+        (True, "budget must be None, an int or a fraction, got True"),
+    ],
+)
+def test_bad_budgets(budget, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         resolve_budget(budget, 1, 10)
 
 
 def test_bad_weights():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         draw_counts(np.array([1.0, -1.0]), 3, np.random.default_rng(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         draw_counts(np.array([1.0, np.nan]), 3, np.random.default_rng(0))
 
 
@@ -204,7 +215,7 @@ def test_class_draw_counts_are_exact_rationals():
         np.testing.assert_array_equal(base, [0, 0, 1, 0])
         assert int(sizes @ base + extra.sum()) == 10 and extra[1] == extra[3] == 0
         assert extra[0] in (2, 3) and extra[2] in (2, 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         class_draw_counts(sizes, np.array([1.0, -1.0, 1.0, 1.0]), 3, np.random.default_rng(0))
 
 

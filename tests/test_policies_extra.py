@@ -1,4 +1,6 @@
 """The non-GEKO policies: uniform (random-subset control) and InfoBatch."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -78,8 +80,10 @@ def test_infobatch_config_errors_and_save_load(tmp_path):
     policy = InfoBatchPolicy(prune_ratio=0.3, anneal_fraction=0.2)
     assert policy_from_config(policy.config()) == policy
     assert policy_from_config(BucketPolicy().config()).config() == BucketPolicy().config()
-    for bad in (dict(prune_ratio=1.0), dict(prune_ratio=-0.1), dict(anneal_fraction=1.0)):
-        with pytest.raises(ValueError):
+    for bad, message in ((dict(prune_ratio=1.0), "prune_ratio must be in [0, 1), got 1.0"),
+                         (dict(prune_ratio=-0.1), "prune_ratio must be in [0, 1), got -0.1"),
+                         (dict(anneal_fraction=1.0), "anneal_fraction must be in [0, 1), got 1.0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             InfoBatchPolicy(**bad)
     ds = PruningDataset(list(range(50)))
     with pytest.raises(ValueError, match="own loss weights"):

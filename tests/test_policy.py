@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -83,28 +85,32 @@ def test_bad_curricula_raise(phases, match):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(hard=-1, focus=1, light=1), dict(hard=float("nan"), focus=1, light=1), dict(hard=0, focus=0, light=0)],
+    ("kwargs", "message"),
+    [
+        (dict(hard=-1, focus=1, light=1), "weight x.hard must be finite and >= 0, got -1.0"),
+        (dict(hard=float("nan"), focus=1, light=1), "weight x.hard must be finite and >= 0, got nan"),
+        (dict(hard=0, focus=0, light=0), "phase 'x' gives every bucket weight 0 and would train nothing"),
+    ],
 )
-def test_bad_phase_weights_raise(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_phase_weights_raise(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         Phase("x", 0.0, 1.0, **kwargs)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        dict(freeze_confidence=1.2),
-        dict(freeze_stability=-0.1),
-        dict(freeze_q=2),
-        dict(hard_confidence=-1),
-        dict(min_visits_to_freeze=0),
-        dict(max_times_seen=0),
-        dict(curriculum="mountain"),
+        (dict(freeze_confidence=1.2), "freeze_confidence must be in [0, 1], got 1.2"),
+        (dict(freeze_stability=-0.1), "freeze_stability must be in [0, 1], got -0.1"),
+        (dict(freeze_q=2), "freeze_q must be in [0, 1], got 2.0"),
+        (dict(hard_confidence=-1), "hard_confidence must be in [0, 1], got -1.0"),
+        (dict(min_visits_to_freeze=0), "min_visits_to_freeze must be >= 1, got 0"),
+        (dict(max_times_seen=0), "max_times_seen must be >= 1 or None, got 0"),
+        (dict(curriculum="mountain"), "curriculum must be a Curriculum, got str"),
     ],
 )
-def test_bad_policy_config_raises(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_policy_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         BucketPolicy(**kwargs)
 
 

@@ -2,6 +2,7 @@
 the reward-function wrapper and PromptPolicy's buckets, draws, freezing, audit and exploration."""
 import asyncio
 import json
+import re
 
 import numpy as np
 import pytest
@@ -306,10 +307,18 @@ def test_policy_config_round_trip_and_checks(tmp_path):
     np.testing.assert_array_equal(other.global_plan, sampler.global_plan)
     with pytest.raises(ValueError, match="policy differs"):
         sampler_for(5, PromptPolicy(group_size=4)).load(tmp_path / "s.safetensors")
-    for bad in ({"group_size": 0}, {"group_size": 2.5}, {"easy_keep": 1.5}, {"explore": -0.1},
-                {"freeze_after": 0}, {"freeze_after": 200}, {"learnability": 2}, {"max_draws": 0.5},
-                {"max_times_seen": 0}):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        ({"group_size": 0}, "group_size must be an int >= 1 (completions per prompt), got 0"),
+        ({"group_size": 2.5}, "group_size must be an int >= 1 (completions per prompt), got 2.5"),
+        ({"easy_keep": 1.5}, "easy_keep must be in [0, 1], got 1.5"),
+        ({"explore": -0.1}, "explore must be in [0, 1], got -0.1"),
+        ({"freeze_after": 0}, "freeze_after must be in [1, 127] (the store's streak saturates there) or None, got 0"),
+        ({"freeze_after": 200}, "freeze_after must be in [1, 127] (the store's streak saturates there) or None, got 200"),
+        ({"learnability": 2}, "learnability must be in [0, 1], got 2.0"),
+        ({"max_draws": 0.5}, "max_draws must be finite and >= 1, got 0.5"),
+        ({"max_times_seen": 0}, "max_times_seen must be >= 1 or None, got 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             PromptPolicy(**bad)
 
 

@@ -8,6 +8,7 @@ after the other, where training task B makes the model forget task A and the aud
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -127,9 +128,13 @@ def test_suspects_lose_hard_boost_and_config_round_trips():
     weights = guard.sample_weights(store, codes, guard.curriculum.phases[0])
     assert weights[:2].tolist() == [0.25, 0.25] and (weights[2:] <= 2).all()
     assert policy_from_config(guard.config()).config() == guard.config()
-    for bad in (dict(suspect_streak=0), dict(suspect_streak=MAX_WRONG_STREAK + 1), dict(suspect_weight=-1),
-                dict(suspect_min_accuracy=1.5)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(suspect_streak=0), "suspect_streak must be in [1, 7], got 0"),
+        (dict(suspect_streak=MAX_WRONG_STREAK + 1), f"suspect_streak must be in [1, 7], got {MAX_WRONG_STREAK + 1}"),
+        (dict(suspect_weight=-1), "weight suspect_weight must be finite and >= 0, got -1.0"),
+        (dict(suspect_min_accuracy=1.5), "suspect_min_accuracy must be in [0, 1], got 1.5"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             BucketPolicy(noise_guard=True, **bad)
 
 

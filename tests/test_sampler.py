@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -134,17 +136,21 @@ def test_bad_reports_raise_and_leave_store_unchanged():
     before = {k: v.copy() for k, v in sampler.store.columns.items()}
     reported = sampler.efficiency_report().trained_passes
     bad_calls = [
-        dict(loss=torch.tensor([0.5]), idx=None),
-        dict(loss=torch.tensor([0.5, 0.1]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([float("nan")]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([0.5]), idx=torch.tensor([10])),
-        dict(loss=torch.tensor([0.5]), idx=torch.tensor([1.0])),
-        dict(loss=torch.tensor([0.5]), conf=torch.tensor([1.5]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([[0.5]]), idx=torch.tensor([[1]])),
-        dict(loss=np.array([0.5, 0.1]), conf=np.array([0.5]), idx=np.array([1, 2])),
+        (dict(loss=torch.tensor([0.5]), idx=None), "report() needs idx: the samples' indices"),
+        (dict(loss=torch.tensor([0.5, 0.1]), idx=torch.tensor([1])), "loss has 2 entries but idx has 1"),
+        (dict(loss=torch.tensor([float("nan")]), idx=torch.tensor([1])),
+         "loss must be finite (as float32, the dtype the store computes in); entry 0 is nan (idx 1)"),
+        (dict(loss=torch.tensor([0.5]), idx=torch.tensor([10])),
+         "idx 10 (entry 0) out of range for a dataset of 10 samples"),
+        (dict(loss=torch.tensor([0.5]), idx=torch.tensor([1.0])), "idx must be an integer array, got float32"),
+        (dict(loss=torch.tensor([0.5]), conf=torch.tensor([1.5]), idx=torch.tensor([1])),
+         "conf must be in [0, 1]; entry 0 is 1.5 (idx 1)"),
+        (dict(loss=torch.tensor([[0.5]]), idx=torch.tensor([[1]])),
+         "idx must be 1-D (one value per sample), got shape (1, 1)"),
+        (dict(loss=np.array([0.5, 0.1]), conf=np.array([0.5]), idx=np.array([1, 2])), "conf has 1 entries but idx has 2"),
     ]
-    for call in bad_calls:
-        with pytest.raises(ValueError):
+    for call, message in bad_calls:
+        with pytest.raises(ValueError, match=re.escape(message)):
             sampler.report(**call)
     sampler.flush()
     for k, v in before.items():
@@ -200,15 +206,15 @@ def test_unbiased_weights_estimate_the_full_mean_loss():
 
 def test_unbiased_requires_positive_floor_and_other_arg_errors():
     ds = PruningDataset(list(range(5)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unbiased_floor must be finite and > 0, got 0"):
         WeightedBucketSampler(ds, num_epochs=2, unbiased=True, unbiased_floor=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_epochs must be >= 1, got 0"):
         WeightedBucketSampler(ds, num_epochs=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="budget must be >= 0, got -3"):
         WeightedBucketSampler(ds, num_epochs=2, budget=-3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
         WeightedBucketSampler(ds, num_epochs=2, seed=-1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=re.escape("loss weights exist only with unbiased=True or a policy")):
         WeightedBucketSampler(ds, num_epochs=2).loss_weights(np.array([0]))
 
 

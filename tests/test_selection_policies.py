@@ -1,5 +1,7 @@
 """The selection policies on hand-made stores: ForgettingPolicy, ReducibleLossPolicy and the
 class-aware noise guard (a rare class is not noise)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -198,13 +200,24 @@ def test_policy_configs_round_trip_and_bad_settings_are_refused():
                    ReducibleLossPolicy(keep_fraction=0.3, noise_guard=True, suspect_progress=None)):
         again = policy_from_config(policy.config())
         assert type(again) is type(policy) and again.config() == policy.config()
-    for bad in (dict(min_visits=0), dict(min_learned=256), dict(max_forgetting=-1), dict(audit_weight=1.5),
-                dict(suspect_weight=-0.1), dict(suspect_streak=8), dict(anneal_fraction=1.0),
-                dict(suspect_progress=float("nan")), dict(hard_confidence=2.0), dict(max_times_seen=0)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(min_visits=0), "min_visits must be in [1, 65535] (the store's column saturates above), got 0"),
+        (dict(min_learned=256), "min_learned must be in [1, 255] (the store's column saturates above), got 256"),
+        (dict(max_forgetting=-1), "max_forgetting must be in [0, 254] (the store's column saturates above), got -1"),
+        (dict(audit_weight=1.5), "audit_weight must be a draw rate in [0, 1], got 1.5"),
+        (dict(suspect_weight=-0.1), "suspect_weight must be a draw rate in [0, 1], got -0.1"),
+        (dict(suspect_streak=8), "suspect_streak must be in [1, 7], got 8"),
+        (dict(anneal_fraction=1.0), "anneal_fraction must be in [0, 1), got 1.0"),
+        (dict(suspect_progress=float("nan")), "suspect_progress must be finite or None, got nan"),
+        (dict(hard_confidence=2.0), "hard_confidence must be in [0, 1], got 2.0"),
+        (dict(max_times_seen=0), "max_times_seen must be >= 1 or None, got 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             ForgettingPolicy(**bad)
-    for bad in (dict(keep_fraction=0.0), dict(keep_fraction=1.2), dict(explore_weight=-1.0)):
-        with pytest.raises(ValueError):
+    for bad, message in ((dict(keep_fraction=0.0), "keep_fraction must be in (0, 1], got 0.0"),
+                         (dict(keep_fraction=1.2), "keep_fraction must be in (0, 1], got 1.2"),
+                         (dict(explore_weight=-1.0), "explore_weight must be a draw rate in [0, 1], got -1.0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             ReducibleLossPolicy(**bad)
     ds = PruningDataset(list(range(10)))
     with pytest.raises(ValueError, match="own loss weights"):

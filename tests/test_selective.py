@@ -1,4 +1,5 @@
 import math
+import re
 from collections import namedtuple
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_select_rows_rejects_bad_input():
         select_rows(s.view(4, 5), 0.5)
     with pytest.raises(ValueError, match="empty"):
         select_rows(torch.zeros(0), 0.5)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="scores must be a 1-D torch tensor, got list"):
         select_rows([0.1, 0.2], 0.5)
 
 
@@ -160,7 +161,7 @@ def test_store_scores_use_loss_ema_and_rank_unseen_first():
     assert torch.equal(store_scores(holder, idx), s)
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         store_scores(store, torch.tensor([10]))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=re.escape("store must be a GEKOStateStore (or hold one as .store), got object")):
         store_scores(object(), idx)
 
 

@@ -168,7 +168,7 @@ def test_load_rejects_wrong_size_version_and_corruption(tmp_path):
         target.load(truncated)
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"\x00" * 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"g\.safetensors: not a readable safetensors file \(truncated or corrupt\?\)"):
         target.load(garbage)
     assert_same(target, snap)
 

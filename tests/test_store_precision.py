@@ -1,4 +1,6 @@
 """Every number the store keeps means what it says: stated error bounds, stated ranges, refusals."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -231,9 +233,22 @@ def test_invalid_rows_flags_exactly_the_rows_validate_refuses():
     pred = np.array([3] * 10 + [-2])
     bad = store.invalid_rows(idx, loss, conf, correct, pred)
     assert bad.dtype == bool and bad.tolist() == [False] + [True] * 10
-    for row in range(1, len(idx)):  # each bad row alone is refused; the good row alone is not
+    messages = [
+        "idx 5 (entry 1) out of range for a dataset of 5 samples",
+        "idx -1 (entry 1) out of range for a dataset of 5 samples",
+        "loss must be finite (as float32, the dtype the store computes in); entry 1 is nan (idx 1)",
+        "loss must be finite (as float32, the dtype the store computes in); entry 1 is 1e+39 (idx 2)",
+        "loss must be >= 0; entry 1 is -1.0 (idx 3)",
+        "loss must be <= 2.023e+31, the largest loss the store can hold",
+        "conf must be in [0, 1]; entry 1 is 1.5 (idx 0)",
+        "conf must be in [0, 1]; entry 1 is nan (idx 1)",
+        "correct must be in [0, 1]; entry 1 is -0.1 (idx 2)",
+        "pred must be labels in [0, 2^31) or -1 (unknown); entry 1 is -2 (idx 3)",
+    ]
+    assert len(messages) == len(idx) - 1
+    for row, message in zip(range(1, len(idx)), messages):  # each bad row alone is refused
         keep = np.array([0, row])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(message)):
             store.validate(idx[keep], loss[keep], conf[keep], correct[keep], pred[keep])
     store.validate(idx[~bad], loss[~bad], conf[~bad], correct[~bad], pred[~bad])
     assert store.invalid_rows(np.array([], dtype=np.int64), np.array([])).shape == (0,)
@@ -253,7 +268,7 @@ def test_invalid_rows_and_validate_agree(rows):
     conf = np.array([r[2] for r in rows])
     bad = store.invalid_rows(idx, loss, conf)
     if bad.any():
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"out of range for a dataset|must be finite|must be >= 0|must be <=|must be in"):
             store.validate(idx, loss, conf)
     else:
         store.validate(idx, loss, conf)
@@ -270,7 +285,8 @@ def test_update_validated_skips_the_second_pass_with_the_same_result():
     for k in a.columns:
         np.testing.assert_array_equal(a.columns[k], b.columns[k])
     assert a.loss_scale == b.loss_scale
-    with pytest.raises(ValueError):  # default: still validates
+    with pytest.raises(ValueError, match=re.escape("idx 9 (entry 0) out of range for a dataset of 6 samples")):
+        # default: still validates
         b.update(np.array([9]), np.array([1.0]), np.array([0.5]), np.array([0.0]))
 
 

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -300,8 +301,11 @@ def test_schedule_endpoints_monotonic_and_dynamic_clamp():
     assert all(a >= b for a, b in zip(lows, lows[1:]))
     strong = TokenRatioSchedule(floor=0.25, warmup_steps=100, dynamic=True, sensitivity=5.0)
     assert all(0.25 <= strong.ratio(t, mean_confidence=c / 10) <= 1.0 for t in range(0, 200, 20) for c in range(11))
-    for bad in ({"floor": 1.2}, {"floor": 0.5, "start": 0.4}, {"warmup_steps": -1}, {"confidence_target": 0.0}):
-        with pytest.raises(ValueError):
+    for bad, message in (({"floor": 1.2}, "floor must be in [0, 1], got 1.2"),
+                         ({"floor": 0.5, "start": 0.4}, "start (0.4) must be >= floor (0.5)"),
+                         ({"warmup_steps": -1}, "warmup_steps must be an int >= 0, got -1"),
+                         ({"confidence_target": 0.0}, "confidence_target must be in (0, 1], got 0.0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             TokenRatioSchedule(**bad)
     with pytest.raises(ValueError, match="step"):
         s.ratio(-1)
