@@ -117,7 +117,10 @@ def test_pickles_without_the_store():
     sampler.set_epoch(1)
     assert ds.num_live == 5 and len(ds) == 100
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._store is None and clone.num_live == 5 and len(clone) == 100 and clone[42] == (42, 42)
+    assert clone.num_live == 5 and len(clone) == 100 and clone[42] == (42, 42)
+    assert len(ds.pruned_indices) == 95 and len(clone.pruned_indices) == 0  # the clone holds no store
+    with pytest.raises(RuntimeError, match="not attached to a WeightedBucketSampler"):
+        clone.unprune()
 
 
 def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():

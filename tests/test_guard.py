@@ -46,7 +46,7 @@ def test_suspect_confidence_spares_hard_samples_that_keep_probability_on_their_l
     codes = strict.classify(store)
     assert np.flatnonzero(codes == Bucket.SUSPECT).tolist() == [40] and codes[41] == Bucket.HARD
     # the threshold is on the stored confidence (1/255 steps): conf <= c  <=>  code <= floor(255 c)
-    at = BucketPolicy(noise_guard=True, suspect_confidence=int(store.columns["conf_ema"][41]) / 255.0)
+    at = BucketPolicy(noise_guard=True, suspect_confidence=round(float(store.confidence[41]) * 255) / 255.0)
     assert np.flatnonzero(at.classify(store) == Bucket.SUSPECT).tolist() == [40, 41]
     assert BucketPolicy.from_config(strict.config()).suspect_confidence == 0.1
     with pytest.raises(ValueError, match="suspect_confidence"):

@@ -138,7 +138,7 @@ def test_presets():
 def test_sample_weights_zero_for_pruned_and_overseen():
     store = store_with(loss=[2.0, 2.0, 2.0], conf=[0.1, 0.1, 0.1], correct=[0, 0, 0], visits_each=3)
     store.set_pruned(np.array([0]))
-    store.columns["visits"][1] = 1
+    store.visits[1] = 1  # the public view writes through
     policy = BucketPolicy(max_times_seen=3)
     codes = policy.classify(store)
     weights = policy.sample_weights(store, codes, policy.curriculum.phases[2])
@@ -161,7 +161,7 @@ def test_max_times_seen_above_the_visits_cap_is_refused(make):
     assert make(MAX_VISITS).max_times_seen == MAX_VISITS
     # the cap is reachable: a saturated count is at the limit
     store = GEKOStateStore(2)
-    store.columns["visits"][:] = [MAX_VISITS - 1, 0]
+    store.visits[:] = [MAX_VISITS - 1, 0]
     store.update(np.array([0, 0, 1]), np.ones(3), np.full(3, 0.5), np.zeros(3))
     policy = make(MAX_VISITS)
     weights = policy.sample_weights(store, policy.classify(store), policy.curriculum.phases[0])

@@ -170,13 +170,13 @@ def test_reference_loss_reducible_loss_checks_and_reset():
     red = store.reducible_loss
     np.testing.assert_allclose(red[[0, 2, 3]], [1.5, 1.0, 0.5], atol=5e-3)  # codec: 6.8e-4 x each loss
     assert np.isnan(red[[1, 4, 5]]).all()  # no reference (1) or unseen (4, 5)
-    before = store.columns["ref_loss_code"].copy()
+    before = store.reference_loss
     for idx, values, match in [([0], [np.nan], "finite"), ([0], [-1.0], ">= 0"), ([0], [1e39], "finite"),
                                ([0], [3e31], "<="), ([9], [1.0], "in \\[0"), ([0, 1], [1.0], "equal length"),
                                ([0.5], [1.0], "integers")]:
         with pytest.raises(ValueError, match=match):
             store.set_reference_loss(idx, values)
-    np.testing.assert_array_equal(store.columns["ref_loss_code"], before)
+    np.testing.assert_array_equal(store.reference_loss, before)  # NaN (no reference) equals NaN
     store.set_reference_loss([5], [REF_LOSS_MAX])
     assert store.reference_loss[5] == pytest.approx(REF_LOSS_MAX, rel=1e-3)
     store.set_labels([1, 2], idx=[0, 3])
