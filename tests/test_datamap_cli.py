@@ -122,7 +122,7 @@ def test_load_state_rejects_other_files(run, tmp_path):
     truncated.write_bytes(sampler_path.read_bytes()[:-100])
     with pytest.raises(ValueError, match=r"not a gekodata state file .*truncated or corrupt"):
         datamap.load_state(truncated)
-    with pytest.raises(FileNotFoundError, match="No such file or directory: .*missing.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: .*missing\.safetensors"):
         datamap.load_state(tmp_path / "missing.safetensors")
 
 
@@ -282,7 +282,7 @@ def test_cli_errors_exit_2_with_one_line(run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("gekodata: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(SystemExit, match="^2$") as exc:  # argparse's usage error: exit status 2
+    with pytest.raises(SystemExit, match=r"^2$") as exc:  # argparse's usage error: exit status 2
         cli.main(["map", str(sampler_path), "-o", "x.png", "--max-points", "0"])
     assert exc.value.code == 2
     capsys.readouterr()

@@ -79,5 +79,5 @@ def test_uniform_selection_rolls_out_everything(tmp_path):
 
 
 def test_batch_size_must_hold_whole_groups():
-    with pytest.raises(SystemExit, match="^2$"):  # argparse's usage error: exit status 2
+    with pytest.raises(SystemExit, match=r"^2$"):  # argparse's usage error: exit status 2
         run(["--model", "tiny", "--batch-size", "6", "--num-generations", "4", "--quiet"])

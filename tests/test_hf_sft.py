@@ -145,11 +145,11 @@ def test_sft_errors_users_will_hit(tmp_path):
     with pytest.raises(ValueError, match="packing=True / padding_free=True"):
         build(tmp_path, padding_free=True, max_length=None)
     raw = texts()
-    with pytest.raises(TypeError, match="pass gekodata.PruningDataset"):
+    with pytest.raises(TypeError, match=r"pass gekodata\.PruningDataset"):
         GekoSFTTrainer(model=tiny_llama(), args=sft_args(tmp_path), train_dataset=raw, processing_class=tokenizer(),
                        sampler=WeightedBucketSampler(PruningDataset(raw), num_epochs=EPOCHS, shard=False))
     tensors = PruningDataset(torch.utils.data.TensorDataset(torch.zeros(4, 2)))
-    with pytest.raises(TypeError, match="must wrap a datasets.Dataset"):
+    with pytest.raises(TypeError, match=r"must wrap a datasets\.Dataset"):
         GekoSFTTrainer(model=tiny_llama(), args=sft_args(tmp_path), train_dataset=tensors, processing_class=tokenizer(),
                        sampler=WeightedBucketSampler(tensors, num_epochs=EPOCHS, shard=False))
     with pytest.raises(ValueError, match="signals must be None or 'causal_lm'"):

@@ -113,7 +113,7 @@ def test_save_load_roundtrip_and_refusals(tmp_path):
     with pytest.raises(ValueError, match="seed"):
         WeightedBucketSampler(PruningDataset(list(range(1000))), num_epochs=3, seed=9).load(path)
     a.store.save(tmp_path / "store.safetensors")
-    with pytest.raises(ValueError, match="gekodata.sampler"):
+    with pytest.raises(ValueError, match=r"gekodata\.sampler"):
         fresh.load(tmp_path / "store.safetensors")
     for k, v in snapshot.items():
         np.testing.assert_array_equal(fresh.store.columns[k], v)

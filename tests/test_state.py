@@ -188,7 +188,7 @@ def test_load_rejects_foreign_safetensors(tmp_path):
 
     path = tmp_path / "foreign.safetensors"
     save_file({"w": np.zeros(3, dtype=np.float32)}, str(path))
-    with pytest.raises(ValueError, match="not a gekodata.state file"):
+    with pytest.raises(ValueError, match=r"not a gekodata\.state file"):
         GEKOStateStore(3).load(path)
 
 
