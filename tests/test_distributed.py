@@ -1,4 +1,5 @@
 """Real multi-process groups (torchrun, gloo, CPU): one global plan, equal shards, equal stores."""
+
 import json
 import os
 import sys
@@ -13,8 +14,15 @@ HERE = Path(__file__).parent
 
 def launch(script, nproc, *args, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(script), *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(script),
+        *map(str, args),
+    ]
     proc = run_torchrun(cmd, env, timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -59,4 +67,6 @@ def test_unsharded_mode_emits_the_global_plan_on_every_rank(checks):
 
 
 def test_all_frozen_epoch_is_empty_on_every_rank(checks):
-    assert [r["all_frozen"] for r in checks["ranks"]] == [{"len": 0, "batches": 0}] * checks["world_size"]
+    assert [r["all_frozen"] for r in checks["ranks"]] == [{"len": 0, "batches": 0}] * checks[
+        "world_size"
+    ]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from gekodata import PruningDataset, WeightedBucketSampler
-from gekodata.store.codec import LOSS_TABLE
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
+from gekodata.store.codec import LOSS_TABLE
 from gekodata.store.state_store import MAX_VISITS, GEKOStateStore
 
 
@@ -13,7 +13,12 @@ def store_with(loss, conf, correct, visits_each=1):
     n = len(loss)
     store = GEKOStateStore(n, loss_scale_quantile=1.0)
     for _ in range(visits_each):
-        store.update(np.arange(n), np.asarray(loss, float), np.asarray(conf, float), np.asarray(correct, float))
+        store.update(
+            np.arange(n),
+            np.asarray(loss, float),
+            np.asarray(conf, float),
+            np.asarray(correct, float),
+        )
     return store
 
 
@@ -25,7 +30,13 @@ def test_geko_buckets_with_target_probability_confidence():
         correct=[1, 1, 0, 0, 1],
     )
     codes = BucketPolicy().classify(store)
-    assert [Bucket(c) for c in codes] == [Bucket.FREEZE, Bucket.LIGHT, Bucket.FOCUS, Bucket.HARD, Bucket.FREEZE]
+    assert [Bucket(c) for c in codes] == [
+        Bucket.FREEZE,
+        Bucket.LIGHT,
+        Bucket.FOCUS,
+        Bucket.HARD,
+        Bucket.FREEZE,
+    ]
 
 
 def test_freeze_needs_every_condition():
@@ -34,7 +45,10 @@ def test_freeze_needs_every_condition():
     assert BucketPolicy().classify(store_with(**base))[0] == Bucket.FREEZE
     assert BucketPolicy(freeze_confidence=0.995).classify(store_with(**base))[0] == Bucket.LIGHT
     assert BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base))[0] == Bucket.LIGHT
-    assert BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base, visits_each=2))[0] == Bucket.FREEZE
+    assert (
+        BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base, visits_each=2))[0]
+        == Bucket.FREEZE
+    )
     # an unstable loss history (2.0 then 0.01) blocks FREEZE through stability
     store = GEKOStateStore(1, loss_scale_quantile=1.0)
     store.update(np.array([0]), np.array([4.0]), np.array([0.2]), np.array([0.0]))
@@ -88,8 +102,14 @@ def test_bad_curricula_raise(phases, match):
     ("kwargs", "message"),
     [
         (dict(hard=-1, focus=1, light=1), "weight x.hard must be finite and >= 0, got -1.0"),
-        (dict(hard=float("nan"), focus=1, light=1), "weight x.hard must be finite and >= 0, got nan"),
-        (dict(hard=0, focus=0, light=0), "phase 'x' gives every bucket weight 0 and would train nothing"),
+        (
+            dict(hard=float("nan"), focus=1, light=1),
+            "weight x.hard must be finite and >= 0, got nan",
+        ),
+        (
+            dict(hard=0, focus=0, light=0),
+            "phase 'x' gives every bucket weight 0 and would train nothing",
+        ),
     ],
 )
 def test_bad_phase_weights_raise(kwargs, message):
@@ -115,8 +135,12 @@ def test_bad_policy_config_raises(kwargs, message):
 
 
 def test_user_phases_and_constant_schedule():
-    cur = Curriculum([Phase("early", 0.0, 0.5, hard=1, focus=1, light=1),
-                      Phase("late", 0.5, 1.0, hard=4, focus=1, light=0, freeze=0.5)])
+    cur = Curriculum(
+        [
+            Phase("early", 0.0, 0.5, hard=1, focus=1, light=1),
+            Phase("late", 0.5, 1.0, hard=4, focus=1, light=0, freeze=0.5),
+        ]
+    )
     table = cur.phase_for_epoch(3, 4).weight_table()
     assert table[Bucket.HARD] == 4 and table[Bucket.FREEZE] == 0.5 and table[Bucket.UNSEEN] == 4
     const = Curriculum.constant()
@@ -151,7 +175,9 @@ def test_config_roundtrip():
     assert clone.config() == policy.config()
 
 
-@pytest.mark.parametrize("make", [lambda m: BucketPolicy(max_times_seen=m), lambda m: InfoBatchPolicy(max_times_seen=m)])
+@pytest.mark.parametrize(
+    "make", [lambda m: BucketPolicy(max_times_seen=m), lambda m: InfoBatchPolicy(max_times_seen=m)]
+)
 def test_max_times_seen_above_the_visits_cap_is_refused(make):
     # visits are uint16 and saturate at MAX_VISITS: 70000 could never fire (it was accepted before)
     with pytest.raises(ValueError, match="saturates at 65535"):
@@ -178,23 +204,49 @@ def reference_classify(policy, store):
     frozen &= cols["q_value"].astype(np.float32) >= np.float32(policy.freeze_q)
     if policy.min_visits_to_freeze > 1:
         frozen &= visits >= policy.min_visits_to_freeze
-    codes = np.where(conf_255 < (1.0 - policy.hard_confidence) * 255.0, np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
+    codes = np.where(
+        conf_255 < (1.0 - policy.hard_confidence) * 255.0,
+        np.uint8(Bucket.HARD),
+        np.uint8(Bucket.FOCUS),
+    )
     codes[correct] = Bucket.LIGHT
     codes[frozen] = Bucket.FREEZE
     seen = visits > 0
     codes[~seen] = Bucket.UNSEEN
     if policy.noise_guard and seen.any():
         if np.count_nonzero(correct & seen) / np.count_nonzero(seen) >= policy.suspect_min_accuracy:
-            codes[(codes == Bucket.HARD) & (store.wrong_streak >= policy.suspect_streak)] = Bucket.SUSPECT
+            codes[(codes == Bucket.HARD) & (store.wrong_streak >= policy.suspect_streak)] = (
+                Bucket.SUSPECT
+            )
     return codes
 
 
-@pytest.mark.parametrize("settings", [
-    {}, {"noise_guard": True, "suspect_min_accuracy": 0.0}, {"min_visits_to_freeze": 3},
-    {"freeze_confidence": 1.0, "freeze_stability": 1.0, "freeze_q": 1.0, "hard_confidence": 1.0},
-    {"freeze_confidence": 0.0, "freeze_stability": 0.0, "freeze_q": 0.0, "hard_confidence": 0.0},
-    {"freeze_confidence": 0.5, "freeze_stability": 0.25, "freeze_q": 0.5, "hard_confidence": 0.5},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"noise_guard": True, "suspect_min_accuracy": 0.0},
+        {"min_visits_to_freeze": 3},
+        {
+            "freeze_confidence": 1.0,
+            "freeze_stability": 1.0,
+            "freeze_q": 1.0,
+            "hard_confidence": 1.0,
+        },
+        {
+            "freeze_confidence": 0.0,
+            "freeze_stability": 0.0,
+            "freeze_q": 0.0,
+            "hard_confidence": 0.0,
+        },
+        {
+            "freeze_confidence": 0.5,
+            "freeze_stability": 0.25,
+            "freeze_q": 0.5,
+            "hard_confidence": 0.5,
+        },
+    ],
+)
 def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     """Integer thresholds on the raw columns (uint8 confidence, loss codes, float16 bits) give
     exactly the buckets the rules give on decoded floats, at and around every threshold."""
@@ -206,10 +258,28 @@ def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     cols["flags"][:] = rng.integers(0, 256, n)
     cols["visits"][:] = rng.integers(0, 4, n)
     near = np.searchsorted(LOSS_TABLE, np.float32([0.0, 0.2, 0.5, 0.75, 1.0]))
-    cols["loss_std_code"][:] = np.where(rng.random(n) < 0.5, rng.choice(np.concatenate([near - 1, near, near + 1]), n),
-                                        rng.integers(0, 65536, n)).clip(0, 65535)
-    q = rng.choice(np.array([0.0, -0.0, 0.5, 0.8, 1.0, np.nextafter(np.float16(0.8), np.float16(0)),
-                             np.nextafter(np.float16(0.8), np.float16(1)), np.nan, np.inf], dtype=np.float16), n)
+    cols["loss_std_code"][:] = np.where(
+        rng.random(n) < 0.5,
+        rng.choice(np.concatenate([near - 1, near, near + 1]), n),
+        rng.integers(0, 65536, n),
+    ).clip(0, 65535)
+    q = rng.choice(
+        np.array(
+            [
+                0.0,
+                -0.0,
+                0.5,
+                0.8,
+                1.0,
+                np.nextafter(np.float16(0.8), np.float16(0)),
+                np.nextafter(np.float16(0.8), np.float16(1)),
+                np.nan,
+                np.inf,
+            ],
+            dtype=np.float16,
+        ),
+        n,
+    )
     cols["q_value"][:] = np.where(rng.random(n) < 0.5, q, rng.random(n).astype(np.float16))
     policy = BucketPolicy(**settings)
     np.testing.assert_array_equal(policy.classify(store), reference_classify(policy, store))

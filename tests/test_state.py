@@ -168,7 +168,10 @@ def test_load_rejects_wrong_size_version_and_corruption(tmp_path):
         target.load(truncated)
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"\x00" * 3)
-    with pytest.raises(ValueError, match=r"g\.safetensors: not a readable safetensors file \(truncated or corrupt\?\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"g\.safetensors: not a readable safetensors file \(truncated or corrupt\?\)",
+    ):
         target.load(garbage)
     assert_same(target, snap)
 
@@ -214,7 +217,7 @@ def test_update_property_matches_sequential_reference(n, data):
         assert store.last_correct[i] == (corr[sel].mean() >= 0.5)
     untouched = np.setdiff1d(np.arange(n), idx)
     assert (store.visits[untouched] == 0).all()
-    assert (0 <= store.q_value).all() and (store.q_value <= 1).all()
+    assert (store.q_value >= 0).all() and (store.q_value <= 1).all()
 
 
 # --------------------------------------------------------------------------- merged windows, bitwise
@@ -261,14 +264,27 @@ def test_merged_rows_by_hand():
     store.ensure_column("group_streak")
 
     def update(idx, loss, conf, correct, pred):
-        store.update(np.array(idx), np.array(loss), np.array(conf), np.array(correct), pred=np.array(pred))
+        store.update(
+            np.array(idx), np.array(loss), np.array(conf), np.array(correct), pred=np.array(pred)
+        )
 
-    update([2, 0, 2, 2, 1], [1.0, 0.5, 2.0, 3.0, 0.25], [0.1, 0.9, 0.3, 0.5, 0.6], [0, 1, 0, 0, 1], [3, 1, 3, 5, -1])
+    update(
+        [2, 0, 2, 2, 1],
+        [1.0, 0.5, 2.0, 3.0, 0.25],
+        [0.1, 0.9, 0.3, 0.5, 0.6],
+        [0, 1, 0, 0, 1],
+        [3, 1, 3, 5, -1],
+    )
     assert store.visits.tolist() == [1, 1, 3, 0] and store.total_updates == 5
     np.testing.assert_allclose(store.loss[:3], [0.5, 0.25, 2.0], rtol=2e-3)
     assert store.confidence[2] == pytest.approx(0.3, abs=1 / 255)
     assert store.last_correct.tolist() == [True, True, False, False]
-    assert store.predicted.tolist() == [1, -1, 5, -1]  # the largest known label; -1 leaves it unknown
+    assert store.predicted.tolist() == [
+        1,
+        -1,
+        5,
+        -1,
+    ]  # the largest known label; -1 leaves it unknown
     assert store.wrong_streak.tolist() == [0, 0, 1, 0]
     assert store.group_streak.tolist() == [1, 1, -1, 0]
 
@@ -282,7 +298,9 @@ def test_merged_rows_by_hand():
 
     update([2, 2], [1.0, 1.0], [0.5, 0.5], [0, 0], [5, 4])  # wrong, but the rows' labels disagree
     assert store.predicted[2] == 5 and store.wrong_streak[2] == 1 and store.group_streak[2] == -3
-    update([2, 2], [1.0, 1.0], [0.5, 0.5], [1, 0], [5, 5])  # mean correctness 0.5: correct, not unanimous
+    update(
+        [2, 2], [1.0, 1.0], [0.5, 0.5], [1, 0], [5, 5]
+    )  # mean correctness 0.5: correct, not unanimous
     assert store.last_correct[2] and store.wrong_streak[2] == 0 and store.group_streak[2] == 0
     assert store.correctness[2] > 0
 
@@ -321,7 +339,9 @@ def test_grouped_rows_merge_the_same_floats_either_way(method):
     np.testing.assert_array_equal(grouped.unanimous(correct)[:300], same)
 
 
-@pytest.mark.parametrize("labels, group", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    "labels, group", [(False, False), (True, False), (False, True), (True, True)]
+)
 @pytest.mark.parametrize("rows", [3, 60, 900, 4000])
 def test_sort_and_counts_grouping_give_the_same_bits(rows, labels, group):
     """The same windows (repeats, distinct indices, several updates in a row) folded into a store
@@ -346,7 +366,9 @@ def test_sort_and_counts_grouping_give_the_same_bits(rows, labels, group):
         assert column[n:].tobytes() == untouched[name][n:].tobytes(), name
 
 
-@pytest.mark.parametrize("rows", [3, 60, 900, 4000])  # 3 and 60 rows: the sort path; 900, 4000: counts
+@pytest.mark.parametrize(
+    "rows", [3, 60, 900, 4000]
+)  # 3 and 60 rows: the sort path; 900, 4000: counts
 def test_repeats_fold_as_one_observation_of_their_float64_mean(rows):
     """A window with repeats leaves every per-sample column but ``visits`` exactly as the window
     of its distinct indices carrying the merged values computed here would (float64 sums in row
@@ -359,16 +381,24 @@ def test_repeats_fold_as_one_observation_of_their_float64_mean(rows):
         store.track("forgetting", "progress")
     for _ in range(3):
         idx = rng.integers(0, max(2, rows // 4), rows)
-        loss, conf = (rng.random(rows) * 0.9).astype(np.float32), rng.random(rows).astype(np.float32)
+        loss, conf = (
+            (rng.random(rows) * 0.9).astype(np.float32),
+            rng.random(rows).astype(np.float32),
+        )
         correct = (rng.random(rows) < 0.6).astype(np.float32)
         distinct, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
-        means = [(np.bincount(inverse, x.astype(np.float64)) / counts).astype(np.float32)
-                 for x in (loss, conf, correct)]
+        means = [
+            (np.bincount(inverse, x.astype(np.float64)) / counts).astype(np.float32)
+            for x in (loss, conf, correct)
+        ]
         visits_before = merged.visits.copy()
         merged.update(idx, loss, conf, correct)
         premerged.update(distinct, *means)
-        assert_bitwise_equal(public_state(merged), public_state(premerged),
-                             skip=("visits", "total_updates", "loss_hist_counts", "loss_hist_max"))
+        assert_bitwise_equal(
+            public_state(merged),
+            public_state(premerged),
+            skip=("visits", "total_updates", "loss_hist_counts", "loss_hist_max"),
+        )
         assert merged.loss_scale == premerged.loss_scale == 1.0
         expected = visits_before.astype(np.int64)
         np.add.at(expected, idx, 1)
@@ -400,11 +430,21 @@ def test_a_window_split_by_index_or_reordered_gives_the_same_bits(labels, group)
             whole.update(idx, loss, conf, correct, pred=pred)
             first = rng.random(n) < 0.5  # which indices go to the first window
             for part in (first[idx], ~first[idx]):
-                split.update(idx[part], loss[part], conf[part], correct[part],
-                             pred=None if pred is None else pred[part])
+                split.update(
+                    idx[part],
+                    loss[part],
+                    conf[part],
+                    correct[part],
+                    pred=None if pred is None else pred[part],
+                )
             assert_bitwise_equal(public_state(whole), public_state(split))
             if span == n:  # distinct indices: the order of the rows does not matter
                 order = rng.permutation(rows)
-                shuffled.update(idx[order], loss[order], conf[order], correct[order],
-                                pred=None if pred is None else pred[order])
+                shuffled.update(
+                    idx[order],
+                    loss[order],
+                    conf[order],
+                    correct[order],
+                    pred=None if pred is None else pred[order],
+                )
                 assert_bitwise_equal(public_state(whole), public_state(shuffled))
