@@ -196,12 +196,13 @@ def test_max_times_seen_above_the_visits_cap_is_refused(make):
 
 def reference_classify(policy, store):
     """BucketPolicy.classify as it was written over decoded float columns (the rules' text)."""
-    cols = store.columns
-    visits, correct, conf_255 = cols["visits"], store.last_correct, cols["conf_ema"]
+    visits, correct = store.visits, store.last_correct
+    # the stored 1/255 steps, recovered exactly from the decoded confidence
+    conf_255 = np.rint(store.confidence.astype(np.float64) * 255.0)
     frozen = conf_255 > policy.freeze_confidence * 255.0
     frozen &= correct
     frozen &= store.loss_std < np.float32(1.0 - policy.freeze_stability)
-    frozen &= cols["q_value"].astype(np.float32) >= np.float32(policy.freeze_q)
+    frozen &= store.q_value >= np.float32(policy.freeze_q)
     if policy.min_visits_to_freeze > 1:
         frozen &= visits >= policy.min_visits_to_freeze
     codes = np.where(
