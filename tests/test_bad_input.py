@@ -1,4 +1,5 @@
 """A bad call never costs accepted data; after any exception epoch, plan and store agree."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,10 +18,14 @@ def columns(sampler):
     return {k: v.copy() for k, v in sampler.store.columns.items()}
 
 
-@pytest.mark.parametrize("loss", [[1e39, 1.0], [-1e39, 1.0], [np.nan, 1.0], [np.inf, 1.0], [-0.5, 1.0]])
+@pytest.mark.parametrize(
+    "loss", [[1e39, 1.0], [-1e39, 1.0], [np.nan, 1.0], [np.inf, 1.0], [-0.5, 1.0]]
+)
 def test_values_that_do_not_survive_float32_are_refused_at_the_call(loss):
     sampler = make()
-    sampler.report(np.array([0.5, 0.7]), idx=np.array([2, 3]))  # an accepted call in the same window
+    sampler.report(
+        np.array([0.5, 0.7]), idx=np.array([2, 3])
+    )  # an accepted call in the same window
     with pytest.raises(ValueError, match="loss"):
         sampler.report(np.array(loss, dtype=np.float64), idx=np.array([0, 1]))
     assert sampler.pending_reports == 2
@@ -33,8 +38,12 @@ def test_values_that_do_not_survive_float32_are_refused_at_the_call(loss):
 def test_conf_that_rounds_out_of_range_in_float32_is_refused():
     sampler = make()
     with pytest.raises(ValueError, match="conf"):
-        sampler.report(np.array([0.1]), np.array([1.0 + 1e-6]), idx=np.array([0]))  # 1.000001 is > 1 in float32
-    sampler.report(np.array([0.1]), np.array([1.0 + 1e-9]), idx=np.array([0]))  # rounds to exactly 1.0: accepted
+        sampler.report(
+            np.array([0.1]), np.array([1.0 + 1e-6]), idx=np.array([0])
+        )  # 1.000001 is > 1 in float32
+    sampler.report(
+        np.array([0.1]), np.array([1.0 + 1e-9]), idx=np.array([0])
+    )  # rounds to exactly 1.0: accepted
     assert sampler.pending_reports == 1
 
 
@@ -54,7 +63,9 @@ def test_failed_planning_leaves_epoch_and_plan_as_they_were():
     with pytest.raises(RuntimeError, match="policy failed"):
         sampler.set_epoch(1)
     assert sampler.epoch == 0 and np.array_equal(sampler.global_plan, plan0)
-    assert sampler.pending_reports == 0 and int(sampler.store.visits.sum()) == 20  # folded, not lost
+    assert (
+        sampler.pending_reports == 0 and int(sampler.store.visits.sum()) == 20
+    )  # folded, not lost
     assert sampler.state_dict()["epoch"] == 0
     Flaky.fail = False
     sampler.set_epoch(1)
@@ -68,8 +79,13 @@ def test_rows_found_bad_at_a_sync_point_are_dropped_alone_and_counted():
     buffer = ReportBuffer(store)
     buffer.add(np.array([0.5, 0.6]), None, None, np.array([0, 1]))
     loss = torch.tensor([0.1, float("nan"), 0.2, 0.3])
-    buffer.add(loss, torch.tensor([0.9, 0.5, 0.8, 1.5]), torch.tensor([1.0, 0.0, 1.0, 1.0]),
-               torch.tensor([2, 3, 99, 4]), defer_checks=True)  # the device path, on CPU tensors
+    buffer.add(
+        loss,
+        torch.tensor([0.9, 0.5, 0.8, 1.5]),
+        torch.tensor([1.0, 0.0, 1.0, 1.0]),
+        torch.tensor([2, 3, 99, 4]),
+        defer_checks=True,
+    )  # the device path, on CPU tensors
     with pytest.warns(RuntimeWarning, match="dropped 3 reported row"):
         window = buffer.take()
     assert window.idx.tolist() == [0, 1, 2] and buffer.dropped_rows == 3 and buffer.rows == 0

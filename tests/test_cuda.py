@@ -2,6 +2,7 @@
 
 Skipped without a GPU (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -53,9 +54,18 @@ def test_device_reports_equal_cpu_reports():
     cpu, gpu = make(sync_every=3), make(sync_every=3)
     for s in range(0, 256, 32):
         sl = slice(s, s + 32)
-        cpu.report(torch.tensor(loss[sl]), torch.tensor(conf[sl]), torch.tensor(correct[sl]), torch.tensor(idx[sl]))
-        gpu.report(torch.tensor(loss[sl]).cuda(), torch.tensor(conf[sl]).cuda(),
-                   torch.tensor(correct[sl]).cuda(), torch.tensor(idx[sl]).cuda())
+        cpu.report(
+            torch.tensor(loss[sl]),
+            torch.tensor(conf[sl]),
+            torch.tensor(correct[sl]),
+            torch.tensor(idx[sl]),
+        )
+        gpu.report(
+            torch.tensor(loss[sl]).cuda(),
+            torch.tensor(conf[sl]).cuda(),
+            torch.tensor(correct[sl]).cuda(),
+            torch.tensor(idx[sl]).cuda(),
+        )
     cpu.flush()
     gpu.flush()
     for name, col in cpu.store.columns.items():
@@ -67,8 +77,15 @@ def test_deferred_bad_rows_are_dropped_alone_at_flush():
     sampler.report(torch.tensor([0.5], device="cuda"), None, None, torch.tensor([1], device="cuda"))
     sampler.flush()
     sampler.report(torch.tensor([0.5], device="cuda"), None, None, torch.tensor([2], device="cuda"))
-    sampler.report(torch.tensor([float("nan"), 0.25], device="cuda"), None, None, torch.tensor([3, 4], device="cuda"))
-    sampler.report(torch.tensor([0.5], device="cuda"), None, None, torch.tensor([256], device="cuda"))  # out of range
+    sampler.report(
+        torch.tensor([float("nan"), 0.25], device="cuda"),
+        None,
+        None,
+        torch.tensor([3, 4], device="cuda"),
+    )
+    sampler.report(
+        torch.tensor([0.5], device="cuda"), None, None, torch.tensor([256], device="cuda")
+    )  # out of range
     with pytest.warns(RuntimeWarning, match="dropped 2 reported row"):
         sampler.flush()
     assert sampler.dropped_reports == 2

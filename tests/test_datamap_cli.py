@@ -5,6 +5,7 @@ A small softmax-regression model is trained for a few epochs on a synthetic 3-cl
 per-sample signals; the sampler file and the bare store file it leaves are then read back by
 ``gekodata.datamap`` and by the CLI (in process and as a subprocess).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,8 @@ from gekodata import (
     PruningDataset,
     WeightedBucketSampler,
 )
-from gekodata.diagnostics import cli, datamap
 from gekodata.datamap import plot_data_map
+from gekodata.diagnostics import cli, datamap
 from gekodata.signals import classification_signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,8 +38,15 @@ NUM_EPOCHS = 5
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "gekodata", *args], capture_output=True, text=True,
-                          check=False, cwd=REPO, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gekodata", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
 
 
 def _assert_png(path: Path) -> None:
@@ -111,7 +119,9 @@ def test_load_state_rejects_other_files(run, tmp_path):
 
     _, sampler_path, _ = run
     other = tmp_path / "other.safetensors"
-    save_file({"w": np.zeros(3, dtype=np.float32)}, str(other), metadata={"format": "somebody.else"})
+    save_file(
+        {"w": np.zeros(3, dtype=np.float32)}, str(other), metadata={"format": "somebody.else"}
+    )
     with pytest.raises(ValueError, match="not a gekodata state or sampler file"):
         datamap.load_state(other)
     text = tmp_path / "notes.txt"
@@ -120,9 +130,11 @@ def test_load_state_rejects_other_files(run, tmp_path):
         datamap.load_state(text)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(sampler_path.read_bytes()[:-100])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"not a gekodata state file .*truncated or corrupt"):
         datamap.load_state(truncated)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(
+        FileNotFoundError, match=r"No such file or directory: .*missing\.safetensors"
+    ):
         datamap.load_state(tmp_path / "missing.safetensors")
 
 
@@ -130,8 +142,12 @@ def test_load_state_rejects_other_files(run, tmp_path):
 def test_variability_is_confidence_times_loss_std():
     store = GEKOStateStore(4, ema_alpha=0.5)
     idx = np.array([0, 1, 2])
-    store.update(idx, np.array([0.2, 1.0, 3.0]), np.exp(-np.array([0.2, 1.0, 3.0])), np.array([1, 0, 0]))
-    store.update(idx, np.array([0.6, 1.0, 0.1]), np.exp(-np.array([0.6, 1.0, 0.1])), np.array([1, 0, 1]))
+    store.update(
+        idx, np.array([0.2, 1.0, 3.0]), np.exp(-np.array([0.2, 1.0, 3.0])), np.array([1, 0, 0])
+    )
+    store.update(
+        idx, np.array([0.6, 1.0, 0.1]), np.exp(-np.array([0.6, 1.0, 0.1])), np.array([1, 0, 1])
+    )
     var = datamap.variability(store)
     assert var.dtype == np.float32 and var.shape == (4,)
     # West's EW variance after two observations x1, x2 with a = 0.5: (1 - a) a (x2 - x1)^2
@@ -172,7 +188,7 @@ def test_data_map_points_subsample_above_max_points(run):
     store = sampler.store
     seen = store.seen
     num_seen = int(seen.sum())
-    assert 100 < num_seen
+    assert num_seen > 100
     full = datamap.data_map_points(store)
     assert not full.subsampled and len(full.index) == num_seen
     assert full.num_unseen == NUM_SAMPLES - num_seen
@@ -215,7 +231,9 @@ def test_cli_subprocess_map_and_report(run, tmp_path):
     pytest.importorskip("matplotlib")
     sampler, sampler_path, _ = run
     out = tmp_path / "map.png"
-    proc = _run_cli("map", str(sampler_path), "-o", str(out), "--title", "toy", "--max-points", "100")
+    proc = _run_cli(
+        "map", str(sampler_path), "-o", str(out), "--title", "toy", "--max-points", "100"
+    )
     assert proc.returncode == 0, proc.stderr
     _assert_png(out)
     assert "100 points (uniform subsample of" in proc.stdout
@@ -224,15 +242,23 @@ def test_cli_subprocess_map_and_report(run, tmp_path):
     summary = json.loads(proc.stdout)
     store = sampler.store
     codes = np.bincount(store.bucket, minlength=8)
-    assert {name: b["count"] for name, b in summary["buckets"].items()} == {m.name: int(codes[m]) for m in Bucket}
-    assert summary["buckets"]["UNSEEN"]["share"] == pytest.approx(codes[Bucket.UNSEEN] / NUM_SAMPLES)
+    assert {name: b["count"] for name, b in summary["buckets"].items()} == {
+        m.name: int(codes[m]) for m in Bucket
+    }
+    assert summary["buckets"]["UNSEEN"]["share"] == pytest.approx(
+        codes[Bucket.UNSEEN] / NUM_SAMPLES
+    )
     assert summary["num_samples"] == NUM_SAMPLES
     assert summary["seen"] == int(store.seen.sum()) and summary["pruned"] == store.num_pruned > 0
     assert summary["visits"]["total"] == int(store.visits.sum())
     assert summary["visits"]["max"] == int(store.visits.max())
     assert summary["visits"]["median_seen"] == float(np.median(store.visits[store.seen]))
-    assert summary["mean_confidence"] == pytest.approx(float(store.confidence[store.seen].mean()), rel=1e-6)
-    assert summary["mean_correctness"] == pytest.approx(float(store.correctness[store.seen].mean()), rel=1e-6)
+    assert summary["mean_confidence"] == pytest.approx(
+        float(store.confidence[store.seen].mean()), rel=1e-6
+    )
+    assert summary["mean_correctness"] == pytest.approx(
+        float(store.correctness[store.seen].mean()), rel=1e-6
+    )
     report = sampler.efficiency_report()
     assert summary["efficiency"]["fraction_saved"] == pytest.approx(report.fraction_saved)
     assert len(summary["efficiency"]["epochs"]) == NUM_EPOCHS
@@ -247,7 +273,9 @@ def test_cli_main_report_text(run, capsys):
     assert f"samples: {NUM_SAMPLES:,}" in text and f"pruned: {store.num_pruned:,}" in text
     for member in Bucket:
         count = int(np.count_nonzero(store.bucket == member))
-        assert any(line.split()[:2] == [member.name.lower(), f"{count:,}"] for line in text.splitlines())
+        assert any(
+            line.split()[:2] == [member.name.lower(), f"{count:,}"] for line in text.splitlines()
+        )
     report = sampler.efficiency_report()
     assert str(report) in text
     assert f"saved fraction: {report.fraction_saved:.1%}" in text
@@ -273,16 +301,20 @@ def test_cli_errors_exit_2_with_one_line(run, tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("not a state file\n")
     truncated = tmp_path / "cut.safetensors"
-    truncated.write_bytes(sampler_path.read_bytes()[: 200])
-    for argv in (["report", str(tmp_path / "missing.safetensors")],
-                 ["report", str(text), "--json"],
-                 ["map", str(truncated), "-o", str(tmp_path / "x.png")],
-                 ["report", str(tmp_path)]):
+    truncated.write_bytes(sampler_path.read_bytes()[:200])
+    for argv in (
+        ["report", str(tmp_path / "missing.safetensors")],
+        ["report", str(text), "--json"],
+        ["map", str(truncated), "-o", str(tmp_path / "x.png")],
+        ["report", str(tmp_path)],
+    ):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
-        assert err.startswith("gekodata: error: ") and err.count("\n") == 1 and "Traceback" not in err
+        assert (
+            err.startswith("gekodata: error: ") and err.count("\n") == 1 and "Traceback" not in err
+        )
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:  # argparse's usage error: exit status 2
         cli.main(["map", str(sampler_path), "-o", "x.png", "--max-points", "0"])
     assert exc.value.code == 2
     capsys.readouterr()
@@ -296,11 +328,20 @@ def test_cli_subprocess_help_errors_and_no_matplotlib(run, tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
     # an interpreter where matplotlib cannot be imported (None in sys.modules blocks the import)
-    code = ("import sys; sys.modules['matplotlib'] = None; from gekodata.diagnostics.cli import main; "
-            f"raise SystemExit(main(['map', {str(sampler_path)!r}, '-o', {str(tmp_path / 'n.png')!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from gekodata.diagnostics.cli import main; "
+        f"raise SystemExit(main(['map', {str(sampler_path)!r}, '-o', {str(tmp_path / 'n.png')!r}]))"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
-                          check=False, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "matplotlib" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "n.png").exists()
 

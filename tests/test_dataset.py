@@ -1,4 +1,5 @@
 import pickle
+import re
 import types
 from collections import UserDict, namedtuple
 from collections.abc import MutableMapping
@@ -6,8 +7,14 @@ from collections.abc import MutableMapping
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler,
-                              SequentialSampler, TensorDataset)
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 from transformers import BatchEncoding
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
@@ -76,14 +83,16 @@ def test_custom_keys_and_collision():
     assert ds[0] == {"idx": 7, "row": 0}
     with pytest.raises(ValueError, match="already has a key 'idx'"):
         PruningDataset([{"idx": 7}])[0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="index_key and weight_key must differ"):
         PruningDataset([1], index_key="k", weight_key="k")
 
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="map-style"):
         PruningDataset(iter([1, 2]))
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=re.escape("prune_frozen_after must be >= 1 or None, got 0")
+    ):
         PruningDataset([1], prune_frozen_after=0)
     with pytest.raises(TypeError, match="torch.Tensor"):
         PruningDataset([1]).set_loss_weights([1.0])
@@ -108,7 +117,9 @@ def test_unbiased_weight_is_delivered_with_items():
     x, idx, weight = ds[3]
     assert idx == 3 and weight == pytest.approx(1.0)  # epoch 0: uniform, weight 1
     batch = next(iter(DataLoader(ds, batch_size=6, sampler=sampler)))
-    assert batch[2].dtype == torch.float64 and torch.allclose(batch[2], torch.ones(6, dtype=torch.float64))
+    assert batch[2].dtype == torch.float64 and torch.allclose(
+        batch[2], torch.ones(6, dtype=torch.float64)
+    )
 
 
 def test_pickles_without_the_store():
@@ -120,6 +131,7 @@ def test_pickles_without_the_store():
     assert sampler.num_live == 5 and len(ds) == 100
     clone = pickle.loads(pickle.dumps(ds))
     assert len(clone) == 100 and clone[42] == (42, 42) and clone.prune_frozen_after == 1
+    assert not any(isinstance(v, WeightedBucketSampler) for v in vars(clone).values())
 
 
 def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
@@ -127,8 +139,14 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
     n = 64
     ds = PruningDataset(TensorDataset(torch.arange(float(n))))
     sampler = WeightedBucketSampler(ds, num_epochs=3, unbiased=True, unbiased_floor=0.5, seed=1)
-    loader = DataLoader(ds, batch_size=16, sampler=sampler, num_workers=2,
-                        multiprocessing_context="spawn", persistent_workers=True)
+    loader = DataLoader(
+        ds,
+        batch_size=16,
+        sampler=sampler,
+        num_workers=2,
+        multiprocessing_context="spawn",
+        persistent_workers=True,
+    )
     losses = np.where(np.arange(n) < 32, 1e-4, 3.0)
     for epoch in range(2):
         sampler.set_epoch(epoch)
@@ -157,10 +175,19 @@ def test_torch_samplers_and_loaders_draw_the_full_index_range_after_pruning():
     everything = list(range(10))
     assert sorted(RandomSampler(ds, generator=torch.Generator().manual_seed(0))) == everything
     assert list(SequentialSampler(ds)) == everything
-    assert sorted([*DistributedSampler(ds, num_replicas=2, rank=0, shuffle=False),
-                   *DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)]) == everything
+    assert (
+        sorted(
+            [
+                *DistributedSampler(ds, num_replicas=2, rank=0, shuffle=False),
+                *DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False),
+            ]
+        )
+        == everything
+    )
     for shuffle in (False, True):
-        loader = DataLoader(ds, batch_size=3, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            ds, batch_size=3, shuffle=shuffle, generator=torch.Generator().manual_seed(0)
+        )
         drawn = torch.cat([idx for _, idx in loader])
         assert sorted(drawn.tolist()) == everything
 
@@ -182,7 +209,9 @@ def test_namedtuple_items_carry_the_unbiased_weight_third():
     assert type(item) is Point and idx == 5 and weight == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("make", [BatchEncoding, UserDict, Row], ids=["BatchEncoding", "UserDict", "dict_subclass"])
+@pytest.mark.parametrize(
+    "make", [BatchEncoding, UserDict, Row], ids=["BatchEncoding", "UserDict", "dict_subclass"]
+)
 def test_mutable_mapping_items_keep_their_type_and_the_source_is_untouched(make):
     source = [make({"input_ids": torch.tensor([i, i + 1])}) for i in range(6)]
     ds = PruningDataset(source)
@@ -196,7 +225,11 @@ def test_mutable_mapping_items_keep_their_type_and_the_source_is_untouched(make)
     assert batch["input_ids"].shape == (3, 2)
     WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
     weighted = ds[4]
-    assert type(weighted) is make and weighted["weight"] == pytest.approx(1.0) and "weight" not in source[4]
+    assert (
+        type(weighted) is make
+        and weighted["weight"] == pytest.approx(1.0)
+        and "weight" not in source[4]
+    )
 
 
 def test_immutable_mapping_items_become_dicts():
@@ -250,7 +283,7 @@ def test_iterable_datasets_are_refused_at_construction():
 
 
 def test_prune_frozen_after_is_capped_by_the_frozen_streak_range():
-    assert MAX_PRUNE_FROZEN_AFTER == np.iinfo(np.uint8).max
+    assert np.iinfo(np.uint8).max == MAX_PRUNE_FROZEN_AFTER
     assert PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER).prune_frozen_after == 255
     with pytest.raises(ValueError, match="255"):
         PruningDataset([1], prune_frozen_after=MAX_PRUNE_FROZEN_AFTER + 1)
@@ -320,7 +353,9 @@ def test_a_getitems_returning_the_wrong_count_is_refused():
 
 def test_huggingface_datasets_fetch_batched_and_keep_the_index():
     hf = pytest.importorskip("datasets")
-    table = hf.Dataset.from_dict({"x": list(range(20)), "label": [i % 3 for i in range(20)]}).with_format("torch")
+    table = hf.Dataset.from_dict(
+        {"x": list(range(20)), "label": [i % 3 for i in range(20)]}
+    ).with_format("torch")
     ds = PruningDataset(table)
     sampler = WeightedBucketSampler(ds, num_epochs=2, unbiased=True)
     for workers in (0, 2):

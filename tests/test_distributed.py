@@ -1,4 +1,5 @@
 """Real multi-process groups (torchrun, gloo, CPU): one global plan, equal shards, equal stores."""
+
 import json
 import os
 import sys
@@ -6,15 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 
 HERE = Path(__file__).parent
 
 
 def launch(script, nproc, *args, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(script), *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(script),
+        *map(str, args),
+    ]
     proc = run_torchrun(cmd, env, timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -23,7 +31,7 @@ def launch(script, nproc, *args, timeout=240):
 @pytest.fixture(scope="module", params=[2, 4], ids=["2ranks", "4ranks"])
 def checks(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "out.json"
-    launch(HERE / "distributed_checks.py", request.param, out)
+    launch(HERE / "support" / "distributed_checks.py", request.param, out)
     return json.loads(out.read_text())
 
 
@@ -59,4 +67,6 @@ def test_unsharded_mode_emits_the_global_plan_on_every_rank(checks):
 
 
 def test_all_frozen_epoch_is_empty_on_every_rank(checks):
-    assert [r["all_frozen"] for r in checks["ranks"]] == [{"len": 0, "batches": 0}] * checks["world_size"]
+    assert [r["all_frozen"] for r in checks["ranks"]] == [{"len": 0, "batches": 0}] * checks[
+        "world_size"
+    ]

@@ -11,6 +11,7 @@ The checks are behavioural (what the sampler must do given what the loop reporte
 constants copied from a run: epoch 0 is a full permutation, mastered samples are skipped and
 pruned, the efficiency report counts what really happened, and accuracy stays close to uniform.
 """
+
 from __future__ import annotations
 
 import gc
@@ -27,7 +28,9 @@ from gekodata import Bucket, BucketPolicy, PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
 NUM_TRAIN = 4000
-NUM_EPOCHS = 6  # the mountain curriculum's 5 phases: WARMUP, ASCENT, PEAK, PEAK, DESCENT, CONSOLIDATE
+NUM_EPOCHS = (
+    6  # the mountain curriculum's 5 phases: WARMUP, ASCENT, PEAK, PEAK, DESCENT, CONSOLIDATE
+)
 BATCH_SIZE = 64
 SEED = 0
 
@@ -95,8 +98,12 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
     uniform = make_model(SEED)
     uniform.load_state_dict(initial)
     opt = torch.optim.Adam(uniform.parameters(), lr=1e-3)
-    loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True,
-                        generator=torch.Generator().manual_seed(SEED))
+    loader = DataLoader(
+        train_set,
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(SEED),
+    )
     for _ in range(NUM_EPOCHS):
         for batch in loader:
             loss = F.cross_entropy(uniform(batch["x"]), batch["y"])
@@ -112,8 +119,9 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
     ds = PruningDataset(train_set, prune_frozen_after=2)
     sampler = WeightedBucketSampler(ds, policy=BucketPolicy(), num_epochs=NUM_EPOCHS, seed=SEED)
     # the loader's own generator only seeds (unused) worker seeds; passing one keeps the global RNG untouched
-    loader = DataLoader(ds, batch_size=BATCH_SIZE, sampler=sampler,
-                        generator=torch.Generator().manual_seed(SEED))
+    loader = DataLoader(
+        ds, batch_size=BATCH_SIZE, sampler=sampler, generator=torch.Generator().manual_seed(SEED)
+    )
 
     planned, seen, freeze_at, pruned_at = [], [], [], []
     for epoch in range(NUM_EPOCHS):
@@ -139,20 +147,25 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
         seen.append(np.concatenate(yielded))
     gekodata_acc = accuracy(model, x_test, y_test)
     report = sampler.efficiency_report()
-    summary = (f"uniform {uniform_acc:.4f}, gekodata {gekodata_acc:.4f}, "
-               f"saved {report.fraction_saved:.1%}\n{report}")
+    summary = (
+        f"uniform {uniform_acc:.4f}, gekodata {gekodata_acc:.4f}, "
+        f"saved {report.fraction_saved:.1%}\n{report}"
+    )
 
     # the loader delivered exactly each epoch's plan (same multiset of indices, nothing lost)
     for epoch in range(NUM_EPOCHS):
-        np.testing.assert_array_equal(np.bincount(seen[epoch], minlength=n),
-                                      np.bincount(planned[epoch], minlength=n))
+        np.testing.assert_array_equal(
+            np.bincount(seen[epoch], minlength=n), np.bincount(planned[epoch], minlength=n)
+        )
 
     # (1) epoch 0 (nothing reported yet) visits every training sample exactly once
     np.testing.assert_array_equal(np.sort(seen[0]), np.arange(n))
 
     # (2) epochs shrink as samples freeze: FREEZE and pruned samples carry weight 0, so a
     # default-budget epoch has at most n - |FREEZE or pruned| draws, and that set only grows
-    mastered = [np.union1d(freeze_at[e], np.flatnonzero(pruned_at[e])).size for e in range(NUM_EPOCHS)]
+    mastered = [
+        np.union1d(freeze_at[e], np.flatnonzero(pruned_at[e])).size for e in range(NUM_EPOCHS)
+    ]
     assert mastered[0] == 0, summary
     assert all(b >= a for a, b in zip(mastered, mastered[1:])), (mastered, summary)
     assert mastered[-1] > mastered[1] > 0, (mastered, summary)
@@ -172,7 +185,9 @@ def test_gekodata_trains_mnist_like_uniform_and_keeps_its_promises(mnist, one_th
         if epoch:
             # prune_frozen_after=2: only samples classified FREEZE at this and the previous epoch
             newly = np.flatnonzero(pruned_at[epoch] & ~pruned_at[epoch - 1])
-            assert np.isin(newly, np.intersect1d(freeze_at[epoch - 1], freeze_at[epoch])).all(), epoch
+            assert np.isin(newly, np.intersect1d(freeze_at[epoch - 1], freeze_at[epoch])).all(), (
+                epoch
+            )
     # not vacuous: some epoch skipped FREEZE samples that were not (yet) pruned
     assert any(np.count_nonzero(~pruned_at[e][freeze_at[e]]) for e in range(NUM_EPOCHS)), summary
 
@@ -204,9 +219,15 @@ def test_spawn_workers_carry_the_index_stream_intact(mnist, one_thread):
     n = 512
     ds = PruningDataset(StackDataset(x=x_train[:n], y=y_train[:n]), prune_frozen_after=1)
     sampler = WeightedBucketSampler(ds, num_epochs=3, seed=SEED)
-    loader = DataLoader(ds, batch_size=BATCH_SIZE, sampler=sampler, num_workers=2,
-                        multiprocessing_context="spawn", persistent_workers=True,
-                        generator=torch.Generator().manual_seed(SEED))
+    loader = DataLoader(
+        ds,
+        batch_size=BATCH_SIZE,
+        sampler=sampler,
+        num_workers=2,
+        multiprocessing_context="spawn",
+        persistent_workers=True,
+        generator=torch.Generator().manual_seed(SEED),
+    )
     model = make_model(SEED, hidden=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     reported = 0
@@ -230,7 +251,9 @@ def test_spawn_workers_carry_the_index_stream_intact(mnist, one_thread):
             seen = np.concatenate(seen)
             if epoch == 0:
                 np.testing.assert_array_equal(np.sort(seen), np.arange(n))
-            np.testing.assert_array_equal(np.bincount(seen, minlength=n), np.bincount(plan, minlength=n))
+            np.testing.assert_array_equal(
+                np.bincount(seen, minlength=n), np.bincount(plan, minlength=n)
+            )
             assert not np.isin(seen, pruned).any()
         assert sampler.store.num_pruned > 0  # (20 of 512 here) so the check above is not vacuous
         report = sampler.efficiency_report()

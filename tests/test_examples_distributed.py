@@ -4,6 +4,7 @@ Each launch trains 512 digits for 3 epochs (about 5-15 s on 2 cores) and writes 
 tests check: equal stores and equal per-rank plan lengths on every rank, every planned draw
 trained and reported, no more passes than full-data training, accuracy well above chance.
 """
+
 import importlib.util
 import json
 import os
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCHS = 3
@@ -22,9 +23,21 @@ def launch(script, out_dir, nproc=2, *extra, timeout=300):
     out = Path(out_dir) / f"{Path(script).stem}_{nproc}.json"
     # one thread per rank: 2-4 ranks share 2 CI cores; DeepSpeed without compiled ops
     env = dict(os.environ, OMP_NUM_THREADS="1", DS_BUILD_OPS="0")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(EXAMPLES / script), "--train-size", str(TRAIN_SIZE), "--epochs", str(EPOCHS), "--out", str(out),
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(EXAMPLES / script),
+        "--train-size",
+        str(TRAIN_SIZE),
+        "--epochs",
+        str(EPOCHS),
+        "--out",
+        str(out),
+        *extra,
+    ]
     proc = run_torchrun(cmd, env, timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -38,10 +51,14 @@ def check(result, world, params_equal=True):
     for lengths in result["plan_lengths_per_rank"]:
         assert len(lengths) == world and len(set(lengths)) == 1, lengths
     # every rank trains and reports its whole shard (cyclic padding included), every epoch
-    assert result["trained_passes"] == sum(sum(lengths) for lengths in result["plan_lengths_per_rank"])
+    assert result["trained_passes"] == sum(
+        sum(lengths) for lengths in result["plan_lengths_per_rank"]
+    )
     assert result["full_data_passes"] == EPOCHS * TRAIN_SIZE
     assert result["trained_passes"] <= result["full_data_passes"]
-    assert result["fraction_saved"] == pytest.approx(1 - result["trained_passes"] / result["full_data_passes"])
+    assert result["fraction_saved"] == pytest.approx(
+        1 - result["trained_passes"] / result["full_data_passes"]
+    )
     assert result["test_accuracy"] > 0.5  # measured ~0.70 (chance: 0.1)
 
 
@@ -71,14 +88,18 @@ def test_ddp_example_two_ranks_and_checkpoint(ddp_run):
     # store and weights, and loads into a fresh sampler over the same data
     common = examples_common()
     ds = PruningDataset(common.mnist_split(TRAIN_SIZE)[0], prune_frozen_after=2)
-    sampler = WeightedBucketSampler(ds, num_epochs=EPOCHS, seed=0, rank=0, world_size=2, standalone=True)
+    sampler = WeightedBucketSampler(
+        ds, num_epochs=EPOCHS, seed=0, rank=0, world_size=2, standalone=True
+    )
     sampler.load(ckpt / "sampler.safetensors")
     assert sampler.epoch == EPOCHS - 1
     assert sampler.efficiency_report().trained_passes == result["trained_passes"]
     assert common.digest(sampler.store.columns) == result["store_digest"]
     saved = torch.load(ckpt / "model.pt")
     assert saved["epoch"] == EPOCHS - 1
-    assert common.digest({k: v.numpy() for k, v in saved["model"].items()}) == result["params_digest"]
+    assert (
+        common.digest({k: v.numpy() for k, v in saved["model"].items()}) == result["params_digest"]
+    )
 
 
 def test_ddp_example_four_ranks(tmp_path):

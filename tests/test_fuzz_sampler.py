@@ -18,6 +18,7 @@ It checks the subject against
 Every refused call must raise ``ValueError`` and change nothing (pending rows, store, plan,
 epoch, position). The test counts executed rule invocations and asserts at least 10,000.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from gekodata import Bucket, BucketPolicy, GEKOStateStore, PruningDataset, WeightedBucketSampler
 from gekodata.planning.epoch_plan import plan_epoch
@@ -38,6 +46,12 @@ from gekodata.planning.epoch_plan import plan_epoch
 STEPS = {"rules": 0}
 SEEN = set()  # situations the run reached (asserted at the end: the fuzz must not be vacuous)
 _END = object()
+# every refusal of report()'s arrays (gekodata.store.validation): a missing idx, an index out of
+# range, or an array with a wrong shape, length, dtype or value
+REPORT_REFUSAL = (
+    r"^(report\(\) needs idx|idx -?\d+ \(entry \d+\) out of range|"
+    r"(idx|loss|conf|correct|pred) (must|has \d+ entries but idx has \d+))"
+)
 
 # ---------------------------------------------------------------------------- value strategies
 LOSS = st.one_of(
@@ -62,8 +76,13 @@ def encode_floats(values, kind):
     if kind == "np32":
         with np.errstate(over="ignore"):
             return np.array(values, dtype=np.float32)
-    dtype = {"t64": torch.float64, "t32": torch.float32, "t16": torch.float16, "tbf16": torch.bfloat16,
-             "t32grad": torch.float32}[kind]
+    dtype = {
+        "t64": torch.float64,
+        "t32": torch.float32,
+        "t16": torch.float16,
+        "tbf16": torch.bfloat16,
+        "t32grad": torch.float32,
+    }[kind]
     tensor = torch.tensor(values, dtype=dtype) if values else torch.empty(0, dtype=dtype)
     return tensor.requires_grad_() if kind == "t32grad" else tensor
 
@@ -138,8 +157,14 @@ class SamplerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ construction
     def make_sampler(self):
         ds = PruningDataset(list(range(self.n)), prune_frozen_after=self.PRUNE_AFTER)
-        return WeightedBucketSampler(ds, BucketPolicy(noise_guard=self.NOISE_GUARD), num_epochs=self.num_epochs,
-                                     seed=self.seed, sync_every=self.SYNC_EVERY, **self.EXTRA)
+        return WeightedBucketSampler(
+            ds,
+            BucketPolicy(noise_guard=self.NOISE_GUARD),
+            num_epochs=self.num_epochs,
+            seed=self.seed,
+            sync_every=self.SYNC_EVERY,
+            **self.EXTRA,
+        )
 
     def path(self):
         self.files += 1
@@ -190,8 +215,14 @@ class SamplerMachine(RuleBasedStateMachine):
                 self.store.set_pruned(self.store.frozen_streak >= self.PRUNE_AFTER)
             self.classified = epoch
         self.planned = epoch
-        self.model_plan = plan_epoch(self.store, self.policy, epoch=epoch, num_epochs=self.num_epochs,
-                                     seed=self.seed, **self.plan_kwargs()).indices
+        self.model_plan = plan_epoch(
+            self.store,
+            self.policy,
+            epoch=epoch,
+            num_epochs=self.num_epochs,
+            seed=self.seed,
+            **self.plan_kwargs(),
+        ).indices
         self.pos, self.resume, self.it, self.ref_it = 0, None, None, None
         return True
 
@@ -247,13 +278,27 @@ class SamplerMachine(RuleBasedStateMachine):
         elif mode == "float":
             correct = data.draw(st.lists(FRACTION, min_size=b, max_size=b), label="correct")
         if data.draw(st.booleans(), label="has_pred"):
-            pred = data.draw(st.lists(st.one_of(st.integers(-1, 4), st.just(2**31 - 1)), min_size=b, max_size=b),
-                             label="pred")
-        kinds = data.draw(st.tuples(st.sampled_from(INT_KINDS), st.sampled_from(FLOAT_KINDS),
-                                    st.sampled_from(FLOAT_KINDS), st.sampled_from(FLOAT_KINDS + ["boolnp", "boolt"]),
-                                    st.sampled_from(["list", "np64", "t64"])), label="kinds")
-        call = dict(idx=encode_ints(idx, kinds[0]), loss=encode_floats(loss, kinds[1]),
-                    conf=None if conf is None else encode_floats(conf, kinds[2]), correct=None, pred=None)
+            pred = data.draw(
+                st.lists(st.one_of(st.integers(-1, 4), st.just(2**31 - 1)), min_size=b, max_size=b),
+                label="pred",
+            )
+        kinds = data.draw(
+            st.tuples(
+                st.sampled_from(INT_KINDS),
+                st.sampled_from(FLOAT_KINDS),
+                st.sampled_from(FLOAT_KINDS),
+                st.sampled_from(FLOAT_KINDS + ["boolnp", "boolt"]),
+                st.sampled_from(["list", "np64", "t64"]),
+            ),
+            label="kinds",
+        )
+        call = dict(
+            idx=encode_ints(idx, kinds[0]),
+            loss=encode_floats(loss, kinds[1]),
+            conf=None if conf is None else encode_floats(conf, kinds[2]),
+            correct=None,
+            pred=None,
+        )
         if correct is not None:
             if kinds[3] == "boolnp":
                 call["correct"] = np.array(correct, dtype=float) > 0.5
@@ -262,11 +307,17 @@ class SamplerMachine(RuleBasedStateMachine):
             else:
                 call["correct"] = encode_floats([float(c) for c in correct], kinds[3])
         if pred is not None:
-            call["pred"] = encode_ints(pred, kinds[4]) if kinds[4] != "t64" else torch.tensor(pred, dtype=torch.int64)
+            call["pred"] = (
+                encode_ints(pred, kinds[4])
+                if kinds[4] != "t64"
+                else torch.tensor(pred, dtype=torch.int64)
+            )
         return call
 
     def report_both(self, call):
-        self.sampler.report(call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"])
+        self.sampler.report(
+            call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"]
+        )
         self.ref.report(call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"])
         self.model_accept(call["loss"], call["conf"], call["correct"], call["idx"], call["pred"])
 
@@ -276,23 +327,78 @@ class SamplerMachine(RuleBasedStateMachine):
         STEPS["rules"] += 1
         self.report_both(self.draw_good(data))
 
-    @rule(data=st.data(), bad=st.sampled_from([
-        "nan", "inf", "-inf", "f64_over", "f64_under", "neg", "neg_tiny", "idx_n", "idx_-1", "idx_big",
-        "idx_float", "idx_float_list", "idx_float_t", "idx_bool", "idx_str", "idx_2d", "loss_2d", "idx_0d",
-        "loss_longer", "conf_shorter", "conf_hi", "conf_hi32", "conf_neg", "conf_nan", "correct_hi",
-        "correct_neg", "pred_float", "pred_low", "pred_bool", "pred_big", "idx_none", "loss_str",
-    ]))
+    @rule(
+        data=st.data(),
+        bad=st.sampled_from(
+            [
+                "nan",
+                "inf",
+                "-inf",
+                "f64_over",
+                "f64_under",
+                "neg",
+                "neg_tiny",
+                "idx_n",
+                "idx_-1",
+                "idx_big",
+                "idx_float",
+                "idx_float_list",
+                "idx_float_t",
+                "idx_bool",
+                "idx_str",
+                "idx_2d",
+                "loss_2d",
+                "idx_0d",
+                "loss_longer",
+                "conf_shorter",
+                "conf_hi",
+                "conf_hi32",
+                "conf_neg",
+                "conf_nan",
+                "correct_hi",
+                "correct_neg",
+                "pred_float",
+                "pred_low",
+                "pred_bool",
+                "pred_big",
+                "idx_none",
+                "loss_str",
+            ]
+        ),
+    )
     def bad_report(self, data, bad):
         STEPS["rules"] += 1
         call = self.draw_good(data)
         b = len(call["idx"])
-        needs_row = bad in ("nan", "inf", "-inf", "f64_over", "f64_under", "neg", "neg_tiny", "idx_n", "idx_-1",
-                            "idx_big", "conf_hi", "conf_hi32", "conf_neg", "conf_nan", "correct_hi",
-                            "correct_neg", "pred_low", "pred_big", "conf_shorter",
-                            # a zero-row call skips the pred dtype check (finding 3 in the report: harmless)
-                            "pred_float", "pred_bool", "loss_str")
+        needs_row = bad in (
+            "nan",
+            "inf",
+            "-inf",
+            "f64_over",
+            "f64_under",
+            "neg",
+            "neg_tiny",
+            "idx_n",
+            "idx_-1",
+            "idx_big",
+            "conf_hi",
+            "conf_hi32",
+            "conf_neg",
+            "conf_nan",
+            "correct_hi",
+            "correct_neg",
+            "pred_low",
+            "pred_big",
+            "conf_shorter",
+            # a zero-row call skips the pred dtype check (finding 3 in the report: harmless)
+            "pred_float",
+            "pred_bool",
+            "loss_str",
+        )
         if needs_row and b == 0:
-            call = dict(call, idx=np.array([0]), loss=np.array([0.5]), conf=None, correct=None, pred=None)
+            call = dict(
+                call, idx=np.array([0]), loss=np.array([0.5]), conf=None, correct=None, pred=None
+            )
             b = 1
         j = data.draw(st.integers(0, b - 1), label="row") if b else 0
         idx_list = as_i64(call["idx"]).tolist()
@@ -320,7 +426,9 @@ class SamplerMachine(RuleBasedStateMachine):
         elif bad == "-inf":
             call["loss"] = with_loss(-np.inf)
         elif bad == "f64_over":  # finite in float64, inf in float32
-            call["loss"] = with_loss(data.draw(st.sampled_from([1e39, 3.5e38, 1e300, 3e38, 2.1e31])))
+            call["loss"] = with_loss(
+                data.draw(st.sampled_from([1e39, 3.5e38, 1e300, 3e38, 2.1e31]))
+            )
         elif bad == "f64_under":
             call["loss"] = with_loss(data.draw(st.sampled_from([-1e39, -1e300])))
         elif bad == "neg":
@@ -352,8 +460,14 @@ class SamplerMachine(RuleBasedStateMachine):
         elif bad == "loss_2d":
             call["loss"] = loss64.reshape(-1, 1)
         elif bad == "idx_0d":
-            call = dict(call, idx=np.int64(1) if data.draw(st.booleans()) else np.array(1), loss=np.array(0.5),
-                        conf=None, correct=None, pred=None)
+            call = dict(
+                call,
+                idx=np.int64(1) if data.draw(st.booleans()) else np.array(1),
+                loss=np.array(0.5),
+                conf=None,
+                correct=None,
+                pred=None,
+            )
         elif bad == "loss_longer":
             call["loss"] = np.append(loss64, 0.5)
         elif bad == "conf_shorter":
@@ -371,7 +485,9 @@ class SamplerMachine(RuleBasedStateMachine):
         elif bad == "correct_neg":
             call["correct"] = fraction_with(data.draw(st.sampled_from([-1.0, -1e-6, np.nan])))
         elif bad == "pred_float":
-            call["pred"] = np.zeros(b, dtype=np.float64) if data.draw(st.booleans()) else torch.zeros(b)
+            call["pred"] = (
+                np.zeros(b, dtype=np.float64) if data.draw(st.booleans()) else torch.zeros(b)
+            )
         elif bad == "pred_low":
             arr = np.zeros(b, dtype=np.int64)
             arr[j] = data.draw(st.sampled_from([-2, -100, -(2**40)]))
@@ -390,8 +506,10 @@ class SamplerMachine(RuleBasedStateMachine):
         plan_before = self.sampler.global_plan.copy()
         snap = store_snapshot(self.sampler.store)
         pending, state = self.sampler.pending_reports, self.sampler.state_dict()
-        with pytest.raises(ValueError):
-            self.sampler.report(call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"])
+        with pytest.raises(ValueError, match=REPORT_REFUSAL):
+            self.sampler.report(
+                call["loss"], call["conf"], call["correct"], call["idx"], pred=call["pred"]
+            )
         # invariant 2: a refused call changes nothing
         assert self.sampler.pending_reports == pending, bad
         assert_snapshot_equal(snap, self.sampler.store, f"refused {bad}")
@@ -411,8 +529,12 @@ class SamplerMachine(RuleBasedStateMachine):
         """Next epoch, the same epoch (no-op), an earlier one (re-planned without classifying),
         or two ahead; epochs past num_epochs are allowed (the curriculum's last phase)."""
         STEPS["rules"] += 1
-        target = {"next": self.epoch + 1, "same": self.epoch, "earlier": max(self.epoch - 1, 0),
-                  "skip": self.epoch + 2}[how]
+        target = {
+            "next": self.epoch + 1,
+            "same": self.epoch,
+            "earlier": max(self.epoch - 1, 0),
+            "skip": self.epoch + 2,
+        }[how]
         target = min(target, self.num_epochs + 2)
         self.sampler.set_epoch(target)
         self.ref.set_epoch(target)
@@ -439,7 +561,12 @@ class SamplerMachine(RuleBasedStateMachine):
     @rule()
     def remember_position(self):
         STEPS["rules"] += 1
-        self.saved_state = (self.sampler.state_dict(), self.ref.state_dict(), self.sampler.plan.copy(), self.planned)
+        self.saved_state = (
+            self.sampler.state_dict(),
+            self.ref.state_dict(),
+            self.sampler.plan.copy(),
+            self.planned,
+        )
 
     @precondition(lambda self: self.saved_state is not None)
     @rule()
@@ -456,16 +583,23 @@ class SamplerMachine(RuleBasedStateMachine):
         else:
             # N <= 40: the fingerprint (32 indices from each end) covers the whole stream
             expect = "resumed" if np.array_equal(plan_then, self.sampler.plan) else "refused"
+        refusal = (
+            "sampler state is mid-way through epoch"
+            if state["epoch"] < self.planned
+            else "sampler state belongs to another plan for epoch"
+        )
         for sampler, st_ in ((self.sampler, state), (self.ref, ref_state)):
             if expect == "refused":
-                with pytest.raises(ValueError):
+                with pytest.raises(ValueError, match=refusal):
                     sampler.load_state_dict(st_)
             else:
                 sampler.load_state_dict(st_)
         SEEN.add(f"rewind {expect}")
         if expect == "resumed":
             self.resume = state["yielded"]
-        assert self.sampler.state_dict()["yielded"] == (self.resume if self.resume is not None else self.pos)
+        assert self.sampler.state_dict()["yielded"] == (
+            self.resume if self.resume is not None else self.pos
+        )
 
     @rule()
     def rewind_across_epoch_boundary(self):
@@ -542,7 +676,13 @@ class SamplerMachine(RuleBasedStateMachine):
         self.sampler.save(p)
         self.ref.save(ref_p)
         self.model_sync()
-        model = (copy.deepcopy(self.store), self.epoch, self.planned, self.classified, self.model_plan.copy())
+        model = (
+            copy.deepcopy(self.store),
+            self.epoch,
+            self.planned,
+            self.classified,
+            self.model_plan.copy(),
+        )
         self.ckpt = (p, ref_p, model)
 
     @precondition(lambda self: self.ckpt is not None)
@@ -605,8 +745,13 @@ class NoiseGuardMachine(SamplerMachine):
         in step) and a rule of its own so that the run reaches it whatever else it draws."""
         idx = np.arange(self.n, dtype=np.int64)
         wrong = idx == 0
-        call = dict(idx=idx, loss=np.where(wrong, 3.0, 0.01), conf=np.where(wrong, 0.05, 0.99),
-                    correct=np.where(wrong, 0.0, 1.0), pred=np.where(wrong, 1, 0).astype(np.int64))
+        call = dict(
+            idx=idx,
+            loss=np.where(wrong, 3.0, 0.01),
+            conf=np.where(wrong, 0.05, 0.99),
+            correct=np.where(wrong, 0.0, 1.0),
+            pred=np.where(wrong, 1, 0).astype(np.int64),
+        )
         for _ in range(3):
             STEPS["rules"] += 1
             self.report_both(call)
@@ -631,10 +776,26 @@ def test_fuzz_sampler_state_machine():
     STEPS["rules"] = 0
     SEEN.clear()
     for machine, examples in VARIANTS:
-        run_state_machine_as_test(machine, settings=settings(
-            max_examples=examples, stateful_step_count=45, deadline=None, derandomize=True, database=None,
-            suppress_health_check=list(HealthCheck), print_blob=False))
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=45,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            ),
+        )
     assert STEPS["rules"] >= 10_000, STEPS
-    wanted = {"rewind resumed", "rewind refused", "rewind ignored", "swapped", "pruned", "stream exhausted",
-              *(f"bucket {b.name}" for b in Bucket)}
+    wanted = {
+        "rewind resumed",
+        "rewind refused",
+        "rewind ignored",
+        "swapped",
+        "pruned",
+        "stream exhausted",
+        *(f"bucket {b.name}" for b in Bucket),
+    }
     assert wanted <= SEEN, sorted(wanted - SEEN)

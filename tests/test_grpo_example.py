@@ -1,5 +1,6 @@
 """examples/grpo_reasoning.py at the CI size (``--model tiny``): GekoGRPOTrainer with LoRA on a
 reasoning-gym task, score_answer as the reward, and the plain-GRPOTrainer comparison."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -40,9 +41,27 @@ def run(argv):
 @pytest.fixture(scope="module")
 def gekodata_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("grpo_example") / "run.json"
-    result, calls = run(["--model", "tiny", "--train-size", str(TRAIN), "--eval-size", str(EVAL), "--epochs",
-                         str(EPOCHS), "--num-generations", str(G), "--batch-size", "8", "--threads", "1",
-                         "--quiet", "--out", str(out)])
+    result, calls = run(
+        [
+            "--model",
+            "tiny",
+            "--train-size",
+            str(TRAIN),
+            "--eval-size",
+            str(EVAL),
+            "--epochs",
+            str(EPOCHS),
+            "--num-generations",
+            str(G),
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     return result, calls, out
 
 
@@ -50,9 +69,15 @@ def test_rollouts_follow_the_plan_and_the_reward_is_score_answer(gekodata_run):
     result, calls, _ = gekodata_run
     report = result["efficiency_report"]
     assert [e["planned"] for e in report["epochs"]][0] == TRAIN
-    assert result["rollouts"] == report["trained_passes"] * G  # every group reported, counted as one pass
-    assert result["rollouts"] < result["full_data_rollouts"] == EPOCHS * TRAIN * G  # the second epoch shrank
-    assert len(calls) == result["rollouts"] + 2 * EVAL  # rewards and the held-out before/after: score_answer
+    assert (
+        result["rollouts"] == report["trained_passes"] * G
+    )  # every group reported, counted as one pass
+    assert (
+        result["rollouts"] < result["full_data_rollouts"] == EPOCHS * TRAIN * G
+    )  # the second epoch shrank
+    assert (
+        len(calls) == result["rollouts"] + 2 * EVAL
+    )  # rewards and the held-out before/after: score_answer
     assert result["prompts"]["rollouts"] == result["rollouts"]
     sampler = result["objects"]["sampler"]
     assert sampler.store.visits.sum() == result["rollouts"]
@@ -71,13 +96,33 @@ def test_summary_json(gekodata_run):
 
 
 def test_uniform_selection_rolls_out_everything(tmp_path):
-    result, _ = run(["--model", "tiny", "--selection", "uniform", "--train-size", str(TRAIN), "--eval-size", "0",
-                     "--epochs", str(EPOCHS), "--num-generations", str(G), "--batch-size", "8", "--threads", "1",
-                     "--quiet"])
-    assert result["rollouts"] == result["full_data_rollouts"] and result["objects"]["sampler"] is None
+    result, _ = run(
+        [
+            "--model",
+            "tiny",
+            "--selection",
+            "uniform",
+            "--train-size",
+            str(TRAIN),
+            "--eval-size",
+            "0",
+            "--epochs",
+            str(EPOCHS),
+            "--num-generations",
+            str(G),
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert (
+        result["rollouts"] == result["full_data_rollouts"] and result["objects"]["sampler"] is None
+    )
     assert result["eval_before"] is None
 
 
 def test_batch_size_must_hold_whole_groups():
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):  # argparse's usage error: exit status 2
         run(["--model", "tiny", "--batch-size", "6", "--num-generations", "4", "--quiet"])

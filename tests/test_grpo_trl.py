@@ -1,6 +1,7 @@
 """GekoGRPOTrainer: a real tiny trl GRPOTrainer run (1-layer Llama saved to disk, CPU) rolling out the
 prompts gekodata plans, with the one-line reward wrapper reporting; resume, evaluation, empty epochs
 and the refusals."""
+
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ pytest.importorskip("transformers", minversion="5.0")
 trl = pytest.importorskip("trl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E402
+from support.grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E402
 
 from gekodata import Bucket, PromptPolicy, WeightedBucketSampler  # noqa: E402
 from gekodata.hf import GekoGRPOTrainer, GroupedPlanSampler, with_prompt_index  # noqa: E402
@@ -35,24 +36,60 @@ class Recorder:
         return outcome_reward(completions, idx, **kwargs)
 
 
-def make_trainer(tmp_path, model_dir, rec=None, *, policy=None, reward=None, reward_fn=None, sampler_kw=None,
-                 dataset=None, **args):
+def make_trainer(
+    tmp_path,
+    model_dir,
+    rec=None,
+    *,
+    policy=None,
+    reward=None,
+    reward_fn=None,
+    sampler_kw=None,
+    dataset=None,
+    **args,
+):
     from transformers import TrainerCallback
     from trl import GRPOConfig
 
     ds = dataset if dataset is not None else with_prompt_index(prompt_dataset(N))
-    sampler = WeightedBucketSampler(ds, policy or PromptPolicy(group_size=G, freeze_after=2), num_epochs=EPOCHS,
-                                    seed=0, shard=False, **(sampler_kw or {}))
-    config = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=G,
-                  max_completion_length=3, num_train_epochs=EPOCHS, learning_rate=LR, lr_scheduler_type="linear",
-                  logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0, bf16=False,
-                  disable_tqdm=True, dataloader_num_workers=0)
+    sampler = WeightedBucketSampler(
+        ds,
+        policy or PromptPolicy(group_size=G, freeze_after=2),
+        num_epochs=EPOCHS,
+        seed=0,
+        shard=False,
+        **(sampler_kw or {}),
+    )
+    config = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_generations=G,
+        max_completion_length=3,
+        num_train_epochs=EPOCHS,
+        learning_rate=LR,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        bf16=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
     config.update(args)
     reward_fn = reward_fn or (rec.reward if rec else outcome_reward)
     reward_funcs = reward if reward is not None else [reward_reporter(sampler, reward_fn)]
-    trainer = GekoGRPOTrainer(model=model_dir, args=GRPOConfig(**config), train_dataset=ds, sampler=sampler,
-                              reward_funcs=reward_funcs, processing_class=char_tokenizer())
+    trainer = GekoGRPOTrainer(
+        model=model_dir,
+        args=GRPOConfig(**config),
+        train_dataset=ds,
+        sampler=sampler,
+        reward_funcs=reward_funcs,
+        processing_class=char_tokenizer(),
+    )
     if rec is not None:
+
         class Spy(TrainerCallback):
             def on_epoch_begin(self, args, state, control, **kw):
                 rec.epoch_starts.append(len(rec.calls))
@@ -60,7 +97,9 @@ def make_trainer(tmp_path, model_dir, rec=None, *, policy=None, reward=None, rew
                 rec.buckets.append(np.array(sampler.store.bucket))
 
             def on_step_end(self, args, state, control, **kw):
-                rec.steps.append((state.global_step, state.epoch, trainer.lr_scheduler.get_last_lr()[0]))
+                rec.steps.append(
+                    (state.global_step, state.epoch, trainer.lr_scheduler.get_last_lr()[0])
+                )
 
         trainer.add_callback(Spy())
     return trainer, sampler
@@ -83,18 +122,22 @@ def run(tmp_path_factory, model_dir):
 def test_rollouts_follow_the_plan_in_groups(run):
     trainer, sampler, rec, _ = run
     for call in rec.calls:  # each prompt's G completions are consecutive in one generation batch
-        assert len(call) == 8 and all(len(set(call[k:k + G])) == 1 for k in range(0, 8, G))
+        assert len(call) == 8 and all(len(set(call[k : k + G])) == 1 for k in range(0, 8, G))
     bounds = rec.epoch_starts + [len(rec.calls)]
     assert len(rec.plans) == EPOCHS
     for e in range(EPOCHS):
-        rolled = [i for call in rec.calls[bounds[e]:bounds[e + 1]] for i in call[::G]]
+        rolled = [i for call in rec.calls[bounds[e] : bounds[e + 1]] for i in call[::G]]
         plan = rec.plans[e]
-        assert sorted(rolled[:len(plan)]) == sorted(plan.tolist()) and set(rolled) == set(plan.tolist())
+        assert sorted(rolled[: len(plan)]) == sorted(plan.tolist()) and set(rolled) == set(
+            plan.tolist()
+        )
         assert len(rolled) == -(-len(plan) // 2) * 2  # padded to whole chunks of 2 prompts
         frozen = np.flatnonzero(rec.buckets[e] == Bucket.FREEZE)
         assert not set(frozen.tolist()) & set(rolled)
     sizes = [len(p) for p in rec.plans]
-    assert sizes[0] == N and sizes[-1] < sizes[0] // 2  # epochs shrink as prompts are skipped or frozen
+    assert (
+        sizes[0] == N and sizes[-1] < sizes[0] // 2
+    )  # epochs shrink as prompts are skipped or frozen
 
 
 def test_the_wrapper_reported_every_completion(run):
@@ -102,45 +145,64 @@ def test_the_wrapper_reported_every_completion(run):
     completions = sum(len(c) for c in rec.calls)
     assert trainer.gekodata_reporter.reported_rows == completions
     assert sampler.pending_reports == 0  # train() ends with a sync point
-    np.testing.assert_array_equal(sampler.store.visits, np.bincount(np.concatenate(rec.calls), minlength=N))
+    np.testing.assert_array_equal(
+        sampler.store.visits, np.bincount(np.concatenate(rec.calls), minlength=N)
+    )
     report = sampler.efficiency_report()
     assert report.trained_passes == completions // G  # a pass is a group
     store = sampler.store
     seen = store.visits > 0
     kind = np.arange(N) % 3
-    assert (store.group_streak[seen & (kind == 0)] > 0).all() and (store.group_streak[seen & (kind == 1)] < 0).all()
+    assert (store.group_streak[seen & (kind == 0)] > 0).all() and (
+        store.group_streak[seen & (kind == 1)] < 0
+    ).all()
     assert (store.group_streak[seen & (kind == 2)] == 0).all()
 
 
 def test_steps_lr_and_epochs_follow_progress_through_the_plan(run):
     trainer, sampler, rec, _ = run
     bounds = rec.epoch_starts + [len(rec.calls)]
-    updates = [bounds[e + 1] - bounds[e] for e in range(EPOCHS)]  # one generation batch per optimizer step here
+    updates = [
+        bounds[e + 1] - bounds[e] for e in range(EPOCHS)
+    ]  # one generation batch per optimizer step here
     assert trainer.state.global_step == sum(updates) == len(rec.steps)
     step = 0
     for e, n in enumerate(updates):
         for k in range(1, n + 1):
             gs, epoch, lr = rec.steps[step]
             assert gs == step + 1 and epoch == pytest.approx(e + k / n)
-            horizon = EPOCHS * (N // 2)  # Trainer's T: the full first epoch's steps, times the epochs
-            assert lr == pytest.approx(LR * (1 - round(horizon * (e + k / n) / EPOCHS) / horizon), abs=1e-12)
+            horizon = EPOCHS * (
+                N // 2
+            )  # Trainer's T: the full first epoch's steps, times the epochs
+            assert lr == pytest.approx(
+                LR * (1 - round(horizon * (e + k / n) / EPOCHS) / horizon), abs=1e-12
+            )
             step += 1
     assert rec.steps[-1][2] == 0.0 and trainer.state.epoch == EPOCHS
 
 
 def test_checkpoints_hold_the_sampler_and_resume_exactly(run, model_dir, tmp_path):
     trainer, sampler, rec, tmp = run
-    checkpoints = sorted((tmp / "out").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    assert checkpoints and all((c / SAMPLER_FILE).is_file() and (c / TRAINER_FILE).is_file() for c in checkpoints)
-    mid = next(c for c in checkpoints if int(c.name.split("-")[1]) == 12)  # epoch 1 of 0..3, part-way
+    checkpoints = sorted(
+        (tmp / "out").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+    )
+    assert checkpoints and all(
+        (c / SAMPLER_FILE).is_file() and (c / TRAINER_FILE).is_file() for c in checkpoints
+    )
+    mid = next(
+        c for c in checkpoints if int(c.name.split("-")[1]) == 12
+    )  # epoch 1 of 0..3, part-way
     rec2 = Recorder()
-    resumed, sampler2 = make_trainer(tmp_path, model_dir, rec2, save_strategy="no", output_dir=str(tmp / "out"))
+    resumed, sampler2 = make_trainer(
+        tmp_path, model_dir, rec2, save_strategy="no", output_dir=str(tmp / "out")
+    )
     resumed.train(resume_from_checkpoint=str(mid))
     assert rec2.steps == rec.steps[12:]
     for name in ("visits", "correct_ema", "group_streak", "flags", "frozen_streak"):
         np.testing.assert_array_equal(sampler2.store.columns[name], sampler.store.columns[name])
-    assert [r.planned for r in sampler2.efficiency_report().epochs] == \
-        [r.planned for r in sampler.efficiency_report().epochs]
+    assert [r.planned for r in sampler2.efficiency_report().epochs] == [
+        r.planned for r in sampler.efficiency_report().epochs
+    ]
     (tmp_path / "bare").mkdir()
     for f in mid.iterdir():
         if f.name not in (SAMPLER_FILE, TRAINER_FILE):
@@ -156,7 +218,11 @@ def test_evaluate_does_not_report(model_dir, tmp_path):
     trainer, sampler = make_trainer(tmp_path, model_dir, per_device_eval_batch_size=8)
     trainer.eval_dataset = eval_ds
     metrics = trainer.evaluate()
-    assert "eval_reward" in metrics and sampler.pending_reports == 0 and trainer.gekodata_reporter.reported_rows == 0
+    assert (
+        "eval_reward" in metrics
+        and sampler.pending_reports == 0
+        and trainer.gekodata_reporter.reported_rows == 0
+    )
 
 
 def test_empty_epochs_do_not_end_training(model_dir, tmp_path):
@@ -165,8 +231,9 @@ def test_empty_epochs_do_not_end_training(model_dir, tmp_path):
     def solved(completions, idx, **kwargs):
         return [1.0] * len(idx)
 
-    trainer, sampler = make_trainer(tmp_path, model_dir, policy=PromptPolicy(group_size=G, freeze_after=1),
-                                    reward_fn=solved)
+    trainer, sampler = make_trainer(
+        tmp_path, model_dir, policy=PromptPolicy(group_size=G, freeze_after=1), reward_fn=solved
+    )
     begun = []
 
     class Count(TrainerCallback):
@@ -180,7 +247,9 @@ def test_empty_epochs_do_not_end_training(model_dir, tmp_path):
 
 
 def test_grouped_plan_sampler_layout():
-    sampler = WeightedBucketSampler(range(5), PromptPolicy(group_size=2), num_epochs=2, seed=0, shard=False)
+    sampler = WeightedBucketSampler(
+        range(5), PromptPolicy(group_size=2), num_epochs=2, seed=0, shard=False
+    )
     grouped = GroupedPlanSampler(sampler, num_generations=2, prompts_per_chunk=2, repeat_count=3)
     plan = sampler.global_plan.tolist()
     assert grouped.num_chunks == 3 and grouped.padded == 1 and len(grouped) == 3 * 2 * 2 * 3
@@ -189,8 +258,11 @@ def test_grouped_plan_sampler_layout():
     expected = [i for chunk in chunks for _ in range(3) for i in chunk for _ in range(2)]
     assert stream == expected
     with pytest.raises(ValueError, match="double sharding"):
-        GroupedPlanSampler(WeightedBucketSampler(range(4), num_epochs=1, rank=0, world_size=2, standalone=True),
-                           num_generations=2, prompts_per_chunk=2)
+        GroupedPlanSampler(
+            WeightedBucketSampler(range(4), num_epochs=1, rank=0, world_size=2, standalone=True),
+            num_generations=2,
+            prompts_per_chunk=2,
+        )
     with pytest.raises(ValueError, match="num_generations must be >= 1"):
         GroupedPlanSampler(sampler, num_generations=0, prompts_per_chunk=2)
 
@@ -202,8 +274,14 @@ def test_refusals(model_dir, tmp_path):
         def _get_train_sampler(self, train_dataset=None):
             pass
 
-        def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs,
-                                 resume_from_checkpoint, trial):
+        def _init_training_state(
+            self,
+            max_steps,
+            num_update_steps_per_epoch,
+            num_train_epochs,
+            resume_from_checkpoint,
+            trial,
+        ):
             pass
 
     with pytest.raises(RuntimeError, match="_get_train_sampler"):
@@ -224,7 +302,11 @@ def test_refusals(model_dir, tmp_path):
         (dict(remove_unused_columns=True), ValueError, "remove_unused_columns"),
         (dict(policy=PromptPolicy(group_size=8)), ValueError, "group_size=8"),
         (dict(reward=[outcome_reward]), ValueError, "0 reward functions report"),
-        (dict(dataset=prompt_dataset(N).add_column("idx", list(range(N))[::-1])), ValueError, "position"),
+        (
+            dict(dataset=prompt_dataset(N).add_column("idx", list(range(N))[::-1])),
+            ValueError,
+            "position",
+        ),
         (dict(dataset=prompt_dataset(N)), ValueError, "no column 'idx'"),
         (dict(gradient_accumulation_steps=2, steps_per_generation=3), ValueError, "multiple of"),
     ]
@@ -244,28 +326,47 @@ def test_two_processes_judge_split_groups_whole(tmp_path):
     import sys
     from pathlib import Path
 
-    from torchrun_util import run_torchrun
+    from support.torchrun_util import run_torchrun
 
     here = Path(__file__).resolve().parent
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(
-        [str(here.parent), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(here / "grpo_distributed_run.py"), "--out", str(tmp_path)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")]),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(here / "support" / "grpo_distributed_run.py"),
+        "--out",
+        str(tmp_path),
+    ]
     try:
         proc = run_torchrun(cmd, env, timeout=400)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover
         pytest.fail(f"torchrun timed out: {exc}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["store_digest"] == ranks[1]["store_digest"] and ranks[0]["plans"] == ranks[1]["plans"]
+    assert (
+        ranks[0]["store_digest"] == ranks[1]["store_digest"]
+        and ranks[0]["plans"] == ranks[1]["plans"]
+    )
     for call in ranks[0]["calls"] + ranks[1]["calls"]:
         assert len(call) == 2 and call[0] == call[1]  # half a group per process
     rows = np.bincount(np.concatenate([np.concatenate(r["calls"]) for r in ranks]), minlength=9)
-    assert rows.tolist() == ranks[0]["visits"] and (rows % 4 == 0).all()  # whole groups, all reported once
+    assert (
+        rows.tolist() == ranks[0]["visits"] and (rows % 4 == 0).all()
+    )  # whole groups, all reported once
     streak = np.array(ranks[0]["group_streak"])
     seen = rows > 0
     kind = np.arange(9) % 3
-    assert (streak[seen & (kind == 2)] == 0).all() and (seen & (kind == 2)).any()  # judged whole: mixed
+    assert (streak[seen & (kind == 2)] == 0).all() and (
+        seen & (kind == 2)
+    ).any()  # judged whole: mixed
     assert (streak[seen & (kind == 0)] > 0).all() and (streak[seen & (kind == 1)] < 0).all()
     plans = ranks[0]["plans"]
     assert len(plans["1"]) < len(plans["0"]) == 9

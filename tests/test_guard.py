@@ -1,4 +1,5 @@
 """The noise guard's class-aware test (gekodata.policy.guard) in BucketPolicy: a rare class is not noise."""
+
 import numpy as np
 import pytest
 
@@ -15,13 +16,24 @@ def test_bucket_policy_guard_judges_a_sample_against_its_own_class_when_the_stor
     correct[39:] = 0
     loss = np.where(correct > 0, 0.05, 3.0)
     for _ in range(3):
-        store.update(np.arange(len(labels)), loss, np.exp(-loss), correct, np.where(correct > 0, labels, 0))
+        store.update(
+            np.arange(len(labels)), loss, np.exp(-loss), correct, np.where(correct > 0, labels, 0)
+        )
     guard = BucketPolicy(noise_guard=True)
-    assert np.flatnonzero(guard.classify(store) == Bucket.SUSPECT).tolist() == [39, 40, 41, 42]  # unchanged
+    assert np.flatnonzero(guard.classify(store) == Bucket.SUSPECT).tolist() == [
+        39,
+        40,
+        41,
+        42,
+    ]  # unchanged
     np.testing.assert_allclose(others_accuracy(store), 39 / 43)
     store.set_labels(labels)
     share = others_accuracy(store)
-    assert share[39] == pytest.approx(1.0) and share[40] == pytest.approx(0.0) and share[0] == pytest.approx(1.0)
+    assert (
+        share[39] == pytest.approx(1.0)
+        and share[40] == pytest.approx(0.0)
+        and share[0] == pytest.approx(1.0)
+    )
     assert np.flatnonzero(guard.classify(store) == Bucket.SUSPECT).tolist() == [39]
 
 
@@ -46,7 +58,9 @@ def test_suspect_confidence_spares_hard_samples_that_keep_probability_on_their_l
     codes = strict.classify(store)
     assert np.flatnonzero(codes == Bucket.SUSPECT).tolist() == [40] and codes[41] == Bucket.HARD
     # the threshold is on the stored confidence (1/255 steps): conf <= c  <=>  code <= floor(255 c)
-    at = BucketPolicy(noise_guard=True, suspect_confidence=int(store.columns["conf_ema"][41]) / 255.0)
+    at = BucketPolicy(
+        noise_guard=True, suspect_confidence=round(float(store.confidence[41]) * 255) / 255.0
+    )
     assert np.flatnonzero(at.classify(store) == Bucket.SUSPECT).tolist() == [40, 41]
     assert BucketPolicy.from_config(strict.config()).suspect_confidence == 0.1
     with pytest.raises(ValueError, match="suspect_confidence"):
@@ -64,11 +78,15 @@ def test_suspect_needs_labels_guards_only_samples_of_known_label():
         store.update(np.arange(n), -np.log(conf), conf, correct, np.where(correct > 0, 0, 1))
     policy = BucketPolicy(noise_guard=True, suspect_confidence=0.1, suspect_needs_labels=True)
     codes = policy.classify(store)
-    assert not (codes == Bucket.SUSPECT).any() and (codes[40:] == Bucket.HARD).all()  # no labels: no guard
+    assert (
+        not (codes == Bucket.SUSPECT).any() and (codes[40:] == Bucket.HARD).all()
+    )  # no labels: no guard
     labels = np.zeros(n, dtype=np.int64)
     labels[41] = -1  # unknown
     store.set_labels(labels)
     assert np.flatnonzero(policy.classify(store) == Bucket.SUSPECT).tolist() == [40]
-    plain = BucketPolicy(noise_guard=True, suspect_confidence=0.1)  # label -1 judged by the global share
+    plain = BucketPolicy(
+        noise_guard=True, suspect_confidence=0.1
+    )  # label -1 judged by the global share
     assert np.flatnonzero(plain.classify(store) == Bucket.SUSPECT).tolist() == [40, 41]
     assert BucketPolicy.from_config(policy.config()).suspect_needs_labels is True

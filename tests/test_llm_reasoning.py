@@ -5,6 +5,7 @@ The module fixture runs the example's ``main(argv)`` in-process (as the command 
 randomly initialised 2-layer Llama with a character tokenizer (no download), with a spy on the
 task's ``score_answer``; two more short runs check ``--verify-from hardest`` and the printout/JSON.
 """
+
 import importlib.util
 import json
 import math
@@ -20,8 +21,25 @@ rg = pytest.importorskip("reasoning_gym")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "llm_reasoning.py"
 TRAIN, EVAL, EPOCHS, BATCH, VERIFY = 24, 6, 2, 8, 5
-ARGS = ["--model", "tiny", "--train-size", str(TRAIN), "--eval-size", str(EVAL), "--epochs", str(EPOCHS),
-        "--batch-size", str(BATCH), "--verify", str(VERIFY), "--seed", "0", "--threads", "1", "--quiet"]
+ARGS = [
+    "--model",
+    "tiny",
+    "--train-size",
+    str(TRAIN),
+    "--eval-size",
+    str(EVAL),
+    "--epochs",
+    str(EPOCHS),
+    "--batch-size",
+    str(BATCH),
+    "--verify",
+    str(VERIFY),
+    "--seed",
+    "0",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def load_example():
@@ -95,22 +113,34 @@ def test_reported_indices_are_the_real_sample_indices(result):
     assert sorted(plans[0]) == list(range(TRAIN))  # epoch 0 visits every sample once
     assert all(0 <= i < TRAIN for plan in plans for i in plan)
     sampler.flush()
-    np.testing.assert_array_equal(sampler.store.visits.astype(np.int64),
-                                  np.bincount(np.concatenate([np.asarray(p) for p in plans]), minlength=TRAIN))
-    batch = next(iter(torch.utils.data.DataLoader(sampler.data_source, batch_size=BATCH, shuffle=True)))
-    assert torch.equal(batch["labels"], data.labels[batch["idx"]])  # idx names the row that was trained
+    np.testing.assert_array_equal(
+        sampler.store.visits.astype(np.int64),
+        np.bincount(np.concatenate([np.asarray(p) for p in plans]), minlength=TRAIN),
+    )
+    batch = next(
+        iter(torch.utils.data.DataLoader(sampler.data_source, batch_size=BATCH, shuffle=True))
+    )
+    assert torch.equal(
+        batch["labels"], data.labels[batch["idx"]]
+    )  # idx names the row that was trained
     # verification scored the entry that idx names in the task's own generator
-    fresh = rg.create_dataset("chain_sum", size=TRAIN, seed=result["config"]["data_seed"],
-                              **result["task"]["kwargs"])
+    fresh = rg.create_dataset(
+        "chain_sum", size=TRAIN, seed=result["config"]["data_seed"], **result["task"]["kwargs"]
+    )
     for rec in result["verify_records"]:
-        assert fresh[rec["idx"]]["question"] == rec["question"] == data.entries[rec["idx"]]["question"]
+        assert (
+            fresh[rec["idx"]]["question"] == rec["question"] == data.entries[rec["idx"]]["question"]
+        )
 
 
 def test_efficiency_report_counts_the_trained_passes(result):
     report, plans = result["efficiency_report"], result["plans"]
     assert report["trained_passes"] == result["reported_passes"] == sum(len(p) for p in plans)
-    assert [e["reported"] for e in report["epochs"]] == [len(p) for p in plans] == \
-        [e["passes"] for e in result["epochs"]]
+    assert (
+        [e["reported"] for e in report["epochs"]]
+        == [len(p) for p in plans]
+        == [e["passes"] for e in result["epochs"]]
+    )
     assert [e["planned"] for e in report["epochs"]] == [e["planned"] for e in result["epochs"]]
     assert report["full_data_passes"] == EPOCHS * TRAIN
     assert [sum(e["buckets"].values()) for e in result["epochs"]] == [TRAIN] * EPOCHS
@@ -157,13 +187,38 @@ def test_entries_are_deterministic_and_held_out_is_disjoint():
 
 def test_command_line_output_and_json(tmp_path, capsys):
     out = tmp_path / "run.json"
-    _, r = run(["--model", "tiny", "--train-size", "16", "--eval-size", "4", "--epochs", "1", "--verify", "4",
-                "--threads", "1", "--out", str(out)])
+    _, r = run(
+        [
+            "--model",
+            "tiny",
+            "--train-size",
+            "16",
+            "--eval-size",
+            "4",
+            "--epochs",
+            "1",
+            "--verify",
+            "4",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "epoch 0" in printed and "verify 4 (epoch)" in printed and "held-out exact" in printed
     assert "trained" in printed and "full-data sample passes" in printed  # the efficiency report
     summary = json.loads(out.read_text())
-    assert {"config", "task", "epochs", "plans", "reported_passes", "efficiency_report", "eval_before",
-            "verify_records", "seconds"} <= set(summary)
+    assert {
+        "config",
+        "task",
+        "epochs",
+        "plans",
+        "reported_passes",
+        "efficiency_report",
+        "eval_before",
+        "verify_records",
+        "seconds",
+    } <= set(summary)
     assert summary["reported_passes"] == summary["efficiency_report"]["trained_passes"] == 16
     assert len(summary["verify_records"]) == 4 and summary["plans"] == r["plans"]

@@ -7,6 +7,7 @@ model, once per run: about 20-70 s per run on 2 busy CPU cores. If bitsandbytes 
 installs it with the ``bnb`` extra), the example falls back to torch AdamW with a printed message and only the 8-bit
 check is skipped.
 """
+
 import importlib.util
 import math
 import sys
@@ -21,8 +22,23 @@ pytest.importorskip("peft")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lora_8bit.py"
 TRAIN_SIZE, EPOCHS, BATCH = 64, 3, 8  # 64 = 8 full batches: one batch shape, one compiled graph
-ARGS = ["--model", "tiny", "--train-size", str(TRAIN_SIZE), "--eval-size", "16", "--epochs", str(EPOCHS),
-        "--batch-size", str(BATCH), "--seed", "0", "--threads", "1", "--quiet"]
+ARGS = [
+    "--model",
+    "tiny",
+    "--train-size",
+    str(TRAIN_SIZE),
+    "--eval-size",
+    "16",
+    "--epochs",
+    str(EPOCHS),
+    "--batch-size",
+    str(BATCH),
+    "--seed",
+    "0",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def load_example():
@@ -81,7 +97,9 @@ def test_only_lora_parameters_changed(result):
     for name, param in model.named_parameters():
         if "lora_" in name:
             assert param.requires_grad, name
-            assert not torch.equal(param.detach(), initial[name]), f"LoRA tensor {name} did not train"
+            assert not torch.equal(param.detach(), initial[name]), (
+                f"LoRA tensor {name} did not train"
+            )
             lora += 1
         else:
             assert not param.requires_grad, name
@@ -93,7 +111,11 @@ def test_only_lora_parameters_changed(result):
 
 def test_efficiency_report_counts_reported_passes(result):
     report = result["efficiency_report"]
-    assert report["trained_passes"] == result["reported_passes"] == sum(len(p) for p in result["plans"])
+    assert (
+        report["trained_passes"]
+        == result["reported_passes"]
+        == sum(len(p) for p in result["plans"])
+    )
     assert [e["reported"] for e in report["epochs"]] == [len(p) for p in result["plans"]]
     assert [e["planned"] for e in report["epochs"]] == [len(p) for p in result["plans"]]
     assert report["full_data_passes"] == EPOCHS * TRAIN_SIZE
@@ -110,8 +132,12 @@ def test_same_seed_same_plan(runs):
 
 
 def test_bf16_logits_give_float32_signals(result):
-    assert result["signal_dtypes"] == {"logits": "torch.bfloat16", "loss": "torch.float32",
-                                       "conf": "torch.float32", "correct": "torch.bool"}
+    assert result["signal_dtypes"] == {
+        "logits": "torch.bfloat16",
+        "loss": "torch.float32",
+        "conf": "torch.float32",
+        "correct": "torch.bool",
+    }
 
 
 def test_compiled_model_has_no_graph_breaks_and_no_recompiles(result):
@@ -134,7 +160,9 @@ def test_optimizer_keeps_8bit_states(result):
 
 
 def test_every_feature_can_be_turned_off():
-    r = run(ARGS[:] + ["--epochs", "1", "--no-compile", "--no-bf16", "--no-8bit", "--no-checkpointing"])
+    r = run(
+        ARGS[:] + ["--epochs", "1", "--no-compile", "--no-bf16", "--no-8bit", "--no-checkpointing"]
+    )
     assert r["compile"] is None and r["features"]["optimizer"] == "torch AdamW"
     assert r["features"]["checkpointed_layers"] == 0
     assert r["signal_dtypes"]["logits"] == "torch.float32"
@@ -143,7 +171,9 @@ def test_every_feature_can_be_turned_off():
 
 
 def test_without_bitsandbytes_falls_back_with_a_message(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` raise ImportError
+    monkeypatch.setitem(
+        sys.modules, "bitsandbytes", None
+    )  # makes `import bitsandbytes` raise ImportError
     r = run(ARGS[:] + ["--epochs", "1", "--no-compile"])
     assert r["features"]["optimizer"] == "torch AdamW"
     assert len(r["notes"]) == 1 and "falling back to torch.optim.AdamW" in r["notes"][0]

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -36,7 +38,9 @@ def test_equal_weights_give_exactly_one_draw_each():
 def test_counts_are_unbiased_over_offsets():
     weights = np.array([1.0, 2.0, 3.3, 0.7])
     total = 5
-    mean = np.mean([draw_counts(weights, total, np.random.default_rng(s)) for s in range(4000)], axis=0)
+    mean = np.mean(
+        [draw_counts(weights, total, np.random.default_rng(s)) for s in range(4000)], axis=0
+    )
     np.testing.assert_allclose(mean, total * weights / weights.sum(), atol=0.05)
 
 
@@ -50,16 +54,18 @@ def test_subsets_are_random_not_stripes(equal):
     # neighbours are drawn independently-ish (a stripe grid makes them perfectly anti-correlated)
     both = np.mean((draws[:, :-1] > 0) & (draws[:, 1:] > 0))
     single = np.mean(draws > 0)
-    assert abs(both - single ** 2) < 0.05
+    assert abs(both - single**2) < 0.05
     # inclusion frequency matches the expectation per sample
     np.testing.assert_allclose(draws.mean(axis=0), (n // 2) * weights / weights.sum(), atol=0.1)
 
 
 def test_plan_is_deterministic_per_seed_and_epoch():
     weights = np.random.default_rng(1).random(500)
+
     def plan(seed, epoch):
         rng = epoch_generator(seed, epoch)
         return shuffled_plan(draw_counts(weights, 400, rng), rng)
+
     np.testing.assert_array_equal(plan(3, 2), plan(3, 2))
     assert not np.array_equal(plan(3, 2), plan(3, 3))
     assert not np.array_equal(plan(3, 2), plan(4, 2))
@@ -88,16 +94,25 @@ def test_resolve_budget(budget, expected):
     assert resolve_budget(budget, default=7, num_samples=100) == expected
 
 
-@pytest.mark.parametrize("budget", [-1, 0.0, 1.5, "half", True])
-def test_bad_budgets(budget):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        (-1, "budget must be >= 0, got -1"),
+        (0.0, "a fractional budget must be in (0, 1], got 0.0"),
+        (1.5, "a fractional budget must be in (0, 1], got 1.5"),
+        ("half", "budget must be None, an int or a fraction, got 'half'"),
+        (True, "budget must be None, an int or a fraction, got True"),
+    ],
+)
+def test_bad_budgets(budget, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         resolve_budget(budget, 1, 10)
 
 
 def test_bad_weights():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         draw_counts(np.array([1.0, -1.0]), 3, np.random.default_rng(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         draw_counts(np.array([1.0, np.nan]), 3, np.random.default_rng(0))
 
 
@@ -114,7 +129,9 @@ def test_keyed_permutation_is_keyed_and_looks_random():
     from gekodata.planning.stream import KeyedPermutation
 
     size = 200_003
-    perm = lambda seed: KeyedPermutation(size, np.random.default_rng(seed))(np.arange(size)).astype(np.int64)  # noqa: E731
+    perm = lambda seed: KeyedPermutation(size, np.random.default_rng(seed))(np.arange(size)).astype(
+        np.int64
+    )
     a = perm(1)
     np.testing.assert_array_equal(a, perm(1))
     assert np.mean(a != perm(2)) > 0.99
@@ -127,8 +144,8 @@ def test_keyed_permutation_is_keyed_and_looks_random():
 
 
 def test_epoch_stream_slices_shards_and_materialises_alike():
-    from gekodata.sampler.collective import rank_shard
     from gekodata.planning.stream import EpochStream, KeyedPermutation
+    from gekodata.sampler.collective import rank_shard
 
     pool = np.random.default_rng(0).integers(0, 50, 1003).astype(np.int32)
     stream = EpochStream(pool, KeyedPermutation(len(pool), np.random.default_rng(3)), np.int32)
@@ -155,21 +172,41 @@ def class_counts(classes, weights, total, seed, extra_indices=None):
 
     source = lambda lo, hi: classes[lo:hi]  # noqa: E731
     sizes = class_sizes(source, len(classes))
-    pool = class_pool(source, sizes, weights, total, np.random.default_rng(seed), np.dtype(np.int32),
-                      extra_indices=extra_indices)
+    pool = class_pool(
+        source,
+        sizes,
+        weights,
+        total,
+        np.random.default_rng(seed),
+        np.dtype(np.int32),
+        extra_indices=extra_indices,
+    )
     indices = np.arange(len(classes)) if pool.indices is None else pool.indices
     return np.bincount(indices, minlength=len(classes)), pool
 
 
-class_weights_strategy = arrays(np.float64, st.integers(1, 6), elements=st.one_of(
-    st.just(0.0), st.floats(1e-3, 10.0), st.sampled_from([1.0, 2.0, 3.0, 0.1])))
+class_weights_strategy = arrays(
+    np.float64,
+    st.integers(1, 6),
+    elements=st.one_of(st.just(0.0), st.floats(1e-3, 10.0), st.sampled_from([1.0, 2.0, 3.0, 0.1])),
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(weights=class_weights_strategy, total=st.integers(0, 2000), seed=st.integers(0, 2**32 - 1),
-       n=st.integers(1, 300), data=st.data())
-def test_class_counts_sum_to_budget_and_stay_within_one_of_expectation(weights, total, seed, n, data):
-    classes = np.array(data.draw(st.lists(st.integers(0, len(weights) - 1), min_size=n, max_size=n)), dtype=np.uint8)
+@given(
+    weights=class_weights_strategy,
+    total=st.integers(0, 2000),
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    data=st.data(),
+)
+def test_class_counts_sum_to_budget_and_stay_within_one_of_expectation(
+    weights, total, seed, n, data
+):
+    classes = np.array(
+        data.draw(st.lists(st.integers(0, len(weights) - 1), min_size=n, max_size=n)),
+        dtype=np.uint8,
+    )
     counts, _ = class_counts(classes, weights, total, seed)
     per_sample = weights[classes]
     if per_sample.sum() == 0:
@@ -177,7 +214,9 @@ def test_class_counts_sum_to_budget_and_stay_within_one_of_expectation(weights, 
         return
     assert counts.sum() == total
     expected = total * per_sample / per_sample.sum()
-    assert (np.floor(expected - 1e-9) <= counts).all() and (counts <= np.ceil(expected + 1e-9)).all()
+    assert (np.floor(expected - 1e-9) <= counts).all() and (
+        counts <= np.ceil(expected + 1e-9)
+    ).all()
     assert (counts[per_sample == 0] == 0).all()
 
 
@@ -189,7 +228,9 @@ def test_class_counts_are_exact_in_expectation_like_the_general_path():
     total = 23
     expected = total * table[classes] / table[classes].sum()
     per_class = np.mean([class_counts(classes, table, total, s)[0] for s in range(3000)], axis=0)
-    general = np.mean([draw_counts(table[classes], total, np.random.default_rng(s)) for s in range(3000)], axis=0)
+    general = np.mean(
+        [draw_counts(table[classes], total, np.random.default_rng(s)) for s in range(3000)], axis=0
+    )
     np.testing.assert_allclose(per_class, expected, atol=0.05)
     np.testing.assert_allclose(general, expected, atol=0.05)
 
@@ -204,7 +245,7 @@ def test_class_draw_counts_are_exact_rationals():
         np.testing.assert_array_equal(base, [0, 0, 1, 0])
         assert int(sizes @ base + extra.sum()) == 10 and extra[1] == extra[3] == 0
         assert extra[0] in (2, 3) and extra[2] in (2, 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
         class_draw_counts(sizes, np.array([1.0, -1.0, 1.0, 1.0]), 3, np.random.default_rng(0))
 
 
@@ -218,8 +259,10 @@ def test_class_subsets_are_random_not_stripes(equal):
     assert len({row.tobytes() for row in draws}) == 400
     both = np.mean((draws[:, :-1] > 0) & (draws[:, 1:] > 0))
     single = np.mean(draws > 0)
-    assert abs(both - single ** 2) < 0.05
-    np.testing.assert_allclose(draws.mean(axis=0), (n // 2) * table[classes] / table[classes].sum(), atol=0.1)
+    assert abs(both - single**2) < 0.05
+    np.testing.assert_allclose(
+        draws.mean(axis=0), (n // 2) * table[classes] / table[classes].sum(), atol=0.1
+    )
 
 
 def test_class_pool_spans_blocks_and_appends_extra_indices(monkeypatch):
@@ -233,8 +276,12 @@ def test_class_pool_spans_blocks_and_appends_extra_indices(monkeypatch):
     table = np.array([1.0, 2.0])
     draws = np.array([class_counts(classes, table, 70, s)[0] for s in range(2000)])
     assert (draws.sum(axis=1) == 70).all()
-    np.testing.assert_allclose(draws.mean(axis=0), 70 * table[classes] / table[classes].sum(), atol=0.06)
-    counts, pool = class_counts(classes, np.array([0.0, 1.0]), 10, 0, extra_indices=np.array([1, 2]))
+    np.testing.assert_allclose(
+        draws.mean(axis=0), 70 * table[classes] / table[classes].sum(), atol=0.06
+    )
+    counts, pool = class_counts(
+        classes, np.array([0.0, 1.0]), 10, 0, extra_indices=np.array([1, 2])
+    )
     assert counts.sum() == 12 and counts[1] == counts[2] == 1 and pool.unique == 10
     counts, pool = class_counts(np.zeros(40, dtype=np.uint8), np.array([1.0]), 40, 0)
     assert pool.indices is None and (counts == 1).all()
@@ -254,24 +301,42 @@ def test_plan_epoch_per_class_agrees_with_the_per_sample_path():
         class PerSample(type(policy)):
             def sample_weights(self, store, codes, phase):
                 return super().sample_weights(store, codes, phase)
-        return PerSample(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.init})
+
+        return PerSample(
+            **{f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.init}
+        )
 
     rng = np.random.default_rng(5)
     n = 3000
     for policy, kwargs in [
-        (BucketPolicy(), {}), (BucketPolicy(max_times_seen=3), {"budget": 0.5}),
-        (BucketPolicy(noise_guard=True, suspect_min_accuracy=0.0), {}), (BucketPolicy(), {"unbiased_floor": 0.2}),
-        (InfoBatchPolicy(), {}), (BucketPolicy(), {"audit": ForgettingAudit(0.3, 0.1, 0)}),
+        (BucketPolicy(), {}),
+        (BucketPolicy(max_times_seen=3), {"budget": 0.5}),
+        (BucketPolicy(noise_guard=True, suspect_min_accuracy=0.0), {}),
+        (BucketPolicy(), {"unbiased_floor": 0.2}),
+        (InfoBatchPolicy(), {}),
+        (BucketPolicy(), {"audit": ForgettingAudit(0.3, 0.1, 0)}),
     ]:
         store = GEKOStateStore(n)
         for _ in range(3):
             loss = rng.exponential(0.5, n)
-            store.update(rng.integers(0, n, n), loss, np.exp(-loss), rng.random(n) < 0.7, pred=rng.integers(0, 3, n))
+            store.update(
+                rng.integers(0, n, n),
+                loss,
+                np.exp(-loss),
+                rng.random(n) < 0.7,
+                pred=rng.integers(0, 3, n),
+            )
         store.set_pruned(rng.random(n) < 0.05)
         classify_epoch(store, policy, None)
-        plans = [plan_epoch(store, p, epoch=2, num_epochs=5, seed=1, **kwargs) for p in (policy, per_sample(policy))]
+        plans = [
+            plan_epoch(store, p, epoch=2, num_epochs=5, seed=1, **kwargs)
+            for p in (policy, per_sample(policy))
+        ]
         fast, slow = plans
-        assert type(per_sample(policy)).bucket_weights(per_sample(policy), policy.curriculum.phases[0]) is None
+        assert (
+            type(per_sample(policy)).bucket_weights(per_sample(policy), policy.curriculum.phases[0])
+            is None
+        )
         for key in ("planned", "pruned", "buckets", "audit_planned", "num_samples", "phase"):
             assert getattr(fast.record, key) == getattr(slow.record, key), key
         np.testing.assert_array_equal(fast.audits, slow.audits)

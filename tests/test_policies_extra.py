@@ -1,10 +1,19 @@
 """The non-GEKO policies: uniform (random-subset control) and InfoBatch."""
+
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from gekodata import (Bucket, BucketPolicy, GEKOStateStore, InfoBatchPolicy, PruningDataset,
-                      WeightedBucketSampler)
+from gekodata import (
+    Bucket,
+    BucketPolicy,
+    GEKOStateStore,
+    InfoBatchPolicy,
+    PruningDataset,
+    WeightedBucketSampler,
+)
 from gekodata.policy import policy_from_config
 
 
@@ -16,7 +25,9 @@ def report_plan(sampler, loss_of):
 
 def test_uniform_never_freezes_and_budget_draws_fresh_random_subsets():
     n = 400
-    sampler = WeightedBucketSampler(PruningDataset(list(range(n))), BucketPolicy.uniform(), num_epochs=6, budget=0.25)
+    sampler = WeightedBucketSampler(
+        PruningDataset(list(range(n))), BucketPolicy.uniform(), num_epochs=6, budget=0.25
+    )
     subsets = []
     for epoch in range(6):
         sampler.set_epoch(epoch)
@@ -32,7 +43,9 @@ def test_uniform_never_freezes_and_budget_draws_fresh_random_subsets():
 def infobatch(n=300, r=0.5, num_epochs=8, seed=0):
     ds = PruningDataset([{"x": i} for i in range(n)])
     store = GEKOStateStore(n, ema_alpha=1.0)
-    return ds, WeightedBucketSampler(ds, InfoBatchPolicy(prune_ratio=r), num_epochs=num_epochs, seed=seed, store=store)
+    return ds, WeightedBucketSampler(
+        ds, InfoBatchPolicy(prune_ratio=r), num_epochs=num_epochs, seed=seed, store=store
+    )
 
 
 def test_infobatch_keeps_hard_samples_and_drops_well_learned_at_rate_r():
@@ -78,8 +91,12 @@ def test_infobatch_config_errors_and_save_load(tmp_path):
     policy = InfoBatchPolicy(prune_ratio=0.3, anneal_fraction=0.2)
     assert policy_from_config(policy.config()) == policy
     assert policy_from_config(BucketPolicy().config()).config() == BucketPolicy().config()
-    for bad in (dict(prune_ratio=1.0), dict(prune_ratio=-0.1), dict(anneal_fraction=1.0)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(prune_ratio=1.0), "prune_ratio must be in [0, 1), got 1.0"),
+        (dict(prune_ratio=-0.1), "prune_ratio must be in [0, 1), got -0.1"),
+        (dict(anneal_fraction=1.0), "anneal_fraction must be in [0, 1), got 1.0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             InfoBatchPolicy(**bad)
     ds = PruningDataset(list(range(50)))
     with pytest.raises(ValueError, match="own loss weights"):
@@ -93,4 +110,6 @@ def test_infobatch_config_errors_and_save_load(tmp_path):
     _, other = infobatch(50, r=0.5)
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.plan, sampler.plan)
-    np.testing.assert_array_equal(other.loss_weights(np.arange(50)), sampler.loss_weights(np.arange(50)))
+    np.testing.assert_array_equal(
+        other.loss_weights(np.arange(50)), sampler.loss_weights(np.arange(50))
+    )

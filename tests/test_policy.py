@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
 from gekodata import PruningDataset, WeightedBucketSampler
-from gekodata.store.codec import LOSS_TABLE
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
+from gekodata.store.codec import LOSS_TABLE
 from gekodata.store.state_store import MAX_VISITS, GEKOStateStore
 
 
@@ -11,7 +13,12 @@ def store_with(loss, conf, correct, visits_each=1):
     n = len(loss)
     store = GEKOStateStore(n, loss_scale_quantile=1.0)
     for _ in range(visits_each):
-        store.update(np.arange(n), np.asarray(loss, float), np.asarray(conf, float), np.asarray(correct, float))
+        store.update(
+            np.arange(n),
+            np.asarray(loss, float),
+            np.asarray(conf, float),
+            np.asarray(correct, float),
+        )
     return store
 
 
@@ -23,7 +30,13 @@ def test_geko_buckets_with_target_probability_confidence():
         correct=[1, 1, 0, 0, 1],
     )
     codes = BucketPolicy().classify(store)
-    assert [Bucket(c) for c in codes] == [Bucket.FREEZE, Bucket.LIGHT, Bucket.FOCUS, Bucket.HARD, Bucket.FREEZE]
+    assert [Bucket(c) for c in codes] == [
+        Bucket.FREEZE,
+        Bucket.LIGHT,
+        Bucket.FOCUS,
+        Bucket.HARD,
+        Bucket.FREEZE,
+    ]
 
 
 def test_freeze_needs_every_condition():
@@ -32,7 +45,10 @@ def test_freeze_needs_every_condition():
     assert BucketPolicy().classify(store_with(**base))[0] == Bucket.FREEZE
     assert BucketPolicy(freeze_confidence=0.995).classify(store_with(**base))[0] == Bucket.LIGHT
     assert BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base))[0] == Bucket.LIGHT
-    assert BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base, visits_each=2))[0] == Bucket.FREEZE
+    assert (
+        BucketPolicy(min_visits_to_freeze=2).classify(store_with(**base, visits_each=2))[0]
+        == Bucket.FREEZE
+    )
     # an unstable loss history (2.0 then 0.01) blocks FREEZE through stability
     store = GEKOStateStore(1, loss_scale_quantile=1.0)
     store.update(np.array([0]), np.array([4.0]), np.array([0.2]), np.array([0.0]))
@@ -83,34 +99,48 @@ def test_bad_curricula_raise(phases, match):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(hard=-1, focus=1, light=1), dict(hard=float("nan"), focus=1, light=1), dict(hard=0, focus=0, light=0)],
+    ("kwargs", "message"),
+    [
+        (dict(hard=-1, focus=1, light=1), "weight x.hard must be finite and >= 0, got -1.0"),
+        (
+            dict(hard=float("nan"), focus=1, light=1),
+            "weight x.hard must be finite and >= 0, got nan",
+        ),
+        (
+            dict(hard=0, focus=0, light=0),
+            "phase 'x' gives every bucket weight 0 and would train nothing",
+        ),
+    ],
 )
-def test_bad_phase_weights_raise(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_phase_weights_raise(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         Phase("x", 0.0, 1.0, **kwargs)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        dict(freeze_confidence=1.2),
-        dict(freeze_stability=-0.1),
-        dict(freeze_q=2),
-        dict(hard_confidence=-1),
-        dict(min_visits_to_freeze=0),
-        dict(max_times_seen=0),
-        dict(curriculum="mountain"),
+        (dict(freeze_confidence=1.2), "freeze_confidence must be in [0, 1], got 1.2"),
+        (dict(freeze_stability=-0.1), "freeze_stability must be in [0, 1], got -0.1"),
+        (dict(freeze_q=2), "freeze_q must be in [0, 1], got 2.0"),
+        (dict(hard_confidence=-1), "hard_confidence must be in [0, 1], got -1.0"),
+        (dict(min_visits_to_freeze=0), "min_visits_to_freeze must be >= 1, got 0"),
+        (dict(max_times_seen=0), "max_times_seen must be >= 1 or None, got 0"),
+        (dict(curriculum="mountain"), "curriculum must be a Curriculum, got str"),
     ],
 )
-def test_bad_policy_config_raises(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_policy_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         BucketPolicy(**kwargs)
 
 
 def test_user_phases_and_constant_schedule():
-    cur = Curriculum([Phase("early", 0.0, 0.5, hard=1, focus=1, light=1),
-                      Phase("late", 0.5, 1.0, hard=4, focus=1, light=0, freeze=0.5)])
+    cur = Curriculum(
+        [
+            Phase("early", 0.0, 0.5, hard=1, focus=1, light=1),
+            Phase("late", 0.5, 1.0, hard=4, focus=1, light=0, freeze=0.5),
+        ]
+    )
     table = cur.phase_for_epoch(3, 4).weight_table()
     assert table[Bucket.HARD] == 4 and table[Bucket.FREEZE] == 0.5 and table[Bucket.UNSEEN] == 4
     const = Curriculum.constant()
@@ -132,7 +162,7 @@ def test_presets():
 def test_sample_weights_zero_for_pruned_and_overseen():
     store = store_with(loss=[2.0, 2.0, 2.0], conf=[0.1, 0.1, 0.1], correct=[0, 0, 0], visits_each=3)
     store.set_pruned(np.array([0]))
-    store.columns["visits"][1] = 1
+    store.visits[1] = 1  # the public view writes through
     policy = BucketPolicy(max_times_seen=3)
     codes = policy.classify(store)
     weights = policy.sample_weights(store, codes, policy.curriculum.phases[2])
@@ -145,7 +175,9 @@ def test_config_roundtrip():
     assert clone.config() == policy.config()
 
 
-@pytest.mark.parametrize("make", [lambda m: BucketPolicy(max_times_seen=m), lambda m: InfoBatchPolicy(max_times_seen=m)])
+@pytest.mark.parametrize(
+    "make", [lambda m: BucketPolicy(max_times_seen=m), lambda m: InfoBatchPolicy(max_times_seen=m)]
+)
 def test_max_times_seen_above_the_visits_cap_is_refused(make):
     # visits are uint16 and saturate at MAX_VISITS: 70000 could never fire (it was accepted before)
     with pytest.raises(ValueError, match="saturates at 65535"):
@@ -155,7 +187,7 @@ def test_max_times_seen_above_the_visits_cap_is_refused(make):
     assert make(MAX_VISITS).max_times_seen == MAX_VISITS
     # the cap is reachable: a saturated count is at the limit
     store = GEKOStateStore(2)
-    store.columns["visits"][:] = [MAX_VISITS - 1, 0]
+    store.visits[:] = [MAX_VISITS - 1, 0]
     store.update(np.array([0, 0, 1]), np.ones(3), np.full(3, 0.5), np.zeros(3))
     policy = make(MAX_VISITS)
     weights = policy.sample_weights(store, policy.classify(store), policy.curriculum.phases[0])
@@ -164,31 +196,58 @@ def test_max_times_seen_above_the_visits_cap_is_refused(make):
 
 def reference_classify(policy, store):
     """BucketPolicy.classify as it was written over decoded float columns (the rules' text)."""
-    cols = store.columns
-    visits, correct, conf_255 = cols["visits"], store.last_correct, cols["conf_ema"]
+    visits, correct = store.visits, store.last_correct
+    # the stored 1/255 steps, recovered exactly from the decoded confidence
+    conf_255 = np.rint(store.confidence.astype(np.float64) * 255.0)
     frozen = conf_255 > policy.freeze_confidence * 255.0
     frozen &= correct
     frozen &= store.loss_std < np.float32(1.0 - policy.freeze_stability)
-    frozen &= cols["q_value"].astype(np.float32) >= np.float32(policy.freeze_q)
+    frozen &= store.q_value >= np.float32(policy.freeze_q)
     if policy.min_visits_to_freeze > 1:
         frozen &= visits >= policy.min_visits_to_freeze
-    codes = np.where(conf_255 < (1.0 - policy.hard_confidence) * 255.0, np.uint8(Bucket.HARD), np.uint8(Bucket.FOCUS))
+    codes = np.where(
+        conf_255 < (1.0 - policy.hard_confidence) * 255.0,
+        np.uint8(Bucket.HARD),
+        np.uint8(Bucket.FOCUS),
+    )
     codes[correct] = Bucket.LIGHT
     codes[frozen] = Bucket.FREEZE
     seen = visits > 0
     codes[~seen] = Bucket.UNSEEN
     if policy.noise_guard and seen.any():
         if np.count_nonzero(correct & seen) / np.count_nonzero(seen) >= policy.suspect_min_accuracy:
-            codes[(codes == Bucket.HARD) & (store.wrong_streak >= policy.suspect_streak)] = Bucket.SUSPECT
+            codes[(codes == Bucket.HARD) & (store.wrong_streak >= policy.suspect_streak)] = (
+                Bucket.SUSPECT
+            )
     return codes
 
 
-@pytest.mark.parametrize("settings", [
-    {}, {"noise_guard": True, "suspect_min_accuracy": 0.0}, {"min_visits_to_freeze": 3},
-    {"freeze_confidence": 1.0, "freeze_stability": 1.0, "freeze_q": 1.0, "hard_confidence": 1.0},
-    {"freeze_confidence": 0.0, "freeze_stability": 0.0, "freeze_q": 0.0, "hard_confidence": 0.0},
-    {"freeze_confidence": 0.5, "freeze_stability": 0.25, "freeze_q": 0.5, "hard_confidence": 0.5},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"noise_guard": True, "suspect_min_accuracy": 0.0},
+        {"min_visits_to_freeze": 3},
+        {
+            "freeze_confidence": 1.0,
+            "freeze_stability": 1.0,
+            "freeze_q": 1.0,
+            "hard_confidence": 1.0,
+        },
+        {
+            "freeze_confidence": 0.0,
+            "freeze_stability": 0.0,
+            "freeze_q": 0.0,
+            "hard_confidence": 0.0,
+        },
+        {
+            "freeze_confidence": 0.5,
+            "freeze_stability": 0.25,
+            "freeze_q": 0.5,
+            "hard_confidence": 0.5,
+        },
+    ],
+)
 def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     """Integer thresholds on the raw columns (uint8 confidence, loss codes, float16 bits) give
     exactly the buckets the rules give on decoded floats, at and around every threshold."""
@@ -200,10 +259,28 @@ def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     cols["flags"][:] = rng.integers(0, 256, n)
     cols["visits"][:] = rng.integers(0, 4, n)
     near = np.searchsorted(LOSS_TABLE, np.float32([0.0, 0.2, 0.5, 0.75, 1.0]))
-    cols["loss_std_code"][:] = np.where(rng.random(n) < 0.5, rng.choice(np.concatenate([near - 1, near, near + 1]), n),
-                                        rng.integers(0, 65536, n)).clip(0, 65535)
-    q = rng.choice(np.array([0.0, -0.0, 0.5, 0.8, 1.0, np.nextafter(np.float16(0.8), np.float16(0)),
-                             np.nextafter(np.float16(0.8), np.float16(1)), np.nan, np.inf], dtype=np.float16), n)
+    cols["loss_std_code"][:] = np.where(
+        rng.random(n) < 0.5,
+        rng.choice(np.concatenate([near - 1, near, near + 1]), n),
+        rng.integers(0, 65536, n),
+    ).clip(0, 65535)
+    q = rng.choice(
+        np.array(
+            [
+                0.0,
+                -0.0,
+                0.5,
+                0.8,
+                1.0,
+                np.nextafter(np.float16(0.8), np.float16(0)),
+                np.nextafter(np.float16(0.8), np.float16(1)),
+                np.nan,
+                np.inf,
+            ],
+            dtype=np.float16,
+        ),
+        n,
+    )
     cols["q_value"][:] = np.where(rng.random(n) < 0.5, q, rng.random(n).astype(np.float16))
     policy = BucketPolicy(**settings)
     np.testing.assert_array_equal(policy.classify(store), reference_classify(policy, store))

@@ -1,16 +1,18 @@
 """RL prompt selection on hand-made group outcomes: the store's zero-variance run, report_groups,
 the reward-function wrapper and PromptPolicy's buckets, draws, freezing, audit and exploration."""
+
 import asyncio
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from gekodata import Bucket, GEKOStateStore, PromptPolicy, WeightedBucketSampler
-from gekodata.store.layout import MAX_GROUP_STREAK
 from gekodata.policy import policy_from_config
 from gekodata.prompts import group_rows, prompt_summary, report_groups, reward_reporter
+from gekodata.store.layout import MAX_GROUP_STREAK
 
 G = 4
 
@@ -55,7 +57,12 @@ def test_group_streak_is_order_independent_saturates_and_needs_exact_equality():
     idx = np.repeat(np.arange(50), G)
     c = rng.integers(0, 2, len(idx)).astype(np.float32)
     c[:G] = 0.7  # continuous rewards, all equal: zero variance, "right" (>= 0.5)
-    c[G:2 * G] = [0.7, 0.7, 0.7, np.nextafter(np.float32(0.7), np.float32(1))]  # not exactly equal
+    c[G : 2 * G] = [
+        0.7,
+        0.7,
+        0.7,
+        np.nextafter(np.float32(0.7), np.float32(1)),
+    ]  # not exactly equal
     a, b = GEKOStateStore(50), GEKOStateStore(50)
     for s in (a, b):
         s.ensure_column("group_streak")
@@ -92,7 +99,9 @@ def test_group_streak_column_is_optional_and_survives_save_load(tmp_path):
 def test_group_rows_shapes_ranges_and_missing_rewards():
     idx, s = group_rows([3, 1], [[1, 0, None], [0.5, float("nan"), 1]])
     assert idx.tolist() == [3, 3, 1, 1] and s.tolist() == [1, 0, 0.5, 1]
-    idx, s = group_rows(torch.tensor([2, 2, 5]), torch.tensor([-1.0, 1.0, 0.0]), reward_range=(-1, 1))
+    idx, s = group_rows(
+        torch.tensor([2, 2, 5]), torch.tensor([-1.0, 1.0, 0.0]), reward_range=(-1, 1)
+    )
     assert idx.dtype == np.int64 and s.tolist() == [0.0, 1.0, 0.5]
     with pytest.raises(ValueError, match="outside reward_range"):
         group_rows([0], [[1.5, 1]])
@@ -122,8 +131,8 @@ def test_report_groups_refuses_bad_calls_whole():
 def test_a_group_split_across_calls_is_judged_whole():
     """TRL deals a generation batch out to processes in slices: half a group per rank."""
     sampler = sampler_for(3)
-    report_groups(sampler, [0, 0, 1, 1, 2, 2], [1, 1, 1, 1, 0, 0])   # "rank 0"
-    report_groups(sampler, [0, 0, 1, 1, 2, 2], [1, 1, 0, 0, 0, 0])   # "rank 1"
+    report_groups(sampler, [0, 0, 1, 1, 2, 2], [1, 1, 1, 1, 0, 0])  # "rank 0"
+    report_groups(sampler, [0, 0, 1, 1, 2, 2], [1, 1, 0, 0, 0, 0])  # "rank 1"
     sampler.set_epoch(1)
     assert sampler.store.group_streak.tolist() == [1, 0, -1]
     np.testing.assert_allclose(sampler.store.correctness, [1.0, 0.5, 0.0], atol=1 / 255)
@@ -135,8 +144,16 @@ def test_efficiency_report_counts_groups_as_passes():
     report = sampler.efficiency_report()
     assert report.epochs[0].reported == 5 and report.full_data_passes == 10
     assert prompt_summary(sampler.store) == {
-        "prompts": 5, "unseen": 0, "informative": 2, "solved_streak": 1, "failed_streak": 2, "frozen": 0,
-        "pruned": 0, "mean_pass_rate": pytest.approx((1 + 0 + 0.5 + 0.75 + 0) / 5, abs=1e-2), "rollouts": 5 * G}
+        "prompts": 5,
+        "unseen": 0,
+        "informative": 2,
+        "solved_streak": 1,
+        "failed_streak": 2,
+        "frozen": 0,
+        "pruned": 0,
+        "mean_pass_rate": pytest.approx((1 + 0 + 0.5 + 0.75 + 0) / 5, abs=1e-2),
+        "rollouts": 5 * G,
+    }
 
 
 # ---------------------------------------------------------------------------------- the wrapper
@@ -151,8 +168,13 @@ def test_reward_reporter_is_transparent_and_reports():
 
     wrapped = reward_reporter(sampler, my_reward)
     assert wrapped.__name__ == "my_reward" and wrapped.__doc__ == "docs"
-    out = wrapped(prompts=["p"] * 4, completions=["1", "2", "1", "1"], answer=["1", "1", "1", "1"],
-                  idx=[2, 2, 3, 3], trainer_state=None)
+    out = wrapped(
+        prompts=["p"] * 4,
+        completions=["1", "2", "1", "1"],
+        answer=["1", "1", "1", "1"],
+        idx=[2, 2, 3, 3],
+        trainer_state=None,
+    )
     assert out == [1.0, 0.0, 1.0, 1.0]  # returned unchanged
     assert seen["idx"] == [2, 2, 3, 3] and "trainer_state" in seen  # passed through unchanged
     assert wrapped.reported_rows == 4 and sampler.pending_reports == 4
@@ -163,7 +185,12 @@ def test_reward_reporter_is_transparent_and_reports():
         wrapped(prompts=["p"], completions=["1"], answer=["1"])
     sampler.set_epoch(1)
     assert sampler.store.group_streak.tolist() == [0, 0, 0, 1]
-    assert sampler.store.bucket.tolist() == [Bucket.UNSEEN, Bucket.UNSEEN, Bucket.FOCUS, Bucket.LIGHT]
+    assert sampler.store.bucket.tolist() == [
+        Bucket.UNSEEN,
+        Bucket.UNSEEN,
+        Bucket.FOCUS,
+        Bucket.LIGHT,
+    ]
 
 
 def test_reward_reporter_refuses_async_and_bad_arguments():
@@ -182,8 +209,9 @@ def test_reward_reporter_refuses_async_and_bad_arguments():
 
 # ---------------------------------------------------------------------------------- the policy
 def test_buckets_and_draws_follow_the_group_outcomes():
-    policy = PromptPolicy(group_size=G, easy_keep=0.5, hard_keep=0.5, explore=0.1, freeze_after=3,
-                          learnability=0.0)
+    policy = PromptPolicy(
+        group_size=G, easy_keep=0.5, hard_keep=0.5, explore=0.1, freeze_after=3, learnability=0.0
+    )
     sampler = sampler_for(6, policy)
     outcomes = [[1] * G, [0] * G, [1, 0, 1, 0], None, [1] * G, [0] * G]
     window(sampler, outcomes, 1)
@@ -193,9 +221,18 @@ def test_buckets_and_draws_follow_the_group_outcomes():
     store = sampler.store
     assert store.group_streak.tolist() == [3, -2, 0, 0, 0, -4]
     codes = policy.classify(store)
-    assert codes.tolist() == [Bucket.FREEZE, Bucket.HARD, Bucket.FOCUS, Bucket.UNSEEN, Bucket.FOCUS, Bucket.HARD]
+    assert codes.tolist() == [
+        Bucket.FREEZE,
+        Bucket.HARD,
+        Bucket.FOCUS,
+        Bucket.UNSEEN,
+        Bucket.FOCUS,
+        Bucket.HARD,
+    ]
     weights = policy.sample_weights(store, codes, sampler.phase)
-    np.testing.assert_allclose(weights, [0.0, 0.25, 1.0, 1.0, 1.0, 0.1])  # 0.5**4 = 0.0625 < explore
+    np.testing.assert_allclose(
+        weights, [0.0, 0.25, 1.0, 1.0, 1.0, 0.1]
+    )  # 0.5**4 = 0.0625 < explore
     assert policy.default_budget(weights, codes) == pytest.approx(3.35)
     assert 0 not in sampler.global_plan  # frozen
     assert len(sampler) in (3, 4)  # round(3.35) plus at most rounding: the epoch shrinks
@@ -228,7 +265,9 @@ def test_hopeless_prompts_keep_exploring_and_come_back():
     for epoch in range(1, 12):
         plan = sampler.global_plan
         drawn += np.bincount(plan, minlength=n)
-        solvable = set(range(100)) if epoch >= 6 else set()  # the first 100 become solvable at epoch 6
+        solvable = (
+            set(range(100)) if epoch >= 6 else set()
+        )  # the first 100 become solvable at epoch 6
         window(sampler, _groups(plan, n, solvable), epoch)
     # the runs grow only when a skipped prompt is explored again: keep 0.5 ** run, never < explore
     store = sampler.store
@@ -254,7 +293,9 @@ def _groups(plan, n, solvable):
 def test_learnability_redistributes_informative_draws():
     policy = PromptPolicy(group_size=8, learnability=1.0, max_draws=10.0)
     sampler = sampler_for(3, policy)
-    window(sampler, [[1, 0, 1, 0, 1, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0]], 1)
+    window(
+        sampler, [[1, 0, 1, 0, 1, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0]], 1
+    )
     store = sampler.store
     w = policy.sample_weights(store, policy.classify(store), sampler.phase)
     p = store.correctness.astype(np.float64)
@@ -267,7 +308,9 @@ def test_learnability_redistributes_informative_draws():
     off = PromptPolicy(group_size=8, learnability=0.0)
     assert off.sample_weights(store, off.classify(store), sampler.phase).tolist() == [1.0, 1.0, 1.0]
     capped = PromptPolicy(group_size=8, learnability=1.0, max_draws=1.2)
-    assert capped.sample_weights(store, capped.classify(store), sampler.phase).max() == pytest.approx(1.2)
+    assert capped.sample_weights(
+        store, capped.classify(store), sampler.phase
+    ).max() == pytest.approx(1.2)
 
 
 def test_frozen_prompts_are_audited_and_unfrozen_by_one_failure():
@@ -279,7 +322,9 @@ def test_frozen_prompts_are_audited_and_unfrozen_by_one_failure():
     frozen = np.flatnonzero(sampler.store.bucket == Bucket.FREEZE)
     assert len(frozen) == len(plan)
     audits = sampler.audit_pending
-    assert len(audits) == int(np.ceil(0.25 * len(frozen))) and set(audits.tolist()) <= set(frozen.tolist())
+    assert len(audits) == int(np.ceil(0.25 * len(frozen))) and set(audits.tolist()) <= set(
+        frozen.tolist()
+    )
     assert set(audits.tolist()) <= set(sampler.global_plan.tolist())
     forgot, kept = int(audits[0]), audits[1:]
     report_groups(sampler, [forgot], [[1, 1, 1, 0]])  # one failed completion
@@ -292,24 +337,57 @@ def test_frozen_prompts_are_audited_and_unfrozen_by_one_failure():
 
 
 def test_policy_config_round_trip_and_checks(tmp_path):
-    policy = PromptPolicy(group_size=8, easy_keep=0.3, hard_keep=0.6, explore=0.02, freeze_after=None,
-                          learnability=0.25, max_draws=1.5, max_times_seen=100)
+    policy = PromptPolicy(
+        group_size=8,
+        easy_keep=0.3,
+        hard_keep=0.6,
+        explore=0.02,
+        freeze_after=None,
+        learnability=0.25,
+        max_draws=1.5,
+        max_times_seen=100,
+    )
     again = policy_from_config(json.loads(json.dumps(policy.config())))
     assert again == policy and again.rows_per_pass == 8
     sampler = sampler_for(5, policy)
     window(sampler, [[1] * 8, [0] * 8, None, [1, 0] * 4, None], 1)
     sampler.save(tmp_path / "s.safetensors")
-    other = sampler_for(5, PromptPolicy(group_size=8, easy_keep=0.3, hard_keep=0.6, explore=0.02,
-                                        freeze_after=None, learnability=0.25, max_draws=1.5, max_times_seen=100))
+    other = sampler_for(
+        5,
+        PromptPolicy(
+            group_size=8,
+            easy_keep=0.3,
+            hard_keep=0.6,
+            explore=0.02,
+            freeze_after=None,
+            learnability=0.25,
+            max_draws=1.5,
+            max_times_seen=100,
+        ),
+    )
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.store.group_streak, sampler.store.group_streak)
     np.testing.assert_array_equal(other.global_plan, sampler.global_plan)
     with pytest.raises(ValueError, match="policy differs"):
         sampler_for(5, PromptPolicy(group_size=4)).load(tmp_path / "s.safetensors")
-    for bad in ({"group_size": 0}, {"group_size": 2.5}, {"easy_keep": 1.5}, {"explore": -0.1},
-                {"freeze_after": 0}, {"freeze_after": 200}, {"learnability": 2}, {"max_draws": 0.5},
-                {"max_times_seen": 0}):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        ({"group_size": 0}, "group_size must be an int >= 1 (completions per prompt), got 0"),
+        ({"group_size": 2.5}, "group_size must be an int >= 1 (completions per prompt), got 2.5"),
+        ({"easy_keep": 1.5}, "easy_keep must be in [0, 1], got 1.5"),
+        ({"explore": -0.1}, "explore must be in [0, 1], got -0.1"),
+        (
+            {"freeze_after": 0},
+            "freeze_after must be in [1, 127] (the store's streak saturates there) or None, got 0",
+        ),
+        (
+            {"freeze_after": 200},
+            "freeze_after must be in [1, 127] (the store's streak saturates there) or None, got 200",
+        ),
+        ({"learnability": 2}, "learnability must be in [0, 1], got 2.0"),
+        ({"max_draws": 0.5}, "max_draws must be finite and >= 1, got 0.5"),
+        ({"max_times_seen": 0}, "max_times_seen must be >= 1 or None, got 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             PromptPolicy(**bad)
 
 
@@ -329,9 +407,14 @@ def test_simulated_grpo_run_saves_rollouts_and_zero_variance_groups():
         rng = np.random.default_rng(2)
         if policy is None:
             from gekodata import BucketPolicy
-            sampler = WeightedBucketSampler(range(n), BucketPolicy.uniform(), num_epochs=epochs, seed=0)
+
+            sampler = WeightedBucketSampler(
+                range(n), BucketPolicy.uniform(), num_epochs=epochs, seed=0
+            )
         else:
-            sampler = WeightedBucketSampler(range(n), policy, num_epochs=epochs, seed=0, audit_fraction=0.1)
+            sampler = WeightedBucketSampler(
+                range(n), policy, num_epochs=epochs, seed=0, audit_fraction=0.1
+            )
         groups = zero = 0
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
@@ -356,10 +439,13 @@ def test_pass_rate_history_tempers_the_skip():
     store = sampler.store
     assert store.group_streak.tolist() == [-1, -2, 2]
     p = store.correctness.astype(np.float64)
-    q = 1 - p ** g - (1 - p) ** g
+    q = 1 - p**g - (1 - p) ** g
     assert q[0] > 0.5 and q[1] == 0 and q[2] == 0
-    np.testing.assert_allclose(informed.sample_weights(store, informed.classify(store), sampler.phase),
-                               [q[0], 0.25, 0.25])
-    np.testing.assert_allclose(plain.sample_weights(store, plain.classify(store), sampler.phase), [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(
+        informed.sample_weights(store, informed.classify(store), sampler.phase), [q[0], 0.25, 0.25]
+    )
+    np.testing.assert_allclose(
+        plain.sample_weights(store, plain.classify(store), sampler.phase), [0.5, 0.25, 0.25]
+    )
     with pytest.raises(ValueError, match="informed must be a bool"):
         PromptPolicy(informed="yes")

@@ -1,4 +1,5 @@
 """cross_fit_reference_losses: reference losses for RHO-LOSS from models that never saw the sample."""
+
 import numpy as np
 import pytest
 
@@ -44,5 +45,7 @@ def test_cross_fit_reference_losses_score_each_sample_with_a_model_that_never_sa
         cross_fit_reference_losses(n, make_model, train, lambda m, idx: np.zeros(len(idx) + 1))
     fresh = GEKOStateStore(n)
     with pytest.raises(ValueError, match="finite"):
-        cross_fit_reference_losses(n, make_model, train, lambda m, idx: np.full(len(idx), np.nan), store=fresh)
+        cross_fit_reference_losses(
+            n, make_model, train, lambda m, idx: np.full(len(idx), np.nan), store=fresh
+        )
     assert "ref_loss_code" not in fresh.columns

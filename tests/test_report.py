@@ -6,7 +6,9 @@ from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
 def test_report_table_dict_and_png(tmp_path):
     ds = PruningDataset(list(range(60)), prune_frozen_after=1)
-    sampler = WeightedBucketSampler(ds, BucketPolicy(), num_epochs=3, seed=0)  # GEKO's mountain: PEAK
+    sampler = WeightedBucketSampler(
+        ds, BucketPolicy(), num_epochs=3, seed=0
+    )  # GEKO's mountain: PEAK
     losses = np.where(np.arange(60) < 20, 1e-3, 2.5)
     for epoch in range(3):
         sampler.set_epoch(epoch)

@@ -1,6 +1,6 @@
 """Kill a real 2-rank DDP run (torchrun, gloo, CPU) with SIGKILL, resume it, compare with an uninterrupted run.
 
-``tests/resume_ddp_run.py`` trains on 480 MNIST digits for 3 epochs, checkpointing every 5 steps
+``tests/support/resume_ddp_run.py`` trains on 480 MNIST digits for 3 epochs, checkpointing every 5 steps
 and right after every ``set_epoch``. Its uninterrupted run (0 loader workers) is the reference for
 every scenario, killed and resumed with 0 or 2 loader workers per rank: the per-rank step layout (measured, and asserted below so that a changed plan can't
 move a kill to another kind of position) is
@@ -24,6 +24,7 @@ file and the final sampler files are equal across ranks and runs (tensor header 
 identical; the string metadata equal as a dict, as safetensors writes it in hash order, leaving out
 the sampler records' wall-clock ``plan_seconds``); the model weights are equal on every rank.
 """
+
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from torchrun_util import TEARDOWN_CRASH
+from support.torchrun_util import TEARDOWN_CRASH
 
 import gekodata
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
@@ -44,7 +45,7 @@ pytest.importorskip("mlxtend")
 
 HERE = Path(__file__).resolve().parent
 GEKODATA_HOME = Path(gekodata.__file__).resolve().parent.parent
-SCRIPT = HERE / "resume_ddp_run.py"
+SCRIPT = HERE / "support" / "resume_ddp_run.py"
 NPROC = 2
 NUM_DIGITS = 480  # resume_ddp_run.NUM_DIGITS
 TIMEOUT = 180
@@ -52,7 +53,13 @@ TIMEOUT = 180
 # name -> (script arguments, rank that dies, steps it trained, checkpoint LATEST must name, its step)
 SCENARIOS = {
     "mid_epoch": (["--kill-at", 27, "--kill-rank", 1], 1, 27, "s0025", 25),
-    "epoch_boundary": (["--kill-after-epoch-ckpt", 1, "--kill-rank", 0], 0, 15, "s0015_epoch1_start", 15),
+    "epoch_boundary": (
+        ["--kill-after-epoch-ckpt", 1, "--kill-rank", 0],
+        0,
+        15,
+        "s0015_epoch1_start",
+        15,
+    ),
     "during_save": (["--kill-in-save", "s0010"], 0, 10, "s0005", 5),
 }
 
@@ -62,16 +69,28 @@ def launch(out, *args, expect_kill=False):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # the ranks import the gekodata this test imported (an editable install may point elsewhere)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(GEKODATA_HOME), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={NPROC}",
-           str(SCRIPT), str(out), *map(str, args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={NPROC}",
+        str(SCRIPT),
+        str(out),
+        *map(str, args),
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     output = proc.stdout + proc.stderr
     if expect_kill:
-        assert proc.returncode != 0, "the launcher must fail when a rank is SIGKILLed\n" + output[-3000:]
+        assert proc.returncode != 0, (
+            "the launcher must fail when a rank is SIGKILLed\n" + output[-3000:]
+        )
         assert "Signal 9 (SIGKILL)" in output, output[-3000:]
     else:
         done = all((Path(out) / f"done_rank{r}").exists() for r in range(NPROC))
-        # a known gloo abort at interpreter exit (tests/torchrun_util.py) after every rank finished
+        # a known gloo abort at interpreter exit (tests/support/torchrun_util.py) after every rank finished
         # all its work does not change any output; the script's os._exit makes it rare anyway
         assert proc.returncode == 0 or (done and TEARDOWN_CRASH in output), output[-3000:]
         assert done, output[-3000:]
@@ -87,7 +106,7 @@ def read_stream(path):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """The script's MNIST digits, loaded once here instead of by every rank of every launch."""
-    from resume_ddp_run import digits
+    from support.resume_ddp_run import digits
 
     x, y = digits()
     path = tmp_path_factory.mktemp("data") / "digits.npz"
@@ -113,8 +132,17 @@ def check_layout(full):
         steps = [int(line[1]) for line in read_stream(full / f"stream_rank{rank}.txt")]
         assert steps == list(range(1, 34))
     names = sorted(p.name for p in (full / "ckpt").iterdir() if p.is_dir())
-    assert names == ["s0000_epoch0_start", "s0005", "s0010", "s0015", "s0015_epoch1_start", "s0020",
-                     "s0022_epoch2_start", "s0025", "s0030"]
+    assert names == [
+        "s0000_epoch0_start",
+        "s0005",
+        "s0010",
+        "s0015",
+        "s0015_epoch1_start",
+        "s0020",
+        "s0022_epoch2_start",
+        "s0025",
+        "s0030",
+    ]
     assert (full / "ckpt" / "LATEST").read_text() == "s0030"
 
 
@@ -134,30 +162,48 @@ def contents(path):
 
 
 def fresh_sampler():
-    return WeightedBucketSampler(PruningDataset(list(range(NUM_DIGITS))), BucketPolicy(), num_epochs=3, seed=7)
+    return WeightedBucketSampler(
+        PruningDataset(list(range(NUM_DIGITS))), BucketPolicy(), num_epochs=3, seed=7
+    )
 
 
-@pytest.mark.parametrize("workers,scenario", [
-    (0, "mid_epoch"), (0, "epoch_boundary"), (0, "during_save"),
-    (2, "mid_epoch"),  # each launch costs ~7 s CPU: 2 workers for every scenario would near 90 s
-])
-def test_killed_ddp_run_resumes_to_the_same_streams_store_and_model(tmp_path, data, full, workers, scenario):
+@pytest.mark.parametrize(
+    "workers,scenario",
+    [
+        (0, "mid_epoch"),
+        (0, "epoch_boundary"),
+        (0, "during_save"),
+        (
+            2,
+            "mid_epoch",
+        ),  # each launch costs ~7 s CPU: 2 workers for every scenario would near 90 s
+    ],
+)
+def test_killed_ddp_run_resumes_to_the_same_streams_store_and_model(
+    tmp_path, data, full, workers, scenario
+):
     args, dead_rank, dead_steps, latest, ckpt_step = SCENARIOS[scenario]
     killed = tmp_path / "killed"
 
     launch(killed, "--data", data, "--workers", workers, *args, expect_kill=True)
-    assert [(killed / f"killed_rank{r}").exists() for r in range(NPROC)] == [r == dead_rank for r in range(NPROC)]
+    assert [(killed / f"killed_rank{r}").exists() for r in range(NPROC)] == [
+        r == dead_rank for r in range(NPROC)
+    ]
     assert not (killed / "final.safetensors").exists()
     assert len(read_stream(killed / f"stream_rank{dead_rank}.txt")) == dead_steps
     assert (killed / "ckpt" / "LATEST").read_text() == latest
     sampler_file = killed / "ckpt" / latest / "sampler.safetensors"
     probe = fresh_sampler()
     probe.load(sampler_file)  # the checkpoint LATEST names is complete and loads
-    assert probe.epoch == int(read_stream(full / "stream_rank0.txt")[ckpt_step][0])  # the epoch resumed in
+    assert probe.epoch == int(
+        read_stream(full / "stream_rank0.txt")[ckpt_step][0]
+    )  # the epoch resumed in
     if scenario == "during_save":
         torn = killed / "ckpt" / "s0010"
         assert not (torn / "sampler.safetensors").exists(), "the rename must never have happened"
-        leftovers = [p.name for p in torn.iterdir() if p.name.startswith(".sampler.safetensors.tmp-")]
+        leftovers = [
+            p.name for p in torn.iterdir() if p.name.startswith(".sampler.safetensors.tmp-")
+        ]
         assert len(leftovers) == 1, sorted(p.name for p in torn.iterdir())
         assert (killed / "killed_rank0").read_text() == f"save s0010 tmp={leftovers[0]}"
     if scenario == "epoch_boundary":
@@ -180,14 +226,20 @@ def test_killed_ddp_run_resumes_to_the_same_streams_store_and_model(tmp_path, da
     reference_store = contents(full / "final_store_rank0.safetensors")
     for run_dir in (full, killed):
         for rank in range(NPROC):
-            assert contents(run_dir / f"final_store_rank{rank}.safetensors") == reference_store, (run_dir.name, rank)
+            assert contents(run_dir / f"final_store_rank{rank}.safetensors") == reference_store, (
+                run_dir.name,
+                rank,
+            )
     a, b = load_file(full / "final.safetensors"), load_file(killed / "final.safetensors")
     assert a.keys() == b.keys()
     for key in a:  # names the first array that differs, if one does
         assert a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes(), key
     assert contents(full / "final.safetensors") == contents(killed / "final.safetensors")
-    digests = {(run, rank): (run_dir / f"final_rank{rank}.json").read_text()
-               for run, run_dir in (("full", full), ("resumed", killed)) for rank in range(NPROC)}
+    digests = {
+        (run, rank): (run_dir / f"final_rank{rank}.json").read_text()
+        for run, run_dir in (("full", full), ("resumed", killed))
+        for rank in range(NPROC)
+    }
     assert len(set(digests.values())) == 1, digests
     reference = torch.load(full / "final_model_rank0.pt")
     for run_dir in (full, killed):

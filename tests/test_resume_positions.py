@@ -8,6 +8,7 @@ windows), and a fresh process-like copy (new dataset, sampler and loader) restor
 and runs to the end. The resumed index stream must equal the rest of the reference stream and the
 final stores must be bitwise equal — at every position, with 0 and 2 loader workers.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ import torch
 from gekodata import PruningDataset, WeightedBucketSampler
 
 pytest.importorskip("torchdata")
-from torchdata.stateful_dataloader import StatefulDataLoader  # noqa: E402
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 N, EPOCHS, BATCH = 40, 3, 8
 
@@ -24,14 +25,19 @@ def loss_of(idx: torch.Tensor, epoch: int) -> torch.Tensor:
     """Deterministic per-sample losses: a third of the samples are learnt at once (and freeze,
     then prune), the rest improve slowly."""
     base = ((idx * 7919) % 13).float() / 6.0
-    return torch.where(idx % 3 == 0, torch.full_like(base, 1e-3), base * 0.7 ** epoch)
+    return torch.where(idx % 3 == 0, torch.full_like(base, 1e-3), base * 0.7**epoch)
 
 
 def build(workers: int):
     ds = PruningDataset([{"x": float(i)} for i in range(N)], prune_frozen_after=1)
     sampler = WeightedBucketSampler(ds, num_epochs=EPOCHS, seed=3)
-    loader = StatefulDataLoader(ds, batch_size=BATCH, sampler=sampler, num_workers=workers,
-                                multiprocessing_context="fork" if workers else None)
+    loader = StatefulDataLoader(
+        ds,
+        batch_size=BATCH,
+        sampler=sampler,
+        num_workers=workers,
+        multiprocessing_context="fork" if workers else None,
+    )
     return sampler, loader
 
 
@@ -88,16 +94,23 @@ def test_resume_from_every_position_gives_the_same_stream_and_store(tmp_path, wo
         start = epoch + 1 if kind == "epoch_end" else max(epoch, 0)
         resumed = run(resumed_sampler, resumed_loader, start_epoch=start)
         where = f"checkpoint at {kind} of epoch {epoch} (position {target}, workers={workers})"
-        assert resumed == reference[taken["done"]:], where
+        assert resumed == reference[taken["done"] :], where
         for name, column in sampler.store.columns.items():
-            np.testing.assert_array_equal(resumed_sampler.store.columns[name], column, err_msg=f"{name}: {where}")
+            np.testing.assert_array_equal(
+                resumed_sampler.store.columns[name], column, err_msg=f"{name}: {where}"
+            )
         mine, theirs = resumed_sampler.efficiency_report(), sampler.efficiency_report()
-        assert (mine.planned_passes, mine.trained_passes) == (theirs.planned_passes, theirs.trained_passes), where
+        assert (mine.planned_passes, mine.trained_passes) == (
+            theirs.planned_passes,
+            theirs.trained_passes,
+        ), where
 
 
 def test_state_dict_after_set_epoch_starts_the_new_epoch():
     sampler, _ = build(0)
-    sampler.report(torch.full((N,), 1e-3), idx=torch.arange(N))  # everything mastered: epoch 1 shrinks
+    sampler.report(
+        torch.full((N,), 1e-3), idx=torch.arange(N)
+    )  # everything mastered: epoch 1 shrinks
     assert len(list(sampler)) == N
     assert sampler.state_dict()["yielded"] == N
     sampler.set_epoch(1)

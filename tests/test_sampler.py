@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,9 @@ from gekodata.store.state_store import COLUMNS
 
 
 def make(n=200, **kwargs):
-    ds = PruningDataset([{"x": i} for i in range(n)], prune_frozen_after=kwargs.pop("prune_frozen_after", None))
+    ds = PruningDataset(
+        [{"x": i} for i in range(n)], prune_frozen_after=kwargs.pop("prune_frozen_after", None)
+    )
     kwargs.setdefault("num_epochs", 5)
     return ds, WeightedBucketSampler(ds, **kwargs)
 
@@ -34,7 +38,9 @@ def test_epoch0_visits_every_sample_once_and_len_is_known():
 
 def test_frozen_samples_shorten_the_epoch_and_are_never_planned():
     n = 300
-    _, sampler = make(n, policy=BucketPolicy(curriculum=Curriculum.constant(hard=3, focus=1, light=1)))
+    _, sampler = make(
+        n, policy=BucketPolicy(curriculum=Curriculum.constant(hard=3, focus=1, light=1))
+    )
     easy = np.arange(n) < 100  # samples 0..99 are mastered, the rest are wrong
     loss_of = lambda idx: np.where(easy[idx], 0.001, 3.0)
     report_all(sampler, loss_of)
@@ -65,8 +71,9 @@ def test_same_seed_same_reports_same_plans_and_store():
         plans = []
         for epoch in range(4):
             sampler.set_epoch(epoch)
-            plans.append(report_all(sampler, lambda idx, e=epoch: losses[idx] * (0.3 ** e)))
+            plans.append(report_all(sampler, lambda idx, e=epoch: losses[idx] * (0.3**e)))
         return plans, sampler.store
+
     plans_a, store_a = run(1)
     plans_b, store_b = run(1)
     plans_c, _ = run(2)
@@ -92,8 +99,11 @@ def test_replanning_same_epoch_is_idempotent():
 
 
 def test_pruning_shrinks_the_live_count_and_unprune_restores():
-    ds, sampler = make(100, prune_frozen_after=2,
-                       policy=BucketPolicy(curriculum=Curriculum.constant(hard=1, focus=1, light=1)))
+    ds, sampler = make(
+        100,
+        prune_frozen_after=2,
+        policy=BucketPolicy(curriculum=Curriculum.constant(hard=1, focus=1, light=1)),
+    )
     easy = np.arange(100) < 30
     for epoch in range(4):
         sampler.set_epoch(epoch)
@@ -134,17 +144,38 @@ def test_bad_reports_raise_and_leave_store_unchanged():
     before = {k: v.copy() for k, v in sampler.store.columns.items()}
     reported = sampler.efficiency_report().trained_passes
     bad_calls = [
-        dict(loss=torch.tensor([0.5]), idx=None),
-        dict(loss=torch.tensor([0.5, 0.1]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([float("nan")]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([0.5]), idx=torch.tensor([10])),
-        dict(loss=torch.tensor([0.5]), idx=torch.tensor([1.0])),
-        dict(loss=torch.tensor([0.5]), conf=torch.tensor([1.5]), idx=torch.tensor([1])),
-        dict(loss=torch.tensor([[0.5]]), idx=torch.tensor([[1]])),
-        dict(loss=np.array([0.5, 0.1]), conf=np.array([0.5]), idx=np.array([1, 2])),
+        (dict(loss=torch.tensor([0.5]), idx=None), "report() needs idx: the samples' indices"),
+        (
+            dict(loss=torch.tensor([0.5, 0.1]), idx=torch.tensor([1])),
+            "loss has 2 entries but idx has 1",
+        ),
+        (
+            dict(loss=torch.tensor([float("nan")]), idx=torch.tensor([1])),
+            "loss must be finite (as float32, the dtype the store computes in); entry 0 is nan (idx 1)",
+        ),
+        (
+            dict(loss=torch.tensor([0.5]), idx=torch.tensor([10])),
+            "idx 10 (entry 0) out of range for a dataset of 10 samples",
+        ),
+        (
+            dict(loss=torch.tensor([0.5]), idx=torch.tensor([1.0])),
+            "idx must be an integer array, got float32",
+        ),
+        (
+            dict(loss=torch.tensor([0.5]), conf=torch.tensor([1.5]), idx=torch.tensor([1])),
+            "conf must be in [0, 1]; entry 0 is 1.5 (idx 1)",
+        ),
+        (
+            dict(loss=torch.tensor([[0.5]]), idx=torch.tensor([[1]])),
+            "idx must be 1-D (one value per sample), got shape (1, 1)",
+        ),
+        (
+            dict(loss=np.array([0.5, 0.1]), conf=np.array([0.5]), idx=np.array([1, 2])),
+            "conf has 1 entries but idx has 2",
+        ),
     ]
-    for call in bad_calls:
-        with pytest.raises(ValueError):
+    for call, message in bad_calls:
+        with pytest.raises(ValueError, match=re.escape(message)):
             sampler.report(**call)
     sampler.flush()
     for k, v in before.items():
@@ -170,8 +201,12 @@ def test_missing_conf_and_correct_are_derived_from_loss():
 def test_reports_accept_numpy_lists_and_mixed_dtypes():
     _, sampler = make(4)
     sampler.report([0.3, 0.4], [0.7, 0.6], [True, False], [2, 3])
-    sampler.report(torch.tensor([0.3], dtype=torch.bfloat16), torch.tensor([0.5], dtype=torch.float16),
-                   torch.tensor([1]), torch.tensor([0], dtype=torch.int32))
+    sampler.report(
+        torch.tensor([0.3], dtype=torch.bfloat16),
+        torch.tensor([0.5], dtype=torch.float16),
+        torch.tensor([1]),
+        torch.tensor([0], dtype=torch.int32),
+    )
     assert sampler.pending_reports == 3 and sampler.store.visits.sum() == 0  # folded at sync points
     sampler.flush()
     assert sampler.store.visits.tolist() == [1, 0, 1, 1]
@@ -179,8 +214,12 @@ def test_reports_accept_numpy_lists_and_mixed_dtypes():
 
 def test_unbiased_weights_estimate_the_full_mean_loss():
     n = 400
-    ds, sampler = make(n, unbiased=True, unbiased_floor=0.5,
-                       policy=BucketPolicy(curriculum=Curriculum.constant(hard=3, focus=1, light=1)))
+    ds, sampler = make(
+        n,
+        unbiased=True,
+        unbiased_floor=0.5,
+        policy=BucketPolicy(curriculum=Curriculum.constant(hard=3, focus=1, light=1)),
+    )
     rng = np.random.default_rng(0)
     losses = np.where(np.arange(n) < 200, 0.001, rng.random(n) * 3 + 1)
     report_all(sampler, lambda idx: losses[idx])
@@ -200,15 +239,17 @@ def test_unbiased_weights_estimate_the_full_mean_loss():
 
 def test_unbiased_requires_positive_floor_and_other_arg_errors():
     ds = PruningDataset(list(range(5)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unbiased_floor must be finite and > 0, got 0"):
         WeightedBucketSampler(ds, num_epochs=2, unbiased=True, unbiased_floor=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_epochs must be >= 1, got 0"):
         WeightedBucketSampler(ds, num_epochs=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="budget must be >= 0, got -3"):
         WeightedBucketSampler(ds, num_epochs=2, budget=-3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
         WeightedBucketSampler(ds, num_epochs=2, seed=-1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(
+        RuntimeError, match=re.escape("loss weights exist only with unbiased=True or a policy")
+    ):
         WeightedBucketSampler(ds, num_epochs=2).loss_weights(np.array([0]))
 
 

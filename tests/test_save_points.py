@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from torchrun_util import run_torchrun
+from support.torchrun_util import run_torchrun
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
@@ -99,7 +99,7 @@ def test_a_saved_file_carries_the_pending_reports(tmp_path):
 def test_two_ranks_save_points(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "save_points_run.py"), str(tmp_path)]
+           str(HERE / "support" / "save_points_run.py"), str(tmp_path)]
     proc = run_torchrun(cmd, env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "ok_rank0").exists() and (tmp_path / "ok_rank1").exists()

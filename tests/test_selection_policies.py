@@ -1,11 +1,21 @@
 """The selection policies on hand-made stores: ForgettingPolicy, ReducibleLossPolicy and the
 class-aware noise guard (a rare class is not noise)."""
+
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from gekodata import (Bucket, BucketPolicy, ForgettingPolicy, GEKOStateStore, PruningDataset, ReducibleLossPolicy,
-                      WeightedBucketSampler)
+from gekodata import (
+    Bucket,
+    BucketPolicy,
+    ForgettingPolicy,
+    GEKOStateStore,
+    PruningDataset,
+    ReducibleLossPolicy,
+    WeightedBucketSampler,
+)
 from gekodata.planning.epoch_plan import classify_epoch, plan_epoch
 from gekodata.policy import policy_from_config
 from gekodata.policy.guard import others_accuracy
@@ -39,8 +49,18 @@ def forgetting_store(policy):
     6 wrong (near miss); 7 never reported."""
     store = GEKOStateStore(8)
     policy.prepare(store)
-    window(store, [0, 1, 2, 3, 4, 5, 6], [1, 1, 1, 1, 1, 0, 0], conf=[.9, .9, .9, .9, .9, .5, .5])
-    window(store, [0, 1, 2, 3, 4, 5, 6], [1, 1, 1, 1, 0, 1, 0], conf=[.9, .9, .9, .9, .3, .9, .5])
+    window(
+        store,
+        [0, 1, 2, 3, 4, 5, 6],
+        [1, 1, 1, 1, 1, 0, 0],
+        conf=[0.9, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5],
+    )
+    window(
+        store,
+        [0, 1, 2, 3, 4, 5, 6],
+        [1, 1, 1, 1, 0, 1, 0],
+        conf=[0.9, 0.9, 0.9, 0.9, 0.3, 0.9, 0.5],
+    )
     window(store, [4], [1])
     window(store, [4], [1])
     return store
@@ -64,13 +84,25 @@ def test_forgetting_policy_skips_learned_never_forgotten_and_trains_the_rest_onc
     assert policy.classify(store)[0] == Bucket.LIGHT and store.forget_count[0] == 1
     lenient = ForgettingPolicy(noise_guard=False, max_forgetting=1, min_visits=2, min_learned=2)
     assert lenient.classify(store)[0] == Bucket.FREEZE
-    assert ForgettingPolicy(noise_guard=False, min_visits=2, min_learned=3).classify(store)[1] == Bucket.LIGHT
-    assert ForgettingPolicy(noise_guard=False, min_visits=3, min_learned=2).classify(store)[1] == Bucket.LIGHT
+    assert (
+        ForgettingPolicy(noise_guard=False, min_visits=2, min_learned=3).classify(store)[1]
+        == Bucket.LIGHT
+    )
+    assert (
+        ForgettingPolicy(noise_guard=False, min_visits=3, min_learned=2).classify(store)[1]
+        == Bucket.LIGHT
+    )
 
 
 def test_forgetting_policy_rescale_and_anneal():
-    policy = ForgettingPolicy(noise_guard=False, audit_weight=0.25, min_visits=2, min_learned=2, rescale=True,
-                              anneal_fraction=0.25)
+    policy = ForgettingPolicy(
+        noise_guard=False,
+        audit_weight=0.25,
+        min_visits=2,
+        min_learned=2,
+        rescale=True,
+        anneal_fraction=0.25,
+    )
     assert policy.provides_loss_weights and not ForgettingPolicy().provides_loss_weights
     store = forgetting_store(policy)
     (p,) = plans(store, policy, seeds=[0], epoch=1)
@@ -89,21 +121,30 @@ def test_forgetting_policy_in_the_sampler_allocates_its_signals_and_round_trips(
         sampler.set_epoch(epoch)
         plan = np.array(list(sampler))
         correct = (plan < 30).astype(float)  # 30 learned at once, 10 never
-        sampler.report(torch.tensor(np.where(correct > 0, 0.01, 2.0)), None, torch.tensor(correct), torch.tensor(plan))
+        sampler.report(
+            torch.tensor(np.where(correct > 0, 0.01, 2.0)),
+            None,
+            torch.tensor(correct),
+            torch.tensor(plan),
+        )
     sampler.set_epoch(3)
     codes = sampler.store.bucket
     assert (codes[:30] == Bucket.FREEZE).all()  # learned twice, never forgotten: skipped
     assert (codes[30:] == Bucket.SUSPECT).all()  # wrong with 75% right elsewhere: the guard
     assert len(sampler.plan) == 1 and 30 <= sampler.plan[0] < 40  # 10 x suspect_weight 0.1
     sampler.save(tmp_path / "s.safetensors")
-    other = WeightedBucketSampler(PruningDataset(list(range(40))), policy_from_config(policy.config()), num_epochs=5,
-                                  seed=1)
+    other = WeightedBucketSampler(
+        PruningDataset(list(range(40))), policy_from_config(policy.config()), num_epochs=5, seed=1
+    )
     other.load(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(other.store.forget_count, sampler.store.forget_count)
     np.testing.assert_array_equal(other.plan, sampler.plan)
-    with pytest.raises(ValueError, match="policy"):  # another policy configuration: refused when strict
-        WeightedBucketSampler(PruningDataset(list(range(40))), ForgettingPolicy(), num_epochs=5,
-                              seed=1).load(tmp_path / "s.safetensors")
+    with pytest.raises(
+        ValueError, match="policy"
+    ):  # another policy configuration: refused when strict
+        WeightedBucketSampler(
+            PruningDataset(list(range(40))), ForgettingPolicy(), num_epochs=5, seed=1
+        ).load(tmp_path / "s.safetensors")
 
 
 # ------------------------------------------------------------------------------ reducible loss
@@ -121,7 +162,10 @@ def test_reducible_loss_policy_keeps_the_top_share_and_explores_the_rest():
     # keep round(0.5 x 9 seen) = 4 by reducible loss; the wrong labels (6, 7) rank low despite the
     # highest losses; 8 (no reference) ranks by its loss
     assert np.flatnonzero(codes == Bucket.FOCUS).tolist() == [0, 1, 2, 8]
-    assert np.flatnonzero(codes == Bucket.LIGHT).tolist() == [3, 4, 5, 6, 7] and codes[9] == Bucket.UNSEEN
+    assert (
+        np.flatnonzero(codes == Bucket.LIGHT).tolist() == [3, 4, 5, 6, 7]
+        and codes[9] == Bucket.UNSEEN
+    )
     rates, _ = draw_rates(store, policy)
     np.testing.assert_array_equal(rates[[0, 1, 2, 8, 9]], 1.0)  # kept and unseen: once each
     assert abs(rates[[3, 4, 5, 6, 7]].mean() - 0.2) < 0.04  # the rest explored at explore_weight
@@ -194,17 +238,41 @@ def test_noise_guard_spares_wrong_samples_whose_loss_is_falling():
 
 
 def test_policy_configs_round_trip_and_bad_settings_are_refused():
-    for policy in (ForgettingPolicy(min_visits=3, audit_weight=0.05, rescale=True, anneal_fraction=0.2),
-                   ReducibleLossPolicy(keep_fraction=0.3, noise_guard=True, suspect_progress=None)):
+    for policy in (
+        ForgettingPolicy(min_visits=3, audit_weight=0.05, rescale=True, anneal_fraction=0.2),
+        ReducibleLossPolicy(keep_fraction=0.3, noise_guard=True, suspect_progress=None),
+    ):
         again = policy_from_config(policy.config())
         assert type(again) is type(policy) and again.config() == policy.config()
-    for bad in (dict(min_visits=0), dict(min_learned=256), dict(max_forgetting=-1), dict(audit_weight=1.5),
-                dict(suspect_weight=-0.1), dict(suspect_streak=8), dict(anneal_fraction=1.0),
-                dict(suspect_progress=float("nan")), dict(hard_confidence=2.0), dict(max_times_seen=0)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (
+            dict(min_visits=0),
+            "min_visits must be in [1, 65535] (the store's column saturates above), got 0",
+        ),
+        (
+            dict(min_learned=256),
+            "min_learned must be in [1, 255] (the store's column saturates above), got 256",
+        ),
+        (
+            dict(max_forgetting=-1),
+            "max_forgetting must be in [0, 254] (the store's column saturates above), got -1",
+        ),
+        (dict(audit_weight=1.5), "audit_weight must be a draw rate in [0, 1], got 1.5"),
+        (dict(suspect_weight=-0.1), "suspect_weight must be a draw rate in [0, 1], got -0.1"),
+        (dict(suspect_streak=8), "suspect_streak must be in [1, 7], got 8"),
+        (dict(anneal_fraction=1.0), "anneal_fraction must be in [0, 1), got 1.0"),
+        (dict(suspect_progress=float("nan")), "suspect_progress must be finite or None, got nan"),
+        (dict(hard_confidence=2.0), "hard_confidence must be in [0, 1], got 2.0"),
+        (dict(max_times_seen=0), "max_times_seen must be >= 1 or None, got 0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             ForgettingPolicy(**bad)
-    for bad in (dict(keep_fraction=0.0), dict(keep_fraction=1.2), dict(explore_weight=-1.0)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(keep_fraction=0.0), "keep_fraction must be in (0, 1], got 0.0"),
+        (dict(keep_fraction=1.2), "keep_fraction must be in (0, 1], got 1.2"),
+        (dict(explore_weight=-1.0), "explore_weight must be a draw rate in [0, 1], got -1.0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             ReducibleLossPolicy(**bad)
     ds = PruningDataset(list(range(10)))
     with pytest.raises(ValueError, match="own loss weights"):

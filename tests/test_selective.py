@@ -1,4 +1,5 @@
 import math
+import re
 from collections import namedtuple
 
 import numpy as np
@@ -54,8 +55,12 @@ def test_random_and_weighted_are_seeded():
         a = select_rows(s, 0.4, strategy, generator=torch.Generator().manual_seed(9))
         b = select_rows(s, 0.4, strategy, generator=torch.Generator().manual_seed(9))
         assert torch.equal(a, b)
-        draws = {tuple(select_rows(s, 0.4, strategy, generator=torch.Generator().manual_seed(i)).tolist())
-                 for i in range(10)}
+        draws = {
+            tuple(
+                select_rows(s, 0.4, strategy, generator=torch.Generator().manual_seed(i)).tolist()
+            )
+            for i in range(10)
+        }
         assert len(draws) > 1
 
 
@@ -89,7 +94,9 @@ def test_random_weights_are_ones_and_topk_has_none():
     s = scores_of()
     rows = select_rows(s, 0.3, "random", generator=torch.Generator().manual_seed(0))
     assert torch.equal(importance_weights(s, rows, 0.3, "random"), torch.ones(6))
-    assert torch.equal(inclusion_probabilities(s, 0.3, "random"), torch.full((20,), 0.3, dtype=torch.float64))
+    assert torch.equal(
+        inclusion_probabilities(s, 0.3, "random"), torch.full((20,), 0.3, dtype=torch.float64)
+    )
     topk_pi = inclusion_probabilities(s, 0.3, "topk")
     assert set(topk_pi.tolist()) == {0.0, 1.0} and topk_pi.sum() == 6
     assert torch.equal(topk_pi.nonzero().squeeze(1), select_rows(s, 0.3, "topk"))
@@ -110,7 +117,7 @@ def test_select_rows_rejects_bad_input():
         select_rows(s.view(4, 5), 0.5)
     with pytest.raises(ValueError, match="empty"):
         select_rows(torch.zeros(0), 0.5)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="scores must be a 1-D torch tensor, got list"):
         select_rows([0.1, 0.2], 0.5)
 
 
@@ -141,11 +148,15 @@ def test_subset_batch_indexes_nested_tensors_and_passes_the_rest():
 
 def test_store_scores_use_loss_ema_and_rank_unseen_first():
     store = GEKOStateStore(10, ema_alpha=1.0)
-    store.update(np.array([0, 1, 2, 3]), np.array([0.5, 2.0, 1.0, 0.25]), np.full(4, 0.5), np.zeros(4))
+    store.update(
+        np.array([0, 1, 2, 3]), np.array([0.5, 2.0, 1.0, 0.25]), np.full(4, 0.5), np.zeros(4)
+    )
     idx = torch.tensor([3, 1, 7, 0])
     s = store_scores(store, idx)
     assert s.dtype == torch.float32
-    assert s[0].item() == pytest.approx(0.25, rel=1e-3) and s[1].item() == pytest.approx(2.0, rel=1e-3)
+    assert s[0].item() == pytest.approx(0.25, rel=1e-3) and s[1].item() == pytest.approx(
+        2.0, rel=1e-3
+    )
     assert s[2].item() == math.inf
     sb = SelectiveBackprop(0.5)
     rows = sb.select_from_store(store, idx)
@@ -160,14 +171,19 @@ def test_store_scores_use_loss_ema_and_rank_unseen_first():
     assert torch.equal(store_scores(holder, idx), s)
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         store_scores(store, torch.tensor([10]))
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError,
+        match=re.escape("store must be a GEKOStateStore (or hold one as .store), got object"),
+    ):
         store_scores(object(), idx)
 
 
 class TinyNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -247,7 +263,9 @@ def test_counters_and_cost_summary_add_up():
         sb.cost_summary(backward_cost=-1)
     assert cost["kept_fraction"] == pytest.approx(14 / 56)
     assert cost["scoring_seconds"] == 0.5 and cost["training_seconds"] >= 1.5
-    assert cost["total_seconds"] == pytest.approx(cost["scoring_seconds"] + cost["training_seconds"])
+    assert cost["total_seconds"] == pytest.approx(
+        cost["scoring_seconds"] + cost["training_seconds"]
+    )
     state = sb.state_dict()
     other = SelectiveBackprop(0.25, "random", generator=torch.Generator().manual_seed(5))
     other.load_state_dict(state)

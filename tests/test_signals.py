@@ -51,7 +51,9 @@ def test_causal_lm_correctness_rules():
     assert exact.tolist() == [True, False]
     _, _, two_thirds = causal_lm_signals(logits, labels, correct=0.6)
     assert two_thirds.tolist() == [True, True]
-    _, _, custom = causal_lm_signals(logits, labels, correct=lambda pred, lab, mask: pred[:, -1] == lab[:, -1])
+    _, _, custom = causal_lm_signals(
+        logits, labels, correct=lambda pred, lab, mask: pred[:, -1] == lab[:, -1]
+    )
     assert custom.tolist() == [True, False]
 
 
@@ -61,7 +63,9 @@ def test_causal_lm_loss_is_differentiable_and_shift_false():
     loss, conf, _ = causal_lm_signals(logits, labels)
     assert loss.requires_grad and not conf.requires_grad
     loss.sum().backward()
-    assert logits.grad is not None and logits.grad[:, -1].abs().sum() == 0  # last position predicts nothing
+    assert (
+        logits.grad is not None and logits.grad[:, -1].abs().sum() == 0
+    )  # last position predicts nothing
     shifted, _, _ = causal_lm_signals(logits[:, :-1].detach(), labels[:, 1:], shift=False)
     torch.testing.assert_close(shifted, loss.detach())
 

@@ -130,7 +130,7 @@ def test_pruned_flag_does_not_disturb_bucket_or_correct_bits():
 
 def test_visits_saturate():
     store = GEKOStateStore(1)
-    store.columns["visits"][0] = 65534
+    store.visits[0] = 65534  # the public view writes through
     store.update(np.array([0, 0, 0]), np.ones(3), np.ones(3) / 2, np.ones(3))
     assert store.visits[0] == 65535
 
@@ -168,7 +168,10 @@ def test_load_rejects_wrong_size_version_and_corruption(tmp_path):
         target.load(truncated)
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"\x00" * 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError,
+        match=r"g\.safetensors: not a readable safetensors file \(truncated or corrupt\?\)",
+    ):
         target.load(garbage)
     assert_same(target, snap)
 
@@ -188,7 +191,7 @@ def test_load_rejects_foreign_safetensors(tmp_path):
 
     path = tmp_path / "foreign.safetensors"
     save_file({"w": np.zeros(3, dtype=np.float32)}, str(path))
-    with pytest.raises(ValueError, match="not a gekodata.state file"):
+    with pytest.raises(ValueError, match=r"not a gekodata\.state file"):
         GEKOStateStore(3).load(path)
 
 
@@ -214,63 +217,92 @@ def test_update_property_matches_sequential_reference(n, data):
         assert store.last_correct[i] == (corr[sel].mean() >= 0.5)
     untouched = np.setdiff1d(np.arange(n), idx)
     assert (store.visits[untouched] == 0).all()
-    assert (0 <= store.q_value).all() and (store.q_value <= 1).all()
+    assert (store.q_value >= 0).all() and (store.q_value <= 1).all()
 
 
 # --------------------------------------------------------------------------- merged windows, bitwise
-def reference_update(store, idx, loss, conf, correct, pred=None):
-    """The store update as it was before windows were grouped by per-sample counts: np.unique
-    merge, whole-array folds. Every grouping path must reproduce its floats bit for bit."""
-    from gekodata.store.codec import add_to_hist
-    from gekodata.store.kernels import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
-    from gekodata.store.state_store import MAX_VISITS
+# Rows that share an index within one update are merged into one observation (the float64 mean of
+# their float32 values in row order, cast to float32; the largest known label), by a sort for
+# windows much smaller than the store (rows * 16 < num_samples) and by per-sample counts otherwise
+# (gekodata.store.grouping). These tests pin that through the public update/state_dict only.
+def public_state(store, rows=None):
+    """``state_dict()`` with every column cut to its first ``rows`` samples (all when None)."""
+    state = store.state_dict()
+    cut = slice(None) if rows is None else slice(0, rows)
+    state["columns"] = {name: column[cut] for name, column in state["columns"].items()}
+    del state["num_samples"]
+    return state
 
-    idx = np.asarray(idx, dtype=np.int64)
-    loss, conf, correct = (np.asarray(x, dtype=np.float32) for x in (loss, conf, correct))
-    add_to_hist(store.loss_hist_counts, store.loss_hist_max, loss)
-    store.loss_scale = store._scale_from_hist()
-    multiplicity = wandered = None
-    unanimous = np.ones(len(np.unique(idx)), dtype=bool)
-    if len(np.unique(idx)) != len(idx):
-        raw_correct = correct
-        idx, inverse, multiplicity = np.unique(idx, return_inverse=True, return_counts=True)
-        order = np.argsort(inverse, kind="stable")
-        starts = np.zeros(len(idx), dtype=np.int64)
-        np.cumsum(multiplicity[:-1], out=starts[1:])
-        ordered = raw_correct[order]
-        unanimous = np.minimum.reduceat(ordered, starts) == np.maximum.reduceat(ordered, starts)
-        loss, conf, correct = ((np.bincount(inverse, x) / multiplicity).astype(np.float32) for x in (loss, conf, correct))
-        if pred is not None:
-            pred = np.asarray(pred).astype(np.int64)
-            merged = np.full(len(idx), -1, dtype=np.int64)
-            np.maximum.at(merged, inverse, pred)
-            unknown = np.iinfo(np.int64).max
-            lowest = np.full(len(idx), unknown, dtype=np.int64)
-            np.minimum.at(lowest, inverse, np.where(pred >= 0, pred, unknown))
-            wandered = (merged >= 0) & (lowest != merged)
-            pred = merged
-    cols = store.columns
-    visits = cols["visits"][idx]
-    first = visits == 0
-    cols["loss_ema_code"][idx], cols["loss_std_code"][idx] = fold_loss_moments(
-        cols["loss_ema_code"][idx], cols["loss_std_code"][idx], loss, first, store.ema_alpha)
-    cols["conf_ema"][idx] = fold_fraction(cols["conf_ema"][idx], conf, first, store.ema_alpha)
-    cols["correct_ema"][idx] = fold_fraction(cols["correct_ema"][idx], correct, first, store.ema_alpha)
-    cols["q_value"][idx] = fold_q_value(cols["q_value"][idx], loss, store.loss_scale, first, store.q_rate)
-    cols["visits"][idx] = np.minimum(visits.astype(np.int64) + (1 if multiplicity is None else multiplicity),
-                                     MAX_VISITS)
-    last_pred = None
-    if pred is not None:
-        pred = np.asarray(pred)
-        if "pred_label" not in cols:
-            cols["pred_label"] = np.full(store.num_samples, -1, dtype=np.int32)
-        last_pred = cols["pred_label"][idx]
-        known = pred >= 0
-        cols["pred_label"][idx[known]] = pred[known]
-    cols["flags"][idx] = fold_flags(cols["flags"][idx], correct, pred, last_pred, wandered)
-    if "group_streak" in cols:
-        cols["group_streak"][idx] = fold_group_streak(cols["group_streak"][idx], unanimous, correct >= 0.5)
-    store.total_updates += len(loss) if multiplicity is None else int(multiplicity.sum())
+
+def assert_bitwise_equal(a, b, skip=()):
+    """Two ``public_state`` results hold the same bits (columns, histogram, scalars)."""
+    assert a["columns"].keys() == b["columns"].keys()
+    for name in a["columns"]:
+        if name not in skip:
+            assert a["columns"][name].dtype == b["columns"][name].dtype, name
+            assert a["columns"][name].tobytes() == b["columns"][name].tobytes(), name
+    for key in a.keys() - {"columns"} - set(skip):
+        if isinstance(a[key], np.ndarray):
+            assert a[key].tobytes() == b[key].tobytes(), key
+        else:
+            assert a[key] == b[key], key
+
+
+def fresh_like(store, num_samples):
+    other = GEKOStateStore(num_samples)
+    for name in ("group_streak", "pred_label"):  # the optional columns these tests allocate
+        if name in store.columns:
+            other.ensure_column(name)
+    other.track(*store.tracked)
+    return other
+
+
+def test_merged_rows_by_hand():
+    """Small windows with repeats, computed by hand: means, the largest known label, a wandered
+    label restarting the wrong streak, and the group streak of unanimous / disagreeing rows."""
+    store = GEKOStateStore(4, ema_alpha=0.5)
+    store.ensure_column("group_streak")
+
+    def update(idx, loss, conf, correct, pred):
+        store.update(
+            np.array(idx), np.array(loss), np.array(conf), np.array(correct), pred=np.array(pred)
+        )
+
+    update(
+        [2, 0, 2, 2, 1],
+        [1.0, 0.5, 2.0, 3.0, 0.25],
+        [0.1, 0.9, 0.3, 0.5, 0.6],
+        [0, 1, 0, 0, 1],
+        [3, 1, 3, 5, -1],
+    )
+    assert store.visits.tolist() == [1, 1, 3, 0] and store.total_updates == 5
+    np.testing.assert_allclose(store.loss[:3], [0.5, 0.25, 2.0], rtol=2e-3)
+    assert store.confidence[2] == pytest.approx(0.3, abs=1 / 255)
+    assert store.last_correct.tolist() == [True, True, False, False]
+    assert store.predicted.tolist() == [
+        1,
+        -1,
+        5,
+        -1,
+    ]  # the largest known label; -1 leaves it unknown
+    assert store.wrong_streak.tolist() == [0, 0, 1, 0]
+    assert store.group_streak.tolist() == [1, 1, -1, 0]
+
+    update([2, 2, 3], [1.0, 1.0, 4.0], [0.5, 0.5, 0.5], [0, 0, 1], [5, 5, 2])
+    assert store.visits.tolist() == [1, 1, 5, 1] and store.total_updates == 8
+    assert store.loss[2] == pytest.approx(1.5, rel=2e-3)  # 2.0 + 0.5 * (1.0 - 2.0)
+    assert store.loss[3] == pytest.approx(4.0, rel=2e-3)  # a first observation sets the EMA
+    assert store.predicted.tolist() == [1, -1, 5, 2]
+    assert store.wrong_streak.tolist() == [0, 0, 2, 0]  # wrong again with the same label
+    assert store.group_streak.tolist() == [1, 1, -2, 1]
+
+    update([2, 2], [1.0, 1.0], [0.5, 0.5], [0, 0], [5, 4])  # wrong, but the rows' labels disagree
+    assert store.predicted[2] == 5 and store.wrong_streak[2] == 1 and store.group_streak[2] == -3
+    update(
+        [2, 2], [1.0, 1.0], [0.5, 0.5], [1, 0], [5, 5]
+    )  # mean correctness 0.5: correct, not unanimous
+    assert store.last_correct[2] and store.wrong_streak[2] == 0 and store.group_streak[2] == 0
+    assert store.correctness[2] > 0
 
 
 def random_window(rng, n, rows, labels):
@@ -307,27 +339,112 @@ def test_grouped_rows_merge_the_same_floats_either_way(method):
     np.testing.assert_array_equal(grouped.unanimous(correct)[:300], same)
 
 
-@pytest.mark.parametrize("labels, group", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("rows", [3, 60, 900, 4000])  # 3 and 60 rows: the sort path; 900, 4000: counts
-def test_update_is_bitwise_the_reference_fold(rows, labels, group):
-    """Small and large windows, with and without repeats, several updates in a row: the store
-    is bit for bit what the np.unique fold made (the same floats, whatever the grouping)."""
+@pytest.mark.parametrize(
+    "labels, group", [(False, False), (True, False), (False, True), (True, True)]
+)
+@pytest.mark.parametrize("rows", [3, 60, 900, 4000])
+def test_sort_and_counts_grouping_give_the_same_bits(rows, labels, group):
+    """The same windows (repeats, distinct indices, several updates in a row) folded into a store
+    of 16 * rows samples (grouped by counts) and one a sample larger (grouped by a sort): the
+    samples both have are bit for bit the same, the extra one untouched."""
     rng = np.random.default_rng(rows)
-    n = 1000
-    store, reference = GEKOStateStore(n), GEKOStateStore(n)
-    if group:
-        store.ensure_column("group_streak")
-        reference.ensure_column("group_streak")
+    n = 16 * rows  # rows * 16 >= n: counts; the larger store: rows * 16 < n + 1: sort
+    by_counts, by_sort = GEKOStateStore(n), GEKOStateStore(n + 1)
+    for store in (by_counts, by_sort):
+        store.track("forgetting", "progress")
+        if group:
+            store.ensure_column("group_streak")
     for step in range(4):
-        window = random_window(rng, n, max(rows, 3), labels)
+        idx, loss, conf, correct, pred = random_window(rng, max(2, rows // 4), rows, labels)
         if step == 1:  # distinct indices: no merge at all
-            window = (rng.permutation(n)[: min(rows, n)],) + tuple(x[: min(rows, n)] if x is not None else None
-                                                                 for x in window[1:])
-        store.update(*window[:4], pred=window[4])
-        reference_update(reference, *window[:4], pred=window[4])
-        assert store.columns.keys() == reference.columns.keys()
-        for name, column in reference.columns.items():
-            assert store.columns[name].tobytes() == column.tobytes(), (step, name)
-        assert store.loss_scale == reference.loss_scale and store.total_updates == reference.total_updates
-        np.testing.assert_array_equal(store.loss_hist_counts, reference.loss_hist_counts)
-        np.testing.assert_array_equal(store.loss_hist_max, reference.loss_hist_max)
+            idx = rng.permutation(n)[:rows]
+        by_counts.update(idx, loss, conf, correct, pred=pred)
+        by_sort.update(idx, loss, conf, correct, pred=pred)
+        assert_bitwise_equal(public_state(by_counts), public_state(by_sort, n))
+    untouched = fresh_like(by_sort, n + 1).state_dict()["columns"]
+    for name, column in by_sort.state_dict()["columns"].items():
+        assert column[n:].tobytes() == untouched[name][n:].tobytes(), name
+
+
+@pytest.mark.parametrize(
+    "rows", [3, 60, 900, 4000]
+)  # 3 and 60 rows: the sort path; 900, 4000: counts
+def test_repeats_fold_as_one_observation_of_their_float64_mean(rows):
+    """A window with repeats leaves every per-sample column but ``visits`` exactly as the window
+    of its distinct indices carrying the merged values computed here would (float64 sums in row
+    order / count, as float32): one EMA step per sample, whatever the grouping path. Losses stay
+    below ``min_loss_scale`` so both windows see the same loss scale."""
+    rng = np.random.default_rng(rows + 1)
+    n = 1000
+    merged, premerged = GEKOStateStore(n), GEKOStateStore(n)
+    for store in (merged, premerged):
+        store.track("forgetting", "progress")
+    for _ in range(3):
+        idx = rng.integers(0, max(2, rows // 4), rows)
+        loss, conf = (
+            (rng.random(rows) * 0.9).astype(np.float32),
+            rng.random(rows).astype(np.float32),
+        )
+        correct = (rng.random(rows) < 0.6).astype(np.float32)
+        distinct, inverse, counts = np.unique(idx, return_inverse=True, return_counts=True)
+        means = [
+            (np.bincount(inverse, x.astype(np.float64)) / counts).astype(np.float32)
+            for x in (loss, conf, correct)
+        ]
+        visits_before = merged.visits.copy()
+        merged.update(idx, loss, conf, correct)
+        premerged.update(distinct, *means)
+        assert_bitwise_equal(
+            public_state(merged),
+            public_state(premerged),
+            skip=("visits", "total_updates", "loss_hist_counts", "loss_hist_max"),
+        )
+        assert merged.loss_scale == premerged.loss_scale == 1.0
+        expected = visits_before.astype(np.int64)
+        np.add.at(expected, idx, 1)
+        np.testing.assert_array_equal(merged.visits, expected)
+
+
+@pytest.mark.parametrize("labels, group", [(False, False), (True, True)])
+def test_a_window_split_by_index_or_reordered_gives_the_same_bits(labels, group):
+    """With the loss scale fixed (losses below ``min_loss_scale``), a window folds to the same
+    bits as its rows split into two windows that keep each index's rows together (in order), and
+    a window of distinct indices as any permutation of it."""
+    rng = np.random.default_rng(3)
+    n = 500
+
+    def store():
+        s = GEKOStateStore(n)
+        s.track("forgetting", "progress")
+        if group:
+            s.ensure_column("group_streak")
+        return s
+
+    for rows, span in ((40, 10), (3000, 400), (200, n)):
+        whole, split, shuffled = store(), store(), store()
+        for _ in range(3):
+            idx, loss, conf, correct, pred = random_window(rng, span, rows, labels)
+            if span == n:
+                idx = rng.permutation(n)[:rows]
+            loss = np.minimum(loss, 0.9).astype(np.float32)
+            whole.update(idx, loss, conf, correct, pred=pred)
+            first = rng.random(n) < 0.5  # which indices go to the first window
+            for part in (first[idx], ~first[idx]):
+                split.update(
+                    idx[part],
+                    loss[part],
+                    conf[part],
+                    correct[part],
+                    pred=None if pred is None else pred[part],
+                )
+            assert_bitwise_equal(public_state(whole), public_state(split))
+            if span == n:  # distinct indices: the order of the rows does not matter
+                order = rng.permutation(rows)
+                shuffled.update(
+                    idx[order],
+                    loss[order],
+                    conf[order],
+                    correct[order],
+                    pred=None if pred is None else pred[order],
+                )
+                assert_bitwise_equal(public_state(whole), public_state(shuffled))

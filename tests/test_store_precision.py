@@ -1,4 +1,7 @@
 """Every number the store keeps means what it says: stated error bounds, stated ranges, refusals."""
+
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -32,21 +35,27 @@ def test_default_columns_stay_within_12_bytes_per_sample():
 
 
 def test_stated_constants():
-    assert LOSS_MIN == 2.0 ** -24
+    assert LOSS_MIN == 2.0**-24
     assert 2.0e31 < LOSS_MAX < 2.1e31
     assert 6.7e-4 < LOSS_REL_ERROR < 6.8e-4
-    assert LOSS_ABS_ERROR == 2.0 ** -25
-    assert decode_loss(np.array([0, 1, 65535], dtype=np.uint16)).tolist() == [0.0, np.float32(LOSS_MIN), LOSS_MAX]
+    assert LOSS_ABS_ERROR == 2.0**-25
+    assert decode_loss(np.array([0, 1, 65535], dtype=np.uint16)).tolist() == [
+        0.0,
+        np.float32(LOSS_MIN),
+        LOSS_MAX,
+    ]
     assert decode_loss(encode_loss(np.array([1.0]))).tolist() == [1.0]
 
 
 def test_log_spaced_sweep_from_tiny_to_huge_losses_is_within_the_stated_bound():
     # 0, subnormals, below LOSS_MIN, the whole codec range, and exactly LOSS_MAX
-    sweep = np.concatenate([
-        [0.0, 1e-45, 1e-30, LOSS_MIN / 3, LOSS_MIN / 2, LOSS_MIN * 0.9],
-        np.logspace(np.log10(LOSS_MIN), np.log10(LOSS_MAX), 20001)[:-1],
-        [LOSS_MAX],
-    ]).astype(np.float32)
+    sweep = np.concatenate(
+        [
+            [0.0, 1e-45, 1e-30, LOSS_MIN / 3, LOSS_MIN / 2, LOSS_MIN * 0.9],
+            np.logspace(np.log10(LOSS_MIN), np.log10(LOSS_MAX), 20001)[:-1],
+            [LOSS_MAX],
+        ]
+    ).astype(np.float32)
     sweep = sweep[sweep <= np.float32(LOSS_MAX)]
     stored = _stored_first_report(sweep)
     err = np.abs(stored.astype(np.float64) - sweep.astype(np.float64))
@@ -88,9 +97,13 @@ def test_std_is_in_loss_units_and_does_not_saturate():
     assert store.stability[0] == pytest.approx(1 - 300.0, rel=2 * LOSS_REL_ERROR)
     assert store.loss_std[1] == 0 and store.stability[1] == 1
     # huge losses: no float32 overflow in the variance arithmetic
-    store.update(np.array([1]), np.array([1e30], dtype=np.float32), np.array([0.5]), np.array([0.0]))
+    store.update(
+        np.array([1]), np.array([1e30], dtype=np.float32), np.array([0.5]), np.array([0.0])
+    )
     store.update(np.array([1]), np.array([0.0]), np.array([0.5]), np.array([0.0]))
-    assert np.isfinite(store.loss_std[1]) and store.loss_std[1] == pytest.approx(0.5e30, rel=2 * LOSS_REL_ERROR)
+    assert np.isfinite(store.loss_std[1]) and store.loss_std[1] == pytest.approx(
+        0.5e30, rel=2 * LOSS_REL_ERROR
+    )
 
 
 def test_ema_follows_a_constant_input_to_within_the_stated_dead_band():
@@ -158,8 +171,9 @@ def test_loss_scale_is_the_quantile_of_every_reported_loss_and_can_fall():
     window=st.integers(1, 7),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_a_fraction_of_outliers_below_1_minus_q_cannot_raise_the_scale(inliers, outlier_share, outlier, q,
-                                                                       window, seed):
+def test_a_fraction_of_outliers_below_1_minus_q_cannot_raise_the_scale(
+    inliers, outlier_share, outlier, q, window, seed
+):
     """The module docstring's tolerance: outliers of share < 1 - q leave loss_scale <= the
     largest inlier times one bin width (2^(1/8)), in any order and any window size."""
     n_in = len(inliers)
@@ -170,7 +184,7 @@ def test_a_fraction_of_outliers_below_1_minus_q_cannot_raise_the_scale(inliers, 
     np.random.default_rng(seed).shuffle(losses)
     store = GEKOStateStore(8, loss_scale_quantile=q, min_loss_scale=1e-6)
     for start in range(0, len(losses), window):
-        chunk = losses[start:start + window]
+        chunk = losses[start : start + window]
         _report(store, np.arange(len(chunk)), chunk)
     bound = max(max(inliers) * 2 ** (1 / 8), 1e-6)
     assert store.loss_scale <= bound
@@ -187,8 +201,12 @@ def test_histogram_round_trips_bitwise_through_state_dict_store_and_sampler_file
     store.save(path)
     from_file = GEKOStateStore.from_file(path)
     sampler_path = tmp_path / "sampler.safetensors"
-    write_sampler_file(sampler_path, store.state_dict(), {"plan": np.arange(3)}, {"num_samples": 30})
-    from_sampler = GEKOStateStore.from_state_dict(sampler_file_store_state(*read_sampler_file(sampler_path)))
+    write_sampler_file(
+        sampler_path, store.state_dict(), {"plan": np.arange(3)}, {"num_samples": 30}
+    )
+    from_sampler = GEKOStateStore.from_state_dict(
+        sampler_file_store_state(*read_sampler_file(sampler_path))
+    )
     for other in (clone, from_file, from_sampler):
         assert other.loss_scale == store.loss_scale
         np.testing.assert_array_equal(other.loss_hist_counts, store.loss_hist_counts)
@@ -209,14 +227,18 @@ def test_histogram_round_trips_bitwise_through_state_dict_store_and_sampler_file
 def test_validate_checks_values_as_float32():
     store = GEKOStateStore(4)
     # passed the float64 checks before and overflowed to inf in the sampler's float32 buffer
-    with pytest.raises(ValueError, match=r"loss must be finite \(as float32.*entry 0 is 1e\+39 \(idx 0\)"):
+    with pytest.raises(
+        ValueError, match=r"loss must be finite \(as float32.*entry 0 is 1e\+39 \(idx 0\)"
+    ):
         store.validate(np.array([0, 1]), np.array([1e39, 1.0]))
     with pytest.raises(ValueError, match=r"largest loss.*entry 1"):
         store.validate(np.array([0, 1]), np.array([1.0, 1e32]))
     store.validate(np.array([0, 1]), np.array([1.0, LOSS_MAX]))  # the top is accepted
     snap = {k: v.copy() for k, v in store.columns.items()}
     with pytest.raises(ValueError, match="finite"):
-        store.update(np.array([0, 1]), np.array([1e39, 1.0]), np.array([0.5, 0.5]), np.array([0.0, 0.0]))
+        store.update(
+            np.array([0, 1]), np.array([1e39, 1.0]), np.array([0.5, 0.5]), np.array([0.0, 0.0])
+        )
     for k, v in snap.items():
         np.testing.assert_array_equal(store.columns[k], v)
     assert store.loss_hist_counts.sum() == 0 and store.total_updates == 0
@@ -231,9 +253,22 @@ def test_invalid_rows_flags_exactly_the_rows_validate_refuses():
     pred = np.array([3] * 10 + [-2])
     bad = store.invalid_rows(idx, loss, conf, correct, pred)
     assert bad.dtype == bool and bad.tolist() == [False] + [True] * 10
-    for row in range(1, len(idx)):  # each bad row alone is refused; the good row alone is not
+    messages = [
+        "idx 5 (entry 1) out of range for a dataset of 5 samples",
+        "idx -1 (entry 1) out of range for a dataset of 5 samples",
+        "loss must be finite (as float32, the dtype the store computes in); entry 1 is nan (idx 1)",
+        "loss must be finite (as float32, the dtype the store computes in); entry 1 is 1e+39 (idx 2)",
+        "loss must be >= 0; entry 1 is -1.0 (idx 3)",
+        "loss must be <= 2.023e+31, the largest loss the store can hold",
+        "conf must be in [0, 1]; entry 1 is 1.5 (idx 0)",
+        "conf must be in [0, 1]; entry 1 is nan (idx 1)",
+        "correct must be in [0, 1]; entry 1 is -0.1 (idx 2)",
+        "pred must be labels in [0, 2^31) or -1 (unknown); entry 1 is -2 (idx 3)",
+    ]
+    assert len(messages) == len(idx) - 1
+    for row, message in zip(range(1, len(idx)), messages):  # each bad row alone is refused
         keep = np.array([0, row])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(message)):
             store.validate(idx[keep], loss[keep], conf[keep], correct[keep], pred[keep])
     store.validate(idx[~bad], loss[~bad], conf[~bad], correct[~bad], pred[~bad])
     assert store.invalid_rows(np.array([], dtype=np.int64), np.array([])).shape == (0,)
@@ -244,8 +279,17 @@ def test_invalid_rows_flags_exactly_the_rows_validate_refuses():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(-2, 6), st.floats(allow_nan=True, allow_infinity=True),
-                          st.floats(-0.5, 1.5) | st.just(float("nan"))), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-2, 6),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(-0.5, 1.5) | st.just(float("nan")),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_invalid_rows_and_validate_agree(rows):
     store = GEKOStateStore(5)
     idx = np.array([r[0] for r in rows])
@@ -253,7 +297,10 @@ def test_invalid_rows_and_validate_agree(rows):
     conf = np.array([r[2] for r in rows])
     bad = store.invalid_rows(idx, loss, conf)
     if bad.any():
-        with pytest.raises(ValueError):
+        with pytest.raises(
+            ValueError,
+            match=r"out of range for a dataset|must be finite|must be >= 0|must be <=|must be in",
+        ):
             store.validate(idx, loss, conf)
     else:
         store.validate(idx, loss, conf)
@@ -270,7 +317,10 @@ def test_update_validated_skips_the_second_pass_with_the_same_result():
     for k in a.columns:
         np.testing.assert_array_equal(a.columns[k], b.columns[k])
     assert a.loss_scale == b.loss_scale
-    with pytest.raises(ValueError):  # default: still validates
+    with pytest.raises(
+        ValueError, match=re.escape("idx 9 (entry 0) out of range for a dataset of 6 samples")
+    ):
+        # default: still validates
         b.update(np.array([9]), np.array([1.0]), np.array([0.5]), np.array([0.0]))
 
 
@@ -297,7 +347,9 @@ def _assert_loaded_as_v1(store, cols):
     seen = cols["visits"] > 0
     v1_loss = cols["loss_ema"].astype(np.float32)
     np.testing.assert_array_equal(store.visits, cols["visits"])
-    np.testing.assert_array_equal(store.confidence, cols["conf_ema"].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(
+        store.confidence, cols["conf_ema"].astype(np.float32) / np.float32(255)
+    )
     np.testing.assert_array_equal(store.q_value, cols["q_value"].astype(np.float32))
     np.testing.assert_array_equal(store.bucket, cols["flags"] & 7)
     assert (np.abs(store.loss - v1_loss) <= _bound(v1_loss)).all()
@@ -306,7 +358,9 @@ def _assert_loaded_as_v1(store, cols):
     # histogram rebuilt from the seen samples' loss EMAs, one count each; scale recomputed from it
     assert store.loss_hist_counts.sum() == seen.sum()
     assert store.loss_hist_max.max() == v1_loss[seen].max()
-    assert store.loss_scale == max(1.0, float(np.sort(v1_loss[seen])[int(np.ceil(0.99 * seen.sum())) - 1]))
+    assert store.loss_scale == max(
+        1.0, float(np.sort(v1_loss[seen])[int(np.ceil(0.99 * seen.sum())) - 1])
+    )
 
 
 def test_version_1_store_file_loads(tmp_path):
@@ -317,11 +371,25 @@ def test_version_1_store_file_loads(tmp_path):
     n = 64
     cols = _v1_columns(n, np.random.default_rng(3))
     path = tmp_path / "v1.safetensors"
-    save_file(cols, str(path), metadata={
-        "format": "gekodata.state", "format_version": "1", "num_samples": str(n),
-        "config": json.dumps({"ema_alpha": 0.5, "q_rate": 0.1, "loss_scale_quantile": 0.99, "min_loss_scale": 1.0}),
-        "loss_scale": repr(9900.0), "total_updates": "123",
-    })
+    save_file(
+        cols,
+        str(path),
+        metadata={
+            "format": "gekodata.state",
+            "format_version": "1",
+            "num_samples": str(n),
+            "config": json.dumps(
+                {
+                    "ema_alpha": 0.5,
+                    "q_rate": 0.1,
+                    "loss_scale_quantile": 0.99,
+                    "min_loss_scale": 1.0,
+                }
+            ),
+            "loss_scale": repr(9900.0),
+            "total_updates": "123",
+        },
+    )
     store = GEKOStateStore.from_file(path)
     assert store.total_updates == 123
     _assert_loaded_as_v1(store, cols)
@@ -336,9 +404,18 @@ def test_version_1_store_file_loads(tmp_path):
         np.testing.assert_array_equal(back.columns[k], v)
     # a malformed version 1 file is refused and changes nothing
     bad = dict(cols, loss_ema=np.full(n, np.inf, dtype=np.float16))
-    save_file(bad, str(tmp_path / "bad.safetensors"), metadata={
-        "format": "gekodata.state", "format_version": "1", "num_samples": str(n), "config": "{}",
-        "loss_scale": "1.0", "total_updates": "0"})
+    save_file(
+        bad,
+        str(tmp_path / "bad.safetensors"),
+        metadata={
+            "format": "gekodata.state",
+            "format_version": "1",
+            "num_samples": str(n),
+            "config": "{}",
+            "loss_scale": "1.0",
+            "total_updates": "0",
+        },
+    )
     before = GEKOStateStore(n)
     with pytest.raises(ValueError, match="loss_ema"):
         before.load(tmp_path / "bad.safetensors")
@@ -358,16 +435,43 @@ def test_version_1_sampler_file_loads_in_the_sampler_and_the_cli_reader(tmp_path
     sampler = WeightedBucketSampler(PruningDataset(list(range(n))), num_epochs=3)
     plan = np.arange(n, dtype=np.int64)
     meta = {  # the sampler metadata of today's sampler files, with a version 1 store part
-        "num_samples": n, "world_size": 1, "seed": sampler.seed, "num_epochs": 3, "budget": None,
-        "unbiased": False, "unbiased_floor": sampler.unbiased_floor, "audit_fraction": 0.0,
-        "audit_margin": sampler.audit_margin, "epoch": 0, "planned_epoch": 0, "classified_epoch": 0,
-        "policy": sampler.policy.config(), "records": [],
-        "store": {"config": {"ema_alpha": 0.5, "q_rate": 0.1, "loss_scale_quantile": 0.99, "min_loss_scale": 1.0},
-                  "loss_scale": 9900.0, "total_updates": 77, "format_version": 1},
+        "num_samples": n,
+        "world_size": 1,
+        "seed": sampler.seed,
+        "num_epochs": 3,
+        "budget": None,
+        "unbiased": False,
+        "unbiased_floor": sampler.unbiased_floor,
+        "audit_fraction": 0.0,
+        "audit_margin": sampler.audit_margin,
+        "epoch": 0,
+        "planned_epoch": 0,
+        "classified_epoch": 0,
+        "policy": sampler.policy.config(),
+        "records": [],
+        "store": {
+            "config": {
+                "ema_alpha": 0.5,
+                "q_rate": 0.1,
+                "loss_scale_quantile": 0.99,
+                "min_loss_scale": 1.0,
+            },
+            "loss_scale": 9900.0,
+            "total_updates": 77,
+            "format_version": 1,
+        },
     }
     path = tmp_path / "v1_sampler.safetensors"
-    save_file({**{f"store.{k}": v for k, v in cols.items()}, "plan": plan}, str(path), metadata={
-        "format": "gekodata.sampler", "format_version": "1", "num_samples": str(n), "sampler": json.dumps(meta)})
+    save_file(
+        {**{f"store.{k}": v for k, v in cols.items()}, "plan": plan},
+        str(path),
+        metadata={
+            "format": "gekodata.sampler",
+            "format_version": "1",
+            "num_samples": str(n),
+            "sampler": json.dumps(meta),
+        },
+    )
     sampler.load(path)
     assert sampler.store.total_updates == 77
     _assert_loaded_as_v1(sampler.store, cols)

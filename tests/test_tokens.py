@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -37,8 +38,12 @@ def reference(logits, labels, scoring, ignore_index=-100):
             top = torch.sort(p, descending=True).values
             margin = 1.0 - float(top[0] - top[1])
             nll = -math.log(float(p[y]))
-            value = {"entropy": h, "margin": margin, "loss": nll,
-                     "combined": (h + margin + 1.0 - float(p[y])) / 3.0}[scoring]
+            value = {
+                "entropy": h,
+                "margin": margin,
+                "loss": nll,
+                "combined": (h + margin + 1.0 - float(p[y])) / 3.0,
+            }[scoring]
             out[b, t] = value
     return out
 
@@ -57,15 +62,20 @@ def test_chunked_equals_unchunked_and_noncontiguous(scoring):
     logits, labels = make(batch=4, steps=11, vocab=17, seed=1)
     full = token_difficulty(logits, labels, scoring, chunk_size=10_000)
     for chunk in (1, 3, 7):
-        torch.testing.assert_close(token_difficulty(logits, labels, scoring, chunk_size=chunk), full, equal_nan=True)
+        torch.testing.assert_close(
+            token_difficulty(logits, labels, scoring, chunk_size=chunk), full, equal_nan=True
+        )
     noncontig = logits.transpose(0, 1).contiguous().transpose(0, 1)
     assert not noncontig.is_contiguous()
-    torch.testing.assert_close(token_difficulty(noncontig, labels, scoring, chunk_size=5), full, equal_nan=True)
+    torch.testing.assert_close(
+        token_difficulty(noncontig, labels, scoring, chunk_size=5), full, equal_nan=True
+    )
     # half precision is upcast per chunk
     half = token_difficulty(logits.to(torch.bfloat16), labels, scoring)
     assert half.dtype == torch.float32
-    torch.testing.assert_close(half, token_difficulty(logits.to(torch.bfloat16).float(), labels, scoring),
-                               equal_nan=True)
+    torch.testing.assert_close(
+        half, token_difficulty(logits.to(torch.bfloat16).float(), labels, scoring), equal_nan=True
+    )
 
 
 @pytest.mark.parametrize("scoring", SCORINGS)
@@ -78,7 +88,9 @@ def test_minus_inf_logits_are_handled(scoring):
     ref = reference(logits[..., 3:], labels - 3, scoring)
     if scoring == "combined":
         return
-    if scoring == "entropy":  # normalised by log V of the full vocabulary (13), not of the 10 live ids
+    if (
+        scoring == "entropy"
+    ):  # normalised by log V of the full vocabulary (13), not of the 10 live ids
         ref = ref * math.log(10) / math.log(13)
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
 
@@ -92,7 +104,9 @@ def test_ignored_positions_are_nan_and_never_index_out_of_bounds():
     assert torch.isfinite(d[~expected_nan]).all()
     # a custom ignore index, and all-ignored batch
     labels2 = labels.masked_fill(labels == -100, 7_777)
-    torch.testing.assert_close(token_difficulty(logits, labels2, "loss", ignore_index=7_777), d, equal_nan=True)
+    torch.testing.assert_close(
+        token_difficulty(logits, labels2, "loss", ignore_index=7_777), d, equal_nan=True
+    )
     assert torch.isnan(token_difficulty(logits, torch.full_like(labels, -100))).all()
 
 
@@ -110,8 +124,8 @@ def test_shift_alignment_and_no_future_leakage():
         assert not changed[torch.arange(7) != t].any()
         # changing later logits / labels leaves position t alone
         l3, y3 = logits.clone(), labels.clone()
-        l3[:, t + 1:] = torch.randn_like(l3[:, t + 1:])
-        y3[:, t + 2:] = (y3[:, t + 2:] + 3) % 11
+        l3[:, t + 1 :] = torch.randn_like(l3[:, t + 1 :])
+        y3[:, t + 2 :] = (y3[:, t + 2 :] + 3) % 11
         d3 = token_difficulty(l3, y3, "combined")
         assert torch.equal(d3[:, : t + 1], base[:, : t + 1])
     # shift=False aligns labels with logits position by position
@@ -146,7 +160,7 @@ def test_no_future_token_leakage_with_a_real_causal_model():
         base = token_difficulty(model(ids), ids, "combined")
         for t in range(9):
             ids2 = ids.clone()
-            ids2[:, t + 2:] = torch.randint(0, 23, ids2[:, t + 2:].shape, generator=g)
+            ids2[:, t + 2 :] = torch.randint(0, 23, ids2[:, t + 2 :].shape, generator=g)
             d2 = token_difficulty(model(ids2), ids2, "combined")
             # positions 0..t see only tokens 0..t and are scored against token t+1, both unchanged
             torch.testing.assert_close(d2[:, : t + 1], base[:, : t + 1], rtol=1e-5, atol=1e-6)
@@ -215,7 +229,9 @@ def test_stratified_covers_every_band_proportionally():
     bands = 4
     band = ranks * bands // n
     for seed in range(5):
-        m = select_tokens(d, 0.2, "stratified", num_bands=bands, generator=torch.Generator().manual_seed(seed))
+        m = select_tokens(
+            d, 0.2, "stratified", num_bands=bands, generator=torch.Generator().manual_seed(seed)
+        )
         picked = m[valid]
         k = int(picked.sum())
         for b in range(bands):
@@ -248,7 +264,11 @@ def test_sequence_aware_guarantees_minimum_per_row():
             # the mandatory tokens of a row are its hardest ones
             for r in range(6):
                 if per_row[r] > 0:
-                    assert d[r][m[r]].min() >= d[r][valid[r] & ~m[r]].max() if (valid[r] & ~m[r]).any() else True
+                    assert (
+                        d[r][m[r]].min() >= d[r][valid[r] & ~m[r]].max()
+                        if (valid[r] & ~m[r]).any()
+                        else True
+                    )
     assert select_tokens(d, 0.1, "topk")[2].sum() == 0
     assert select_tokens(d, 0.1, "sequence_aware")[2].sum() >= 1
 
@@ -299,9 +319,18 @@ def test_schedule_endpoints_monotonic_and_dynamic_clamp():
     lows = [dyn.ratio(200, mean_confidence=c / 10) for c in range(11)]
     assert all(a >= b for a, b in zip(lows, lows[1:]))
     strong = TokenRatioSchedule(floor=0.25, warmup_steps=100, dynamic=True, sensitivity=5.0)
-    assert all(0.25 <= strong.ratio(t, mean_confidence=c / 10) <= 1.0 for t in range(0, 200, 20) for c in range(11))
-    for bad in ({"floor": 1.2}, {"floor": 0.5, "start": 0.4}, {"warmup_steps": -1}, {"confidence_target": 0.0}):
-        with pytest.raises(ValueError):
+    assert all(
+        0.25 <= strong.ratio(t, mean_confidence=c / 10) <= 1.0
+        for t in range(0, 200, 20)
+        for c in range(11)
+    )
+    for bad, message in (
+        ({"floor": 1.2}, "floor must be in [0, 1], got 1.2"),
+        ({"floor": 0.5, "start": 0.4}, "start (0.4) must be >= floor (0.5)"),
+        ({"warmup_steps": -1}, "warmup_steps must be an int >= 0, got -1"),
+        ({"confidence_target": 0.0}, "confidence_target must be in (0, 1], got 0.0"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
             TokenRatioSchedule(**bad)
     with pytest.raises(ValueError, match="step"):
         s.ratio(-1)
@@ -335,8 +364,12 @@ def test_masked_token_loss_ignores_masked_labels_and_empty_selection():
     logits.requires_grad_(True)
     everything = torch.ones(labels.shape[0], labels.shape[1] - 1, dtype=torch.bool)
     valid = labels[:, 1:] != -100
-    torch.testing.assert_close(masked_token_loss(logits, labels, everything), masked_token_loss(logits, labels, valid))
-    hf_style = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 13), labels[:, 1:].reshape(-1))
+    torch.testing.assert_close(
+        masked_token_loss(logits, labels, everything), masked_token_loss(logits, labels, valid)
+    )
+    hf_style = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 13), labels[:, 1:].reshape(-1)
+    )
     torch.testing.assert_close(masked_token_loss(logits, labels, everything), hf_style)
     empty = masked_token_loss(logits, labels, torch.zeros_like(everything))
     assert empty.item() == 0.0 and empty.requires_grad

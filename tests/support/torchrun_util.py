@@ -1,4 +1,5 @@
 """Launching torchrun from tests, with one retry for a known gloo teardown crash."""
+
 import subprocess
 
 # Occasionally (about 1 launch in 10 here, under load) a rank aborts in gloo's C++ teardown after
@@ -9,7 +10,11 @@ TEARDOWN_CRASH = "terminate called without an active exception"
 
 
 def run_torchrun(cmd, env, timeout):
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if proc.returncode != 0 and TEARDOWN_CRASH in proc.stdout + proc.stderr:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     return proc

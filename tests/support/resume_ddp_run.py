@@ -1,6 +1,6 @@
 """A 2-rank DDP training run (torchrun, gloo, CPU) that checkpoints and can be SIGKILLed and resumed.
 
-``torchrun --standalone --nproc_per_node=2 tests/resume_ddp_run.py OUT [options]``: trains a linear
+``torchrun --standalone --nproc_per_node=2 tests/support/resume_ddp_run.py OUT [options]``: trains a linear
 model (DDP) on a few hundred MNIST digits with gekodata's ``WeightedBucketSampler`` (sharded: every
 rank iterates its own slice of one global plan) and a torchdata ``StatefulDataLoader`` per rank.
 
@@ -28,6 +28,7 @@ At the end: ``final.safetensors`` (``sampler.save``), every rank's own store as 
 ``final_store_rank<r>.safetensors``, ``final_model_rank<r>.pt`` and ``final_rank<r>.json`` (store
 digest, epoch, steps), then ``done_rank<r>``.
 """
+
 import argparse
 import hashlib
 import json
@@ -120,15 +121,22 @@ def main():
         install_save_kill(out, rank, args.kill_in_save)
 
     x, y = digits(args.data)
-    ds = PruningDataset(StackDataset(x=torch.tensor(x, dtype=torch.float32), y=torch.tensor(y, dtype=torch.int64)),
-                        prune_frozen_after=1)
+    ds = PruningDataset(
+        StackDataset(x=torch.tensor(x, dtype=torch.float32), y=torch.tensor(y, dtype=torch.int64)),
+        prune_frozen_after=1,
+    )
     torch.manual_seed(0)
     model = torch.nn.Linear(784, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     # GEKO's mountain (one-visit freeze, a PEAK epoch): the step layout the scenarios rely on
     sampler = WeightedBucketSampler(ds, BucketPolicy(), num_epochs=args.epochs, seed=7)
-    loader = StatefulDataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                                multiprocessing_context="fork" if args.workers else None)
+    loader = StatefulDataLoader(
+        ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        multiprocessing_context="fork" if args.workers else None,
+    )
     start_epoch, step = 0, 0
     stream_name = f"stream_rank{rank}.txt"
     if args.resume:
@@ -138,14 +146,26 @@ def main():
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sampler.load(os.path.join(ckpt, "sampler.safetensors"))
-        loader.load_state_dict(torch.load(os.path.join(ckpt, f"loader_rank{rank}.pt"), weights_only=False))
+        loader.load_state_dict(
+            torch.load(os.path.join(ckpt, f"loader_rank{rank}.pt"), weights_only=False)
+        )
         start_epoch, step = state["epoch"], state["step"]
         stream_name = f"stream_resumed_rank{rank}.txt"
     ddp = DistributedDataParallel(model)
     with open(os.path.join(out, stream_name), "a") as stream:
         for epoch in range(start_epoch, args.epochs):
             sampler.set_epoch(epoch)
-            name = checkpoint(out, f"s{step:04d}_epoch{epoch}_start", rank, step, epoch, model, opt, loader, sampler)
+            name = checkpoint(
+                out,
+                f"s{step:04d}_epoch{epoch}_start",
+                rank,
+                step,
+                epoch,
+                model,
+                opt,
+                loader,
+                sampler,
+            )
             if args.kill_after_epoch_ckpt == epoch and rank == args.kill_rank:
                 die(out, rank, f"after {name}")
             for batch in loader:
@@ -162,7 +182,9 @@ def main():
                 if args.kill_at == step and rank == args.kill_rank:
                     die(out, rank, f"step {step}")
     sampler.save(os.path.join(out, "final.safetensors"))
-    sampler.store.save(os.path.join(out, f"final_store_rank{rank}.safetensors"))  # this rank's own store
+    sampler.store.save(
+        os.path.join(out, f"final_store_rank{rank}.safetensors")
+    )  # this rank's own store
     torch.save(model.state_dict(), os.path.join(out, f"final_model_rank{rank}.pt"))
     with open(os.path.join(out, f"final_rank{rank}.json"), "w") as fh:
         json.dump({"store": store_digest(sampler.store), "epoch": sampler.epoch, "steps": step}, fh)
@@ -171,7 +193,7 @@ def main():
     dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
-    # skip interpreter teardown: gloo's threads occasionally abort there (see tests/torchrun_util.py)
+    # skip interpreter teardown: gloo's threads occasionally abort there (see tests/support/torchrun_util.py)
     os._exit(0)
 
 
@@ -180,10 +202,14 @@ def checkpoint(out, name, rank, step, epoch, model, opt, loader, sampler):
     folder = os.path.join(out, "ckpt", name)
     os.makedirs(folder, exist_ok=True)
     if rank == 0:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "step": step},
-                   os.path.join(folder, "state.pt"))
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "step": step},
+            os.path.join(folder, "state.pt"),
+        )
     torch.save(loader.state_dict(), os.path.join(folder, f"loader_rank{rank}.pt"))
-    sampler.save(os.path.join(folder, "sampler.safetensors"))  # collective; returns once the file exists
+    sampler.save(
+        os.path.join(folder, "sampler.safetensors")
+    )  # collective; returns once the file exists
     dist.barrier()  # every rank's files are complete
     if rank == 0:
         tmp = os.path.join(out, "ckpt", "LATEST.tmp")

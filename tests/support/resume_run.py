@@ -1,12 +1,13 @@
 """A small training run that checkpoints mid-epoch and can be killed and resumed.
 
-``python tests/resume_run.py OUT_DIR [--kill-at STEP] [--resume] [--workers W]``: trains a linear
+``python tests/support/resume_run.py OUT_DIR [--kill-at STEP] [--resume] [--workers W]``: trains a linear
 model on 600 MNIST digits with gekodata and torchdata's StatefulDataLoader, checkpointing every
 ``--ckpt-every`` steps (model, optimizer, loader position, sampler file; then an atomic LATEST
 pointer). ``--kill-at`` sends SIGKILL to itself after that step; ``--resume`` continues from the
 LATEST checkpoint. Each batch's indices are appended to ``stream.txt`` (``stream_resumed.txt``
 when resuming); the final sampler state goes to ``final.safetensors``.
 """
+
 import argparse
 import os
 import signal
@@ -36,8 +37,13 @@ def main():
 
     x, y = mnist_data()
     keep = np.random.default_rng(0).permutation(len(y))[:600]
-    ds = PruningDataset(StackDataset(x=torch.tensor(x[keep] / 255.0, dtype=torch.float32),
-                                     y=torch.tensor(y[keep], dtype=torch.int64)), prune_frozen_after=2)
+    ds = PruningDataset(
+        StackDataset(
+            x=torch.tensor(x[keep] / 255.0, dtype=torch.float32),
+            y=torch.tensor(y[keep], dtype=torch.int64),
+        ),
+        prune_frozen_after=2,
+    )
     torch.manual_seed(0)
     model = torch.nn.Linear(784, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -80,8 +86,16 @@ def checkpoint(out, step, epoch, model, opt, loader, sampler):
     name = f"step_{step:06d}"
     folder = os.path.join(out, "ckpt", name)
     os.makedirs(folder, exist_ok=True)
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "loader": loader.state_dict(),
-                "epoch": epoch, "step": step}, os.path.join(folder, "state.pt"))
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "loader": loader.state_dict(),
+            "epoch": epoch,
+            "step": step,
+        },
+        os.path.join(folder, "state.pt"),
+    )
     sampler.save(os.path.join(folder, "sampler.safetensors"))
     tmp = os.path.join(out, "ckpt", "LATEST.tmp")
     with open(tmp, "w") as fh:

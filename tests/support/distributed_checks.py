@@ -1,8 +1,9 @@
 """Run under torchrun (gloo, CPU): the sampler's distributed promises, checked on real ranks.
 
-``torchrun --standalone --nproc_per_node=N tests/distributed_checks.py OUT.json``. Rank 0 writes
+``torchrun --standalone --nproc_per_node=N tests/support/distributed_checks.py OUT.json``. Rank 0 writes
 OUT.json with what every rank saw; ``tests/test_distributed.py`` asserts on it.
 """
+
 import hashlib
 import json
 import sys
@@ -28,7 +29,9 @@ def digest(store):
 def run_epochs(rank, world, sync_every, shard=True, n=500, epochs=4):
     """Each rank reports its own draws with rank-specific losses; returns what it saw."""
     ds = PruningDataset([{"x": i} for i in range(n)], prune_frozen_after=2)
-    sampler = WeightedBucketSampler(ds, num_epochs=epochs, seed=3, sync_every=sync_every, shard=shard)
+    sampler = WeightedBucketSampler(
+        ds, num_epochs=epochs, seed=3, sync_every=sync_every, shard=shard
+    )
     rng = np.random.default_rng(100 + rank)  # reports differ per rank
     base = np.random.default_rng(0).random(n) * 3
     seen = []
@@ -42,20 +45,32 @@ def run_epochs(rank, world, sync_every, shard=True, n=500, epochs=4):
         dist.all_gather_object(counts, len(batches))
         batches += [local[:0]] * (max(counts) - len(batches))
         for idx in batches:
-            loss = base[idx] * (0.4 ** epoch) * (1 + 0.1 * rng.random(len(idx)))
+            loss = base[idx] * (0.4**epoch) * (1 + 0.1 * rng.random(len(idx)))
             sampler.report(torch.tensor(loss), None, None, torch.tensor(idx))
-        seen.append({"local": local.tolist(), "global": sampler.global_plan.tolist(),
-                     "len": len(sampler), "stream_ok": stream_ok})
+        seen.append(
+            {
+                "local": local.tolist(),
+                "global": sampler.global_plan.tolist(),
+                "len": len(sampler),
+                "stream_ok": stream_ok,
+            }
+        )
     sampler.flush()
     report = sampler.efficiency_report()
-    return {"epochs": seen, "digest": digest(sampler.store), "trained": report.trained_passes,
-            "reported_local": int(sum(len(e["local"]) for e in seen))}
+    return {
+        "epochs": seen,
+        "digest": digest(sampler.store),
+        "trained": report.trained_passes,
+        "reported_local": int(sum(len(e["local"]) for e in seen)),
+    }
 
 
 def all_frozen(rank, world):
     """Every sample freezes after epoch 0: every rank gets 0 batches and nobody hangs."""
     ds = PruningDataset(list(range(37)))
-    sampler = WeightedBucketSampler(ds, num_epochs=3, policy=BucketPolicy(curriculum=Curriculum.constant()))
+    sampler = WeightedBucketSampler(
+        ds, num_epochs=3, policy=BucketPolicy(curriculum=Curriculum.constant())
+    )
     for idx in DataLoader(ds, batch_size=4, sampler=sampler):
         sampler.report(torch.full((len(idx[1]),), 1e-4), None, None, idx[1])
     sampler.set_epoch(1)

@@ -1,5 +1,6 @@
 """Checks shared by the Trainer and SFTTrainer tests: epochs that shrink, a checkpoint inside a
 shrunk epoch, and the end state of a run resumed from it."""
+
 import json
 import math
 import shutil
@@ -15,7 +16,9 @@ def assert_shrinks_and_reports(sampler, n):
     Returns the planned draws per epoch."""
     records = sampler.efficiency_report().epochs
     planned = [r.planned for r in records]
-    assert planned[0] == n and all(p < n for p in planned[1:]), planned  # later epochs really shrink
+    assert planned[0] == n and all(p < n for p in planned[1:]), (
+        planned
+    )  # later epochs really shrink
     assert [r.reported for r in records] == planned  # every planned draw trained and reported once
     return planned
 
@@ -24,15 +27,20 @@ def copy_checkpoint_inside_shrunk_epoch(sampler, out, dest, n, batch_size, every
     """Copy into ``dest`` a checkpoint of ``out`` (saved every ``every`` optimizer steps) inside a
     shrunk epoch, where Trainer's own arithmetic (step // full-epoch steps, step % full-epoch
     steps) would resume at the wrong epoch or batch. Returns (its new path, its step)."""
-    ends = np.cumsum([math.ceil(r.planned / batch_size) for r in sampler.efficiency_report().epochs])
+    ends = np.cumsum(
+        [math.ceil(r.planned / batch_size) for r in sampler.efficiency_report().epochs]
+    )
     full = math.ceil(n / batch_size)
 
     def position(s):  # (epoch, optimizer steps done in it) after global step s
         e = int(np.searchsorted(ends, s, "right"))
         return e, s - (int(ends[e - 1]) if e else 0)
 
-    step = next(s for s in range(every, int(ends[-1]), every)
-                if s > ends[0] and s not in ends and position(s) != (s // full, s % full))
+    step = next(
+        s
+        for s in range(every, int(ends[-1]), every)
+        if s > ends[0] and s not in ends and position(s) != (s // full, s % full)
+    )
     path = dest / f"checkpoint-{step}"
     shutil.copytree(out / f"checkpoint-{step}", path)
     record = json.loads((path / TRAINER_FILE).read_text())
@@ -43,8 +51,9 @@ def copy_checkpoint_inside_shrunk_epoch(sampler, out, dest, n, batch_size, every
 def assert_same_end_state(ref_trainer, ref_sampler, trainer, sampler):
     """A resumed run ends where the uninterrupted one did: steps, epochs, store, plan, weights."""
     assert trainer.state.global_step == ref_trainer.state.global_step
-    assert [(r.epoch, r.planned, r.reported) for r in sampler.efficiency_report().epochs] == \
-        [(r.epoch, r.planned, r.reported) for r in ref_sampler.efficiency_report().epochs]
+    assert [(r.epoch, r.planned, r.reported) for r in sampler.efficiency_report().epochs] == [
+        (r.epoch, r.planned, r.reported) for r in ref_sampler.efficiency_report().epochs
+    ]
     for name, column in ref_sampler.store.columns.items():  # bitwise the same store
         assert np.array_equal(sampler.store.columns[name], column), name
     np.testing.assert_array_equal(sampler.global_plan, ref_sampler.global_plan)

@@ -1,7 +1,7 @@
 """torchrun target of tests/test_save_points.py: 2 ranks (gloo, CPU), every save point of a
 sharded 3-epoch run against the run that never saves; each rank writes ``ok_rank<r>`` in OUT.
 
-``torchrun --standalone --nproc_per_node=2 tests/save_points_run.py OUT``
+``torchrun --standalone --nproc_per_node=2 tests/support/save_points_run.py OUT``
 """
 import os
 import sys
