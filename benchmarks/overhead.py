@@ -23,7 +23,7 @@ of ``--large-steps`` after 1 warm-up; ``--quick`` extrapolates it linearly from 
 Goal: total overhead <= 1% of the step time, against the median and the fastest measured step (a
 busy machine slows the two-thread model step more than the single-threaded bookkeeping).
 
-**Tiny model** (``--part tiny``, :mod:`tiny_loop`): where steps are sub-millisecond the share above
+**Tiny model** (``--part tiny``, :mod:`benchmarks.tiny_loop`): where steps are sub-millisecond the share above
 is not the question; there it is wall-clock per *trained* sample pass of a whole training loop (an
 MLP on a synthetic task) through gekodata against a plain ``DataLoader`` loop, with a
 ``TensorDataset`` and a Hugging Face ``datasets.Dataset``, batch 32 and 256, 0 and 2 workers, and
@@ -31,10 +31,10 @@ the per-step breakdown (data, compute, signals, report, epoch boundary). Goal: w
 
 Run (from the repo root)::
 
-    python benchmarks/overhead.py                # both parts, ~5 minutes on 2 cores
-    python benchmarks/overhead.py --part minilm  # the MiniLM share only
-    python benchmarks/overhead.py --part tiny    # the tiny-model loop only
-    python benchmarks/overhead.py --quick        # fewer steps, no batch-256 model step, 1 tiny repeat
+    python -m benchmarks.overhead                # both parts, ~5 minutes on 2 cores
+    python -m benchmarks.overhead --part minilm  # the MiniLM share only
+    python -m benchmarks.overhead --part tiny    # the tiny-model loop only
+    python -m benchmarks.overhead --quick        # fewer steps, no batch-256 model step, 1 tiny repeat
 
 Writes ``<out>/overhead.json`` and ``<out>/overhead.png`` (MiniLM part) and
 ``<out>/overhead_tiny.json`` and ``<out>/overhead_tiny.png`` (tiny part); ``--out``, default
@@ -58,10 +58,13 @@ import torch.nn.functional as F
 from torch.utils.data import RandomSampler
 from torch.utils.data._utils.collate import default_collate
 
-import tiny_loop
-from bench_common import machine_info, write_results
 from gekodata import PruningDataset, WeightedBucketSampler
 from gekodata.signals import classification_signals
+
+from . import tiny_loop
+from .gekobench.machine import machine_info
+from .gekobench.paths import RESULTS
+from .gekobench.results import write_results
 
 GOAL_PCT = 1.0
 TINY_GOAL_PCT = 5.0
@@ -265,7 +268,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="fewer model steps; batch-256 step extrapolated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-steps", type=int, default=5, help="measured MiniLM steps at batch 256")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--part", choices=("all", "minilm", "tiny"), default="all")
     parser.add_argument("--tag", default="", help="suffix of the output files' names")
     parser.add_argument("--tiny-samples", type=int, default=16384)
@@ -285,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 def tiny_part(args: argparse.Namespace, info: Dict[str, Any]) -> Dict[str, Any]:
-    """The tiny-model loop (module :mod:`tiny_loop`) over datasets x batch sizes x workers."""
+    """The tiny-model loop (module :mod:`benchmarks.tiny_loop`) over datasets x batch sizes x workers."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     repeats = 1 if args.quick else args.repeats

@@ -29,10 +29,10 @@ law ``t ~ N^b`` is fitted through the two largest sizes and projected to 1B samp
 
 Run (from the repo root)::
 
-    python benchmarks/scale.py            # 1M, 10M, 100M (~6 GB peak at 100M)
-    python benchmarks/scale.py --big      # and 200M (~12 GB peak)
-    python benchmarks/scale.py --quick    # 1M, 10M
-    python benchmarks/scale.py --sizes 1000000 30000000
+    python -m benchmarks.scale            # 1M, 10M, 100M (~6 GB peak at 100M)
+    python -m benchmarks.scale --big      # and 200M (~12 GB peak)
+    python -m benchmarks.scale --quick    # 1M, 10M
+    python -m benchmarks.scale --sizes 1000000 30000000
 
 Writes ``<out>/scale.json`` and ``<out>/scale.png`` (``--out``, default ``benchmarks/results``).
 """
@@ -53,7 +53,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
-from bench_common import machine_info, write_results
+
+from .gekobench.machine import machine_info
+from .gekobench.paths import RESULTS, ROOT
+from .gekobench.results import write_results
 
 GOAL_BYTES, GOAL_PLAN_S, GOAL_FOLD_S, GOAL_TEMP_BYTES, GOAL_RATE = 12.0, 2.0, 5.0, 24.0, 20e6
 GOAL_AT = 100_000_000  # the size the time and memory goals are stated for
@@ -200,8 +203,9 @@ def bench_weighted(n: int, repeats: int) -> Dict[str, Any]:
 
 def run_child(part: str, n: int, repeats: int) -> Dict[str, Any]:
     """One part at one size in a fresh interpreter (clean peak RSS); its JSON result."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", part, "--sizes", str(n), "--repeats", str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-m", "benchmarks.scale", "--child", part, "--sizes", str(n), "--repeats", str(repeats)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         return {"error": f"child failed: {tail}", "returncode": proc.returncode}
@@ -336,7 +340,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="1M and 10M only")
     parser.add_argument("--big", action="store_true", help="also 200M (about 12 GB peak)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # internal: one part, one size, JSON on stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +97,10 @@ def saved_budget(result: Mapping[str, Any], arm: str, seed: int) -> Budget | Non
     source = result["arms"][control[1]]
     j = source["seeds"].index(seed)
     return {"per_epoch": source["passes_per_epoch"][j], "total": source["sample_passes"][j]}
+
+
+def write_results(out: Path, name: str, report: Mapping[str, Any], plot: Callable[[Path], None]) -> None:
+    """``<out>/<name>.json`` from ``report`` (indent 2) and ``<out>/<name>.png`` from ``plot(path)``."""
+    write(out / f"{name}.json", report, indent=2)
+    plot(out / f"{name}.png")
+    print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
