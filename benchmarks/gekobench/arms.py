@@ -58,8 +58,12 @@ def candidate(
 def controls(source: str) -> tuple[ArmSpec, ArmSpec]:
     """``<source>_random`` and ``<source>_budget``: the two controls of a candidate."""
     return (
-        ArmSpec(f"{source}_random", "control", BucketPolicy.uniform, control="random", source=source),
-        ArmSpec(f"{source}_budget", "control", BucketPolicy.uniform, control="budget", source=source),
+        ArmSpec(
+            f"{source}_random", "control", BucketPolicy.uniform, control="random", source=source
+        ),
+        ArmSpec(
+            f"{source}_budget", "control", BucketPolicy.uniform, control="budget", source=source
+        ),
     )
 
 
@@ -69,9 +73,15 @@ BUILTIN: dict[str, ArmSpec] = {
         ArmSpec("full", "full"),
         ArmSpec("gekodata", "builtin", BucketPolicy),
         ArmSpec("gekodata_unbiased", "builtin", BucketPolicy, unbiased=True),
-        ArmSpec("infobatch", "builtin", InfoBatchPolicy, ema_alpha=1.0),  # the latest loss per sample
-        ArmSpec("random_subset", "control", BucketPolicy.uniform, control="random", source="gekodata"),
-        ArmSpec("same_budget", "control", BucketPolicy.uniform, control="budget", source="gekodata"),
+        ArmSpec(
+            "infobatch", "builtin", InfoBatchPolicy, ema_alpha=1.0
+        ),  # the latest loss per sample
+        ArmSpec(
+            "random_subset", "control", BucketPolicy.uniform, control="random", source="gekodata"
+        ),
+        ArmSpec(
+            "same_budget", "control", BucketPolicy.uniform, control="budget", source="gekodata"
+        ),
     )
 }
 ARMS = tuple(BUILTIN)  # the time-to-quality arms (without --variant)
@@ -97,7 +107,9 @@ CANDIDATES: dict[str, ArmSpec] = {
         # choose) and T1
         candidate("guard_nolabels", lambda: BucketPolicy(noise_guard=True), labels=False),
         candidate(
-            "balanced_guard", lambda: BucketPolicy.preset("balanced", noise_guard=True), labels=False
+            "balanced_guard",
+            lambda: BucketPolicy.preset("balanced", noise_guard=True),
+            labels=False,
         ),
         candidate("forgetting_nolabels", ForgettingPolicy, labels=False),
         # the second round's winner of select_default (T2, tuning seeds 100-104); and the same with

@@ -36,18 +36,22 @@ GRID: dict[str, Callable[[], SelectionPolicy]] = {
     # seed 100, 91% of the flipped labels the guard caught were at most 0.1, 24-26% of the clean ones)
     "mountain_guard2_conf10": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1),
     "mountain_guard2_conf05": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.05),
-    "balanced_guard2_conf10": lambda: BucketPolicy.preset("balanced", noise_guard=True, suspect_confidence=0.1),
+    "balanced_guard2_conf10": lambda: BucketPolicy.preset(
+        "balanced", noise_guard=True, suspect_confidence=0.1
+    ),
     # third round, after mountain_guard2_conf10 (the second round's winner) failed the T3 check: without
     # labels it took T3's rare classes for noise. The guard judges only samples of known label, each
     # against its own class; the store is given the labels (set_labels), and without them this is
     # the mountain alone
-    "mountain_guard2_conf10_labels": lambda: BucketPolicy(noise_guard=True, suspect_confidence=0.1,
-                                                          suspect_needs_labels=True),
+    "mountain_guard2_conf10_labels": lambda: BucketPolicy(
+        noise_guard=True, suspect_confidence=0.1, suspect_needs_labels=True
+    ),
 }
 
 
-WITH_LABELS = {"mountain_guard2_conf10_labels"}  # grid candidates whose store gets the training labels
-
+WITH_LABELS = {
+    "mountain_guard2_conf10_labels"
+}  # grid candidates whose store gets the training labels
 
 
 def grid_specs(names: list[str] | None = None) -> dict[str, ArmSpec]:
@@ -78,17 +82,23 @@ def stem_of(out: Path, variant: str) -> Path:
 
 def candidate_arms(names: list[str]) -> list[str]:
     """Each grid candidate's arm and its random-subset and same-budget controls."""
-    return [a for name in names for a in (f"sel_{name}", f"sel_{name}_random", f"sel_{name}_budget")]
+    return [
+        a for name in names for a in (f"sel_{name}", f"sel_{name}_random", f"sel_{name}_budget")
+    ]
 
 
-CHECK_ARMS = {"gekodata": "mountain", "guard_conf10": "mountain_guard2_conf10",
-              "guard_conf10_nopred": "mountain_guard2_conf10, loop without pred",
-              "guard_conf10_labels": "mountain_guard2_conf10_labels", "balanced_guard": "balanced_guard2",
-              "guard_nolabels": "mountain_guard2", "forgetting_nolabels": "forgetting"}
+CHECK_ARMS = {
+    "gekodata": "mountain",
+    "guard_conf10": "mountain_guard2_conf10",
+    "guard_conf10_nopred": "mountain_guard2_conf10, loop without pred",
+    "guard_conf10_labels": "mountain_guard2_conf10_labels",
+    "balanced_guard": "balanced_guard2",
+    "guard_nolabels": "mountain_guard2",
+    "forgetting_nolabels": "forgetting",
+}
 
 
 CHECK_STEMS = ("t2_{v}", "t3_{v}", "t1_{v}_quick")
-
 
 
 def score(out: Path) -> dict:

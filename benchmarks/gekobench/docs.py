@@ -40,7 +40,9 @@ def tokens_table(folder: Path, stem: str) -> str:
 
 
 SUMMARY_STEMS = [
-    f"{t}_{v}{q}" for t, q in (("t2", ""), ("t3", ""), ("t1", ""), ("t1", "_quick")) for v in VARIANTS
+    f"{t}_{v}{q}"
+    for t, q in (("t2", ""), ("t3", ""), ("t1", ""), ("t1", "_quick"))
+    for v in VARIANTS
 ]
 
 
@@ -120,7 +122,9 @@ FAMILIES = (
         (("tokens", tokens_table),),
     ),
 )
-HEADER = "<!-- rendered by `python -m benchmarks.render` from benchmarks/results/*.json; do not edit -->"
+HEADER = (
+    "<!-- rendered by `python -m benchmarks.render` from benchmarks/results/*.json; do not edit -->"
+)
 
 
 def page(family: Family, folder: Path) -> str:

@@ -10,13 +10,18 @@ import numpy as np
 import torch
 
 
-def machine_info() -> Dict[str, Any]:
+def machine_info() -> dict[str, Any]:
     """Platform, CPU count, library versions, torch threads and the 1-minute load average now."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-            "loadavg_at_start": list(os.getloadavg())}
-
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
 
 
 def machine() -> str:

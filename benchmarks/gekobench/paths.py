@@ -6,4 +6,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"  # JSON only is committed; .md/.png beside it are rendered
-DOCS = ROOT / "docs" / "benchmarks"  # one markdown page per benchmark family (python -m benchmarks.render)
+DOCS = (
+    ROOT / "docs" / "benchmarks"
+)  # one markdown page per benchmark family (python -m benchmarks.render)

@@ -30,8 +30,15 @@ def time_to_quality(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for arm, data in result["arms"].items():
         for i, curve in enumerate(data["curves"]):
-            kwargs = dict(color=colour(arm, tuple(result["arms"])), alpha=0.8, marker="o", ms=3, lw=1, label=arm if i == 0 else None,
-                          ls="--" if arm.endswith("_budget") else ":" if arm.endswith("_random") else "-")
+            kwargs = dict(
+                color=colour(arm, tuple(result["arms"])),
+                alpha=0.8,
+                marker="o",
+                ms=3,
+                lw=1,
+                label=arm if i == 0 else None,
+                ls="--" if arm.endswith("_budget") else ":" if arm.endswith("_random") else "-",
+            )
             axes[0].plot([p["train_s"] for p in curve], [p["metric"] for p in curve], **kwargs)
             axes[1].plot([p["passes"] for p in curve], [p["metric"] for p in curve], **kwargs)
     for ax, xlabel in zip(axes, ("training wall-clock (s)", "sample passes trained")):
@@ -43,8 +50,9 @@ def time_to_quality(result: dict, path: Path) -> None:
     low = min(p["metric"] for d in result["arms"].values() for c in d["curves"] for p in c[1:] or c)
     axes[0].set_ylim(max(0.0, low - 0.02), None)
     axes[1].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{result['task'].upper()}: {result['title']} ({result['mode']}; one line per seed)")
+    fig.suptitle(
+        f"{result['task'].upper()}: {result['title']} ({result['mode']}; one line per seed)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

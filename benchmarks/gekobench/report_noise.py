@@ -14,12 +14,15 @@ COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:purple", "tab:blue")))
 
 def table(result: dict) -> str:
     std = lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0  # noqa: E731
-    lines = [f"**Label noise on {result['task'].upper()} — {result['title']}** ({result['mode']} mode, "
-             f"{len(result['seeds'])} seeds, {result['config']['epochs']} epochs, clean test accuracy; "
-             f"{result['date']}, {result['machine']})", "",
-             "| noise | arm | clean test accuracy | Δ vs full (paired) | sample passes | vs full "
-             "| SUSPECT precision | SUSPECT recall | flips among HARD (last plan) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**Label noise on {result['task'].upper()} — {result['title']}** ({result['mode']} mode, "
+        f"{len(result['seeds'])} seeds, {result['config']['epochs']} epochs, clean test accuracy; "
+        f"{result['date']}, {result['machine']})",
+        "",
+        "| noise | arm | clean test accuracy | Δ vs full (paired) | sample passes | vs full "
+        "| SUSPECT precision | SUSPECT recall | flips among HARD (last plan) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for rate_result in result["rates"]:
         arms = rate_result["arms"]
         full = arms.get("full")
@@ -34,11 +37,17 @@ def table(result: dict) -> str:
             sus = [s for s in d["suspects"] if s and arm == "gekodata_guard"]
             prec = f"{np.mean([s['precision'] for s in sus]):.2f}" if sus else "—"
             rec = f"{np.mean([s['recall'] for s in sus]):.2f}" if sus else "—"
-            shares = [c[-1]["hard_flipped_share"] for c in d["curves"] if c and "hard_flipped_share" in c[-1]]
+            shares = [
+                c[-1]["hard_flipped_share"]
+                for c in d["curves"]
+                if c and "hard_flipped_share" in c[-1]
+            ]
             share = f"{np.mean(shares):.2f}" if shares else "—"
-            lines.append(f"| {rate_result['rate']:.0%} | {arm} | {acc.mean():.4f} ± {std(acc):.4f} | "
-                         f"{delta.mean():+.4f} ± {std(delta):.4f} | {passes.mean():.0f} | "
-                         f"{passes.mean() / ref - 1:+.1%} | {prec} | {rec} | {share} |")
+            lines.append(
+                f"| {rate_result['rate']:.0%} | {arm} | {acc.mean():.4f} ± {std(acc):.4f} | "
+                f"{delta.mean():+.4f} ± {std(delta):.4f} | {passes.mean():.0f} | "
+                f"{passes.mean() / ref - 1:+.1%} | {prec} | {rec} | {share} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -54,17 +63,41 @@ def plot(result: dict, path: Path) -> None:
         ax_acc, ax_pr = axes[0][col], axes[1][col]
         for arm, data in rate_result["arms"].items():
             for i, curve in enumerate(data["curves"]):
-                ax_acc.plot([p["passes"] for p in curve], [p["metric"] for p in curve], color=COLOURS[arm],
-                            marker="o", ms=3, lw=1, alpha=0.8, label=arm if i == 0 else None)
+                ax_acc.plot(
+                    [p["passes"] for p in curve],
+                    [p["metric"] for p in curve],
+                    color=COLOURS[arm],
+                    marker="o",
+                    ms=3,
+                    lw=1,
+                    alpha=0.8,
+                    label=arm if i == 0 else None,
+                )
                 if arm == "gekodata_guard":
                     epochs = [p["epoch"] for p in curve]
-                    ax_pr.plot(epochs, [p["suspect"]["precision"] for p in curve], color="tab:purple",
-                               lw=1, label="SUSPECT precision" if i == 0 else None)
-                    ax_pr.plot(epochs, [p["suspect"]["recall"] for p in curve], color="tab:purple", ls="--",
-                               lw=1, label="SUSPECT recall" if i == 0 else None)
+                    ax_pr.plot(
+                        epochs,
+                        [p["suspect"]["precision"] for p in curve],
+                        color="tab:purple",
+                        lw=1,
+                        label="SUSPECT precision" if i == 0 else None,
+                    )
+                    ax_pr.plot(
+                        epochs,
+                        [p["suspect"]["recall"] for p in curve],
+                        color="tab:purple",
+                        ls="--",
+                        lw=1,
+                        label="SUSPECT recall" if i == 0 else None,
+                    )
                 if arm == "gekodata":
-                    ax_pr.plot([p["epoch"] for p in curve], [p["hard_flipped_share"] for p in curve],
-                               color="tab:red", lw=1, label="flips among HARD (no guard)" if i == 0 else None)
+                    ax_pr.plot(
+                        [p["epoch"] for p in curve],
+                        [p["hard_flipped_share"] for p in curve],
+                        color="tab:red",
+                        lw=1,
+                        label="flips among HARD (no guard)" if i == 0 else None,
+                    )
         ax_acc.set_title(f"{rate_result['rate']:.0%} label noise")
         ax_acc.set_xlabel("sample passes trained")
         ax_acc.set_ylabel("clean test accuracy")
@@ -75,8 +108,9 @@ def plot(result: dict, path: Path) -> None:
         ax_pr.set_ylim(0, 1.02)
         ax_pr.grid(alpha=0.3)
         ax_pr.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{result['task'].upper()} with label noise: {result['title']} (one line per seed)")
+    fig.suptitle(
+        f"{result['task'].upper()} with label noise: {result['title']} (one line per seed)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

@@ -11,30 +11,41 @@ ARMS = ("uniform", "dapo", "gekodata")
 COLOURS = {"uniform": "black", "dapo": "tab:blue", "gekodata": "tab:red"}
 
 
-def markdown(report: Dict[str, Any]) -> str:
+def markdown(report: dict[str, Any]) -> str:
     cfg, m = report["config"], report["machine"]
-    lines = [f"**RL prompt selection — GRPO on reasoning-gym chain_sum, 2-layer Llama from a warm start** "
-             f"({'quick' if cfg['quick'] else 'full'} mode, {len(cfg['seeds'])} seeds, {cfg['epochs']} epochs over "
-             f"{cfg['train_size']} prompts, G = {cfg['group']}, held-out {cfg['eval_size']} questions; "
-             f"{report['date']}, {m['platform'].split('-')[0]} {m['processor']}, {m['cpu_count']} CPU cores, "
-             f"torch {m['torch']} ({cfg['threads']} thread))", "",
-             "| warm start | arm | held-out exact match (last epoch) | Δ vs uniform (paired) | rollouts | vs uniform | "
-             "zero-advantage groups, share per epoch | zero-advantage groups generated | wall-clock |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**RL prompt selection — GRPO on reasoning-gym chain_sum, 2-layer Llama from a warm start** "
+        f"({'quick' if cfg['quick'] else 'full'} mode, {len(cfg['seeds'])} seeds, {cfg['epochs']} epochs over "
+        f"{cfg['train_size']} prompts, G = {cfg['group']}, held-out {cfg['eval_size']} questions; "
+        f"{report['date']}, {m['platform'].split('-')[0]} {m['processor']}, {m['cpu_count']} CPU cores, "
+        f"torch {m['torch']} ({cfg['threads']} thread))",
+        "",
+        "| warm start | arm | held-out exact match (last epoch) | Δ vs uniform (paired) | rollouts | vs uniform | "
+        "zero-advantage groups, share per epoch | zero-advantage groups generated | wall-clock |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for regime in report["regimes"]:
         warm = f"{regime['held_out_before']:.2f}"
         for arm, s in regime["summary"].items():
-            delta = "—" if arm == "uniform" or s["delta_vs_uniform_mean"] is None else \
-                f"{s['delta_vs_uniform_mean']:+.4f} ± {s['delta_vs_uniform_std']:.4f}"
-            saved = "—" if arm == "uniform" or s["rollouts_saved_vs_uniform"] is None else \
-                f"{-s['rollouts_saved_vs_uniform']:+.1%}"
-            lines.append(f"| {warm} | {arm} | {s['final_exact_match_mean']:.4f} ± {s['final_exact_match_std']:.4f} | "
-                         f"{delta} | {s['rollouts_mean']:.0f} | {saved} | {s['zero_advantage_fraction_mean']:.1%} | "
-                         f"{s['zero_advantage_groups_total_mean']:.0f} | {s['wall_clock_s_mean']:.0f} s |")
+            delta = (
+                "—"
+                if arm == "uniform" or s["delta_vs_uniform_mean"] is None
+                else f"{s['delta_vs_uniform_mean']:+.4f} ± {s['delta_vs_uniform_std']:.4f}"
+            )
+            saved = (
+                "—"
+                if arm == "uniform" or s["rollouts_saved_vs_uniform"] is None
+                else f"{-s['rollouts_saved_vs_uniform']:+.1%}"
+            )
+            lines.append(
+                f"| {warm} | {arm} | {s['final_exact_match_mean']:.4f} ± {s['final_exact_match_std']:.4f} | "
+                f"{delta} | {s['rollouts_mean']:.0f} | {saved} | {s['zero_advantage_fraction_mean']:.1%} | "
+                f"{s['zero_advantage_groups_total_mean']:.0f} | {s['wall_clock_s_mean']:.0f} s |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def plot(report: Dict[str, Any], path: Path) -> None:
+def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,9 +59,16 @@ def plot(report: Dict[str, Any], path: Path) -> None:
             if not rs:
                 continue
             x = np.mean([[0] + [e["rollouts"] for e in r["epochs"]] for r in rs], axis=0)
-            y = np.array([[r["held_out_before"]] + [e["held_out_exact_match"] for e in r["epochs"]] for r in rs])
+            y = np.array(
+                [
+                    [r["held_out_before"]] + [e["held_out_exact_match"] for e in r["epochs"]]
+                    for r in rs
+                ]
+            )
             ax_c.plot(x, y.mean(0), "o-", color=COLOURS[arm], label=arm, markersize=4)
-            ax_c.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=COLOURS[arm], alpha=0.15)
+            ax_c.fill_between(
+                x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=COLOURS[arm], alpha=0.15
+            )
             epochs = np.arange(len(rs[0]["epochs"]))
             z = np.array([[e["zero_advantage_fraction"] for e in r["epochs"]] for r in rs])
             ax_z.plot(epochs, z.mean(0), "o-", color=COLOURS[arm], label=arm, markersize=4)
@@ -72,4 +90,3 @@ def plot(report: Dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-

@@ -99,7 +99,9 @@ def saved_budget(result: Mapping[str, Any], arm: str, seed: int) -> Budget | Non
     return {"per_epoch": source["passes_per_epoch"][j], "total": source["sample_passes"][j]}
 
 
-def write_results(out: Path, name: str, report: Mapping[str, Any], plot: Callable[[Path], None]) -> None:
+def write_results(
+    out: Path, name: str, report: Mapping[str, Any], plot: Callable[[Path], None]
+) -> None:
     """``<out>/<name>.json`` from ``report`` (indent 2) and ``<out>/<name>.png`` from ``plot(path)``."""
     write(out / f"{name}.json", report, indent=2)
     plot(out / f"{name}.png")

@@ -51,7 +51,12 @@ def reference_for(task: Task, seed: int):
 
 
 def make_sampler(
-    task: Task, spec: ArmSpec, seed: int, dataset: PruningDataset, epochs: int, budget: Budget | None
+    task: Task,
+    spec: ArmSpec,
+    seed: int,
+    dataset: PruningDataset,
+    epochs: int,
+    budget: Budget | None,
 ) -> WeightedBucketSampler:
     """The arm's sampler (not for ``full``)."""
     n = len(task.train)
@@ -71,7 +76,12 @@ def make_sampler(
     store = None if spec.ema_alpha is None else GEKOStateStore(n, ema_alpha=spec.ema_alpha)
     kwargs = {"unbiased": True} if spec.unbiased else {}
     return WeightedBucketSampler(
-        dataset, policy, num_epochs=epochs, seed=seed, **kwargs, **({"store": store} if store else {})
+        dataset,
+        policy,
+        num_epochs=epochs,
+        seed=seed,
+        **kwargs,
+        **({"store": store} if store else {}),
     )
 
 
@@ -80,7 +90,9 @@ def make_loader(task: Task, spec: ArmSpec, seed: int, budget: Budget | None):
     the source arm's figures for a control arm."""
     if spec.kind == "full":
         generator = torch.Generator().manual_seed(seed)
-        loader = DataLoader(task.train, batch_size=task.batch_size, shuffle=True, generator=generator)
+        loader = DataLoader(
+            task.train, batch_size=task.batch_size, shuffle=True, generator=generator
+        )
         return loader, None, task.epochs, None
     dataset = PruningDataset(task.train)
     epochs, pass_budget = task.epochs, None
@@ -175,4 +187,3 @@ def run_arm(
 def set_threads(task: Task) -> None:
     """torch's intra-op threads for ``task`` (its own, or torch's default)."""
     torch.set_num_threads(task.threads or DEFAULT_THREADS)
-

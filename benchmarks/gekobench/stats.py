@@ -28,11 +28,15 @@ def summarise(result: dict) -> None:
     target = result["target"] = target_of(arms["full"]["final_metric"])
     for data in arms.values():
         data["time_to_target_s"] = [
-            next((p["train_s"] for p in curve if p["metric"] >= target), None) for curve in data["curves"]
+            next((p["train_s"] for p in curve if p["metric"] >= target), None)
+            for curve in data["curves"]
         ]
     if result.get("variant"):
-        result["goals"] = {arm: goal_check(result, arm) for arm in arms
-                           if control_of(arm, arms) is None and arm not in ("full", "infobatch")}
+        result["goals"] = {
+            arm: goal_check(result, arm)
+            for arm in arms
+            if control_of(arm, arms) is None and arm not in ("full", "infobatch")
+        }
 
 
 def paired(result: dict, arm: str, other: str) -> np.ndarray | None:
@@ -68,11 +72,20 @@ def goal_check(result: dict, arm: str) -> dict[str, object]:
     full = np.array(arms["full"]["final_metric"], dtype=float)
     mine = np.array(arms[arm]["final_metric"], dtype=float)
     out: dict[str, object] = {
-        "pass_ratio": float(np.mean(arms[arm]["sample_passes"]) / np.mean(arms["full"]["sample_passes"])),
-        "accuracy_ok": bool(mine.mean() >= full.mean() - 0.5 * std(full))}
+        "pass_ratio": float(
+            np.mean(arms[arm]["sample_passes"]) / np.mean(arms["full"]["sample_passes"])
+        ),
+        "accuracy_ok": bool(mine.mean() >= full.mean() - 0.5 * std(full)),
+    }
     for name, control in zip(("random", "budget"), controls_of(arm)):
         d = paired(result, arm, control)
-        out[f"vs_{name}"] = None if d is None else {"mean": float(d.mean()), "std": std(d),
-                                                    "ahead_by_1_std": bool(d.mean() >= max(std(d), 1e-12))}
+        out[f"vs_{name}"] = (
+            None
+            if d is None
+            else {
+                "mean": float(d.mean()),
+                "std": std(d),
+                "ahead_by_1_std": bool(d.mean() >= max(std(d), 1e-12)),
+            }
+        )
     return out
-

@@ -25,7 +25,9 @@ def variant_task(base: Task, variant: str | None, seed: int) -> Task:
     return make_variant(base, variant, seed)
 
 
-def load_task(name: str, quick: bool, seeds: Sequence[int] | None = None, epochs: int | None = None) -> Task:
+def load_task(
+    name: str, quick: bool, seeds: Sequence[int] | None = None, epochs: int | None = None
+) -> Task:
     """Task ``name`` with its seeds and epochs overridden where given; sets torch's threads."""
     base = TASKS[name](quick)
     if seeds:
@@ -115,7 +117,13 @@ def rerun(
         run = run_arm(task, specs[arm], seed, init_state, results.saved_budget(result, arm, seed))
         replaced = {k: data[k][i] for k in ("final_metric", "wall_clock_s", "sample_passes")}
         result.setdefault("reruns", []).append(
-            {"arm": arm, "seed": seed, "reason": reason, "date": results.today(), "replaced": replaced}
+            {
+                "arm": arm,
+                "seed": seed,
+                "reason": reason,
+                "date": results.today(),
+                "replaced": replaced,
+            }
         )
         results.record_run(data, seed, run, at=i)
         print(_line(seed, arm, run, f" (was {replaced['wall_clock_s']:.1f}s)"))
@@ -158,7 +166,9 @@ def extend(
             print(_line(seed, arm, run, " (added)"), flush=True)
         result["arms"] = {a: result["arms"][a] for a in order if a in result["arms"]}
         results.write(stem.with_suffix(".json"), result)
-    result.setdefault("added", []).append({"arms": list(arms), "date": results.today(), "machine": machine()})
+    result.setdefault("added", []).append(
+        {"arms": list(arms), "date": results.today(), "machine": machine()}
+    )
     summarise(result)
     results.write(stem.with_suffix(".json"), result)
     publish(result, stem)

@@ -18,17 +18,18 @@ set by :func:`gekodata.reference.cross_fit_reference_losses`): T2 a linear softm
 the pixels, T1 a bag-of-embeddings (fastText-like) classifier on the token ids; both take about a
 second, which the benchmark adds to the arm's wall-clock.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .data import inject_noise
 from gekodata.reference import ReferenceLosses, cross_fit_reference_losses
+
+from .data import inject_noise
 
 VARIANTS = ("clean", "noisy", "redundant", "imbalanced")
 NOISE_RATE = 0.2
@@ -48,18 +49,19 @@ def _augment_images(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def _augment_tokens(input_ids: torch.Tensor, mask: torch.Tensor,
-                    rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+def _augment_tokens(
+    input_ids: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     ids_out, mask_out = torch.zeros_like(input_ids), torch.zeros_like(mask)
     pad = 0
     for i in range(len(input_ids)):
         length = int(mask[i].sum())
         keep = np.ones(length, dtype=bool)
-        keep[1:length - 1] = rng.random(max(length - 2, 0)) >= 0.1  # never [CLS] or [SEP]
+        keep[1 : length - 1] = rng.random(max(length - 2, 0)) >= 0.1  # never [CLS] or [SEP]
         kept = input_ids[i, :length][torch.from_numpy(keep)]
         ids_out[i].fill_(pad)
-        ids_out[i, :len(kept)] = kept
-        mask_out[i, :len(kept)] = 1
+        ids_out[i, : len(kept)] = kept
+        mask_out[i, : len(kept)] = 1
     return ids_out, mask_out
 
 
@@ -68,7 +70,7 @@ def make_variant(task, variant: str, seed: int):
     ``seed``; ``task.notes`` gains what was done, ``task.labels`` the training labels."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    cols: Dict[str, torch.Tensor] = dict(task.train.columns)
+    cols: dict[str, torch.Tensor] = dict(task.train.columns)
     labels = cols["labels"]
     num_classes = int(task.num_classes)
     notes = dict(task.notes, variant=variant)
@@ -86,7 +88,9 @@ def make_variant(task, variant: str, seed: int):
         if "x" in dup:
             dup["x"] = _augment_images(dup["x"], rng)
         else:
-            dup["input_ids"], dup["attention_mask"] = _augment_tokens(dup["input_ids"], dup["attention_mask"], rng)
+            dup["input_ids"], dup["attention_mask"] = _augment_tokens(
+                dup["input_ids"], dup["attention_mask"], rng
+            )
         cols = {k: torch.cat([v[torch.from_numpy(distinct)], dup[k]]) for k, v in cols.items()}
         notes.update(distinct=len(distinct), core=len(core), copies=len(copies))
     elif variant == "imbalanced":
@@ -96,17 +100,26 @@ def make_variant(task, variant: str, seed: int):
         keep = np.ones(len(y), dtype=bool)
         for c in rare:
             members = np.flatnonzero(y == c)
-            keep[members[rng.permutation(len(members))[int(round(RARE_KEEP * len(members))):]]] = False
+            keep[members[rng.permutation(len(members))[round(RARE_KEEP * len(members)) :]]] = False
         cols = {k: v[torch.from_numpy(keep)] for k, v in cols.items()}
         share = np.bincount(cols["labels"].numpy(), minlength=num_classes) / int(keep.sum())
         class_weights = torch.from_numpy(share)
-        notes.update(rare_classes=rare.tolist(), rare_keep=RARE_KEEP, train_class_counts=np.bincount(
-            cols["labels"].numpy(), minlength=num_classes).tolist())
+        notes.update(
+            rare_classes=rare.tolist(),
+            rare_keep=RARE_KEEP,
+            train_class_counts=np.bincount(cols["labels"].numpy(), minlength=num_classes).tolist(),
+        )
     train = type(task.train)(**cols)
     notes["train_size"] = len(train)
     evaluate = task.make_evaluate(class_weights)
-    return dataclasses.replace(task, name=f"{task.name}_{variant}", train=train, evaluate=evaluate, notes=notes,
-                               labels=train.columns["labels"].numpy().copy())
+    return dataclasses.replace(
+        task,
+        name=f"{task.name}_{variant}",
+        train=train,
+        evaluate=evaluate,
+        notes=notes,
+        labels=train.columns["labels"].numpy().copy(),
+    )
 
 
 # ---------------------------------------------------------------------------------- reference models
@@ -129,11 +142,15 @@ class BagOfEmbeddings(nn.Module):
 
     def forward(self, batch):
         weights = batch["attention_mask"].float()
-        mean = (self.embed(batch["input_ids"]) * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
+        mean = (self.embed(batch["input_ids"]) * weights[..., None]).sum(1) / weights.sum(
+            1, keepdim=True
+        )
         return self.head(mean)
 
 
-def reference_losses(task, seed: int, epochs: int = 10, lr: float = 1e-2, batch_size: int = 64) -> ReferenceLosses:
+def reference_losses(
+    task, seed: int, epochs: int = 10, lr: float = 1e-2, batch_size: int = 64
+) -> ReferenceLosses:
     """Cross-fit the task's small reference model on halves of its training set (2 folds)."""
     cols = task.train.columns
     torch_gen = torch.Generator().manual_seed(seed)
@@ -150,7 +167,7 @@ def reference_losses(task, seed: int, epochs: int = 10, lr: float = 1e-2, batch_
         for _ in range(epochs):
             order = idx_t[torch.randperm(len(idx_t), generator=torch_gen)]
             for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+                rows = order[start : start + batch_size]
                 batch = {k: v[rows] for k, v in cols.items()}
                 nn.functional.cross_entropy(model(batch), batch["labels"]).backward()
                 opt.step()
