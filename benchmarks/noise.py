@@ -71,25 +71,35 @@ def guard_arm(guard: dict) -> ArmSpec:
 
 def precision_recall(flagged: np.ndarray, flipped: np.ndarray) -> dict[str, float]:
     hits = int(np.count_nonzero(flagged & flipped))
-    return {"flagged": int(flagged.sum()), "precision": hits / max(int(flagged.sum()), 1),
-            "recall": hits / max(int(flipped.sum()), 1)}
+    return {
+        "flagged": int(flagged.sum()),
+        "precision": hits / max(int(flagged.sum()), 1),
+        "recall": hits / max(int(flipped.sum()), 1),
+    }
 
 
 def epoch_probe(flipped: np.ndarray):
     """on_epoch callback: share of flips among HARD (as planned) and SUSPECT precision/recall."""
+
     def probe(epoch: int, sampler: WeightedBucketSampler | None) -> dict:
         if sampler is None or not isinstance(sampler.policy, BucketPolicy):
             return {}
         codes = sampler.store.bucket
         hard = codes == Bucket.HARD
-        out = {"hard": int(hard.sum()), "hard_flipped_share": float(flipped[hard].mean()) if hard.any() else 0.0}
+        out = {
+            "hard": int(hard.sum()),
+            "hard_flipped_share": float(flipped[hard].mean()) if hard.any() else 0.0,
+        }
         if sampler.policy.noise_guard:
             out["suspect"] = precision_recall(codes == Bucket.SUSPECT, flipped)
         return out
+
     return probe
 
 
-def final_suspects(sampler: WeightedBucketSampler | None, flipped: np.ndarray, guard: dict) -> dict | None:
+def final_suspects(
+    sampler: WeightedBucketSampler | None, flipped: np.ndarray, guard: dict
+) -> dict | None:
     """Classify the store with every report folded in (what the next plan would see)."""
     if sampler is None or not isinstance(sampler.policy, BucketPolicy):
         return None
@@ -100,8 +110,13 @@ def final_suspects(sampler: WeightedBucketSampler | None, flipped: np.ndarray, g
 
 def run_rate(task: Task, rate: float, arms: list[str], guard: dict) -> dict:
     specs = {**registry(), "gekodata_guard": guard_arm(guard)}
-    result = {"rate": rate, "arms": {arm: {"seeds": [], "curves": [], "suspects": [], **{k: [] for k in RUN_KEYS}}
-                                     for arm in arms}}
+    result = {
+        "rate": rate,
+        "arms": {
+            arm: {"seeds": [], "curves": [], "suspects": [], **{k: [] for k in RUN_KEYS}}
+            for arm in arms
+        },
+    }
     for seed in task.seeds:
         noisy, flipped = noisy_task(task, rate, seed)
         init_state = copy.deepcopy(task.make_model(seed).state_dict())
@@ -114,9 +129,16 @@ def run_rate(task: Task, rate: float, arms: list[str], guard: dict) -> dict:
             data["curves"].append(run["curve"])
             data["suspects"].append(final_suspects(run["sampler"], flipped, guard))
             s = data["suspects"][-1]
-            extra = f"  suspects P {s['precision']:.2f} R {s['recall']:.2f} (n={s['flagged']})" if s else ""
-            print(f"  noise {rate:.0%} seed {seed} {arm:<15} acc {run['final_metric']:.4f}  "
-                  f"passes {run['sample_passes']:>6}  train {run['wall_clock_s']:6.1f}s{extra}", flush=True)
+            extra = (
+                f"  suspects P {s['precision']:.2f} R {s['recall']:.2f} (n={s['flagged']})"
+                if s
+                else ""
+            )
+            print(
+                f"  noise {rate:.0%} seed {seed} {arm:<15} acc {run['final_metric']:.4f}  "
+                f"passes {run['sample_passes']:>6}  train {run['wall_clock_s']:6.1f}s{extra}",
+                flush=True,
+            )
     return result
 
 
@@ -128,11 +150,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="override the task's epochs")
     parser.add_argument("--rates", type=float, nargs="*", default=list(RATES))
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: the task's)")
-    parser.add_argument("--suspect-streak", type=int, help="the guard arm's suspect_streak (default: the policy's)")
-    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for a --suspect-streak variant)")
+    parser.add_argument(
+        "--suspect-streak", type=int, help="the guard arm's suspect_streak (default: the policy's)"
+    )
+    parser.add_argument(
+        "--tag", default="", help="suffix of the result files (e.g. for a --suspect-streak variant)"
+    )
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--render", action="store_true", help="redraw the table and PNG from the JSON")
+    parser.add_argument(
+        "--render", action="store_true", help="redraw the table and PNG from the JSON"
+    )
     args = parser.parse_args(argv)
     stem = args.out / (f"noise_{args.task}" + ("_quick" if args.quick else "") + args.tag)
     guard = {"suspect_streak": args.suspect_streak} if args.suspect_streak else {}
@@ -147,13 +175,26 @@ def main(argv: list[str] | None = None) -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        result = {"task": args.task, "title": task.title, "guard": dict(guard),
-                  "mode": "quick" if args.quick else "full", "machine": machine(), "date": results.today(),
-                  "seeds": task.seeds,
-                  "config": {"epochs": task.epochs, "batch_size": task.batch_size, "lr": task.lr,
-                             "noise": "symmetric, uniform over the other classes", **task.notes},
-                  "rates": []}
-        print(f"noise on {args.task}: {task.title}; {len(task.train)} train; seeds {task.seeds}; {machine()}")
+        result = {
+            "task": args.task,
+            "title": task.title,
+            "guard": dict(guard),
+            "mode": "quick" if args.quick else "full",
+            "machine": machine(),
+            "date": results.today(),
+            "seeds": task.seeds,
+            "config": {
+                "epochs": task.epochs,
+                "batch_size": task.batch_size,
+                "lr": task.lr,
+                "noise": "symmetric, uniform over the other classes",
+                **task.notes,
+            },
+            "rates": [],
+        }
+        print(
+            f"noise on {args.task}: {task.title}; {len(task.train)} train; seeds {task.seeds}; {machine()}"
+        )
         for rate in args.rates:
             result["rates"].append(run_rate(task, rate, args.arms, guard))
             results.write(stem.with_suffix(".json"), result)

@@ -18,6 +18,18 @@ from .gekobench.paths import DOCS, RESULTS
 from .gekobench.stats import summarise
 
 
+def _cost_plot(result: dict, png: Path) -> None:
+    """The overhead / scale plots (their drawing code stays with those CLIs)."""
+    from . import overhead, scale, tiny_loop
+
+    if result["benchmark"] == "scale":
+        scale.plot(result["summary"], png)
+    elif result["benchmark"] == "overhead":
+        overhead.plot(result["rows"], png)
+    else:
+        tiny_loop.plot_rows(result["rows"], png)
+
+
 def draw_plots(folder: Path) -> list[Path]:
     """A PNG beside every result JSON whose family has a plot."""
     drawn = []
@@ -33,6 +45,8 @@ def draw_plots(folder: Path) -> list[Path]:
             report_rl.plot(result, png)
         elif "parts" in result and "eval_before" in result:
             report_tokens.plot(result, png)
+        elif result.get("benchmark") in ("overhead", "overhead_tiny", "scale"):
+            _cost_plot(result, png)
         else:
             continue
         drawn.append(png)
@@ -52,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, text in docs.pages(args.results).items()
             if not (args.docs / name).exists() or (args.docs / name).read_text() != text
         ]
-        print("up to date" if not stale else f"stale: {', '.join(stale)} (run python -m benchmarks.render)")
+        print(
+            "up to date"
+            if not stale
+            else f"stale: {', '.join(stale)} (run python -m benchmarks.render)"
+        )
         return 1 if stale else 0
     for path in docs.write(args.results, args.docs):
         print(f"wrote {path}")

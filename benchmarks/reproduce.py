@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         (acc0, n0), (acc1, n1) = r["committed"], r["rerun"]
         verdict = "exact (every epoch)" if r["exact"] else "DIFFERS"
-        print(f"{r['arm']:<28} committed {acc0:.4f} / {n0:>6} passes   rerun {acc1:.4f} / {n1:>6}   {verdict}")
+        print(
+            f"{r['arm']:<28} committed {acc0:.4f} / {n0:>6} passes   rerun {acc1:.4f} / {n1:>6}   {verdict}"
+        )
     return 0 if rows and all(r["exact"] for r in rows) else 1
 
 

@@ -5,7 +5,8 @@ except those of ``WITH_LABELS``: their guard acts only where the store knows the
 without them they are the mountain alone. Each is run on T2's four training-set variants (clean, noisy,
 redundant, imbalanced; ``gekobench/variants.py``) with **tuning seeds** 100-104, which the reported tables
 (seeds 0-4) never use, next to its own random-subset and same-budget controls
-(``benchmarks/gekobench``'s protocol; the grid and the checks are ``gekobench/default_choice.py``). The candidates are scored by the issue's goal per variant:
+(the time-to-quality protocol; the grid and the checks are ``gekobench/default_choice.py``).
+The candidates are scored by the issue's goal per variant:
 
 * every variant: <= 0.5 of full's sample passes, accuracy >= full - 0.5 x full's seed std;
 * noisy, redundant, imbalanced: ahead of its random subset and of its same-budget run by >= 1
@@ -55,7 +56,9 @@ from .gekobench.variants import VARIANTS
 __all__ = ["GRID", "TUNING_SEEDS", "WITH_LABELS", "checks", "main"]
 
 
-def suspects(out: Path, seed: int = TUNING_SEEDS[0], epochs=(3, 6, 9, 12), at_most: float = 0.1) -> dict:
+def suspects(
+    out: Path, seed: int = TUNING_SEEDS[0], epochs=(3, 6, 9, 12), at_most: float = 0.1
+) -> dict:
     """What the plain guard (``BucketPolicy(noise_guard=True)``, no labels) holds SUSPECT on T2's
     noisy and clean variants at some epochs' ends, and how many of them have a confidence EMA of at
     most ``at_most``: flipped labels against correctly labeled samples. Writes
@@ -70,15 +73,24 @@ def suspects(out: Path, seed: int = TUNING_SEEDS[0], epochs=(3, 6, 9, 12), at_mo
         flipped_all = task.labels != base.train.columns["labels"].numpy()
         rows = report["variants"][variant] = []
 
-        def on_epoch(epoch: int, sampler, task=task, flipped_all=flipped_all, rows=rows, variant=variant) -> dict:
+        def on_epoch(
+            epoch: int, sampler, task=task, flipped_all=flipped_all, rows=rows, variant=variant
+        ) -> dict:
             if epoch in epochs:
                 held = sampler.policy.classify(sampler.store) == Bucket.SUSPECT
                 low = sampler.store.columns["conf_ema"] <= int(at_most * 255)
                 flipped = held & flipped_all
                 clean = held & ~flipped_all
-                rows.append({"epoch": epoch, "suspect": int(held.sum()), "flipped": int(flipped.sum()),
-                             "flipped_low_conf": int((flipped & low).sum()), "clean": int(clean.sum()),
-                             "clean_low_conf": int((clean & low).sum())})
+                rows.append(
+                    {
+                        "epoch": epoch,
+                        "suspect": int(held.sum()),
+                        "flipped": int(flipped.sum()),
+                        "flipped_low_conf": int((flipped & low).sum()),
+                        "clean": int(clean.sum()),
+                        "clean_low_conf": int((clean & low).sum()),
+                    }
+                )
                 print(variant, rows[-1], flush=True)
             return {}
 
@@ -94,12 +106,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=TUNING_SEEDS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--score", action="store_true", help="no training: score the saved runs")
-    parser.add_argument("--add", nargs="*", choices=list(GRID), help="run these candidates (and their controls) "
-                        "for every seed of the saved variant results and add them")
-    parser.add_argument("--check", action="store_true",
-                        help="no training: the label-free candidates' checks on the reported T2, T3 and T1 results")
-    parser.add_argument("--suspects", action="store_true",
-                        help="what the plain guard holds SUSPECT on T2 noisy/clean (seed 100), by confidence")
+    parser.add_argument(
+        "--add",
+        nargs="*",
+        choices=list(GRID),
+        help="run these candidates (and their controls) "
+        "for every seed of the saved variant results and add them",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="no training: the label-free candidates' checks on the reported T2, T3 and T1 results",
+    )
+    parser.add_argument(
+        "--suspects",
+        action="store_true",
+        help="what the plain guard holds SUSPECT on T2 noisy/clean (seed 100), by confidence",
+    )
     args = parser.parse_args(argv)
     if args.suspects:
         suspects(args.out)
@@ -113,12 +136,27 @@ def main(argv: list[str] | None = None) -> None:
     specs = registry(grid_specs())  # the grid passed explicitly; nothing global is changed
     if args.add:
         for variant in args.variant:
-            study.extend("t2", False, args.out, candidate_arms(args.add), variant,
-                         stem=stem_of(args.out, variant), specs=specs)
+            study.extend(
+                "t2",
+                False,
+                args.out,
+                candidate_arms(args.add),
+                variant,
+                stem=stem_of(args.out, variant),
+                specs=specs,
+            )
     elif not args.score:
         for variant in args.variant:
-            study.run_task("t2", False, args.seeds, args.out, ["full", *candidate_arms(list(GRID))],
-                           variant=variant, stem=stem_of(args.out, variant), specs=specs)
+            study.run_task(
+                "t2",
+                False,
+                args.seeds,
+                args.out,
+                ["full", *candidate_arms(list(GRID))],
+                variant=variant,
+                stem=stem_of(args.out, variant),
+                specs=specs,
+            )
     scored = score(args.out)
     text = score_table(scored)
     (args.out / "select_default.json").write_text(json.dumps(scored, indent=1) + "\n")

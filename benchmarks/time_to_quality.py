@@ -93,22 +93,45 @@ def render(name: str, quick: bool, out: Path, variant: str | None = None) -> Non
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=["t1", "t2", "t3", "all"], default="all")
-    parser.add_argument("--variant", nargs="*", choices=[*VARIANTS, "all"],
-                        help="selection study on these training sets (default arms: selection_arms())")
-    parser.add_argument("--quick", action="store_true", help="fewer seeds, epochs and samples (< 10 min)")
+    parser.add_argument(
+        "--variant",
+        nargs="*",
+        choices=[*VARIANTS, "all"],
+        help="selection study on these training sets (default arms: selection_arms())",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer seeds, epochs and samples (< 10 min)"
+    )
     parser.add_argument("--seeds", type=int, nargs="*", help="override the task's seeds")
     parser.add_argument("--epochs", type=int, help="override the task's epochs")
     parser.add_argument("--arms", nargs="*", choices=all_arms())
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--render", action="store_true",
-                        help="no training: redraw the table and PNG beside the saved JSON")
-    parser.add_argument("--rerun", nargs="*", metavar="ARM:SEED",
-                        help="train these arm:seed pairs again and replace them in the saved JSON")
-    parser.add_argument("--reason", default="overlapped other jobs on the machine", help="recorded with --rerun")
-    parser.add_argument("--add", nargs="*", metavar="ARM", choices=all_arms(),
-                        help="train these arms for every seed of the saved JSON (or --seeds) and add them to it")
-    parser.add_argument("--summary", action="store_true",
-                        help="no training: print the selection summary of every saved variant result")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="no training: redraw the table and PNG beside the saved JSON",
+    )
+    parser.add_argument(
+        "--rerun",
+        nargs="*",
+        metavar="ARM:SEED",
+        help="train these arm:seed pairs again and replace them in the saved JSON",
+    )
+    parser.add_argument(
+        "--reason", default="overlapped other jobs on the machine", help="recorded with --rerun"
+    )
+    parser.add_argument(
+        "--add",
+        nargs="*",
+        metavar="ARM",
+        choices=all_arms(),
+        help="train these arms for every seed of the saved JSON (or --seeds) and add them to it",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="no training: print the selection summary of every saved variant result",
+    )
     args = parser.parse_args(argv)
     if args.summary:
         text = tables.selection_summary(args.out, SUMMARY_STEMS)
@@ -116,13 +139,17 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / "selection_summary.md").write_text(text)
         return
     specs = registry()
-    variants = [None] if not args.variant else (list(VARIANTS) if "all" in args.variant else args.variant)
+    variants = (
+        [None] if not args.variant else (list(VARIANTS) if "all" in args.variant else args.variant)
+    )
     for name in ["t2", "t1"] if args.task == "all" else [args.task]:
         for variant in variants:
             if args.add:
                 study.extend(name, args.quick, args.out, args.add, variant, args.seeds, specs=specs)
             elif args.rerun:
-                study.rerun(name, args.quick, args.out, args.rerun, args.reason, variant, specs=specs)
+                study.rerun(
+                    name, args.quick, args.out, args.rerun, args.reason, variant, specs=specs
+                )
             elif args.render:
                 render(name, args.quick, args.out, variant)
             else:
