@@ -13,6 +13,7 @@ COLOURS = dict(zip(ARMS, ("black", "tab:red", "tab:purple", "tab:blue")))
 
 
 def table(result: dict) -> str:
+    """Markdown: one row per noise rate and arm (mean ± std over seeds, Δ paired against full)."""
     std = lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0  # noqa: E731
     lines = [
         f"**Label noise on {result['task'].upper()} — {result['title']}** ({result['mode']} mode, "
@@ -52,6 +53,7 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
+    """Clean test accuracy against passes, and SUSPECT precision / recall per epoch, per rate."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,6 +12,7 @@ COLOURS = {"uniform": "black", "dapo": "tab:blue", "gekodata": "tab:red"}
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """Markdown: one row per warm start and arm (held-out exact match, rollouts, zero-advantage groups)."""
     cfg, m = report["config"], report["machine"]
     lines = [
         f"**RL prompt selection — GRPO on reasoning-gym chain_sum, 2-layer Llama from a warm start** "
@@ -46,6 +47,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """Per warm start: accuracy against rollouts, zero-advantage share and groups rolled out per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -51,6 +51,7 @@ def equal_time(part: dict[str, Any]) -> None:
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
+    """``mean ± std`` (ddof=1; 0 for one value) with ``digits`` decimals."""
     a = np.array(values, dtype=float)
     return f"{a.mean():.{digits}f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.{digits}f}"
 
@@ -128,6 +129,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
+    """Eval loss against optimizer steps and against wall-clock, one line per arm and seed."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -39,6 +39,7 @@ def load_task(
 
 
 def _line(seed: int, arm: str, run: Mapping[str, Any], tail: str) -> str:
+    """One printed progress line of a run."""
     return (
         f"  seed {seed} {arm:<18} acc {run['final_metric']:.4f}  passes {run['sample_passes']:>6}  "
         f"train {run['wall_clock_s']:7.1f}s{tail}"

