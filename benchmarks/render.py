@@ -20,7 +20,9 @@ from .gekobench.stats import summarise
 
 def _cost_plot(result: dict, png: Path) -> None:
     """The overhead / scale plots (their drawing code stays with those CLIs)."""
-    from . import overhead, scale, tiny_loop
+    from .gekobench import overhead_cost as overhead
+    from .gekobench import scale_cost as scale
+    from .gekobench import tiny_loop
 
     if result["benchmark"] == "scale":
         scale.plot(result["summary"], png)

@@ -58,7 +58,7 @@ def test_noise_benchmark_injects_flips_and_scores_suspects(tmp_path):
 
 def test_overhead_tiny_part_writes_every_configuration(tmp_path):
     from benchmarks import overhead
-    from benchmarks import tiny_loop
+    from benchmarks.gekobench import tiny_loop
 
     pytest.importorskip("datasets")
     overhead.main(["--part", "tiny", "--quick", "--tiny-samples", "512", "--tiny-epochs", "2", "--out", str(tmp_path)])

@@ -22,11 +22,12 @@ batch: fetch + collate, or the workers' queue), ``compute`` (forward, loss, back
 ``signals`` (gekodata: classification_signals minus nothing, it replaces the loss), ``report``
 and ``epoch`` (``set_epoch``: fold of the epoch's reports and the plan, amortised per step).
 """
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,19 +68,27 @@ def unpack(batch: Any) -> tuple:
     return batch[0], batch[1], batch[2] if len(batch) > 2 else None
 
 
-def run_arm(arm: str, ds: Any, batch: int, workers: int, epochs: int, seed: int) -> Dict[str, Any]:
+def run_arm(arm: str, ds: Any, batch: int, workers: int, epochs: int, seed: int) -> dict[str, Any]:
     """One run of ``epochs`` epochs; seconds per part, steps and sample passes trained."""
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    sampler: Optional[WeightedBucketSampler] = None
-    kwargs: Dict[str, Any] = {"batch_size": batch, "num_workers": workers, "persistent_workers": workers > 0}
+    sampler: WeightedBucketSampler | None = None
+    kwargs: dict[str, Any] = {
+        "batch_size": batch,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+    }
     if arm == "gekodata":
         ds = PruningDataset(ds)
         sampler = WeightedBucketSampler(ds, num_epochs=epochs, seed=seed)
         loader = DataLoader(ds, sampler=sampler, **kwargs)
     else:
-        loader = DataLoader(ds, shuffle=True, generator=torch.Generator().manual_seed(seed), **kwargs)
+        loader = DataLoader(
+            ds, shuffle=True, generator=torch.Generator().manual_seed(seed), **kwargs
+        )
     spent = dict.fromkeys(PARTS, 0.0)
     steps = passes = 0
     clock = time.perf_counter
@@ -128,45 +137,70 @@ def run_arm(arm: str, ds: Any, batch: int, workers: int, epochs: int, seed: int)
     return {"arm": arm, "seconds": total, "steps": steps, "passes": passes, "spent": spent}
 
 
-def measure(kind: str, n: int, batch: int, workers: int, epochs: int, repeats: int) -> Dict[str, Any]:
+def measure(
+    kind: str, n: int, batch: int, workers: int, epochs: int, repeats: int
+) -> dict[str, Any]:
     """Alternating plain/gekodata runs of one configuration; medians of per-pass and per-step costs."""
     x, y = make_data(n)
     ds = make_dataset(kind, x, y)
-    runs: Dict[str, List[Dict[str, Any]]] = {"plain": [], "gekodata": []}
-    for r in range(repeats + 1):  # run 0 warms both arms up (first-touch, worker start) and is dropped
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "gekodata": []}
+    for r in range(
+        repeats + 1
+    ):  # run 0 warms both arms up (first-touch, worker start) and is dropped
         for arm in ("plain", "gekodata"):
             result = run_arm(arm, ds, batch, workers, epochs, seed=r)
             if r:
                 runs[arm].append(result)
 
-    def summary(rs: List[Dict[str, Any]]) -> Dict[str, Any]:
-        return {"s_per_pass": statistics.median(r["seconds"] / r["passes"] for r in rs),
-                "us_per_step": {p: statistics.median(r["spent"][p] / r["steps"] for r in rs) * 1e6 for p in PARTS},
-                "passes": statistics.median(r["passes"] for r in rs),
-                "steps": statistics.median(r["steps"] for r in rs),
-                "seconds": [r["seconds"] for r in rs]}
+    def summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "s_per_pass": statistics.median(r["seconds"] / r["passes"] for r in rs),
+            "us_per_step": {
+                p: statistics.median(r["spent"][p] / r["steps"] for r in rs) * 1e6 for p in PARTS
+            },
+            "passes": statistics.median(r["passes"] for r in rs),
+            "steps": statistics.median(r["steps"] for r in rs),
+            "seconds": [r["seconds"] for r in rs],
+        }
 
     plain, geko = summary(runs["plain"]), summary(runs["gekodata"])
-    return {"dataset": kind, "N": n, "batch": batch, "workers": workers, "epochs": epochs, "repeats": repeats,
-            "plain": plain, "gekodata": geko, "ratio_per_pass": geko["s_per_pass"] / plain["s_per_pass"]}
+    return {
+        "dataset": kind,
+        "N": n,
+        "batch": batch,
+        "workers": workers,
+        "epochs": epochs,
+        "repeats": repeats,
+        "plain": plain,
+        "gekodata": geko,
+        "ratio_per_pass": geko["s_per_pass"] / plain["s_per_pass"],
+    }
 
 
-def print_rows(rows: List[Dict[str, Any]], goal_pct: float) -> None:
-    head = (f"{'dataset':<8}{'batch':>6}{'wk':>4}{'plain us/pass':>15}{'geko us/pass':>14}{'ratio':>8}   "
-            + " ".join(f"{p:>8}" for p in PARTS) + "   (gekodata us/step; plain data/compute)")
+def print_rows(rows: list[dict[str, Any]], goal_pct: float) -> None:
+    head = (
+        f"{'dataset':<8}{'batch':>6}{'wk':>4}{'plain us/pass':>15}{'geko us/pass':>14}{'ratio':>8}   "
+        + " ".join(f"{p:>8}" for p in PARTS)
+        + "   (gekodata us/step; plain data/compute)"
+    )
     print(head + "\n" + "-" * len(head))
     for r in rows:
         g, p = r["gekodata"]["us_per_step"], r["plain"]["us_per_step"]
-        print(f"{r['dataset']:<8}{r['batch']:>6}{r['workers']:>4}{r['plain']['s_per_pass'] * 1e6:15.2f}"
-              f"{r['gekodata']['s_per_pass'] * 1e6:14.2f}{r['ratio_per_pass']:8.3f}   "
-              + " ".join(f"{g[q]:8.1f}" for q in PARTS) + f"   ({p['data']:.1f}/{p['compute']:.1f})")
+        print(
+            f"{r['dataset']:<8}{r['batch']:>6}{r['workers']:>4}{r['plain']['s_per_pass'] * 1e6:15.2f}"
+            f"{r['gekodata']['s_per_pass'] * 1e6:14.2f}{r['ratio_per_pass']:8.3f}   "
+            + " ".join(f"{g[q]:8.1f}" for q in PARTS)
+            + f"   ({p['data']:.1f}/{p['compute']:.1f})"
+        )
     for r in rows:
         ok = r["ratio_per_pass"] <= 1 + goal_pct / 100
-        print(f"{'PASS' if ok else 'MISS'}  {r['dataset']} batch {r['batch']} workers {r['workers']}: "
-              f"{(r['ratio_per_pass'] - 1) * 100:+.1f}% wall-clock per trained pass (goal <= +{goal_pct:g}%)")
+        print(
+            f"{'PASS' if ok else 'MISS'}  {r['dataset']} batch {r['batch']} workers {r['workers']}: "
+            f"{(r['ratio_per_pass'] - 1) * 100:+.1f}% wall-clock per trained pass (goal <= +{goal_pct:g}%)"
+        )
 
 
-def plot_rows(rows: List[Dict[str, Any]], path: Any) -> None:
+def plot_rows(rows: list[dict[str, Any]], path: Any) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,8 +213,17 @@ def plot_rows(rows: List[Dict[str, Any]], path: Any) -> None:
         bottom = np.zeros(len(rows))
         for k, part in enumerate(PARTS):
             per_pass = np.array([r[arm]["us_per_step"][part] / r["batch"] for r in rows])
-            ax.bar(pos + offset, per_pass, 0.38, bottom=bottom, color=color, alpha=1.0 - 0.17 * k,
-                   label=f"{arm}: {part}" if arm == "gekodata" or part in ("data", "compute") else None)
+            ax.bar(
+                pos + offset,
+                per_pass,
+                0.38,
+                bottom=bottom,
+                color=color,
+                alpha=1.0 - 0.17 * k,
+                label=f"{arm}: {part}"
+                if arm == "gekodata" or part in ("data", "compute")
+                else None,
+            )
             bottom += per_pass
     ax.set_xticks(pos, labels, fontsize=8)
     ax.set_ylabel("microseconds per sample pass (from per-step parts)")
