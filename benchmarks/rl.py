@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """RL prompt selection: uniform prompts vs gekodata's PromptPolicy vs DAPO-style post-hoc filtering.
 
 A GRPO loop (group-relative advantages, one on-policy update per rollout batch, token-mean loss,
@@ -33,354 +32,61 @@ to keep the three arms identical except for selection and to sample from private
 
 Run::
 
-    python benchmarks/rl.py                  # 3 arms x 3 seeds (see --help for the sizes)
-    python benchmarks/rl.py --quick          # smoke: 1 seed, tiny sizes, seconds
+    python -m benchmarks.rl                  # 3 arms x 3 seeds (see --help for the sizes)
+    python -m benchmarks.rl --quick          # smoke: 1 seed, tiny sizes, seconds
 
-Writes ``benchmarks/results/rl[_quick].json``/.md/.png and, in full mode, the README table between
-``<!-- bench:rl -->`` markers.
+Writes ``benchmarks/results/rl[_quick].json`` and beside it .md/.png (not committed);
+``python -m benchmarks.render`` writes the docs page from the JSON.
 """
+
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
-from bench_common import machine_info, update_readme, write_results
-from gekodata import BucketPolicy, PromptPolicy, WeightedBucketSampler
-from gekodata.prompts import report_groups
+from .gekobench.machine import machine_info
+from .gekobench.paths import RESULTS
+from .gekobench.report_rl import ARMS, markdown, plot
+from .gekobench.results import write_results
+from .gekobench.rl_grpo import (
+    EOS,
+    TASK_CONFIG,
+    build_tasks,
+    completion_mask,
+    decode,
+    encode,
+    run_regime,
+    sample,
+    tiny_policy,
+    token_logp,
+)
 
-ARMS = ("uniform", "dapo", "gekodata")
-COLOURS = {"uniform": "black", "dapo": "tab:blue", "gekodata": "tab:red"}
-CHARS = " 0123456789+-=*/()."
-PAD, EOS = 0, 1
-TASK_CONFIG = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
-
-
-# ---------------------------------------------------------------------------------------- data
-class Task:
-    """reasoning-gym entries as fixed-width token tensors.
-
-    ``prompts`` int64 [n, Lp]: the expression and " =", left-filled with spaces to width ``Lp``;
-    ``answers`` int64 [n, La]: the answer's characters then EOS, right-padded with PAD."""
-
-    def __init__(self, rg_dataset, entries: List[Dict[str, Any]], prompt_width: int, answer_width: int) -> None:
-        self.rg, self.entries = rg_dataset, entries
-        self.texts = [f"{e['metadata']['expression']} =" for e in entries]
-        self.prompts = torch.tensor([encode(t.rjust(prompt_width)) for t in self.texts], dtype=torch.long)
-        answers = [encode(str(e["answer"])) + [EOS] for e in entries]
-        self.answers = torch.full((len(entries), answer_width), PAD, dtype=torch.long)
-        for i, a in enumerate(answers):
-            self.answers[i, :len(a)] = torch.tensor(a)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def score(self, idx: Sequence[int], texts: Sequence[str]) -> np.ndarray:
-        """``score_answer`` of each text for entry ``idx[k]`` (reasoning-gym's verifier)."""
-        return np.array([self.rg.score_answer(t, self.entries[i]) for i, t in zip(idx, texts)], dtype=np.float32)
-
-
-def encode(text: str) -> List[int]:
-    return [2 + CHARS.index(c) for c in text]
+__all__ = [
+    "ARMS",
+    "EOS",
+    "TASK_CONFIG",
+    "build_tasks",
+    "completion_mask",
+    "decode",
+    "encode",
+    "main",
+    "parse_args",
+    "run_regime",
+    "sample",
+    "tiny_policy",
+    "token_logp",
+]
 
 
-def decode(row: Sequence[int]) -> str:
-    out = []
-    for t in row:
-        if t == EOS or t == PAD:
-            break
-        out.append(CHARS[t - 2])
-    return "".join(out).strip()
-
-
-def build_tasks(sizes: Dict[str, int], data_seed: int):
-    """(sft, train, eval) Tasks with disjoint expressions; entry i of each split is a function of
-    (data_seed, split, i) only."""
-    import reasoning_gym as rg
-
-    splits, seen = {}, set()
-    for k, (name, n) in enumerate(sizes.items()):
-        # reasoning-gym draws entry i from Random(seed + i): splits need seeds further apart than their sizes
-        ds = rg.create_dataset("chain_sum", size=4 * n + 64, seed=data_seed * 7919 + k * 10**6, **TASK_CONFIG)
-        kept = []
-        for i in range(len(ds)):
-            e = ds[i]
-            key = e["metadata"]["expression"]
-            if key not in seen:
-                seen.add(key)
-                kept.append(e)
-            if len(kept) == n:
-                break
-        if len(kept) < n:
-            raise SystemExit(f"only {len(kept)} distinct {name} expressions; lower the sizes")
-        splits[name] = (ds, kept)
-    width = max(len(f"{e['metadata']['expression']} =") for _, es in splits.values() for e in es)
-    answer = max(len(str(e["answer"])) for _, es in splits.values() for e in es) + 1
-    return {name: Task(ds, es, width, answer) for name, (ds, es) in splits.items()}
-
-
-# ---------------------------------------------------------------------------------------- model
-def tiny_policy(seed: int, max_positions: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)  # the model's init (a benchmark script: the library never seeds)
-    config = LlamaConfig(vocab_size=2 + len(CHARS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
-                         pad_token_id=PAD, bos_token_id=EOS, eos_token_id=EOS, tie_word_embeddings=False)
-    return LlamaForCausalLM(config).float()
-
-
-def completion_mask(tokens: torch.Tensor) -> torch.Tensor:
-    """float [B, La]: 1 up to and including the first EOS (all positions if none)."""
-    eos = (tokens == EOS).int()
-    before = torch.cumsum(eos, dim=1) - eos  # EOS seen strictly before this position
-    return (before == 0).float()
-
-
-def token_logp(model, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
-    """log p of every completion token under ``model``, [B, La]."""
-    seq = torch.cat([prompts, completions], dim=1)
-    logits = model(input_ids=seq).logits[:, prompts.shape[1] - 1:-1].float()
-    return torch.log_softmax(logits, -1).gather(-1, completions[..., None]).squeeze(-1)
-
-
-def supervised_warmup(model, task: Task, steps: int, batch: int, lr: float, gen: torch.Generator,
-                      dev: Optional[Task] = None, target: float = 1.0, check_every: int = 100) -> int:
-    """Teacher-forced cross-entropy on the answers (the warm start every arm shares), for at most
-    ``steps`` steps, stopping once greedy exact match on ``dev`` reaches ``target`` (checked every
-    ``check_every`` steps): every seed then starts RL from a comparable policy (this tiny model's
-    accuracy jumps within a few hundred steps, at a step count that varies with the seed).
-    Returns the steps taken."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for step in range(steps):
-        if dev is not None and step and step % check_every == 0 and exact_match(model, dev) >= target:
-            return step
-        idx = torch.randint(0, len(task), (batch,), generator=gen)
-        answers = task.answers[idx]
-        logp = token_logp(model, task.prompts[idx], answers)
-        mask = (answers != PAD).float()
-        loss = -(logp * mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps
-
-
-@torch.no_grad()
-def sample(model, prompts: torch.Tensor, group: int, length: int, gen: Optional[torch.Generator],
-           temperature: float = 1.0) -> torch.Tensor:
-    """Completions [B * group, length]: ``group`` per prompt, consecutive; greedy when ``gen`` is
-    None. KV cache; every row has the same width, so no attention mask is needed."""
-    was_training = model.training
-    model.eval()
-    ids = prompts.repeat_interleave(group, dim=0)
-    out = model(input_ids=ids, use_cache=True)
-    past, logits = out.cache, out.logits[:, -1].float()
-    tokens = []
-    for _ in range(length):
-        if gen is None:
-            tok = logits.argmax(-1)
-        else:
-            tok = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen).squeeze(-1)
-        tokens.append(tok)
-        out = model(input_ids=tok[:, None], cache=past, use_cache=True)
-        past, logits = out.cache, out.logits[:, -1].float()
-    model.train(was_training)
-    return torch.stack(tokens, dim=1)
-
-
-def exact_match(model, task: Task, batch: int = 512) -> float:
-    """Held-out accuracy: the share of greedy answers that ``score_answer`` scores 1.0 (it gives
-    partial credit, e.g. 0.75 for a wrong extra digit; the rewards keep it, this metric does not)."""
-    scores = []
-    for start in range(0, len(task), batch):
-        idx = list(range(start, min(start + batch, len(task))))
-        comp = sample(model, task.prompts[idx], 1, task.answers.shape[1], None)
-        scores.append(task.score(idx, [decode(r) for r in comp.tolist()]))
-    return float((np.concatenate(scores) >= 1.0).mean())
-
-
-def grpo_update(model, opt, prompts: torch.Tensor, completions: torch.Tensor, advantages: torch.Tensor,
-                clip: float) -> None:
-    """One on-policy policy-gradient step: token-mean of ``-A * log p`` over completion tokens."""
-    mask = completion_mask(completions)
-    logp = token_logp(model, prompts, completions)
-    loss = -(advantages[:, None] * logp * mask).sum() / mask.sum().clamp(min=1)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-
-
-# ---------------------------------------------------------------------------------------- one run
-def run_arm(arm: str, warm: Dict[str, torch.Tensor], tasks: Dict[str, Task], cfg: argparse.Namespace,
-            seed: int) -> Dict[str, Any]:
-    """One arm from the warm-started weights; per-epoch records."""
-    train, held_out = tasks["train"], tasks["eval"]
-    group, epochs, batch = cfg.group, cfg.epochs, cfg.rollout_batch
-    model = tiny_policy(seed, train.prompts.shape[1] + train.answers.shape[1] + 1)
-    model.load_state_dict(warm)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(seed * 1000 + 1)  # rollouts: the same stream start for every arm
-    if arm == "gekodata":
-        sampler = WeightedBucketSampler(range(len(train)), PromptPolicy(group_size=group), num_epochs=epochs,
-                                        seed=seed, audit_fraction=cfg.audit_fraction)
-    else:
-        sampler = WeightedBucketSampler(range(len(train)), BucketPolicy.uniform(), num_epochs=epochs, seed=seed)
-    records, rollouts, steps, clock = [], 0, 0, 0.0
-    start_em = exact_match(model, held_out)
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        plan = np.array(sampler.global_plan, dtype=np.int64)
-        zero = groups = kept = 0
-        pending: List[tuple] = []  # dapo: informative groups waiting for a full update batch
-        for s in range(0, len(plan), batch):
-            idx = plan[s:s + batch]
-            prompts = train.prompts[idx]
-            comp = sample(model, prompts, group, train.answers.shape[1], gen, cfg.temperature)
-            rewards = train.score(np.repeat(idx, group), [decode(r) for r in comp.tolist()]).reshape(-1, group)
-            report_groups(sampler, idx, rewards)
-            rollouts += comp.shape[0]
-            r = torch.from_numpy(rewards)
-            std = r.std(dim=1, keepdim=True)
-            adv = ((r - r.mean(dim=1, keepdim=True)) / (std + 1e-4)).reshape(-1)
-            informative = (std.squeeze(1) > 0).numpy()
-            groups += len(idx)
-            zero += int((~informative).sum())
-            if arm == "dapo":
-                rows = np.repeat(informative, group)
-                if rows.any():
-                    pending.append((prompts.repeat_interleave(group, 0)[rows], comp[rows], adv[rows]))
-                while sum(len(p[0]) for p in pending) >= batch * group:
-                    steps += _update_from(model, opt, pending, batch * group, cfg.clip)
-                    kept += batch
-            else:
-                grpo_update(model, opt, prompts.repeat_interleave(group, 0), comp, adv, cfg.clip)
-                steps += 1
-                kept += len(idx)
-        if arm == "dapo" and pending:  # the epoch's last informative groups
-            n = sum(len(p[0]) for p in pending)
-            steps += _update_from(model, opt, pending, n, cfg.clip)
-            kept += n // group
-        clock += time.perf_counter() - t0
-        records.append({"epoch": epoch, "prompts_rolled_out": int(len(plan)), "groups": groups,
-                        "zero_advantage_groups": zero, "zero_advantage_fraction": zero / groups if groups else 0.0,
-                        "groups_trained": kept, "rollouts": rollouts, "optimizer_steps": steps,
-                        "wall_clock_s": clock, "held_out_exact_match": exact_match(model, held_out)})
-    return {"arm": arm, "seed": seed, "held_out_before": start_em, "epochs": records,
-            "final_exact_match": records[-1]["held_out_exact_match"], "rollouts": rollouts,
-            "wall_clock_s": clock, "efficiency_report": sampler.efficiency_report().to_dict()}
-
-
-def _update_from(model, opt, pending: List[tuple], rows: int, clip: float) -> int:
-    """Pop ``rows`` completions from the DAPO buffer and take one update on them."""
-    prompts, comps, advs = (torch.cat([p[k] for p in pending]) for k in range(3))
-    grpo_update(model, opt, prompts[:rows], comps[:rows], advs[:rows], clip)
-    pending.clear()
-    if len(prompts) > rows:
-        pending.append((prompts[rows:], comps[rows:], advs[rows:]))
-    return 1
-
-
-# ---------------------------------------------------------------------------------------- summary
-def summarise(runs: List[Dict[str, Any]], arms: Sequence[str]) -> Dict[str, Any]:
-    by = {a: sorted((r for r in runs if r["arm"] == a), key=lambda r: r["seed"]) for a in arms}
-    base = {r["seed"]: r for r in by.get("uniform", [])}
-    out = {}
-    for arm, rs in by.items():
-        final = np.array([r["final_exact_match"] for r in rs])
-        rollouts = np.array([r["rollouts"] for r in rs], dtype=float)
-        zero = np.array([np.mean([e["zero_advantage_fraction"] for e in r["epochs"]]) for r in rs])
-        paired = [r["final_exact_match"] - base[r["seed"]]["final_exact_match"] for r in rs if r["seed"] in base]
-        saved = [1 - r["rollouts"] / base[r["seed"]]["rollouts"] for r in rs if r["seed"] in base]
-        out[arm] = {"final_exact_match_mean": float(final.mean()), "final_exact_match_std": float(final.std()),
-                    "delta_vs_uniform_mean": float(np.mean(paired)) if paired else None,
-                    "delta_vs_uniform_std": float(np.std(paired)) if paired else None,
-                    "rollouts_mean": float(rollouts.mean()),
-                    "rollouts_saved_vs_uniform": float(np.mean(saved)) if saved else None,
-                    "zero_advantage_fraction_mean": float(zero.mean()),
-                    "zero_advantage_groups_total_mean": float(np.mean(
-                        [sum(e["zero_advantage_groups"] for e in r["epochs"]) for r in rs])),
-                    "wall_clock_s_mean": float(np.mean([r["wall_clock_s"] for r in rs])),
-                    "held_out_before_mean": float(np.mean([r["held_out_before"] for r in rs])),
-                    "seeds": [r["seed"] for r in rs]}
-    return out
-
-
-def markdown(report: Dict[str, Any]) -> str:
-    cfg, m = report["config"], report["machine"]
-    lines = [f"**RL prompt selection — GRPO on reasoning-gym chain_sum, 2-layer Llama from a warm start** "
-             f"({'quick' if cfg['quick'] else 'full'} mode, {len(cfg['seeds'])} seeds, {cfg['epochs']} epochs over "
-             f"{cfg['train_size']} prompts, G = {cfg['group']}, held-out {cfg['eval_size']} questions; "
-             f"{report['date']}, {m['platform'].split('-')[0]} {m['processor']}, {m['cpu_count']} CPU cores, "
-             f"torch {m['torch']} ({cfg['threads']} thread))", "",
-             "| warm start | arm | held-out exact match (last epoch) | Δ vs uniform (paired) | rollouts | vs uniform | "
-             "zero-advantage groups, share per epoch | zero-advantage groups generated | wall-clock |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for regime in report["regimes"]:
-        warm = f"{regime['held_out_before']:.2f}"
-        for arm, s in regime["summary"].items():
-            delta = "—" if arm == "uniform" or s["delta_vs_uniform_mean"] is None else \
-                f"{s['delta_vs_uniform_mean']:+.4f} ± {s['delta_vs_uniform_std']:.4f}"
-            saved = "—" if arm == "uniform" or s["rollouts_saved_vs_uniform"] is None else \
-                f"{-s['rollouts_saved_vs_uniform']:+.1%}"
-            lines.append(f"| {warm} | {arm} | {s['final_exact_match_mean']:.4f} ± {s['final_exact_match_std']:.4f} | "
-                         f"{delta} | {s['rollouts_mean']:.0f} | {saved} | {s['zero_advantage_fraction_mean']:.1%} | "
-                         f"{s['zero_advantage_groups_total_mean']:.0f} | {s['wall_clock_s_mean']:.0f} s |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: Dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    regimes = report["regimes"]
-    fig, axes = plt.subplots(len(regimes), 3, figsize=(15, 4.2 * len(regimes)), squeeze=False)
-    for (ax_c, ax_z, ax_r), regime in zip(axes, regimes):
-        for arm in report["config"]["arms"]:
-            rs = [r for r in regime["runs"] if r["arm"] == arm]
-            if not rs:
-                continue
-            x = np.mean([[0] + [e["rollouts"] for e in r["epochs"]] for r in rs], axis=0)
-            y = np.array([[r["held_out_before"]] + [e["held_out_exact_match"] for e in r["epochs"]] for r in rs])
-            ax_c.plot(x, y.mean(0), "o-", color=COLOURS[arm], label=arm, markersize=4)
-            ax_c.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=COLOURS[arm], alpha=0.15)
-            epochs = np.arange(len(rs[0]["epochs"]))
-            z = np.array([[e["zero_advantage_fraction"] for e in r["epochs"]] for r in rs])
-            ax_z.plot(epochs, z.mean(0), "o-", color=COLOURS[arm], label=arm, markersize=4)
-            g = np.array([[e["groups"] for e in r["epochs"]] for r in rs])
-            ax_r.plot(epochs, g.mean(0), "o-", color=COLOURS[arm], label=arm, markersize=4)
-        name = f"warm start {regime['held_out_before']:.2f}"
-        ax_c.set_xlabel("rollouts generated (completions)")
-        ax_c.set_ylabel("held-out exact match")
-        ax_c.set_title(f"{name}: accuracy vs rollouts (mean ± std)")
-        ax_z.set_xlabel("epoch")
-        ax_z.set_ylabel("share of groups with zero advantage")
-        ax_z.set_title(f"{name}: zero-advantage groups generated")
-        ax_r.set_xlabel("epoch")
-        ax_r.set_ylabel("prompt groups rolled out")
-        ax_r.set_ylim(bottom=0)
-        ax_r.set_title(f"{name}: groups rolled out per epoch")
-        for ax in (ax_c, ax_z, ax_r):
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------- main
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smoke sizes: 1 seed, seconds")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
@@ -388,80 +94,96 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-size", type=int, help="RL prompts (default 768; quick 24)")
     p.add_argument("--eval-size", type=int, help="held-out questions (default 512; quick 32)")
     p.add_argument("--sft-size", type=int, help="warm-start questions (default 2000; quick 64)")
-    p.add_argument("--dev-size", type=int, help="questions that decide when the warm start stops (default 256; "
-                   "quick 16)")
+    p.add_argument(
+        "--dev-size",
+        type=int,
+        help="questions that decide when the warm start stops (default 256; quick 16)",
+    )
     p.add_argument("--sft-steps", type=int, help="most warm-start steps (default 8000; quick 5)")
-    p.add_argument("--warm-targets", type=float, nargs="+",
-                   help="one regime per value: the warm start stops once greedy exact match on the dev questions "
-                        "reaches it (or after --sft-steps); default 0.5 0.7 (quick: 0.5)")
+    p.add_argument(
+        "--warm-targets",
+        type=float,
+        nargs="+",
+        help="one regime per value: the warm start stops once greedy exact match on the dev questions "
+        "reaches it (or after --sft-steps); default 0.5 0.7 (quick: 0.5)",
+    )
     p.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
-    p.add_argument("--rollout-batch", type=int, default=32, help="prompts per rollout batch and update")
+    p.add_argument(
+        "--rollout-batch", type=int, default=32, help="prompts per rollout batch and update"
+    )
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
-    p.add_argument("--audit-fraction", type=float, default=0.1, help="gekodata arm's forgetting audit")
+    p.add_argument(
+        "--audit-fraction", type=float, default=0.1, help="gekodata arm's forgetting audit"
+    )
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--no-readme", action="store_true", help="do not update README.md (full mode)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="no effect (kept for old commands): no run writes README.md",
+    )
     args = p.parse_args(argv)
-    quick = {"seeds": [0], "warm_targets": [0.5], "epochs": 2, "train_size": 24, "eval_size": 32, "sft_size": 64, "dev_size": 16,
-             "sft_steps": 5}
-    full = {"seeds": [0, 1, 2], "warm_targets": [0.5, 0.7], "epochs": 10, "train_size": 768, "eval_size": 512, "sft_size": 2000,
-            "dev_size": 256, "sft_steps": 8000}
+    quick = {
+        "seeds": [0],
+        "warm_targets": [0.5],
+        "epochs": 2,
+        "train_size": 24,
+        "eval_size": 32,
+        "sft_size": 64,
+        "dev_size": 16,
+        "sft_steps": 5,
+    }
+    full = {
+        "seeds": [0, 1, 2],
+        "warm_targets": [0.5, 0.7],
+        "epochs": 10,
+        "train_size": 768,
+        "eval_size": 512,
+        "sft_size": 2000,
+        "dev_size": 256,
+        "sft_steps": 8000,
+    }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
 
 
-def run_regime(target: float, tasks: Dict[str, Task], args: argparse.Namespace) -> Dict[str, Any]:
-    """Every seed's warm start to ``target`` dev exact match, then every arm from it."""
-    runs, warm_starts = [], {}
-    for seed in args.seeds:
-        t = time.perf_counter()
-        model = tiny_policy(seed, tasks["train"].prompts.shape[1] + tasks["train"].answers.shape[1] + 1)
-        steps = supervised_warmup(model, tasks["sft"], args.sft_steps, 64, args.sft_lr,
-                                  torch.Generator().manual_seed(seed), tasks["dev"], target)
-        warm = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        warm_starts[seed] = {"steps": steps, "dev_exact_match": exact_match(model, tasks["dev"]),
-                             "seconds": time.perf_counter() - t}
-        print(f"target {target}, seed {seed}: warm start {steps} steps {time.perf_counter() - t:.0f}s, dev exact "
-              f"match {warm_starts[seed]['dev_exact_match']:.3f}", flush=True)
-        for arm in args.arms:
-            run = run_arm(arm, warm, tasks, args, seed)
-            runs.append(run)
-            curve = " ".join(f"{e['held_out_exact_match']:.3f}" for e in run["epochs"])
-            zero = " ".join(f"{e['zero_advantage_fraction']:.2f}" for e in run["epochs"])
-            print(f"  {arm:<9} rollouts {run['rollouts']:>6}  held-out {run['held_out_before']:.3f} -> "
-                  f"{run['final_exact_match']:.3f}  {run['wall_clock_s']:.0f}s | {curve} | zero-adv {zero}", flush=True)
-    return {"warm_target": target, "warm_starts": warm_starts,
-            "held_out_before": float(np.mean([r["held_out_before"] for r in runs])),
-            "summary": summarise(runs, args.arms), "runs": runs}
-
-
-def main(argv=None) -> Dict[str, Any]:
+def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
 
     transformers.logging.set_verbosity_error()
     started = time.perf_counter()
-    tasks = build_tasks({"sft": args.sft_size, "dev": args.dev_size, "train": args.train_size,
-                         "eval": args.eval_size}, args.data_seed)
+    tasks = build_tasks(
+        {
+            "sft": args.sft_size,
+            "dev": args.dev_size,
+            "train": args.train_size,
+            "eval": args.eval_size,
+        },
+        args.data_seed,
+    )
     regimes = [run_regime(target, tasks, args) for target in args.warm_targets]
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["task"] = {"name": "chain_sum", **TASK_CONFIG}
-    report = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), "machine": machine_info(),
-              "config": config, "regimes": regimes, "total_seconds": time.perf_counter() - started}
+    report = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": machine_info(),
+        "config": config,
+        "regimes": regimes,
+        "total_seconds": time.perf_counter() - started,
+    }
     name = "rl_quick" if args.quick else "rl"
     write_results(args.out, name, report, lambda path: plot(report, path))
     table = markdown(report)
     (args.out / f"{name}.md").write_text(table)
     print(table)
-    if not args.quick and not args.no_readme:
-        update_readme("rl", table)
     return report
 
 

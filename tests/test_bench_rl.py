@@ -9,7 +9,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("transformers", minversion="5.0")
@@ -17,7 +16,7 @@ pytest.importorskip("reasoning_gym")
 
 
 def test_rl_quick_writes_every_arm(tmp_path):
-    import rl
+    from benchmarks import rl
 
     threads = torch.get_num_threads()
     try:
@@ -46,7 +45,7 @@ def test_rl_quick_writes_every_arm(tmp_path):
 
 
 def test_completion_mask_and_decode():
-    import rl
+    from benchmarks import rl
 
     tokens = torch.tensor([[rl.encode("1")[0], rl.EOS, 5, 6], [7, 8, 9, 10]])
     assert rl.completion_mask(tokens).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]

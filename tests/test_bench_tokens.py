@@ -16,12 +16,11 @@ pytest.importorskip("peft")
 pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    import tokens as bench
+    from benchmarks import tokens as bench
 
     out = tmp_path_factory.mktemp("tokens")
     bench.main(["--quick", "--out", str(out)])

@@ -6,14 +6,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 pytest.importorskip("mlxtend")
 pytest.importorskip("matplotlib")
 
 
 def test_time_to_quality_writes_every_arm(tmp_path):
-    import time_to_quality
+    from benchmarks import time_to_quality
 
     time_to_quality.main(["--task", "t2", "--quick", "--seeds", "0", "--epochs", "2", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "t2_quick.json").read_text())
@@ -35,7 +34,7 @@ def test_time_to_quality_writes_every_arm(tmp_path):
 
 
 def test_noise_benchmark_injects_flips_and_scores_suspects(tmp_path):
-    import noise
+    from benchmarks import noise
     import torch
 
     labels = torch.arange(1000) % 10
@@ -58,8 +57,8 @@ def test_noise_benchmark_injects_flips_and_scores_suspects(tmp_path):
 
 
 def test_overhead_tiny_part_writes_every_configuration(tmp_path):
-    import overhead
-    import tiny_loop
+    from benchmarks import overhead
+    from benchmarks.gekobench import tiny_loop
 
     pytest.importorskip("datasets")
     overhead.main(["--part", "tiny", "--quick", "--tiny-samples", "512", "--tiny-epochs", "2", "--out", str(tmp_path)])
@@ -73,8 +72,8 @@ def test_overhead_tiny_part_writes_every_configuration(tmp_path):
     assert (tmp_path / "overhead_tiny.png").stat().st_size > 0
 def test_selection_variants_are_built_as_documented():
     import numpy as np
-    import time_to_quality
-    import variants
+    from benchmarks import time_to_quality
+    from benchmarks.gekobench import variants
 
     base = time_to_quality.TASKS["t2"](True)
     n = len(base.train)
@@ -105,7 +104,7 @@ def test_selection_variants_are_built_as_documented():
 
 
 def test_selection_study_runs_candidates_with_their_controls(tmp_path):
-    import time_to_quality
+    from benchmarks import time_to_quality
 
     arms = ["full", "forgetting", "forgetting_random", "forgetting_budget", "reducible"]
     time_to_quality.main(["--task", "t2", "--quick", "--variant", "noisy", "--seeds", "0", "--epochs", "2",
@@ -125,8 +124,8 @@ def test_selection_study_runs_candidates_with_their_controls(tmp_path):
 
 
 def test_t3_task_and_the_default_selection_checks():
-    import select_default
-    import time_to_quality
+    from benchmarks import select_default
+    from benchmarks import time_to_quality
 
     task = time_to_quality.TASKS["t3"](False)
     assert (len(task.train), len(task.test), task.num_classes) == (1297, 500, 10)
@@ -139,16 +138,11 @@ def test_t3_task_and_the_default_selection_checks():
                        "sel_x": arm([0.905, 0.915, 0.921], 40),  # +0.005, +0.005, +0.001 vs the random subset
                        "sel_x_random": arm([0.900, 0.910, 0.920], 40),
                        "sel_x_budget": arm([0.910, 0.920, 0.930], 40)}}  # -0.005, -0.005, -0.009
-    select_default.register()
-    try:
-        # passes 0.4 <= 0.5; 0.9137 >= 0.91 - 0.5 * 0.01; vs random ahead by more than its std;
-        # vs budget behind: on clean data within 0.5 std is required, elsewhere ahead by 1 std
-        assert select_default.checks(result, "sel_x", "noisy") == [True, True, True, False]
-        assert select_default.checks(result, "sel_x", "clean") == [True, True, True, False]
-        result["arms"]["sel_x_budget"] = arm([0.906, 0.914, 0.921], 40)  # -0.001, +0.001, 0: level
-        assert select_default.checks(result, "sel_x", "clean")[3] is True
-        assert select_default.checks(result, "sel_x", "noisy")[3] is False
-    finally:
-        for name in select_default.GRID:
-            time_to_quality.CANDIDATES.pop(f"sel_{name}", None)
-            time_to_quality.WITHOUT_LABELS.discard(f"sel_{name}")
+    # the grid is passed to a study explicitly (no global registry to register it in or clean up)
+    # passes 0.4 <= 0.5; 0.9137 >= 0.91 - 0.5 * 0.01; vs random ahead by more than its std;
+    # vs budget behind: on clean data within 0.5 std is required, elsewhere ahead by 1 std
+    assert select_default.checks(result, "sel_x", "noisy") == [True, True, True, False]
+    assert select_default.checks(result, "sel_x", "clean") == [True, True, True, False]
+    result["arms"]["sel_x_budget"] = arm([0.906, 0.914, 0.921], 40)  # -0.001, +0.001, 0: level
+    assert select_default.checks(result, "sel_x", "clean")[3] is True
+    assert select_default.checks(result, "sel_x", "noisy")[3] is False
