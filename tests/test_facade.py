@@ -105,3 +105,21 @@ def test_join_process_group_is_for_unsharded_samplers_only():
     sampler = WeightedBucketSampler(ds, num_epochs=1, shard=False)
     sampler.join_process_group()  # no process group: rank 0 of 1
     assert (sampler.rank, sampler.world_size) == (0, 1)
+
+
+def test_epochs_are_checked():
+    """0-based epochs: a fresh sampler told to start past 0 warns, epochs past num_epochs warn,
+    and epochs never go backwards."""
+    ds = PruningDataset(list(range(8)))
+    with pytest.warns(UserWarning, match="0-based"):
+        WeightedBucketSampler(ds, num_epochs=3).set_epoch(1)
+    sampler = WeightedBucketSampler(ds, num_epochs=3)
+    sampler.set_epoch(0)
+    sampler.report(np.full(8, 0.5), None, None, np.arange(8))
+    sampler.set_epoch(2)
+    with pytest.raises(ValueError, match=r"set_epoch\(1\) after epoch 2: epochs only move forward"):
+        sampler.set_epoch(1)
+    with pytest.warns(UserWarning, match="past the run's num_epochs=3"):
+        sampler.set_epoch(3)
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        sampler.set_epoch(-1)

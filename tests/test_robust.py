@@ -222,7 +222,8 @@ def test_guard_finds_injected_label_noise_in_real_training(digits, one_thread, t
         counts = np.bincount(sampler.global_plan, minlength=len(clean))
         hard_boost_to_flips.append(counts[flipped].sum() / max(counts.sum(), 1))
         _train_epoch(model, opt, loader, sampler)
-    sampler.set_epoch(epochs)  # classify with every report folded in
+    with pytest.warns(UserWarning, match="past the run's num_epochs"):
+        sampler.set_epoch(epochs)  # classify with every report folded in
     found = sampler.suspects()
     flagged = np.zeros(len(clean), dtype=bool)
     flagged[found.idx] = True

@@ -101,6 +101,7 @@ def test_replanning_same_epoch_is_idempotent():
 def test_pruning_shrinks_the_live_count_and_unprune_restores():
     ds, sampler = make(
         100,
+        num_epochs=6,  # epochs 0-5
         prune_frozen_after=2,
         policy=BucketPolicy(curriculum=Curriculum.constant(hard=1, focus=1, light=1)),
     )
@@ -216,6 +217,7 @@ def test_unbiased_weights_estimate_the_full_mean_loss():
     n = 400
     ds, sampler = make(
         n,
+        num_epochs=60,  # epochs 0-59
         unbiased=True,
         unbiased_floor=0.5,
         policy=BucketPolicy(curriculum=Curriculum.constant(hard=3, focus=1, light=1)),

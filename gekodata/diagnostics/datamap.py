@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..policy import Bucket
+from ..policy import Bucket, policy_from_config
 from ..store.files import (
     SAMPLER_FORMAT,
     STATE_FORMAT,
@@ -106,6 +106,13 @@ def load_state(path: str | os.PathLike) -> LoadedState:
     # every "store.<column>" array: the store itself decides which columns it accepts
     store = GEKOStateStore.from_state_dict(store_state, where=path)
     run = {key: meta.get(key) for key in ("epoch", "num_epochs", "seed", "budget", "policy")}
+    # reports saved unfolded (a checkpoint carries them) count as trained, as the live sampler
+    # counts its buffered reports; the store is as of the run's last sync point
+    pending = sum(int(n) for n in (meta.get("pending") or {}).get("rows", []))
+    run["pending_reports"] = pending
+    if pending and records:
+        per_pass = policy_from_config(meta.get("policy") or {}).rows_per_pass
+        records[-1].reported += pending if per_pass == 1 else round(pending / per_pass)
     return LoadedState(path, "sampler", store, EfficiencyReport(records), run)
 
 

@@ -46,17 +46,25 @@ class StreamPosition:
     def __init__(self) -> None:
         self._resume_at: int | None = None
         self._cursor = _Cursor(0)
+        self._started = False
 
     def reset(self) -> None:
         """A new plan: start at its beginning, forget any restored position."""
         self._resume_at = None
         self._cursor = _Cursor(0)
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        """An iterator over the current plan has been made."""
+        return self._started
 
     def iterate(self, local: Plan) -> Iterator[int]:
         """A new iterator over ``local`` (from a restored position if one is pending); from now on
         the position is this iterator's."""
         start = self._resume_at or 0
         self._resume_at = None
+        self._started = True
         self._cursor = cursor = _Cursor(start)
         return itertools.chain.from_iterable(_chunks(local, start, cursor))
 

@@ -13,6 +13,7 @@ the stream; checkpoints (:meth:`save`/:meth:`load`) use :mod:`gekodata.store.fil
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
@@ -298,6 +299,30 @@ class WeightedBucketSampler(Sampler[int]):
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
+        if epoch >= self.num_epochs:
+            warnings.warn(
+                f"set_epoch({epoch}) is past the run's num_epochs={self.num_epochs}: the "
+                "curriculum's last phase repeats. Epochs are 0-based (for epoch in "
+                f"range({self.num_epochs}): sampler.set_epoch(epoch)); build the sampler with "
+                "the real epoch count if the run is longer",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif epoch > 0 and self._fresh():
+            warnings.warn(
+                f"set_epoch({epoch}) before epoch 0 was trained: epochs are 0-based, and "
+                "skipping the first epochs skips the curriculum's first phases. Start with "
+                "sampler.set_epoch(0) (for epoch in range(num_epochs): ...)",
+                UserWarning,
+                stacklevel=2,
+            )
+        if epoch < self._held.epoch:
+            raise ValueError(
+                f"set_epoch({epoch}) after epoch {self._held.epoch}: epochs only move forward (the "
+                "store has already learned from the later epochs). To resume, restore the sampler "
+                "with load(path) from the checkpoint; with accelerate call loader.set_epoch(epoch) "
+                "or sampler.set_epoch(epoch), not both with different numbers"
+            )
         if self._held.epoch != epoch:
             self.flush()
             self._plan(epoch)
@@ -309,6 +334,15 @@ class WeightedBucketSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
+
+    def _fresh(self) -> bool:
+        """Nothing has happened yet: epoch 0's plan, never iterated, nothing reported or loaded."""
+        return (
+            self._held.epoch == 0
+            and not self._position.started
+            and self._buffer.rows == 0
+            and self._store.total_updates == 0
+        )
 
     def _plan(self, epoch: int) -> RankPlan:
         """Classify (once per new epoch) and plan ``epoch``; hold the plan and return it. The
