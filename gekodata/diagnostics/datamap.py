@@ -420,11 +420,6 @@ def format_summary(summary: dict[str, Any], report: EfficiencyReport | None = No
     return "\n".join(lines)
 
 
-def summary_text(loaded: LoadedState) -> str:
-    """``format_summary(summarize(loaded), loaded.report)``."""
-    return format_summary(summarize(loaded), loaded.report)
-
-
 __all__: list[str] = [
     "DEFAULT_MAX_POINTS",
     "DataMapPoints",
@@ -436,6 +431,5 @@ __all__: list[str] = [
     "plot_data_map",
     "subsample_seen",
     "summarize",
-    "summary_text",
     "variability",
 ]

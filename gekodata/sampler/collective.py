@@ -98,15 +98,6 @@ def all_gather_rows(local: torch.Tensor) -> torch.Tensor:
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)])
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """``obj`` from rank ``src`` on every rank (identity outside a process group)."""
-    if not is_distributed():
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

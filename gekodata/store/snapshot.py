@@ -16,12 +16,11 @@ import numpy as np
 
 from .codec import check_hist
 from .files import read_store_file, write_store_file
-from .layout import check_columns, upgrade_state_v1
+from .layout import check_columns
 
 FORMAT_VERSION = 2
-"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
-Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
-:func:`upgrade_state_v1`."""
+"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram (the
+only released format; version 1 was never released and is refused)."""
 
 
 def checked_config(
@@ -77,12 +76,9 @@ class StoreState:
     def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Restore from :meth:`state_dict`. Validates everything before changing anything.
 
-        Accepts format version 1 states too (converted by :func:`upgrade_state_v1`). A
-        ``loss_scale`` of None is recomputed from the histogram."""
+        A ``loss_scale`` of None is recomputed from the histogram."""
         version = state.get("format_version")
-        if version == 1:
-            state = upgrade_state_v1(state)
-        elif version != FORMAT_VERSION:
+        if version != FORMAT_VERSION:
             raise ValueError(
                 f"state format version {version!r} is not supported (expected {FORMAT_VERSION})"
             )

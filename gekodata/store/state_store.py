@@ -59,9 +59,7 @@ from .layout import (
     STREAK_MASK,
     STREAK_SHIFT,
     USER_COLUMNS,
-    V1_COLUMNS,
     dequantize_u8,
-    upgrade_state_v1,
 )
 from .signal_columns import OptionalColumns
 from .snapshot import FORMAT_VERSION, StoreState, checked_config
@@ -81,12 +79,10 @@ __all__ = [  # the store, and the layout and codec names it has always exported
     "MAX_VISITS",
     "MAX_WRONG_STREAK",
     "OPTIONAL_COLUMNS",
-    "V1_COLUMNS",
     "GEKOStateStore",
     "check_report_shapes",
     "decode_loss",
     "encode_loss",
-    "upgrade_state_v1",
 ]
 
 
