@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import check_unit_interval, private_generator, ranks_ascending
+from ..arguments import check_unit_interval
+from .common import private_generator, ranks_ascending
 
 ROW_STRATEGIES = ("topk", "random", "weighted")
 

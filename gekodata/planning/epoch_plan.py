@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
 from ..store.state_store import GEKOStateStore
 from .audit import ForgettingAudit
@@ -308,9 +309,8 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
             raise ValueError(f"budget must be >= 0, got {budget}")
         return int(budget)
     if isinstance(budget, (float, np.floating)):
-        if not 0.0 < budget <= 1.0:
-            raise ValueError(f"a fractional budget must be in (0, 1], got {budget}")
-        return round(float(budget) * num_samples)
+        fraction = check_unit_interval("a fractional budget", budget, exclude_zero=True)
+        return round(fraction * num_samples)
     raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
 
 

@@ -49,10 +49,3 @@ def _check_max_times_seen(value: int | None) -> int | None:
             f"counts visits in uint16 and saturates at {MAX_VISITS}, so a larger limit could never be reached"
         )
     return value
-
-
-def _check_threshold(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value

@@ -61,12 +61,13 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.blocks import blocks
 from ..store.codec import LOSS_TABLE
 from ..store.layout import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
 from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
-from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
+from .buckets import Bucket, _check_max_times_seen, _check_weight
 from .curriculum import Curriculum, Phase
 from .guard import check_streak, suspect_mask
 
@@ -121,7 +122,7 @@ class BucketPolicy(SelectionPolicy):
         self.suspect_needs_labels = bool(self.suspect_needs_labels)
         self.noise_guard = bool(self.noise_guard)
         self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = _check_threshold(
+        self.suspect_min_accuracy = check_unit_interval(
             "suspect_min_accuracy", self.suspect_min_accuracy
         )
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
@@ -136,7 +137,7 @@ class BucketPolicy(SelectionPolicy):
             "hard_confidence",
             "suspect_confidence",
         ):
-            setattr(self, name, _check_threshold(name, getattr(self, name)))
+            setattr(self, name, check_unit_interval(name, getattr(self, name)))
         if int(self.min_visits_to_freeze) < 1:
             raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
         self.min_visits_to_freeze = int(self.min_visits_to_freeze)

@@ -31,19 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
-from .buckets import Bucket, _check_max_times_seen, _check_threshold
+from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
 from .guard import check_streak, suspect_mask
 
 
 def check_rate(name: str, value: float) -> float:
-    """``value`` as a float in [0, 1]; ``ValueError`` naming ``name`` otherwise."""
-    value = float(value)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a draw rate in [0, 1], got {value}")
-    return value
+    """``value`` as a draw rate, a float in [0, 1]; ``ValueError`` naming ``name`` otherwise."""
+    return check_unit_interval(name, value, what="a draw rate ")
 
 
 @dataclass
@@ -84,10 +82,10 @@ class RatePolicy(SelectionPolicy):
         self.noise_guard = bool(self.noise_guard)
         self.rescale = bool(self.rescale)
         self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = _check_threshold(
+        self.suspect_min_accuracy = check_unit_interval(
             "suspect_min_accuracy", self.suspect_min_accuracy
         )
-        self.hard_confidence = _check_threshold("hard_confidence", self.hard_confidence)
+        self.hard_confidence = check_unit_interval("hard_confidence", self.hard_confidence)
         self.suspect_weight = check_rate("suspect_weight", self.suspect_weight)
         if self.suspect_progress is not None:
             self.suspect_progress = float(self.suspect_progress)
@@ -95,9 +93,9 @@ class RatePolicy(SelectionPolicy):
                 raise ValueError(
                     f"suspect_progress must be finite or None, got {self.suspect_progress}"
                 )
-        self.anneal_fraction = float(self.anneal_fraction)
-        if not 0.0 <= self.anneal_fraction < 1.0:
-            raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
+        self.anneal_fraction = check_unit_interval(
+            "anneal_fraction", self.anneal_fraction, exclude_one=True
+        )
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
         self._check_own()
         rates = {"hard": 1.0, "focus": 1.0, "light": 1.0, "freeze": 0.0, "unseen": 1.0}

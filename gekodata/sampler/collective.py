@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..arguments import check_index
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group with more than one rank."""
@@ -36,8 +38,7 @@ def resolve_rank_world(
     world_size, rank = int(world_size), int(rank)
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    check_index("rank", rank, world_size)
     if not standalone and world_size != group_world:
         where = (
             f"the initialised process group has {group_world} rank(s)"

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import in_range
 from ..planning.epoch_plan import resolve_budget
 from ..planning.record import EpochRecord, records_from_dicts
 from ..policy import SelectionPolicy, policy_from_config
@@ -110,7 +111,7 @@ def read_snapshot(
     if (
         plan.ndim != 1
         or not np.issubdtype(plan.dtype, np.integer)
-        or (len(plan) and (plan.min() < 0 or plan.max() >= num_samples))
+        or not in_range(plan, num_samples)
     ):
         raise ValueError(
             f"{where}: the saved plan is not a valid index stream for {num_samples} samples"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from .codec import check_hist
 from .files import read_store_file, write_store_file
 from .layout import check_columns
@@ -41,8 +42,8 @@ def checked_config(
     for name, value in config.items():
         if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
             raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
-        if name != "min_loss_scale" and not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {value}")
+        if name != "min_loss_scale":
+            check_unit_interval(name, value, exclude_zero=True)
     return config
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..arguments import outside_range
 from .codec import LOSS_MAX
 
 
@@ -73,7 +74,7 @@ def row_checks(
         return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
 
     yield (
-        (idx < 0) | (idx >= num_samples),
+        outside_range(idx, num_samples),
         lambda where: (
             f"idx {idx[where]} (entry {where}) out of range for a dataset of {num_samples} samples "
             "(report the sample's position in the original dataset)"
