@@ -49,7 +49,7 @@ def others_accuracy(store: GEKOStateStore) -> np.ndarray:
     num_seen = int(np.count_nonzero(seen))
     overall = np.count_nonzero(right) / num_seen if num_seen else np.nan
     share = np.full(store.num_samples, overall, dtype=np.float64)
-    if "label" not in store.columns:
+    if not store.has_labels:
         return share
     labels = store.labels.astype(np.int64)
     known = labels >= 0
@@ -87,6 +87,6 @@ def suspect_mask(
     share = others_accuracy(store)
     with np.errstate(invalid="ignore"):
         mask = candidates & (store.wrong_streak >= streak) & (share >= min_accuracy)  # NaN fails
-    if max_progress is not None and "loss_slow_code" in store.columns:
+    if max_progress is not None and "progress" in store.tracked:
         mask &= store.learning_progress <= np.float32(max_progress) * store.loss
     return mask

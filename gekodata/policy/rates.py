@@ -145,9 +145,7 @@ class RatePolicy(SelectionPolicy):
         """Bucket code per sample, uint8 [N]: the policy's rule, then the guard (SUSPECT)."""
         seen = store.seen
         wrong_confident = (
-            seen
-            & ~store.last_correct
-            & (store.columns["conf_ema"] < (1.0 - self.hard_confidence) * 255.0)
+            seen & ~store.last_correct & store.confidence_below(1.0 - self.hard_confidence)
         )
         codes = self._codes(store, wrong_confident)
         codes[~seen] = Bucket.UNSEEN

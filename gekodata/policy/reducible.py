@@ -75,7 +75,7 @@ class ReducibleLossPolicy(RatePolicy):
     def _codes(self, store: GEKOStateStore, wrong_confident: np.ndarray) -> np.ndarray:
         """FOCUS for the top ``keep_fraction`` of seen, live samples by reducible loss, LIGHT for
         the rest (ties broken deterministically: the same store gives the same codes)."""
-        if "ref_loss_code" not in store.columns:
+        if not store.has_column("ref_loss_code"):
             raise ValueError(
                 "ReducibleLossPolicy needs reference losses in the store: call "
                 "store.set_reference_loss(...) or gekodata.reference.cross_fit_reference_losses"

@@ -68,7 +68,9 @@ sets (``ref_loss_code``, ``label``), which describe the sample, not training.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -117,6 +119,9 @@ MAX_COUNT_U8 = int(np.iinfo(np.uint8).max)
 
 BUCKET_MASK = np.uint8(0b0000_0111)
 """``flags`` bits 0-2: the bucket code (0 = never classified)."""
+NUM_BUCKET_CODES = 8
+"""Bucket codes the flags hold: 0 to 7. The pruned bit is the next bit up, so
+``flags & (BUCKET_MASK | PRUNED_BIT)`` is a pruned sample's code plus ``NUM_BUCKET_CODES``."""
 PRUNED_BIT = np.uint8(0b0000_1000)
 """``flags`` bit 3: the sample is pruned."""
 CORRECT_BIT = np.uint8(0b0001_0000)
@@ -139,6 +144,37 @@ U8_SCALE = 255.0
 REF_LOSS_MAX = float(decode_loss(np.array([REF_LOSS_UNSET - 1], dtype=np.uint16))[0])
 """Largest reference loss the store accepts (the value of the second-highest code, about
 2.03e31): the top code is the "not set" marker."""
+
+
+def u8_code_above(value: float) -> int:
+    """The uint8 fraction code (``round(x * 255)``) above which a stored fraction is above
+    ``value`` (in [0, 1]): ``code > floor(value * 255)``, capped at 255 (nothing passes)."""
+    return min(math.floor(value * U8_SCALE), 255)
+
+
+def u8_code_below(value: float) -> int:
+    """The uint8 fraction code below which a stored fraction is below ``value`` (in [0, 1]):
+    ``code < ceil(value * 255)``."""
+    return math.ceil(value * U8_SCALE)
+
+
+FLOAT16_INF_BITS = int(np.array(np.inf, dtype=np.float16).view(np.int16))
+"""The bits of float16 +inf as int16: non-negative float16 bits order like their values up to
+here; NaN bits lie above."""
+
+
+@lru_cache(maxsize=256)
+def float16_at_least_bits(value: float) -> int | None:
+    """Bits (as int16) of the smallest float16 ``>= float32(value)`` (``value`` in (0, 1]), so
+    that for a non-negative float16 ``q``: ``q >= value`` iff ``bits(q) >=`` them; None for
+    ``value`` 0 (where ``-0.0`` passes too). Cached: policies ask once per block."""
+    target = np.float32(value)
+    if target <= 0:
+        return None
+    candidate = np.float16(target)
+    if np.float32(candidate) < target:
+        candidate = np.nextafter(candidate, np.float16(np.inf))
+    return int(np.array(candidate, dtype=np.float16).view(np.int16)[()])
 
 
 def empty_column(name: str, num_samples: int) -> np.ndarray:
