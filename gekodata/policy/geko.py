@@ -63,14 +63,13 @@ import numpy as np
 from ..arguments import check_unit_interval
 from ..store.blocks import blocks
 from ..store.state_store import GEKOStateStore
-from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen, _check_weight
-from .curriculum import Curriculum, Phase
-from .guard import check_streak, suspect_mask
+from .curriculum import Curriculum
+from .guard import GuardedPolicy, NoiseGuard
 
 
 @dataclass
-class BucketPolicy(SelectionPolicy):
+class BucketPolicy(GuardedPolicy):
     """GEKO's bucket rules and per-bucket weights.
 
     Args:
@@ -117,11 +116,7 @@ class BucketPolicy(SelectionPolicy):
 
     def __post_init__(self) -> None:
         self.suspect_needs_labels = bool(self.suspect_needs_labels)
-        self.noise_guard = bool(self.noise_guard)
-        self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = check_unit_interval(
-            "suspect_min_accuracy", self.suspect_min_accuracy
-        )
+        self._check_guard_settings()
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
             raise ValueError(
@@ -189,7 +184,6 @@ class BucketPolicy(SelectionPolicy):
         """
         visits = store.visits
         codes = np.empty(len(store), dtype=np.uint8)
-        seen_total = correct_total = 0
         for lo, hi in blocks(len(store)):
             seen = visits[lo:hi] > 0
             correct = store.last_correct_rows(lo, hi)
@@ -209,41 +203,19 @@ class BucketPolicy(SelectionPolicy):
             step *= correct.view(np.uint8)
             out -= step
             out *= seen.view(np.uint8)
-            seen_total += int(np.count_nonzero(seen))
-            correct_total += int(np.count_nonzero(correct & seen))
-        if self.noise_guard:
-            if store.has_labels:  # class-aware: each sample judged against its own class
-                candidates = codes == Bucket.HARD
-                if self.suspect_confidence < 1.0:
-                    candidates &= ~store.confidence_above(self.suspect_confidence)
-                if self.suspect_needs_labels:
-                    candidates &= store.labels >= 0
-                codes[
-                    suspect_mask(
-                        store,
-                        candidates,
-                        streak=self.suspect_streak,
-                        min_accuracy=self.suspect_min_accuracy,
-                    )
-                ] = Bucket.SUSPECT
-            elif (
-                not self.suspect_needs_labels
-                and seen_total
-                and correct_total / seen_total >= self.suspect_min_accuracy
-            ):
-                self._mark_suspects(store, codes)
+        self.mark_suspects(store, codes, codes == Bucket.HARD)
         return codes
 
-    def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:
-        """HARD samples with a wrong streak of at least ``suspect_streak`` (and confidence at most
-        ``suspect_confidence``) become SUSPECT, in place."""
-        for lo, hi in blocks(len(codes)):
-            out = codes[lo:hi]
-            suspect = out == Bucket.HARD
-            suspect &= store.wrong_streak_at_least(self.suspect_streak, lo, hi)
-            if self.suspect_confidence < 1.0:
-                suspect &= ~store.confidence_above(self.suspect_confidence, lo, hi)
-            out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
+    @property
+    def guard(self) -> NoiseGuard:
+        """The guard's test: HARD samples, judged with ``suspect_confidence`` and
+        ``suspect_needs_labels`` (module docstring)."""
+        return NoiseGuard(
+            streak=self.suspect_streak,
+            min_accuracy=self.suspect_min_accuracy,
+            max_confidence=self.suspect_confidence,
+            needs_labels=self.suspect_needs_labels,
+        )
 
     def default_budget(
         self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
@@ -258,12 +230,6 @@ class BucketPolicy(SelectionPolicy):
             num = int(np.count_nonzero(suspect)) if counts is None else int(counts[suspect].sum())
             budget -= (1.0 - self.suspect_weight) * num
         return budget
-
-    def weight_table(self, phase: Phase) -> np.ndarray:
-        """The phase's weights, with ``suspect_weight`` for SUSPECT."""
-        table = phase.weight_table()
-        table[Bucket.SUSPECT] = self.suspect_weight
-        return table
 
     # ---------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:

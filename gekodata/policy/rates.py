@@ -33,10 +33,9 @@ import numpy as np
 
 from ..arguments import check_unit_interval
 from ..store.state_store import GEKOStateStore
-from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
-from .guard import check_streak, suspect_mask
+from .guard import GuardedPolicy, NoiseGuard
 
 
 def check_rate(name: str, value: float) -> float:
@@ -45,7 +44,7 @@ def check_rate(name: str, value: float) -> float:
 
 
 @dataclass
-class RatePolicy(SelectionPolicy):
+class RatePolicy(GuardedPolicy):
     """Common settings of the rate policies (module docstring); not used directly.
 
     Args:
@@ -79,12 +78,8 @@ class RatePolicy(SelectionPolicy):
     REDUCED = Bucket.FREEZE  # the bucket of the samples the policy's rule skips
 
     def __post_init__(self) -> None:
-        self.noise_guard = bool(self.noise_guard)
+        self._check_guard_settings()
         self.rescale = bool(self.rescale)
-        self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = check_unit_interval(
-            "suspect_min_accuracy", self.suspect_min_accuracy
-        )
         self.hard_confidence = check_unit_interval("hard_confidence", self.hard_confidence)
         self.suspect_weight = check_rate("suspect_weight", self.suspect_weight)
         if self.suspect_progress is not None:
@@ -149,22 +144,18 @@ class RatePolicy(SelectionPolicy):
         )
         codes = self._codes(store, wrong_confident)
         codes[~seen] = Bucket.UNSEEN
-        if self.noise_guard:
-            codes[
-                suspect_mask(
-                    store,
-                    wrong_confident,
-                    streak=self.suspect_streak,
-                    min_accuracy=self.suspect_min_accuracy,
-                    max_progress=self.suspect_progress,
-                )
-            ] = Bucket.SUSPECT
+        self.mark_suspects(store, codes, wrong_confident)
         return codes
 
-    def weight_table(self, phase: Phase) -> np.ndarray:
-        table = phase.weight_table()
-        table[Bucket.SUSPECT] = self.suspect_weight
-        return table
+    @property
+    def guard(self) -> NoiseGuard:
+        """The guard's test: wrong samples with most mass on other answers, judged with
+        ``suspect_progress``."""
+        return NoiseGuard(
+            streak=self.suspect_streak,
+            min_accuracy=self.suspect_min_accuracy,
+            max_progress=self.suspect_progress,
+        )
 
     def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
         """The expected number of draws: every rate is <= 1 and is the sample's draw probability."""
