@@ -296,3 +296,24 @@ def test_a_policy_whose_budget_takes_no_counts_is_planned_per_sample():
     store = GEKOStateStore(100)
     plan = plan_epoch(store, OldStyle(), epoch=0, num_epochs=3, seed=0)
     assert plan.record.planned == 50 and len(set(plan.indices.tolist())) == 50
+
+
+def test_the_per_class_path_is_declared_by_the_policy():
+    from gekodata import (BucketPolicy, ForgettingPolicy, InfoBatchPolicy, PromptPolicy, ReducibleLossPolicy,
+                          SelectionPolicy)
+
+    assert BucketPolicy.per_class_plan and InfoBatchPolicy.per_class_plan
+    assert not any(p.per_class_plan for p in (SelectionPolicy, ForgettingPolicy, ReducibleLossPolicy, PromptPolicy))
+
+    class Reweighted(BucketPolicy):  # overrides a method the declaration covers: per sample
+        def loss_weight_table(self, weights, codes=None):
+            return None
+
+    class Restated(Reweighted):
+        per_class_plan = True
+
+    class Renamed(BucketPolicy):  # overrides nothing the declaration covers
+        def classify(self, store):
+            return super().classify(store)
+
+    assert not Reweighted.per_class_plan and Restated.per_class_plan and Renamed.per_class_plan

@@ -6,19 +6,22 @@ integer draw counts and the epoch's stream. Everything is O(N) and valid for any
 torch.multinomial 2^24 category cap); randomness comes only from generators seeded by
 (seed, epoch).
 
-Two paths give the draw counts. When every live sample's weight is its bucket's
-(:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`: every built-in policy, unbiased mode
-included) the planner works per *class* (bucket code, and whether the sample is dead: pruned or
+Two paths give the draw counts. When the policy declares it
+(:attr:`~gekodata.policy.SelectionPolicy.per_class_plan`: :class:`~gekodata.policy.BucketPolicy`
+and :class:`~gekodata.policy.InfoBatchPolicy`, unbiased mode included) and every live sample's
+weight is its bucket's (:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`) the planner
+works per *class* (bucket code, and whether the sample is dead: pruned or
 over ``max_times_seen``; :mod:`gekodata.planning.class_draws`): exact counts per class and each class's
 extra draws a uniform choice among its members. Otherwise it works per sample
-(:func:`gekodata.planning.draws.draw_counts`). Either way the draws are
+(:func:`gekodata.planning.draws.draw_counts`): user policies by default, the rate policies
+(their plans were always made there; :class:`~gekodata.policy.RatePolicy` says why they stay) and
+:class:`~gekodata.policy.PromptPolicy` (weights vary within a bucket). Either way the draws are
 laid out as a pool of sample indices and handed out in the order of a keyed permutation
 (:mod:`gekodata.planning.stream`), so no O(S) shuffle is made.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Union
@@ -123,8 +126,8 @@ def plan_epoch(
     started = time.perf_counter()
     phase = policy.curriculum.phase_for_epoch(epoch, num_epochs)
     rng = epoch_generator(seed, epoch)
-    table = policy.bucket_weights(phase)
-    plan_draws = _per_sample if table is None or not _takes_counts(policy) else _per_class
+    table = policy.bucket_weights(phase) if policy.per_class_plan else None
+    plan_draws = _per_sample if table is None else _per_class
     draws, audits = plan_draws(
         store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
     )
@@ -145,11 +148,6 @@ def plan_epoch(
         audit_planned=len(audits),
     )
     return EpochPlan(stream, loss_weights, audits, record)
-
-
-def _takes_counts(policy: SelectionPolicy) -> bool:
-    """Whether ``policy.default_budget`` takes per-group ``counts`` (the per-class path needs it)."""
-    return "counts" in inspect.signature(policy.default_budget).parameters
 
 
 def _choose_audits(

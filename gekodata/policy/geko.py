@@ -56,7 +56,7 @@ window restart the streak.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -113,6 +113,8 @@ class BucketPolicy(GuardedPolicy):
     suspect_weight: float = 0.1
     suspect_confidence: float = 1.0
     suspect_needs_labels: bool = False
+
+    per_class_plan: ClassVar[bool] = True  # weights are per bucket; default_budget takes counts
 
     def __post_init__(self) -> None:
         self.suspect_needs_labels = bool(self.suspect_needs_labels)

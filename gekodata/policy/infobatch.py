@@ -47,6 +47,7 @@ class InfoBatchPolicy(SelectionPolicy):
     anneal_fraction: float = 0.125
     max_times_seen: int | None = None
     provides_loss_weights: ClassVar[bool] = True
+    per_class_plan: ClassVar[bool] = True  # weights are per bucket; budget and loss weights too
 
     def __post_init__(self) -> None:
         self.prune_ratio = check_unit_interval("prune_ratio", self.prune_ratio, exclude_one=True)

@@ -218,9 +218,13 @@ class PromptPolicy(SelectionPolicy):
             draws = (1.0 - self.learnability) + self.learnability * (learn / mean)
         return np.minimum(draws, self.max_draws)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
-        """The expected number of draws: the weights are expected draws per prompt."""
-        return float(weights.sum())
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
+        """The expected number of draws: the weights are expected draws per prompt. ``counts``:
+        as in :meth:`SelectionPolicy.default_budget` (unused here: this policy is planned per
+        sample, its weights vary within a bucket)."""
+        return float(weights.sum() if counts is None else np.dot(counts, weights))
 
     def config(self) -> dict[str, Any]:
         return {

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -73,6 +73,12 @@ class RatePolicy(GuardedPolicy):
     rescale: bool = False
     anneal_fraction: float = 0.0
     max_times_seen: int | None = None
+
+    # Planned per sample. Its rates are per bucket, so the per-class path would work, but it
+    # picks each class's extra draws with another use of the epoch's generator: same counts in
+    # expectation, other samples. Moving would change every rate policy's plans and break the
+    # resume of saved runs mid-epoch, so these policies stay on the path they were planned on.
+    per_class_plan: ClassVar[bool] = False
 
     KIND = ""  # the registry's name of the policy (policy_from_config)
     REDUCED = Bucket.FREEZE  # the bucket of the samples the policy's rule skips
@@ -157,9 +163,12 @@ class RatePolicy(GuardedPolicy):
             max_progress=self.suspect_progress,
         )
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
-        """The expected number of draws: every rate is <= 1 and is the sample's draw probability."""
-        return float(weights.sum())
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
+        """The expected number of draws: every rate is <= 1 and is the sample's draw probability.
+        ``counts``: as in :meth:`SelectionPolicy.default_budget`."""
+        return float(weights.sum() if counts is None else np.dot(counts, weights))
 
     def loss_weight_table(
         self, weights: np.ndarray, codes: np.ndarray | None = None
