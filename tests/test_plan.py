@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gekodata.planning.epoch_plan import draw_counts, epoch_generator, resolve_budget, shuffled_plan
+from gekodata.planning.draws import draw_counts
+from gekodata.planning.epoch_plan import epoch_generator, resolve_budget, shuffled_plan
 
 weights_strategy = arrays(
     np.float64,
@@ -151,7 +152,7 @@ def test_epoch_stream_slices_shards_and_materialises_alike():
 # --------------------------------------------------------------------------- per-class draw counts
 def class_counts(classes, weights, total, seed, extra_indices=None):
     """Per-sample counts drawn by the per-class path (classes: uint8 [N], weights: [K])."""
-    from gekodata.planning.epoch_plan import class_pool, class_sizes
+    from gekodata.planning.class_draws import class_pool, class_sizes
 
     source = lambda lo, hi: classes[lo:hi]  # noqa: E731
     sizes = class_sizes(source, len(classes))
@@ -195,7 +196,7 @@ def test_class_counts_are_exact_in_expectation_like_the_general_path():
 
 
 def test_class_draw_counts_are_exact_rationals():
-    from gekodata.planning.epoch_plan import class_draw_counts
+    from gekodata.planning.class_draws import class_draw_counts
 
     sizes, weights = np.array([3, 0, 5, 2]), np.array([0.1, 4.0, 0.2, 0.0])
     for seed in range(50):

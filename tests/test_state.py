@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gekodata.store.state_store import COLUMNS, GEKOStateStore
+from gekodata.store.layout import COLUMNS
+from gekodata.store.state_store import GEKOStateStore
 
 
 def snapshot(store):
@@ -223,7 +224,7 @@ def reference_update(store, idx, loss, conf, correct, pred=None):
     merge, whole-array folds. Every grouping path must reproduce its floats bit for bit."""
     from gekodata.store.codec import add_to_hist
     from gekodata.store.kernels import fold_flags, fold_fraction, fold_group_streak, fold_loss_moments, fold_q_value
-    from gekodata.store.state_store import MAX_VISITS
+    from gekodata.store.layout import MAX_VISITS
 
     idx = np.asarray(idx, dtype=np.int64)
     loss, conf, correct = (np.asarray(x, dtype=np.float32) for x in (loss, conf, correct))

@@ -4,15 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gekodata.store.state_store import (
-    LOSS_ABS_ERROR,
-    LOSS_MAX,
-    LOSS_MIN,
-    LOSS_REL_ERROR,
-    GEKOStateStore,
-    decode_loss,
-    encode_loss,
-)
+from gekodata.store.codec import LOSS_ABS_ERROR, LOSS_MAX, LOSS_MIN, LOSS_REL_ERROR, decode_loss, encode_loss
+from gekodata.store.state_store import GEKOStateStore
 
 
 def _bound(x: np.ndarray) -> np.ndarray:

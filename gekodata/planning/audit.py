@@ -20,7 +20,8 @@ import numpy as np
 
 from ..arguments import check_unit_interval
 from ..policy import Bucket
-from ..store.state_store import MAX_VISITS, GEKOStateStore
+from ..store.layout import MAX_VISITS
+from ..store.state_store import GEKOStateStore
 
 _AUDIT_STREAM = 1  # third seed word of the audit generator: independent of the plan's draws
 

@@ -35,9 +35,6 @@ from .audit import ForgettingAudit
 from .class_draws import (
     DEAD,
     NUM_CLASSES,
-    ClassPool,
-    ClassSource,
-    class_draw_counts,
     class_pool,
     class_sizes,
     expand,
@@ -47,25 +44,14 @@ from .draws import draw_counts, index_dtype
 from .record import EpochRecord
 from .stream import EpochStream, KeyedPermutation
 
-__all__ = [  # the planner, and the draw-count functions it has always exported
-    "DEAD",
-    "NUM_CLASSES",
+__all__ = [
     "Budget",
-    "ClassPool",
-    "ClassSource",
     "EpochPlan",
-    "class_draw_counts",
-    "class_pool",
-    "class_sizes",
     "classify_epoch",
-    "draw_counts",
     "epoch_generator",
-    "expand",
-    "index_dtype",
     "plan_epoch",
     "resolve_budget",
     "shuffled_plan",
-    "store_classes",
     "unbiased_loss_weights",
 ]
 

@@ -45,7 +45,8 @@ import numpy as np
 
 from ..arguments import check_unit_interval
 from ..store.blocks import blocks
-from ..store.state_store import MAX_WRONG_STREAK, GEKOStateStore
+from ..store.layout import MAX_WRONG_STREAK
+from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket
 from .curriculum import Phase

@@ -23,7 +23,7 @@ from ..planning.epoch_plan import resolve_budget
 from ..planning.record import EpochRecord, records_from_dicts
 from ..policy import SelectionPolicy, policy_from_config
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
-from ..store.state_store import COLUMNS, OPTIONAL_COLUMNS
+from ..store.layout import COLUMNS, OPTIONAL_COLUMNS
 
 SETTINGS = (
     "num_samples",

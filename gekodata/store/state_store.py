@@ -31,17 +31,8 @@ import numpy as np
 
 from .blocks import blocks
 from .codec import (
-    LOSS_ABS_ERROR,
-    LOSS_CODE_ONE,
-    LOSS_CODES_PER_OCTAVE,
     LOSS_HIST_BINS,
-    LOSS_HIST_BINS_PER_OCTAVE,
-    LOSS_MAX,
-    LOSS_MIN,
-    LOSS_REL_ERROR,
     add_to_hist,
-    decode_loss,
-    encode_loss,
     hist_quantile_max,
 )
 from .grouping import group_rows
@@ -60,36 +51,16 @@ from .layout import (
     CORRECT_BIT,
     MAX_FROZEN_STREAK,
     MAX_VISITS,
-    MAX_WRONG_STREAK,
-    OPTIONAL_COLUMNS,
     OPTIONAL_FILL,
     PRUNED_BIT,
     USER_COLUMNS,
 )
 from .signal_columns import OptionalColumns
-from .snapshot import FORMAT_VERSION, StoreState, checked_config
-from .validation import as_float32, check_report_shapes, row_checks
+from .snapshot import StoreState, checked_config
+from .validation import as_float32, row_checks
 from .views import ColumnViews
 
-__all__ = [  # the store, and the layout and codec names it has always exported
-    "COLUMNS",
-    "FORMAT_VERSION",
-    "LOSS_ABS_ERROR",
-    "LOSS_CODES_PER_OCTAVE",
-    "LOSS_CODE_ONE",
-    "LOSS_HIST_BINS",
-    "LOSS_HIST_BINS_PER_OCTAVE",
-    "LOSS_MAX",
-    "LOSS_MIN",
-    "LOSS_REL_ERROR",
-    "MAX_VISITS",
-    "MAX_WRONG_STREAK",
-    "OPTIONAL_COLUMNS",
-    "GEKOStateStore",
-    "check_report_shapes",
-    "decode_loss",
-    "encode_loss",
-]
+__all__ = ["GEKOStateStore"]
 
 
 def _part(values: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:

@@ -92,7 +92,7 @@ def row_checks(
         loss32 > np.float32(LOSS_MAX),
         lambda where: (
             f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-            f"(gekodata.store.state_store.LOSS_MAX); {entry(loss)(where)}"
+            f"(gekodata.store.codec.LOSS_MAX); {entry(loss)(where)}"
         ),
     )
     for name, arr in (("conf", conf), ("correct", correct)):
