@@ -209,7 +209,7 @@ def data_map_points(
     index = subsample_seen(seen, max_points, seed)
     num_seen = int(np.count_nonzero(seen))
     seen_codes = np.bincount(store.bucket[seen], minlength=8)
-    counts = {bucket_name(code): int(seen_codes[code]) for code in np.flatnonzero(seen_codes)}
+    counts = {bucket_name(int(code)): int(seen_codes[code]) for code in np.flatnonzero(seen_codes)}
     return DataMapPoints(
         index=index,
         confidence=store.confidence[index],

@@ -220,8 +220,9 @@ def subset_batch(batch: Any, rows: torch.Tensor) -> Any:
             out = {key: go(value) for key, value in x.items()}
             if type(x) is dict:
                 return out
+            mapping_type: Any = type(x)  # a Mapping subclass: built from a dict, if it can be
             try:
-                return type(x)(out)
+                return mapping_type(out)
             except Exception:
                 return out
         if isinstance(x, tuple):

@@ -113,10 +113,14 @@ def plan_epoch(
     phase = policy.curriculum.phase_for_epoch(epoch, num_epochs)
     rng = epoch_generator(seed, epoch)
     table = policy.bucket_weights(phase) if policy.per_class_plan else None
-    plan_draws = _per_sample if table is None else _per_class
-    draws, audits = plan_draws(
-        store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
-    )
+    if table is None:
+        draws, audits = _per_sample(
+            store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
+        )
+    else:
+        draws, audits = _per_class(
+            store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
+        )
     size = len(store) if draws.pool is None else len(draws.pool)
     stream = EpochStream(draws.pool, KeyedPermutation(size, rng), index_dtype(len(store)))
     loss_weights = draws.loss_weights
@@ -232,6 +236,7 @@ def _per_class(
     pool = class_pool(
         classes, sizes, weights, total, rng, index_dtype(len(store)), extra_indices=audits
     )
+    values: np.ndarray | None
     if unbiased_floor is not None:
         values = unbiased_loss_weights(weights, totals)
     else:

@@ -18,14 +18,12 @@ from ..arguments import check_index, in_range
 from .codec import decode_loss, encode_loss
 from .layout import OPTIONAL_COLUMNS, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, empty_column
 from .validation import as_float32
+from .views import ColumnViews
 
 
-class OptionalColumns:
+class OptionalColumns(ColumnViews):
     """Optional columns of a store (module docstring). Needs ``columns`` (name -> array [N]),
-    ``num_samples`` and the store's ``loss``, ``seen`` and ``last_correct`` views."""
-
-    columns: dict[str, np.ndarray]
-    num_samples: int
+    ``num_samples``; reads the store's views (:class:`~gekodata.store.views.ColumnViews`)."""
 
     @property
     def group_streak(self) -> np.ndarray:

@@ -49,7 +49,25 @@ def checked_config(
 
 class StoreState:
     """Saving and restoring a store (module docstring). Needs the store's ``num_samples``,
-    ``columns``, settings, loss-scale histogram and ``_scale_from_hist``."""
+    ``columns``, settings, loss-scale histogram, its constructor and ``_scale_from_hist``."""
+
+    num_samples: int
+    columns: dict[str, np.ndarray]
+    ema_alpha: float
+    q_rate: float
+    loss_scale_quantile: float
+    min_loss_scale: float
+    slow_alpha: float
+    loss_scale: float
+    total_updates: int
+    loss_hist_counts: np.ndarray
+    loss_hist_max: np.ndarray
+
+    def __init__(self, num_samples: int, **config: float) -> None:
+        raise NotImplementedError  # the store's: a store of num_samples rows with these settings
+
+    def _scale_from_hist(self) -> float:
+        raise NotImplementedError  # the store's: loss_scale from the histogram
 
     def config(self) -> dict[str, float]:
         return {
@@ -74,7 +92,7 @@ class StoreState:
             "loss_hist_max": self.loss_hist_max.copy(),
         }
 
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict`. Validates everything before changing anything.
 
         A ``loss_scale`` of None is recomputed from the histogram."""

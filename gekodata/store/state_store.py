@@ -58,7 +58,6 @@ from .layout import (
 from .signal_columns import OptionalColumns
 from .snapshot import StoreState, checked_config
 from .validation import as_float32, row_checks
-from .views import ColumnViews
 
 __all__ = ["GEKOStateStore"]
 
@@ -67,7 +66,7 @@ def _part(values: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:
     return None if values is None else values[lo:hi]
 
 
-class GEKOStateStore(ColumnViews, OptionalColumns, StoreState):
+class GEKOStateStore(OptionalColumns, StoreState):
     """Per-sample state for ``num_samples`` samples, 12 bytes each by default; optional columns
     (predicted labels, the group streak of RL prompts, the selection signals, reference losses,
     labels) add bytes only when used (:mod:`gekodata.store.layout`).

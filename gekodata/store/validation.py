@@ -99,14 +99,11 @@ def row_checks(
         if arr is not None:
             arr32 = as_float32(arr)
             # NaN fails both comparisons
-            yield (
-                ~((arr32 >= 0) & (arr32 <= 1)),
-                (
-                    lambda where, name=name, arr=arr: (
-                        f"{name} must be in [0, 1]; {entry(arr)(where)}"
-                    )
-                ),
-            )
+
+            def outside_unit(where: int, name: str = name, arr: np.ndarray = arr) -> str:
+                return f"{name} must be in [0, 1]; {entry(arr)(where)}"
+
+            yield ~((arr32 >= 0) & (arr32 <= 1)), outside_unit
     if pred is not None:
         yield (
             (pred < -1) | (pred > np.iinfo(np.int32).max),
