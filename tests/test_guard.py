@@ -90,3 +90,57 @@ def test_suspect_needs_labels_guards_only_samples_of_known_label():
     )  # label -1 judged by the global share
     assert np.flatnonzero(plain.classify(store) == Bucket.SUSPECT).tolist() == [40, 41]
     assert BucketPolicy.from_config(policy.config()).suspect_needs_labels is True
+
+
+def _old_suspects(store, candidates, streak, min_accuracy, max_confidence=1.0, needs_labels=False,
+                  max_progress=None):
+    """The two guards before issue 20, kept as the reference: the label-free one BucketPolicy ran
+    on its flag bits, and the class-aware ``suspect_mask`` it ran with labels (and the rate
+    policies ran always)."""
+    flags, conf = store.columns["flags"], store.columns["conf_ema"]
+    conf_ok = conf <= min(int(np.floor(max_confidence * 255.0)), 255) if max_confidence < 1.0 else True
+    if "label" not in store.columns and max_progress is None:
+        seen = store.visits > 0
+        right = ((flags & 16) != 0) & seen
+        if needs_labels or not seen.any() or right.sum() / seen.sum() < min_accuracy:
+            return np.zeros(len(store), dtype=bool)
+        return candidates & ((flags & 0b1110_0000) >= (streak << 5)) & conf_ok
+    if needs_labels:
+        candidates = candidates & (store.labels >= 0)
+    candidates = candidates & conf_ok
+    with np.errstate(invalid="ignore"):
+        mask = candidates & (store.wrong_streak >= streak) & (others_accuracy(store) >= min_accuracy)
+    if max_progress is not None and "loss_slow_code" in store.columns:
+        mask &= store.learning_progress <= np.float32(max_progress) * store.loss
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_guard_gives_what_both_old_guards_gave(seed):
+    from gekodata.policy.guard import NoiseGuard
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([7, 300, 70_000]))
+    store = GEKOStateStore(n)
+    store.columns["flags"][:] = rng.integers(0, 256, n)
+    store.columns["conf_ema"][:] = rng.integers(0, 256, n)
+    store.columns["visits"][:] = rng.integers(0, 3, n)
+    if seed % 2:
+        store.set_labels(rng.integers(-1, 4, n))
+    if seed % 3 == 0:
+        store.track("progress")
+        store.columns["loss_slow_code"][:] = rng.integers(0, 40_000, n)
+        store.columns["loss_ema_code"][:] = rng.integers(0, 40_000, n)
+    candidates = rng.random(n) < 0.5
+    for streak in (1, 3, 7):
+        for accuracy in (0.0, 0.4, 0.6):
+            for confidence in (1.0, 0.3):
+                for needs in (False, True):
+                    for progress in (None, 0.1):
+                        if progress is not None and (confidence < 1.0 or needs):
+                            continue  # no policy combines them
+                        guard = NoiseGuard(streak, accuracy, confidence, needs, progress)
+                        np.testing.assert_array_equal(
+                            guard.suspects(store, candidates),
+                            _old_suspects(store, candidates, streak, accuracy, confidence, needs, progress),
+                        )

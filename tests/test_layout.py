@@ -94,15 +94,16 @@ def test_cycle_finder_finds_a_cycle():
 # The layers, bottom up (README "Layout"): a module imports only from its own unit or from units of
 # a lower layer. Units are gekodata's top-level packages and modules.
 LAYERS = {
-    "store": 0, "signals": 0,
-    "policy": 1, "dataset": 1, "gating": 1,
-    "planning": 2, "reference": 2,
-    "diagnostics": 3,
-    "sampler": 4,
-    "prompts": 5,
-    "hf": 6,
+    "arguments": 0,  # argument checks every layer shares; imports nothing of gekodata
+    "store": 1, "signals": 1,
+    "policy": 2, "dataset": 2, "gating": 2,
+    "planning": 3, "reference": 3,
+    "diagnostics": 4,
+    "sampler": 5,
+    "prompts": 6,
+    "hf": 7,
     # public import paths and the package's own re-exports sit on top
-    "tokens": 7, "selective": 7, "datamap": 7, "__main__": 7, "": 7,
+    "tokens": 8, "selective": 8, "datamap": 8, "__main__": 8, "": 8,
 }
 
 

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gekodata.planning.epoch_plan import draw_counts, epoch_generator, resolve_budget, shuffled_plan
+from gekodata.planning.draws import draw_counts
+from gekodata.planning.epoch_plan import epoch_generator, resolve_budget, shuffled_plan
 
 weights_strategy = arrays(
     np.float64,
@@ -168,7 +169,7 @@ def test_epoch_stream_slices_shards_and_materialises_alike():
 # --------------------------------------------------------------------------- per-class draw counts
 def class_counts(classes, weights, total, seed, extra_indices=None):
     """Per-sample counts drawn by the per-class path (classes: uint8 [N], weights: [K])."""
-    from gekodata.planning.epoch_plan import class_pool, class_sizes
+    from gekodata.planning.class_draws import class_pool, class_sizes
 
     source = lambda lo, hi: classes[lo:hi]  # noqa: E731
     sizes = class_sizes(source, len(classes))
@@ -236,7 +237,7 @@ def test_class_counts_are_exact_in_expectation_like_the_general_path():
 
 
 def test_class_draw_counts_are_exact_rationals():
-    from gekodata.planning.epoch_plan import class_draw_counts
+    from gekodata.planning.class_draws import class_draw_counts
 
     sizes, weights = np.array([3, 0, 5, 2]), np.array([0.1, 4.0, 0.2, 0.0])
     for seed in range(50):
@@ -361,3 +362,24 @@ def test_a_policy_whose_budget_takes_no_counts_is_planned_per_sample():
     store = GEKOStateStore(100)
     plan = plan_epoch(store, OldStyle(), epoch=0, num_epochs=3, seed=0)
     assert plan.record.planned == 50 and len(set(plan.indices.tolist())) == 50
+
+
+def test_the_per_class_path_is_declared_by_the_policy():
+    from gekodata import (BucketPolicy, ForgettingPolicy, InfoBatchPolicy, PromptPolicy, ReducibleLossPolicy,
+                          SelectionPolicy)
+
+    assert BucketPolicy.per_class_plan and InfoBatchPolicy.per_class_plan
+    assert not any(p.per_class_plan for p in (SelectionPolicy, ForgettingPolicy, ReducibleLossPolicy, PromptPolicy))
+
+    class Reweighted(BucketPolicy):  # overrides a method the declaration covers: per sample
+        def loss_weight_table(self, weights, codes=None):
+            return None
+
+    class Restated(Reweighted):
+        per_class_plan = True
+
+    class Renamed(BucketPolicy):  # overrides nothing the declaration covers
+        def classify(self, store):
+            return super().classify(store)
+
+    assert not Reweighted.per_class_plan and Restated.per_class_plan and Renamed.per_class_plan

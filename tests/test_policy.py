@@ -6,7 +6,8 @@ import pytest
 from gekodata import PruningDataset, WeightedBucketSampler
 from gekodata.policy import Bucket, BucketPolicy, Curriculum, InfoBatchPolicy, Phase
 from gekodata.store.codec import LOSS_TABLE
-from gekodata.store.state_store import MAX_VISITS, GEKOStateStore
+from gekodata.store.layout import MAX_VISITS
+from gekodata.store.state_store import GEKOStateStore
 
 
 def store_with(loss, conf, correct, visits_each=1):

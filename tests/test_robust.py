@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from gekodata import Bucket, BucketPolicy, GEKOStateStore, PruningDataset, WeightedBucketSampler
 from gekodata.policy import Curriculum, policy_from_config
 from gekodata.signals import classification_signals
-from gekodata.store.state_store import MAX_WRONG_STREAK
+from gekodata.store.layout import MAX_WRONG_STREAK
 
 # ----------------------------------------------------------------------------- store
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gekodata import Bucket, BucketPolicy, Curriculum, PruningDataset, WeightedBucketSampler
-from gekodata.store.state_store import COLUMNS
+from gekodata.store.layout import COLUMNS
 
 
 def make(n=200, **kwargs):

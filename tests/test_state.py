@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gekodata.store.state_store import COLUMNS, GEKOStateStore
+from gekodata.store.layout import COLUMNS
+from gekodata.store.state_store import GEKOStateStore
 
 
 def snapshot(store):

@@ -4,8 +4,8 @@ labels), each against a direct computation on a small hand-made sequence of repo
 import numpy as np
 import pytest
 
-from gekodata.store.layout import OPTIONAL_COLUMNS, REF_LOSS_MAX
-from gekodata.store.state_store import COLUMNS, GEKOStateStore
+from gekodata.store.layout import COLUMNS, OPTIONAL_COLUMNS, REF_LOSS_MAX
+from gekodata.store.state_store import GEKOStateStore
 
 N = 6
 # sync windows of (idx, loss, correct); sample 2 appears twice in windows 1 and 3 (duplicates are one

@@ -216,7 +216,7 @@ def data_map_points(
     index = subsample_seen(seen, max_points, seed)
     num_seen = int(np.count_nonzero(seen))
     seen_codes = np.bincount(store.bucket[seen], minlength=8)
-    counts = {bucket_name(code): int(seen_codes[code]) for code in np.flatnonzero(seen_codes)}
+    counts = {bucket_name(int(code)): int(seen_codes[code]) for code in np.flatnonzero(seen_codes)}
     return DataMapPoints(
         index=index,
         confidence=store.confidence[index],
@@ -427,11 +427,6 @@ def format_summary(summary: dict[str, Any], report: EfficiencyReport | None = No
     return "\n".join(lines)
 
 
-def summary_text(loaded: LoadedState) -> str:
-    """``format_summary(summarize(loaded), loaded.report)``."""
-    return format_summary(summarize(loaded), loaded.report)
-
-
 __all__: list[str] = [
     "DEFAULT_MAX_POINTS",
     "DataMapPoints",
@@ -443,6 +438,5 @@ __all__: list[str] = [
     "plot_data_map",
     "subsample_seen",
     "summarize",
-    "summary_text",
     "variability",
 ]

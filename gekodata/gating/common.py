@@ -1,26 +1,11 @@
 """Building blocks shared by token selection (:mod:`gekodata.gating.tokens`) and row selection
-(:mod:`gekodata.gating.rows`): argument checks, the private random generator and stable ranks.
+(:mod:`gekodata.gating.rows`): the private random generator and stable ranks (argument checks are
+:mod:`gekodata.arguments`).
 """
 
 from __future__ import annotations
 
 import torch
-
-
-def check_unit_interval(name: str, value: float, *, exclude_zero: bool = False) -> float:
-    """``value`` as a float in [0, 1] (``(0, 1]`` with ``exclude_zero``), else ``ValueError``."""
-    value = float(value)
-    above = value > 0.0 if exclude_zero else value >= 0.0  # NaN fails both
-    if not (above and value <= 1.0):
-        raise ValueError(f"{name} must be in {'(' if exclude_zero else '['}0, 1], got {value}")
-    return value
-
-
-def check_int(name: str, value: int, minimum: int) -> int:
-    """``value`` if it is an int (not a bool) >= ``minimum``, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def private_generator(generator: torch.Generator | None) -> torch.Generator:

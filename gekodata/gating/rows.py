@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import check_unit_interval, private_generator, ranks_ascending
+from ..arguments import check_unit_interval
+from .common import private_generator, ranks_ascending
 
 ROW_STRATEGIES = ("topk", "random", "weighted")
 
@@ -219,8 +220,9 @@ def subset_batch(batch: Any, rows: torch.Tensor) -> Any:
             out = {key: go(value) for key, value in x.items()}
             if type(x) is dict:
                 return out
+            mapping_type: Any = type(x)  # a Mapping subclass: built from a dict, if it can be
             try:
-                return type(x)(out)
+                return mapping_type(out)
             except Exception:
                 return out
         if isinstance(x, tuple):

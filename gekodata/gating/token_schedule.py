@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .common import check_int, check_unit_interval
+from ..arguments import check_int, check_unit_interval
 
 
 class TokenRatioSchedule:
@@ -43,9 +43,9 @@ class TokenRatioSchedule:
             raise ValueError(f"start ({self.start}) must be >= floor ({self.floor})")
         self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
         self.dynamic = bool(dynamic)
-        self.confidence_target = float(confidence_target)
-        if not (0.0 < self.confidence_target <= 1.0):
-            raise ValueError(f"confidence_target must be in (0, 1], got {confidence_target}")
+        self.confidence_target = check_unit_interval(
+            "confidence_target", confidence_target, exclude_zero=True
+        )
         self.sensitivity = float(sensitivity)
         if not (math.isfinite(self.sensitivity) and self.sensitivity >= 0.0):
             raise ValueError(f"sensitivity must be finite and >= 0, got {sensitivity}")
@@ -63,9 +63,7 @@ class TokenRatioSchedule:
         base = self.base(step)
         if not self.dynamic or mean_confidence is None:
             return base
-        c = float(mean_confidence)
-        if not (0.0 <= c <= 1.0):
-            raise ValueError(f"mean_confidence must be in [0, 1], got {mean_confidence}")
+        c = check_unit_interval("mean_confidence", mean_confidence)
         deficit = min(max((self.confidence_target - c) / self.confidence_target, 0.0), 1.0)
         return min(max(base + self.sensitivity * deficit * (1.0 - base), self.floor), 1.0)
 

@@ -130,13 +130,12 @@ def token_difficulty(
     flat_targets = targets.reshape(num)
     valid = flat_targets != ignore_index
     safe_targets = flat_targets.masked_fill(~valid, 0).to(torch.long)
-    contiguous = logits.is_contiguous()
-    flat = logits.view(num, vocab) if contiguous else None
+    flat = logits.view(num, vocab) if logits.is_contiguous() else None
     rows = _chunk_rows(num, vocab, chunk_size)
     log_v = math.log(vocab)
     for start in range(0, num, rows):
         stop = min(num, start + rows)
-        if contiguous:
+        if flat is not None:
             x = flat[start:stop]
         else:
             pos = torch.arange(start, stop, device=logits.device)

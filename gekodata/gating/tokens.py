@@ -38,8 +38,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..arguments import check_int, check_unit_interval
 from ..signals import check_causal_lm_inputs
-from .common import check_int, check_unit_interval, private_generator, ranks_ascending
+from .common import private_generator, ranks_ascending
 from .token_schedule import TokenRatioSchedule
 from .token_scores import DEFAULT_CHUNK_ELEMENTS, SCORINGS, token_difficulty
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..policy import Bucket
 from ..store.state_store import GEKOStateStore
 
@@ -45,8 +46,7 @@ class ForgettingAudit:
     """
 
     def __init__(self, fraction: float, margin: float, seed: int) -> None:
-        if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"audit_fraction must be in [0, 1], got {fraction}")
+        check_unit_interval("audit_fraction", fraction)
         if not (math.isfinite(float(margin)) and float(margin) >= 0):
             raise ValueError(f"audit_margin must be finite and >= 0, got {margin}")
         self.fraction = float(fraction)

@@ -12,16 +12,17 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..store.blocks import BLOCK, blocks
-from ..store.layout import BUCKET_MASK, PRUNED_BIT
+from ..store.layout import NUM_BUCKET_CODES
 from ..store.state_store import GEKOStateStore
 
 NUM_CLASSES = 16
 """Draw classes: bucket code (0-7) for a live sample, bucket code + ``DEAD`` for a dead one."""
 
 
-DEAD = int(PRUNED_BIT)
+DEAD = NUM_BUCKET_CODES
 """Added to the bucket code of a dead sample (pruned, or at ``max_times_seen``): weight 0. It is
-the pruned flag's bit, so ``flags & (BUCKET_MASK | PRUNED_BIT)`` is already a pruned sample's class."""
+the store's own mark of a pruned row (:meth:`GEKOStateStore.bucket_codes` with ``mark_pruned``),
+so the store's codes are already a pruned sample's class."""
 
 
 ClassSource = Callable[[int, int], np.ndarray]
@@ -31,11 +32,10 @@ ClassSource = Callable[[int, int], np.ndarray]
 def store_classes(store: GEKOStateStore, max_times_seen: int | None) -> ClassSource:
     """The draw classes of ``store``'s samples (bucket code, + ``DEAD`` if pruned or with
     ``max_times_seen`` reported passes), computed a block at a time from the flags and visits."""
-    flags, visits = store.columns["flags"], store.columns["visits"]
-    mask = np.uint8(BUCKET_MASK | PRUNED_BIT)
+    visits = store.visits
 
     def classes(lo: int, hi: int) -> np.ndarray:
-        cls = flags[lo:hi] & mask
+        cls = store.bucket_codes(lo, hi, mark_pruned=True)
         if max_times_seen is not None:
             cls |= (visits[lo:hi] >= max_times_seen).view(np.uint8) * np.uint8(DEAD)
         return cls

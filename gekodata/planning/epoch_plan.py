@@ -6,34 +6,35 @@ integer draw counts and the epoch's stream. Everything is O(N) and valid for any
 torch.multinomial 2^24 category cap); randomness comes only from generators seeded by
 (seed, epoch).
 
-Two paths give the draw counts. When every live sample's weight is its bucket's
-(:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`: every built-in policy, unbiased mode
-included) the planner works per *class* (bucket code, and whether the sample is dead: pruned or
+Two paths give the draw counts. When the policy declares it
+(:attr:`~gekodata.policy.SelectionPolicy.per_class_plan`: :class:`~gekodata.policy.BucketPolicy`
+and :class:`~gekodata.policy.InfoBatchPolicy`, unbiased mode included) and every live sample's
+weight is its bucket's (:meth:`~gekodata.policy.SelectionPolicy.bucket_weights`) the planner
+works per *class* (bucket code, and whether the sample is dead: pruned or
 over ``max_times_seen``; :mod:`gekodata.planning.class_draws`): exact counts per class and each class's
 extra draws a uniform choice among its members. Otherwise it works per sample
-(:func:`gekodata.planning.draws.draw_counts`). Either way the draws are
+(:func:`gekodata.planning.draws.draw_counts`): user policies by default, the rate policies
+(their plans were always made there; :class:`~gekodata.policy.RatePolicy` says why they stay) and
+:class:`~gekodata.policy.PromptPolicy` (weights vary within a bucket). Either way the draws are
 laid out as a pool of sample indices and handed out in the order of a keyed permutation
 (:mod:`gekodata.planning.stream`), so no O(S) shuffle is made.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
 from ..store.state_store import GEKOStateStore
 from .audit import ForgettingAudit
 from .class_draws import (
     DEAD,
     NUM_CLASSES,
-    ClassPool,
-    ClassSource,
-    class_draw_counts,
     class_pool,
     class_sizes,
     expand,
@@ -43,25 +44,14 @@ from .draws import draw_counts, index_dtype
 from .record import EpochRecord
 from .stream import EpochStream, KeyedPermutation
 
-__all__ = [  # the planner, and the draw-count functions it has always exported
-    "DEAD",
-    "NUM_CLASSES",
+__all__ = [
     "Budget",
-    "ClassPool",
-    "ClassSource",
     "EpochPlan",
-    "class_draw_counts",
-    "class_pool",
-    "class_sizes",
     "classify_epoch",
-    "draw_counts",
     "epoch_generator",
-    "expand",
-    "index_dtype",
     "plan_epoch",
     "resolve_budget",
     "shuffled_plan",
-    "store_classes",
     "unbiased_loss_weights",
 ]
 
@@ -122,11 +112,15 @@ def plan_epoch(
     started = time.perf_counter()
     phase = policy.curriculum.phase_for_epoch(epoch, num_epochs)
     rng = epoch_generator(seed, epoch)
-    table = policy.bucket_weights(phase)
-    plan_draws = _per_sample if table is None or not _takes_counts(policy) else _per_class
-    draws, audits = plan_draws(
-        store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
-    )
+    table = policy.bucket_weights(phase) if policy.per_class_plan else None
+    if table is None:
+        draws, audits = _per_sample(
+            store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
+        )
+    else:
+        draws, audits = _per_class(
+            store, policy, phase, table, budget, unbiased_floor, audit, epoch, rng
+        )
     size = len(store) if draws.pool is None else len(draws.pool)
     stream = EpochStream(draws.pool, KeyedPermutation(size, rng), index_dtype(len(store)))
     loss_weights = draws.loss_weights
@@ -144,11 +138,6 @@ def plan_epoch(
         audit_planned=len(audits),
     )
     return EpochPlan(stream, loss_weights, audits, record)
-
-
-def _takes_counts(policy: SelectionPolicy) -> bool:
-    """Whether ``policy.default_budget`` takes per-group ``counts`` (the per-class path needs it)."""
-    return "counts" in inspect.signature(policy.default_budget).parameters
 
 
 def _choose_audits(
@@ -247,6 +236,7 @@ def _per_class(
     pool = class_pool(
         classes, sizes, weights, total, rng, index_dtype(len(store)), extra_indices=audits
     )
+    values: np.ndarray | None
     if unbiased_floor is not None:
         values = unbiased_loss_weights(weights, totals)
     else:
@@ -308,9 +298,8 @@ def resolve_budget(budget: Budget, default: float, num_samples: int) -> int:
             raise ValueError(f"budget must be >= 0, got {budget}")
         return int(budget)
     if isinstance(budget, (float, np.floating)):
-        if not 0.0 < budget <= 1.0:
-            raise ValueError(f"a fractional budget must be in (0, 1], got {budget}")
-        return round(float(budget) * num_samples)
+        fraction = check_unit_interval("a fractional budget", budget, exclude_zero=True)
+        return round(fraction * num_samples)
     raise ValueError(f"budget must be None, an int or a fraction, got {budget!r}")
 
 

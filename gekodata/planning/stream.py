@@ -147,7 +147,7 @@ class EpochStream:
                 start * world + self.rank, end, world, dtype=self.perm.dtype if fits else np.int64
             )
             if end > self.size:
-                local %= self.size
+                np.remainder(local, self.size, out=local)
         x = self.perm(local)
         out = x if self.pool is None else self.pool.take(x)
         return out.astype(self.dtype, copy=False)

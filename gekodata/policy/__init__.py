@@ -15,7 +15,9 @@
   forgotten (Toneva et al., ICLR 2019).
 * :mod:`~gekodata.policy.reducible`: :class:`ReducibleLossPolicy`, select by reducible loss
   (RHO-LOSS, Mindermann et al., ICML 2022).
-* :mod:`~gekodata.policy.guard`: the noise guard's test (class-aware with labels in the store).
+* :mod:`~gekodata.policy.guard`: the noise guard, once: :class:`~gekodata.policy.guard.NoiseGuard`
+  (its settings and test, class-aware with labels in the store) and
+  :class:`~gekodata.policy.guard.GuardedPolicy` (the settings every guarded policy shares).
 * :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
 * :mod:`~gekodata.policy.default`: :func:`default_policy`, the sampler's policy when it is given
   none, and the evidence it was chosen by.

@@ -24,12 +24,35 @@ class SelectionPolicy:
     allocates it before the first report). :attr:`rows_per_pass` is how many reported rows make
     one planned draw: 1 for per-sample reports; an RL prompt policy's group size, where every
     completion of a prompt's group is one row (:class:`~gekodata.policy.PromptPolicy`).
+
+    .. note::
+        The planner has two paths (:mod:`gekodata.planning.epoch_plan`): per sample (any
+        policy) and per class (a few passes over the store's bytes: much faster for large N).
+        A policy opts in to the per-class path by setting :attr:`per_class_plan` to True; user
+        policies default to the per-sample path. The declaration belongs to the class that makes
+        it: a subclass that overrides :meth:`sample_weights`, :meth:`default_budget` or
+        :meth:`loss_weight_table` is planned per sample unless it sets :attr:`per_class_plan`
+        again in its own body.
     """
 
     curriculum: Curriculum
     max_times_seen: int | None
     provides_loss_weights: ClassVar[bool] = False
     store_columns: ClassVar[tuple[str, ...]] = ()
+    per_class_plan: ClassVar[bool] = False
+    """Whether the planner may plan this policy per class (bucket code, live or dead) instead of
+    per sample. Setting it True promises: every live sample's weight is its bucket's
+    (:meth:`bucket_weights` returns a table, or None to fall back), and :meth:`default_budget`
+    and :meth:`loss_weight_table` accept one entry per class (``counts[g]`` samples stand behind
+    entry ``g``). The two paths draw the same counts in expectation but not the same samples, so
+    switching a policy's path changes its plans."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "per_class_plan" not in cls.__dict__ and any(
+            name in cls.__dict__ for name in _PER_CLASS_HOOKS
+        ):
+            cls.per_class_plan = False  # an override the declaration did not cover
 
     @property
     def rows_per_pass(self) -> int:
@@ -95,3 +118,7 @@ class SelectionPolicy:
 
     def config(self) -> dict[str, Any]:
         raise NotImplementedError
+
+
+_PER_CLASS_HOOKS = ("sample_weights", "default_budget", "loss_weight_table")
+"""The methods :attr:`SelectionPolicy.per_class_plan` makes promises about."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from enum import IntEnum
 
-from ..store.state_store import MAX_VISITS
+from ..store.layout import MAX_VISITS
 
 
 class Bucket(IntEnum):
@@ -45,14 +45,7 @@ def _check_max_times_seen(value: int | None) -> int | None:
         raise ValueError(f"max_times_seen must be >= 1 or None, got {value}")
     if value > MAX_VISITS:
         raise ValueError(
-            f"max_times_seen must be <= {MAX_VISITS} (gekodata.store.state_store.MAX_VISITS), got {value}: the store "
+            f"max_times_seen must be <= {MAX_VISITS} (gekodata.store.layout.MAX_VISITS), got {value}: the store "
             f"counts visits in uint16 and saturates at {MAX_VISITS}, so a larger limit could never be reached"
         )
-    return value
-
-
-def _check_threshold(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
     return value

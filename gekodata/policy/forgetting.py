@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..store.state_store import MAX_VISITS, GEKOStateStore
+from ..store.layout import MAX_VISITS
+from ..store.state_store import GEKOStateStore
 from .buckets import Bucket
 from .rates import RatePolicy, check_rate
 

@@ -55,24 +55,21 @@ window restart the streak.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.blocks import blocks
-from ..store.codec import LOSS_TABLE
-from ..store.layout import CORRECT_BIT, STREAK_MASK, STREAK_SHIFT
 from ..store.state_store import GEKOStateStore
-from .base import SelectionPolicy
-from .buckets import Bucket, _check_max_times_seen, _check_threshold, _check_weight
-from .curriculum import Curriculum, Phase
-from .guard import check_streak, suspect_mask
+from .buckets import Bucket, _check_max_times_seen, _check_weight
+from .curriculum import Curriculum
+from .guard import GuardedPolicy, NoiseGuard
 
 
 @dataclass
-class BucketPolicy(SelectionPolicy):
+class BucketPolicy(GuardedPolicy):
     """GEKO's bucket rules and per-bucket weights.
 
     Args:
@@ -117,13 +114,11 @@ class BucketPolicy(SelectionPolicy):
     suspect_confidence: float = 1.0
     suspect_needs_labels: bool = False
 
+    per_class_plan: ClassVar[bool] = True  # weights are per bucket; default_budget takes counts
+
     def __post_init__(self) -> None:
         self.suspect_needs_labels = bool(self.suspect_needs_labels)
-        self.noise_guard = bool(self.noise_guard)
-        self.suspect_streak = check_streak(self.suspect_streak)
-        self.suspect_min_accuracy = _check_threshold(
-            "suspect_min_accuracy", self.suspect_min_accuracy
-        )
+        self._check_guard_settings()
         self.suspect_weight = _check_weight("suspect_weight", self.suspect_weight)
         if not isinstance(self.curriculum, Curriculum):
             raise ValueError(
@@ -136,7 +131,7 @@ class BucketPolicy(SelectionPolicy):
             "hard_confidence",
             "suspect_confidence",
         ):
-            setattr(self, name, _check_threshold(name, getattr(self, name)))
+            setattr(self, name, check_unit_interval(name, getattr(self, name)))
         if int(self.min_visits_to_freeze) < 1:
             raise ValueError(f"min_visits_to_freeze must be >= 1, got {self.min_visits_to_freeze}")
         self.min_visits_to_freeze = int(self.min_visits_to_freeze)
@@ -185,95 +180,44 @@ class BucketPolicy(SelectionPolicy):
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]; samples without reports are UNSEEN.
 
-        Thresholds are compared with the stored values (confidence quantised to 1/255), each
-        turned into a threshold on the raw column once (a uint8, a loss code, float16 bits), then
-        applied a block at a time with integer arithmetic: O(N) over the columns' bytes.
+        Thresholds are compared with the stored values (confidence quantised to 1/255), through
+        the store's exact threshold views (:meth:`GEKOStateStore.confidence_above` and the
+        like), a block at a time with integer arithmetic: O(N) over the columns' bytes.
         """
-        cols = store.columns
-        conf, flags, std, q_bits, visits = (
-            cols["conf_ema"],
-            cols["flags"],
-            cols["loss_std_code"],
-            cols["q_value"].view(np.int16),
-            cols["visits"],
-        )
-        # conf * 255 > f*255  <=>  conf > floor(f*255); conf < (1-h)*255  <=>  conf < ceil((1-h)*255)
-        freeze_conf = min(math.floor(self.freeze_confidence * 255.0), 255)
-        hard_conf = math.ceil((1.0 - self.hard_confidence) * 255.0)
-        # stability > s  <=>  std < 1 - s  <=>  std code < (codes whose loss is below 1 - s)
-        stable_codes = int(np.count_nonzero(np.float32(1.0 - self.freeze_stability) > LOSS_TABLE))
-        q_min = _float16_at_least(np.float32(self.freeze_q))
+        visits = store.visits
         codes = np.empty(len(store), dtype=np.uint8)
-        seen_total = correct_total = 0
         for lo, hi in blocks(len(store)):
             seen = visits[lo:hi] > 0
-            correct = flags[lo:hi] & CORRECT_BIT
-            correct >>= CORRECT_SHIFT  # 0/1
-            frozen = conf[lo:hi] > freeze_conf
-            frozen &= correct.view(bool)
-            if stable_codes <= np.iinfo(np.uint16).max:
-                frozen &= std[lo:hi] < stable_codes
-            if q_min is None:  # freeze_q 0: every non-NaN Q-value passes
-                frozen &= ~np.isnan(cols["q_value"][lo:hi])
-            else:  # non-negative float16 bits order like the values; NaN bits lie above inf's
-                q = q_bits[lo:hi]
-                frozen &= q >= q_min
-                frozen &= q <= _FLOAT16_INF_BITS
+            correct = store.last_correct_rows(lo, hi)
+            frozen = store.confidence_above(self.freeze_confidence, lo, hi)
+            frozen &= correct
+            frozen &= store.loss_std_below(1.0 - self.freeze_stability, lo, hi)
+            frozen &= store.q_value_at_least(self.freeze_q, lo, hi)
             if self.min_visits_to_freeze > 1:
                 frozen &= visits[lo:hi] >= self.min_visits_to_freeze
             # correct: LIGHT (2), FREEZE (1) if frozen; wrong: FOCUS (3), HARD (4) if
             # 1 - conf > hard_confidence; never seen: UNSEEN (0)
-            hard = (conf[lo:hi] < hard_conf).view(np.uint8)
+            hard = store.confidence_below(1.0 - self.hard_confidence, lo, hi).view(np.uint8)
             out = codes[lo:hi]
             np.add(hard, np.uint8(Bucket.FOCUS), out=out)
             step = frozen.view(np.uint8) + hard
             step += np.uint8(Bucket.FOCUS - Bucket.LIGHT)
-            step *= correct
+            step *= correct.view(np.uint8)
             out -= step
             out *= seen.view(np.uint8)
-            seen_total += int(np.count_nonzero(seen))
-            correct_total += int(np.count_nonzero(correct.view(bool) & seen))
-        if self.noise_guard:
-            if "label" in store.columns:  # class-aware: each sample judged against its own class
-                candidates = codes == Bucket.HARD
-                if self.suspect_confidence < 1.0:
-                    candidates &= conf <= self._suspect_conf_code
-                if self.suspect_needs_labels:
-                    candidates &= store.labels >= 0
-                codes[
-                    suspect_mask(
-                        store,
-                        candidates,
-                        streak=self.suspect_streak,
-                        min_accuracy=self.suspect_min_accuracy,
-                    )
-                ] = Bucket.SUSPECT
-            elif (
-                not self.suspect_needs_labels
-                and seen_total
-                and correct_total / seen_total >= self.suspect_min_accuracy
-            ):
-                self._mark_suspects(store, codes)
+        self.mark_suspects(store, codes, codes == Bucket.HARD)
         return codes
 
     @property
-    def _suspect_conf_code(self) -> int:
-        """The stored confidence code (conf * 255, uint8) at or below which a HARD sample may be
-        SUSPECT: conf <= c  <=>  code <= floor(c * 255)."""
-        return min(math.floor(self.suspect_confidence * 255.0), 255)
-
-    def _mark_suspects(self, store: GEKOStateStore, codes: np.ndarray) -> None:
-        """HARD samples with a wrong streak of at least ``suspect_streak`` (and confidence at most
-        ``suspect_confidence``) become SUSPECT, in place."""
-        flags, conf = store.columns["flags"], store.columns["conf_ema"]
-        min_streak = np.uint8(self.suspect_streak << STREAK_SHIFT)
-        for lo, hi in blocks(len(codes)):
-            out = codes[lo:hi]
-            suspect = out == Bucket.HARD
-            suspect &= (flags[lo:hi] & STREAK_MASK) >= min_streak
-            if self.suspect_confidence < 1.0:
-                suspect &= conf[lo:hi] <= self._suspect_conf_code
-            out += suspect.view(np.uint8) * np.uint8(Bucket.SUSPECT - Bucket.HARD)
+    def guard(self) -> NoiseGuard:
+        """The guard's test: HARD samples, judged with ``suspect_confidence`` and
+        ``suspect_needs_labels`` (module docstring)."""
+        return NoiseGuard(
+            streak=self.suspect_streak,
+            min_accuracy=self.suspect_min_accuracy,
+            max_confidence=self.suspect_confidence,
+            needs_labels=self.suspect_needs_labels,
+        )
 
     def default_budget(
         self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
@@ -288,12 +232,6 @@ class BucketPolicy(SelectionPolicy):
             num = int(np.count_nonzero(suspect)) if counts is None else int(counts[suspect].sum())
             budget -= (1.0 - self.suspect_weight) * num
         return budget
-
-    def weight_table(self, phase: Phase) -> np.ndarray:
-        """The phase's weights, with ``suspect_weight`` for SUSPECT."""
-        table = phase.weight_table()
-        table[Bucket.SUSPECT] = self.suspect_weight
-        return table
 
     # ---------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
@@ -319,22 +257,6 @@ class BucketPolicy(SelectionPolicy):
         kwargs = dict(config)
         kwargs["curriculum"] = Curriculum.from_config(kwargs["curriculum"])
         return cls(**kwargs)
-
-
-CORRECT_SHIFT = int(CORRECT_BIT).bit_length() - 1
-_FLOAT16_INF_BITS = int(np.array(np.inf, dtype=np.float16).view(np.int16))
-
-
-def _float16_at_least(value: np.float32) -> np.int16 | None:
-    """Bits (as int16) of the smallest float16 ``>= value`` (a float32 in (0, 1]), so that for a
-    non-negative float16 ``q``: ``q >= value`` iff ``bits(q) >= `` them; None for ``value`` 0 (where
-    ``-0.0`` passes too)."""
-    if value <= 0:
-        return None
-    candidate = np.float16(value)
-    if np.float32(candidate) < value:
-        candidate = np.nextafter(candidate, np.float16(np.inf))
-    return np.array(candidate, dtype=np.float16).view(np.int16)[()]
 
 
 # names of the :meth:`BucketPolicy.preset` configurations

@@ -1,9 +1,9 @@
-"""The noise guard's test, shared by the policies: which wrong samples look mislabeled.
+"""The noise guard, once for every policy: which wrong samples look mislabeled.
 
 A sample whose given label is wrong looks, to online signals, like a sample that is hard: it is
 wrong, the model puts little probability on its label, and it stays so. The guard
-(:func:`suspect_mask`) calls such a *candidate* (the caller's choice, e.g. HARD: wrong with most
-mass on other answers) SUSPECT only when three more things hold:
+(:class:`NoiseGuard`, its test :meth:`NoiseGuard.suspects`) calls such a *candidate* (the
+policy's choice, e.g. HARD: wrong with most mass on other answers) SUSPECT only when these hold:
 
 1. **It stays wrong**: the store's wrong streak (consecutive wrong observations, agreeing on the
    predicted label when the loop reports ``pred``) is at least ``streak``.
@@ -20,15 +20,36 @@ mass on other answers) SUSPECT only when three more things hold:
    ``"progress"``): learning progress (slow loss EMA minus loss EMA) at most ``max_progress``
    times the loss EMA. A hard but learnable sample's loss falls as its class is learned; a
    mislabeled sample's loss stays flat or rises as the model grows surer of the true class.
+4. **It puts little probability on its label** (optional, ``max_confidence`` below 1): its
+   stored confidence EMA is at most ``max_confidence``.
+5. **Its label is known** (optional, ``needs_labels``): only samples whose label the store holds
+   are judged; a store without labels then has no suspects.
 
-All vectorized, O(N) (plus a sort of the labels when they are spread wider than 2^24 values).
+The policies with a guard (:class:`~gekodata.policy.BucketPolicy`, the rate policies of
+:mod:`gekodata.policy.rates`) derive from :class:`GuardedPolicy`: the settings ``noise_guard``,
+``suspect_streak``, ``suspect_min_accuracy`` and ``suspect_weight`` are checked once here, SUSPECT
+is drawn at ``suspect_weight`` in every phase (:meth:`GuardedPolicy.weight_table`), and each
+policy names its own extra settings in its :attr:`GuardedPolicy.guard`.
+
+All vectorized, O(N): without labels a block at a time with no N-sized temporaries but the
+result; with labels over whole columns (plus a sort of the labels when they are spread wider than
+2^24 values).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..store.state_store import MAX_WRONG_STREAK, GEKOStateStore
+from ..arguments import check_unit_interval
+from ..store.blocks import blocks
+from ..store.layout import MAX_WRONG_STREAK
+from ..store.state_store import GEKOStateStore
+from .base import SelectionPolicy
+from .buckets import Bucket
+from .curriculum import Phase
 
 _BINCOUNT_MAX_LABEL = 1 << 24  # labels below this are counted with bincount, others via np.unique
 
@@ -49,7 +70,7 @@ def others_accuracy(store: GEKOStateStore) -> np.ndarray:
     num_seen = int(np.count_nonzero(seen))
     overall = np.count_nonzero(right) / num_seen if num_seen else np.nan
     share = np.full(store.num_samples, overall, dtype=np.float64)
-    if "label" not in store.columns:
+    if not store.has_labels:
         return share
     labels = store.labels.astype(np.int64)
     known = labels >= 0
@@ -73,20 +94,102 @@ def others_accuracy(store: GEKOStateStore) -> np.ndarray:
     return share
 
 
-def suspect_mask(
-    store: GEKOStateStore,
-    candidates: np.ndarray,
-    *,
-    streak: int,
-    min_accuracy: float,
-    max_progress: float | None = None,
-) -> np.ndarray:
-    """bool [N]: ``candidates`` (bool [N]) that the guard holds for mislabeled (module docstring)."""
-    if not candidates.any():
-        return np.zeros(store.num_samples, dtype=bool)
-    share = others_accuracy(store)
-    with np.errstate(invalid="ignore"):
-        mask = candidates & (store.wrong_streak >= streak) & (share >= min_accuracy)  # NaN fails
-    if max_progress is not None and "loss_slow_code" in store.columns:
-        mask &= store.learning_progress <= np.float32(max_progress) * store.loss
-    return mask
+def overall_accuracy(store: GEKOStateStore) -> float:
+    """The share of seen samples whose last report was correct (NaN when none is seen); a block
+    at a time."""
+    visits = store.visits
+    seen_total = correct_total = 0
+    for lo, hi in blocks(len(store)):
+        seen = visits[lo:hi] > 0
+        seen_total += int(np.count_nonzero(seen))
+        correct_total += int(np.count_nonzero(store.last_correct_rows(lo, hi) & seen))
+    return correct_total / seen_total if seen_total else math.nan
+
+
+@dataclass(frozen=True)
+class NoiseGuard:
+    """The noise guard's settings and its test (module docstring).
+
+    Args:
+        streak: consecutive wrong observations (sync windows) a suspect needs; 1 to 7.
+        min_accuracy: the share of the other seen samples of its class (of all seen samples
+            without labels in the store) that must be right, in [0, 1].
+        max_confidence: a suspect's stored confidence EMA is at most this; 1.0: no such test.
+        needs_labels: judge only samples whose label the store knows (none without labels).
+        max_progress: a suspect's learning progress is at most this share of its loss EMA
+            (tested when the store tracks ``"progress"``); None: no such test.
+    """
+
+    streak: int = 2
+    min_accuracy: float = 0.5
+    max_confidence: float = 1.0
+    needs_labels: bool = False
+    max_progress: float | None = None
+
+    def suspects(self, store: GEKOStateStore, candidates: np.ndarray) -> np.ndarray:
+        """bool [N]: the ``candidates`` (bool [N]) the guard holds for mislabeled."""
+        none = np.zeros(store.num_samples, dtype=bool)
+        if (self.needs_labels and not store.has_labels) or not candidates.any():
+            return none
+        share: float | np.ndarray
+        if store.has_labels:
+            share = others_accuracy(store)
+        else:  # one share for every sample: decide once, then a block at a time
+            share = overall_accuracy(store)
+            if not share >= self.min_accuracy:  # NaN fails
+                return none
+        mask = np.empty(store.num_samples, dtype=bool)
+        for lo, hi in blocks(store.num_samples):
+            part = candidates[lo:hi] & store.wrong_streak_at_least(self.streak, lo, hi)
+            if self.max_confidence < 1.0:
+                part &= ~store.confidence_above(self.max_confidence, lo, hi)
+            mask[lo:hi] = part
+        if isinstance(share, np.ndarray):
+            if self.needs_labels:
+                mask &= store.labels >= 0
+            with np.errstate(invalid="ignore"):
+                mask &= share >= self.min_accuracy  # NaN fails
+        if self.max_progress is not None and "progress" in store.tracked:
+            mask &= store.learning_progress <= np.float32(self.max_progress) * store.loss
+        return mask
+
+
+class GuardedPolicy(SelectionPolicy):
+    """A policy with the noise guard (module docstring): the four settings every guarded policy
+    has, checked in one place, and SUSPECT's weight in every phase. Subclasses (dataclasses)
+    declare the settings as fields, call :meth:`_check_guard_settings` from ``__post_init__``
+    and say in :attr:`guard` which extra tests their guard makes."""
+
+    noise_guard: bool
+    suspect_streak: int
+    suspect_min_accuracy: float
+    suspect_weight: float
+
+    @property
+    def guard(self) -> NoiseGuard:
+        """The guard's test with this policy's settings."""
+        raise NotImplementedError
+
+    def _check_guard_settings(self) -> None:
+        """Normalise and check ``noise_guard``, ``suspect_streak`` and ``suspect_min_accuracy``
+        (``ValueError`` naming the first bad one); ``suspect_weight`` is the policy's to check
+        (a weight for BucketPolicy, a draw rate for the rate policies)."""
+        self.noise_guard = bool(self.noise_guard)
+        self.suspect_streak = check_streak(self.suspect_streak)
+        self.suspect_min_accuracy = check_unit_interval(
+            "suspect_min_accuracy", self.suspect_min_accuracy
+        )
+
+    def weight_table(self, phase: Phase) -> np.ndarray:
+        """The phase's weights, with ``suspect_weight`` for SUSPECT."""
+        table = phase.weight_table()
+        table[Bucket.SUSPECT] = self.suspect_weight
+        return table
+
+    def mark_suspects(
+        self, store: GEKOStateStore, codes: np.ndarray, candidates: np.ndarray
+    ) -> None:
+        """With ``noise_guard``: the ``candidates`` (bool [N]) the guard holds for mislabeled get
+        code SUSPECT in ``codes`` (uint8 [N]), in place."""
+        if self.noise_guard:
+            codes[self.guard.suspects(store, candidates)] = Bucket.SUSPECT

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
@@ -46,14 +47,13 @@ class InfoBatchPolicy(SelectionPolicy):
     anneal_fraction: float = 0.125
     max_times_seen: int | None = None
     provides_loss_weights: ClassVar[bool] = True
+    per_class_plan: ClassVar[bool] = True  # weights are per bucket; budget and loss weights too
 
     def __post_init__(self) -> None:
-        self.prune_ratio = float(self.prune_ratio)
-        self.anneal_fraction = float(self.anneal_fraction)
-        if not 0.0 <= self.prune_ratio < 1.0:
-            raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
-        if not 0.0 <= self.anneal_fraction < 1.0:
-            raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction}")
+        self.prune_ratio = check_unit_interval("prune_ratio", self.prune_ratio, exclude_one=True)
+        self.anneal_fraction = check_unit_interval(
+            "anneal_fraction", self.anneal_fraction, exclude_one=True
+        )
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
         keep = 1.0 - self.prune_ratio
         phases = [

@@ -93,18 +93,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.layout import MAX_GROUP_STREAK
 from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
-
-
-def _fraction(name: str, value: float, *, low_open: bool = False) -> float:
-    value = float(value)
-    if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in {'(0, 1]' if low_open else '[0, 1]'}, got {value}")
-    return value
 
 
 @dataclass
@@ -149,13 +143,13 @@ class PromptPolicy(SelectionPolicy):
                 f"group_size must be an int >= 1 (completions per prompt), got {self.group_size!r}"
             )
         self.group_size = int(self.group_size)
-        self.easy_keep = _fraction("easy_keep", self.easy_keep)
-        self.hard_keep = _fraction("hard_keep", self.hard_keep)
-        self.explore = _fraction("explore", self.explore)
+        self.easy_keep = check_unit_interval("easy_keep", self.easy_keep)
+        self.hard_keep = check_unit_interval("hard_keep", self.hard_keep)
+        self.explore = check_unit_interval("explore", self.explore)
         if not isinstance(self.informed, (bool, np.bool_)):
             raise ValueError(f"informed must be a bool, got {self.informed!r}")
         self.informed = bool(self.informed)
-        self.learnability = _fraction("learnability", self.learnability)
+        self.learnability = check_unit_interval("learnability", self.learnability)
         if self.freeze_after is not None:
             if not 1 <= int(self.freeze_after) <= MAX_GROUP_STREAK:
                 raise ValueError(
@@ -224,9 +218,13 @@ class PromptPolicy(SelectionPolicy):
             draws = (1.0 - self.learnability) + self.learnability * (learn / mean)
         return np.minimum(draws, self.max_draws)
 
-    def default_budget(self, weights: np.ndarray, codes: np.ndarray) -> float:
-        """The expected number of draws: the weights are expected draws per prompt."""
-        return float(weights.sum())
+    def default_budget(
+        self, weights: np.ndarray, codes: np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
+        """The expected number of draws: the weights are expected draws per prompt. ``counts``:
+        as in :meth:`SelectionPolicy.default_budget` (unused here: this policy is planned per
+        sample, its weights vary within a bucket)."""
+        return float(weights.sum() if counts is None else np.dot(counts, weights))
 
     def config(self) -> dict[str, Any]:
         return {

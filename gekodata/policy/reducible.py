@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from ..store.state_store import GEKOStateStore
 from .buckets import Bucket
 from .rates import RatePolicy, check_rate
@@ -62,9 +63,9 @@ class ReducibleLossPolicy(RatePolicy):
     REDUCED = Bucket.LIGHT
 
     def _check_own(self) -> None:
-        self.keep_fraction = float(self.keep_fraction)
-        if not 0.0 < self.keep_fraction <= 1.0:
-            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        self.keep_fraction = check_unit_interval(
+            "keep_fraction", self.keep_fraction, exclude_zero=True
+        )
         self.explore_weight = check_rate("explore_weight", self.explore_weight)
 
     @property
@@ -74,7 +75,7 @@ class ReducibleLossPolicy(RatePolicy):
     def _codes(self, store: GEKOStateStore, wrong_confident: np.ndarray) -> np.ndarray:
         """FOCUS for the top ``keep_fraction`` of seen, live samples by reducible loss, LIGHT for
         the rest (ties broken deterministically: the same store gives the same codes)."""
-        if "ref_loss_code" not in store.columns:
+        if not store.has_column("ref_loss_code"):
             raise ValueError(
                 "ReducibleLossPolicy needs reference losses in the store: call "
                 "store.set_reference_loss(...) or gekodata.reference.cross_fit_reference_losses"

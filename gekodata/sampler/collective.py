@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..arguments import check_index
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group with more than one rank."""
@@ -36,8 +38,7 @@ def resolve_rank_world(
     world_size, rank = int(world_size), int(rank)
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    check_index("rank", rank, world_size)
     if not standalone and world_size != group_world:
         where = (
             f"the initialised process group has {group_world} rank(s)"
@@ -96,15 +97,6 @@ def all_gather_rows(local: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded.contiguous())
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)])
-
-
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """``obj`` from rank ``src`` on every rank (identity outside a process group)."""
-    if not is_distributed():
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
 
 
 def barrier() -> None:

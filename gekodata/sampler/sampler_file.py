@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import in_range
 from ..planning.epoch_plan import resolve_budget
 from ..planning.record import EpochRecord, records_from_dicts
 from ..policy import SelectionPolicy, policy_from_config
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
-from ..store.state_store import COLUMNS, OPTIONAL_COLUMNS
+from ..store.layout import COLUMNS, OPTIONAL_COLUMNS
 from .report_buffer import PendingRows
 
 SETTINGS = (
@@ -118,7 +119,7 @@ def read_snapshot(
     if (
         plan.ndim != 1
         or not np.issubdtype(plan.dtype, np.integer)
-        or (len(plan) and (plan.min() < 0 or plan.max() >= num_samples))
+        or not in_range(plan, num_samples)
     ):
         raise ValueError(
             f"{where}: the saved plan is not a valid index stream for {num_samples} samples"

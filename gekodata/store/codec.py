@@ -39,6 +39,7 @@ histogram is saved with the store (:meth:`GEKOStateStore.state_dict`, store and 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,15 @@ _LOSS_TABLE.flags.writeable = False
 LOSS_TABLE = _LOSS_TABLE
 """The loss of every code, float32 [65536], read-only and strictly increasing: ``decode_loss``'s
 table, so ``decode_loss(c) < x`` iff ``c < count_nonzero(LOSS_TABLE < x)``."""
+
+
+@lru_cache(maxsize=256)
+def loss_codes_below(value: float) -> int:
+    """Number of loss codes whose loss is below ``float32(value)``: ``decode_loss(c) < value``
+    iff ``c <`` it (65536: every code). Cached: policies ask once per block."""
+    return int(np.count_nonzero(np.float32(value) > LOSS_TABLE))
+
+
 LOSS_HIST_BINS_PER_OCTAVE = 8
 """Loss-scale histogram: bins per factor of 2 (one bin is a factor 2^(1/8) = 1.09 wide)."""
 LOSS_HIST_BINS = int(np.floor(np.log2(LOSS_MAX / LOSS_MIN) * LOSS_HIST_BINS_PER_OCTAVE)) + 2

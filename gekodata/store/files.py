@@ -13,9 +13,7 @@ Both formats are safetensors files (arrays) whose string metadata says what they
 
 Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder): a reader
 sees the old file or the new one, never a torn one, even if the writer is killed mid-write.
-This module knows formats, not the classes that fill them: it imports nothing of gekodata at
-import time (reading a sampler file whose store part has format version 1 calls
-:func:`gekodata.store.layout.upgrade_state_v1`, imported when needed).
+This module knows formats, not the classes that fill them: it imports nothing of gekodata.
 """
 
 from __future__ import annotations
@@ -183,40 +181,11 @@ def write_sampler_file(
 
 
 def read_sampler_file(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, meta) of a sampler file, ``meta`` the parsed JSON ``sampler`` entry.
-
-    A store part of format version 1 is converted to the current store format (its arrays and
-    ``meta["store"]``). ``ValueError`` for another format, an unsupported format version or bad
-    metadata."""
+    """(arrays, meta) of a sampler file, ``meta`` the parsed JSON ``sampler`` entry. ``ValueError``
+    for another format, an unsupported format version or bad metadata (the store part's format
+    version is checked when the store loads it)."""
     arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
-    meta = sampler_meta(os.fspath(path), metadata)
-    store_meta = meta.get("store")
-    if isinstance(store_meta, dict) and store_meta.get("format_version") == 1:
-        return _upgrade_sampler_store_v1(os.fspath(path), arrays, meta)
-    return arrays, meta
-
-
-def _upgrade_sampler_store_v1(
-    where: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, meta) of a sampler file whose store part has format version 1, with that part
-    converted to the current store format (:func:`gekodata.store.layout.upgrade_state_v1`)."""
-    from .layout import upgrade_state_v1  # columns -> codec; imported when needed
-
-    try:
-        state = upgrade_state_v1(sampler_file_store_state(arrays, meta))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: bad version 1 store part ({exc})") from None
-    upgraded = {name: arr for name, arr in arrays.items() if not name.startswith("store.")}
-    upgraded.update({f"store.{name}": col for name, col in state["columns"].items()})
-    upgraded.update({f"store.{name}": state[name] for name in STORE_ARRAYS})
-    meta = dict(meta)
-    meta["store"] = {
-        **meta["store"],
-        "format_version": state["format_version"],
-        "loss_scale": state["loss_scale"],
-    }
-    return upgraded, meta
+    return arrays, sampler_meta(os.fspath(path), metadata)
 
 
 def sampler_meta(where: str, metadata: Mapping[str, str]) -> dict[str, Any]:

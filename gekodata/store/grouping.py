@@ -50,6 +50,13 @@ class Grouped:
     def __len__(self) -> int:
         return len(self.idx)
 
+    def _by_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, scratch)`` of a grouping by counts (no ``inverse``): each row's index and
+        the float64 buffer over the store's index range."""
+        if self._rows is None or self._scratch is None:
+            raise RuntimeError("grouped by sort: no per-sample buffer")
+        return self._rows, self._scratch
+
     def mean(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float32 [U]: ``float32(sum(rows' values as float64, in row order) / multiplicity)``
         (into ``out`` when given); ``values`` (float32 [B]) itself when no index repeats."""
@@ -61,9 +68,9 @@ class Grouped:
                 return merged
             out[...] = merged
             return out
-        sums = self._scratch
+        row_idx, sums = self._by_counts()
         sums.fill(0.0)
-        _add_rows(sums, self._rows, values)
+        _add_rows(sums, row_idx, values)
         out = np.empty(len(self.idx), dtype=np.float32) if out is None else out
         for lo, hi in blocks(len(self.idx)):
             out[lo:hi] = sums[self.idx[lo:hi]] / self.multiplicity[lo:hi]
@@ -80,13 +87,12 @@ class Grouped:
             np.minimum.at(low, self._inverse, values)
             np.maximum.at(high, self._inverse, values)
             return low == high
-        low, high = self._scratch.view(np.float32).reshape(
-            2, -1
-        )  # float32 extremes share its bytes
+        row_idx, scratch = self._by_counts()
+        low, high = scratch.view(np.float32).reshape(2, -1)  # float32 extremes share its bytes
         low.fill(np.inf)
         high.fill(-np.inf)
-        for lo, hi in _row_chunks(len(self._rows)):
-            rows, chunk = self._rows[lo:hi], values[lo:hi].astype(np.float32, copy=False)
+        for lo, hi in _row_chunks(len(row_idx)):
+            rows, chunk = row_idx[lo:hi], values[lo:hi].astype(np.float32, copy=False)
             np.minimum.at(low, rows, chunk)
             np.maximum.at(high, rows, chunk)
         return low[self.idx] == high[self.idx]
@@ -105,11 +111,12 @@ class Grouped:
             lowest = np.full(len(self.idx), unknown, dtype=np.int64)
             np.minimum.at(lowest, self._inverse, np.where(pred >= 0, pred, unknown))
         else:  # labels fit int32: the per-sample extremes share the float64 buffer's bytes
-            highest, least = self._scratch.view(np.int32).reshape(2, -1)
+            row_idx, scratch = self._by_counts()
+            highest, least = scratch.view(np.int32).reshape(2, -1)
             highest.fill(-1)
             least.fill(_LABEL_UNKNOWN)
-            for lo, hi in _row_chunks(len(self._rows)):
-                rows, chunk = self._rows[lo:hi], pred[lo:hi].astype(np.int32)
+            for lo, hi in _row_chunks(len(row_idx)):
+                rows, chunk = row_idx[lo:hi], pred[lo:hi].astype(np.int32)
                 np.maximum.at(highest, rows, chunk)
                 np.minimum.at(least, rows, np.where(chunk >= 0, chunk, _LABEL_UNKNOWN))
             merged, lowest = highest[self.idx], least[self.idx]

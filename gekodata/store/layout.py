@@ -1,5 +1,5 @@
-"""The store's column layout: current (format version 2) and version 1, the upgrade, the packed
-flag bits and the column checks of a loaded state. The loss codec is :mod:`gekodata.store.codec`.
+"""The store's column layout (format version 2), the packed flag bits and the column checks of a
+loaded state. The loss codec is :mod:`gekodata.store.codec`.
 
 Default columns (12 bytes per sample):
 
@@ -68,12 +68,14 @@ sets (``ref_loss_code``, ``label``), which describe the sample, not training.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from .codec import LOSS_HIST_BINS, LOSS_MAX, decode_loss, encode_loss, loss_hist_bins
+from .codec import decode_loss
 
 COLUMNS: dict[str, np.dtype] = {
     "loss_ema_code": np.dtype(np.uint16),
@@ -117,6 +119,9 @@ MAX_COUNT_U8 = int(np.iinfo(np.uint8).max)
 
 BUCKET_MASK = np.uint8(0b0000_0111)
 """``flags`` bits 0-2: the bucket code (0 = never classified)."""
+NUM_BUCKET_CODES = 8
+"""Bucket codes the flags hold: 0 to 7. The pruned bit is the next bit up, so
+``flags & (BUCKET_MASK | PRUNED_BIT)`` is a pruned sample's code plus ``NUM_BUCKET_CODES``."""
 PRUNED_BIT = np.uint8(0b0000_1000)
 """``flags`` bit 3: the sample is pruned."""
 CORRECT_BIT = np.uint8(0b0001_0000)
@@ -139,6 +144,37 @@ U8_SCALE = 255.0
 REF_LOSS_MAX = float(decode_loss(np.array([REF_LOSS_UNSET - 1], dtype=np.uint16))[0])
 """Largest reference loss the store accepts (the value of the second-highest code, about
 2.03e31): the top code is the "not set" marker."""
+
+
+def u8_code_above(value: float) -> int:
+    """The uint8 fraction code (``round(x * 255)``) above which a stored fraction is above
+    ``value`` (in [0, 1]): ``code > floor(value * 255)``, capped at 255 (nothing passes)."""
+    return min(math.floor(value * U8_SCALE), 255)
+
+
+def u8_code_below(value: float) -> int:
+    """The uint8 fraction code below which a stored fraction is below ``value`` (in [0, 1]):
+    ``code < ceil(value * 255)``."""
+    return math.ceil(value * U8_SCALE)
+
+
+FLOAT16_INF_BITS = int(np.array(np.inf, dtype=np.float16).view(np.int16))
+"""The bits of float16 +inf as int16: non-negative float16 bits order like their values up to
+here; NaN bits lie above."""
+
+
+@lru_cache(maxsize=256)
+def float16_at_least_bits(value: float) -> int | None:
+    """Bits (as int16) of the smallest float16 ``>= float32(value)`` (``value`` in (0, 1]), so
+    that for a non-negative float16 ``q``: ``q >= value`` iff ``bits(q) >=`` them; None for
+    ``value`` 0 (where ``-0.0`` passes too). Cached: policies ask once per block."""
+    target = np.float32(value)
+    if target <= 0:
+        return None
+    candidate = np.float16(target)
+    if np.float32(candidate) < target:
+        candidate = np.nextafter(candidate, np.float16(np.inf))
+    return int(np.array(candidate, dtype=np.float16).view(np.int16)[()])
 
 
 def empty_column(name: str, num_samples: int) -> np.ndarray:
@@ -178,65 +214,3 @@ def check_columns(columns: Any, num_samples: int) -> dict[str, np.ndarray]:
             )
         checked[name] = np.array(col, dtype=dtype)
     return checked
-
-
-V1_COLUMNS: dict[str, np.dtype] = {
-    "loss_ema": np.dtype(np.float16),
-    "loss_var": np.dtype(np.float16),
-    **{
-        name: dtype
-        for name, dtype in COLUMNS.items()
-        if name not in ("loss_ema_code", "loss_std_code")
-    },
-}
-"""Columns of store format version 1 (loss EMA and variance as fp16)."""
-
-
-def upgrade_state_v1(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A format-version-2 state dict from a version-1 one (files written before the loss codec).
-
-    The fp16 loss EMA is re-encoded with the loss codec and the fp16 variance becomes the std
-    ``sqrt(loss_var)`` (both exact to within the codec's bound). The loss-scale histogram, which
-    version 1 lacked, is rebuilt from the loss EMAs of the seen samples (one count per sample),
-    and ``loss_scale`` is set to None so that :meth:`GEKOStateStore.load_state_dict` recomputes
-    it from that histogram (the saved running maximum is dropped). Other columns are unchanged.
-    ``ValueError`` for a malformed version-1 state.
-    """
-    num_samples = int(state.get("num_samples", -1))
-    columns = state.get("columns")
-    if not isinstance(columns, Mapping) or not set(V1_COLUMNS) <= set(columns) <= set(
-        V1_COLUMNS
-    ) | set(OPTIONAL_COLUMNS):
-        raise ValueError(
-            f"version 1 state must hold the columns {sorted(V1_COLUMNS)} "
-            f"and optionally {sorted(OPTIONAL_COLUMNS)}"
-        )
-    for name in ("loss_ema", "loss_var", "visits"):
-        col = np.asarray(columns[name])
-        if col.dtype != V1_COLUMNS[name] or col.shape != (num_samples,):
-            raise ValueError(
-                f"column {name!r} has dtype {col.dtype} and shape {col.shape}, "
-                f"expected {V1_COLUMNS[name]} and ({num_samples},)"
-            )
-    ema = np.asarray(columns["loss_ema"]).astype(np.float32)
-    var = np.asarray(columns["loss_var"]).astype(np.float32)
-    for name, values in (("loss_ema", ema), ("loss_var", var)):
-        if not ((values >= 0) & (values <= np.float32(LOSS_MAX))).all():  # NaN fails too
-            raise ValueError(f"version 1 column {name!r} holds values that are not finite and >= 0")
-    upgraded = {name: columns[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in columns}
-    upgraded["loss_ema_code"] = encode_loss(ema)
-    upgraded["loss_std_code"] = encode_loss(np.sqrt(var))
-    seen_loss = ema[np.asarray(columns["visits"]) > 0]
-    bins = loss_hist_bins(seen_loss)
-    hist_max = np.zeros(LOSS_HIST_BINS, dtype=np.float32)
-    np.maximum.at(hist_max, bins, seen_loss)
-    return {
-        **state,
-        "format_version": 2,
-        "columns": {
-            name: upgraded[name] for name in (*COLUMNS, *OPTIONAL_COLUMNS) if name in upgraded
-        },
-        "loss_hist_counts": np.bincount(bins, minlength=LOSS_HIST_BINS).astype(np.int64),
-        "loss_hist_max": hist_max,
-        "loss_scale": None,
-    }

@@ -14,17 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_index, in_range
 from .codec import decode_loss, encode_loss
 from .layout import OPTIONAL_COLUMNS, REF_LOSS_MAX, REF_LOSS_UNSET, SIGNALS, empty_column
 from .validation import as_float32
+from .views import ColumnViews
 
 
-class OptionalColumns:
+class OptionalColumns(ColumnViews):
     """Optional columns of a store (module docstring). Needs ``columns`` (name -> array [N]),
-    ``num_samples`` and the store's ``loss``, ``seen`` and ``last_correct`` views."""
-
-    columns: dict[str, np.ndarray]
-    num_samples: int
+    ``num_samples``; reads the store's views (:class:`~gekodata.store.views.ColumnViews`)."""
 
     @property
     def group_streak(self) -> np.ndarray:
@@ -128,8 +127,7 @@ class OptionalColumns:
             )
         if len(idx) and not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"idx must hold integers, got dtype {idx.dtype}")
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_samples):
-            raise ValueError(f"idx must be in [0, {self.num_samples})")
+        check_index("idx", idx, self.num_samples)
         return idx.astype(np.int64), values
 
     def set_reference_loss(self, idx: Any, values: Any) -> None:
@@ -159,7 +157,7 @@ class OptionalColumns:
         idx, labels = self._checked_rows(idx, labels, "labels")
         if len(labels) and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-        if len(labels) and (labels.min() < -1 or labels.max() > np.iinfo(np.int32).max):
+        if not in_range(labels, stop=int(np.iinfo(np.int32).max) + 1, start=-1):
             raise ValueError("labels must be in [-1, 2^31) (-1 = unknown)")
         if "label" not in self.columns:
             self.columns["label"] = empty_column("label", self.num_samples)

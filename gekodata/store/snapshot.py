@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_unit_interval
 from .codec import check_hist
 from .files import read_store_file, write_store_file
-from .layout import check_columns, upgrade_state_v1
+from .layout import check_columns
 
 FORMAT_VERSION = 2
-"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram.
-Version 1 (fp16 ``loss_ema`` and ``loss_var``, no histogram) still loads: see
-:func:`upgrade_state_v1`."""
+"""Store format version: 2 = log-coded loss EMA and loss std plus the loss-scale histogram (the
+only released format; version 1 was never released and is refused)."""
 
 
 def checked_config(
@@ -42,14 +42,32 @@ def checked_config(
     for name, value in config.items():
         if name == "min_loss_scale" and not (np.isfinite(value) and value > 0):
             raise ValueError(f"min_loss_scale must be finite and > 0, got {value}")
-        if name != "min_loss_scale" and not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {value}")
+        if name != "min_loss_scale":
+            check_unit_interval(name, value, exclude_zero=True)
     return config
 
 
 class StoreState:
     """Saving and restoring a store (module docstring). Needs the store's ``num_samples``,
-    ``columns``, settings, loss-scale histogram and ``_scale_from_hist``."""
+    ``columns``, settings, loss-scale histogram, its constructor and ``_scale_from_hist``."""
+
+    num_samples: int
+    columns: dict[str, np.ndarray]
+    ema_alpha: float
+    q_rate: float
+    loss_scale_quantile: float
+    min_loss_scale: float
+    slow_alpha: float
+    loss_scale: float
+    total_updates: int
+    loss_hist_counts: np.ndarray
+    loss_hist_max: np.ndarray
+
+    def __init__(self, num_samples: int, **config: float) -> None:
+        raise NotImplementedError  # the store's: a store of num_samples rows with these settings
+
+    def _scale_from_hist(self) -> float:
+        raise NotImplementedError  # the store's: loss_scale from the histogram
 
     def config(self) -> dict[str, float]:
         return {
@@ -74,15 +92,12 @@ class StoreState:
             "loss_hist_max": self.loss_hist_max.copy(),
         }
 
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict`. Validates everything before changing anything.
 
-        Accepts format version 1 states too (converted by :func:`upgrade_state_v1`). A
-        ``loss_scale`` of None is recomputed from the histogram."""
+        A ``loss_scale`` of None is recomputed from the histogram."""
         version = state.get("format_version")
-        if version == 1:
-            state = upgrade_state_v1(state)
-        elif version != FORMAT_VERSION:
+        if version != FORMAT_VERSION:
             raise ValueError(
                 f"state format version {version!r} is not supported (expected {FORMAT_VERSION})"
             )

@@ -1,14 +1,22 @@
 """Columnar per-sample training state.
 
 `GEKOStateStore` keeps one row per sample of the user's dataset, as plain numpy columns, and
-updates them with vectorized operations over index arrays. It knows nothing about buckets'
-meaning, curricula or samplers: it records what the training loop observed and how those
-observations are averaged. The policy reads it; the sampler writes bucket codes back.
+updates them with vectorized operations over index arrays. It holds what the training loop
+observed and how those observations are averaged (loss, loss std, confidence and correctness
+EMAs, Q-value, visits, the last correctness and the wrong streak, optional signals and the user's
+labels and reference losses), plus two things the sampler writes back each epoch: every sample's
+bucket code (a small integer the store keeps but does not interpret: the codes' meaning is the
+policy's, :class:`~gekodata.policy.Bucket`) with the frozen streak it advances, and the pruned
+flag. It knows no thresholds, curricula or samplers.
 
-The columns, their dtypes and the packed flag bits are tabled in :mod:`gekodata.store.layout`. Read the
-loss columns through :attr:`GEKOStateStore.loss`, :attr:`~GEKOStateStore.loss_std` and
-:meth:`GEKOStateStore.loss_of` (decoded float32), never as raw codes; the loss codec (stated error
-bound, range, refusals) is documented in :mod:`gekodata.store.codec`.
+Read it through its named views (:mod:`gekodata.store.views`): whole-store arrays such as
+:attr:`~GEKOStateStore.loss`, :attr:`~GEKOStateStore.bucket`, :attr:`~GEKOStateStore.last_correct`,
+:attr:`~GEKOStateStore.wrong_streak`, :attr:`~GEKOStateStore.pruned`, and block reads with exact
+threshold tests (:meth:`~GEKOStateStore.confidence_above`, :meth:`~GEKOStateStore.q_value_at_least`,
+:meth:`~GEKOStateStore.bucket_codes`, ...) for passes a block at a time. The columns, their dtypes
+and the packed flag bits are tabled in :mod:`gekodata.store.layout`; only the store and its views
+read them raw. The loss codec (stated error bound, range, refusals) is documented in
+:mod:`gekodata.store.codec`.
 
 **Loss scale** (GEKO's lmax): the ``loss_scale_quantile`` quantile of a histogram of every loss
 ever reported, at least ``min_loss_scale``; its stated outlier tolerance is in :mod:`gekodata.store.codec`.
@@ -23,17 +31,8 @@ import numpy as np
 
 from .blocks import blocks
 from .codec import (
-    LOSS_ABS_ERROR,
-    LOSS_CODE_ONE,
-    LOSS_CODES_PER_OCTAVE,
     LOSS_HIST_BINS,
-    LOSS_HIST_BINS_PER_OCTAVE,
-    LOSS_MAX,
-    LOSS_MIN,
-    LOSS_REL_ERROR,
     add_to_hist,
-    decode_loss,
-    encode_loss,
     hist_quantile_max,
 )
 from .grouping import group_rows
@@ -52,42 +51,15 @@ from .layout import (
     CORRECT_BIT,
     MAX_FROZEN_STREAK,
     MAX_VISITS,
-    MAX_WRONG_STREAK,
-    OPTIONAL_COLUMNS,
     OPTIONAL_FILL,
     PRUNED_BIT,
-    STREAK_MASK,
-    STREAK_SHIFT,
     USER_COLUMNS,
-    V1_COLUMNS,
-    dequantize_u8,
-    upgrade_state_v1,
 )
 from .signal_columns import OptionalColumns
-from .snapshot import FORMAT_VERSION, StoreState, checked_config
-from .validation import as_float32, check_report_shapes, row_checks
+from .snapshot import StoreState, checked_config
+from .validation import as_float32, row_checks
 
-__all__ = [  # the store, and the layout and codec names it has always exported
-    "COLUMNS",
-    "FORMAT_VERSION",
-    "LOSS_ABS_ERROR",
-    "LOSS_CODES_PER_OCTAVE",
-    "LOSS_CODE_ONE",
-    "LOSS_HIST_BINS",
-    "LOSS_HIST_BINS_PER_OCTAVE",
-    "LOSS_MAX",
-    "LOSS_MIN",
-    "LOSS_REL_ERROR",
-    "MAX_VISITS",
-    "MAX_WRONG_STREAK",
-    "OPTIONAL_COLUMNS",
-    "V1_COLUMNS",
-    "GEKOStateStore",
-    "check_report_shapes",
-    "decode_loss",
-    "encode_loss",
-    "upgrade_state_v1",
-]
+__all__ = ["GEKOStateStore"]
 
 
 def _part(values: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:
@@ -163,92 +135,6 @@ class GEKOStateStore(OptionalColumns, StoreState):
     def nbytes(self) -> int:
         """Bytes held by the per-sample columns."""
         return sum(col.nbytes for col in self.columns.values())
-
-    @property
-    def visits(self) -> np.ndarray:
-        """Reported passes per sample, uint16 [N] (a view)."""
-        return self.columns["visits"]
-
-    @property
-    def seen(self) -> np.ndarray:
-        """bool [N]: sample has at least one report."""
-        return self.columns["visits"] > 0
-
-    @property
-    def loss(self) -> np.ndarray:
-        """Loss EMA in loss units, float32 [N] (0 for unseen samples); decoded, a new array."""
-        return decode_loss(self.columns["loss_ema_code"])
-
-    def loss_of(self, idx: np.ndarray) -> np.ndarray:
-        """Loss EMA of rows ``idx`` (int [k]) in loss units, float32 [k]; 0 for unseen rows.
-        O(k): reads only those rows."""
-        return decode_loss(self.columns["loss_ema_code"][np.asarray(idx)])
-
-    @property
-    def loss_std(self) -> np.ndarray:
-        """Exponential moving standard deviation of the loss in loss units, float32 [N]
-        (0 for unseen samples and after a single report); decoded, a new array."""
-        return decode_loss(self.columns["loss_std_code"])
-
-    @property
-    def confidence(self) -> np.ndarray:
-        """Confidence EMA in [0, 1], float32 [N]."""
-        return dequantize_u8(self.columns["conf_ema"])
-
-    @property
-    def correctness(self) -> np.ndarray:
-        """Correctness EMA in [0, 1], float32 [N]."""
-        return dequantize_u8(self.columns["correct_ema"])
-
-    @property
-    def last_correct(self) -> np.ndarray:
-        """bool [N]: correctness of the most recent report."""
-        return (self.columns["flags"] & CORRECT_BIT) != 0
-
-    @property
-    def stability(self) -> np.ndarray:
-        """1 - std of the loss (exponential moving estimate, :attr:`loss_std`), float32 [N];
-        1 for unseen."""
-        return np.float32(1.0) - self.loss_std
-
-    @property
-    def q_value(self) -> np.ndarray:
-        """Q-value in [0, 1], float32 [N]."""
-        return self.columns["q_value"].astype(np.float32)
-
-    @property
-    def bucket(self) -> np.ndarray:
-        """Bucket code per sample, uint8 [N] (0 = never classified)."""
-        return self.columns["flags"] & BUCKET_MASK
-
-    @property
-    def wrong_streak(self) -> np.ndarray:
-        """Consecutive wrong updates (the sampler folds one sync window per update), uint8 [N],
-        saturating at ``MAX_WRONG_STREAK`` (7). A correct update resets it to 0; with predicted
-        labels a wrong update whose label differs from the last one, or whose duplicate rows
-        disagree, restarts it at 1."""
-        return (self.columns["flags"] & STREAK_MASK) >> STREAK_SHIFT
-
-    @property
-    def predicted(self) -> np.ndarray:
-        """Last reported predicted label, int32 [N]; -1 where unknown (never reported)."""
-        if "pred_label" in self.columns:
-            return self.columns["pred_label"]
-        return np.full(self.num_samples, -1, dtype=np.int32)
-
-    @property
-    def frozen_streak(self) -> np.ndarray:
-        """Consecutive epochs in the frozen bucket, uint8 [N] (a view)."""
-        return self.columns["frozen_streak"]
-
-    @property
-    def pruned(self) -> np.ndarray:
-        """bool [N]: sample is pruned (never planned until unpruned)."""
-        return (self.columns["flags"] & PRUNED_BIT) != 0
-
-    @property
-    def num_pruned(self) -> int:
-        return int(np.count_nonzero(self.columns["flags"] & PRUNED_BIT))
 
     # ---------------------------------------------------------------- writing
 

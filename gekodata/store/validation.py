@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..arguments import outside_range
 from .codec import LOSS_MAX
 
 
@@ -73,7 +74,7 @@ def row_checks(
         return lambda where: f"entry {where} is {arr[where]} (idx {idx[where]})"
 
     yield (
-        (idx < 0) | (idx >= num_samples),
+        outside_range(idx, num_samples),
         lambda where: (
             f"idx {idx[where]} (entry {where}) out of range for a dataset of {num_samples} samples "
             "(report the sample's position in the original dataset)"
@@ -91,21 +92,18 @@ def row_checks(
         loss32 > np.float32(LOSS_MAX),
         lambda where: (
             f"loss must be <= {LOSS_MAX:.4g}, the largest loss the store can hold "
-            f"(gekodata.store.state_store.LOSS_MAX); {entry(loss)(where)}"
+            f"(gekodata.store.codec.LOSS_MAX); {entry(loss)(where)}"
         ),
     )
     for name, arr in (("conf", conf), ("correct", correct)):
         if arr is not None:
             arr32 = as_float32(arr)
             # NaN fails both comparisons
-            yield (
-                ~((arr32 >= 0) & (arr32 <= 1)),
-                (
-                    lambda where, name=name, arr=arr: (
-                        f"{name} must be in [0, 1]; {entry(arr)(where)}"
-                    )
-                ),
-            )
+
+            def outside_unit(where: int, name: str = name, arr: np.ndarray = arr) -> str:
+                return f"{name} must be in [0, 1]; {entry(arr)(where)}"
+
+            yield ~((arr32 >= 0) & (arr32 <= 1)), outside_unit
     if pred is not None:
         yield (
             (pred < -1) | (pred > np.iinfo(np.int32).max),
