@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from gekodata import GEKOStateStore
-from gekodata.store.state_store import MAX_VISITS
+from gekodata.store.layout import MAX_VISITS
 
 
 def _seen_store(n: int, rng: np.random.Generator) -> GEKOStateStore:
