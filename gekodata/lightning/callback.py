@@ -80,7 +80,7 @@ class GekoCallback(_Callback):  # type: ignore[misc,valid-type]
         self._source = sampler
         self._sampler = sampler if isinstance(sampler, WeightedBucketSampler) else None
         self._loader: Any = None
-        self._batches = 0  # batches trained in the current epoch
+        self._batches = 0  # batches of the current epoch started (trained once the step ends)
         self._epoch_batches = 0  # batches the current epoch's plan makes on this rank
         self._epoch_ended = False
         self._pending_state: dict[str, Any] | None = None
@@ -141,13 +141,17 @@ class GekoCallback(_Callback):  # type: ignore[misc,valid-type]
         self._epoch_batches = loop.batches_in(self._loader, len(self.sampler))
         loop.sync_epoch_length(trainer, self._epoch_batches)
 
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        # counted at the start: Lightning steps "step" LR schedulers before on_train_batch_end,
+        # and progress must include the batch being trained
+        self._batches += 1
+
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         signals = signals_of(outputs)
         if signals is not None:
             self.sampler.report(**signals)
-        self._batches += 1
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._epoch_ended = True

@@ -6,6 +6,7 @@ import hashlib
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from gekodata import InfoBatchPolicy, PruningDataset, WeightedBucketSampler
@@ -56,11 +57,13 @@ class Classifier(pl.LightningModule):
         weighted = (loss * batch["weight"]).mean()  # InfoBatch's loss weights
         return {"loss": weighted, "gekodata": geko_outputs(loss, conf, correct, batch["idx"])}
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def on_train_batch_end(self, outputs, batch, batch_idx):  # after the scheduler's step
         self.lrs.append(self.optimizers().param_groups[0]["lr"])
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=0.5)
+        # what Lightning sizes step schedules by (reading it measures the loader now)
+        self.estimated = self.trainer.estimated_stepping_batches
         if self.schedule is None:
             return opt
         sched = plan_progress_lr(opt, self.schedule, lambda p: 1.0 - p)
@@ -70,8 +73,9 @@ class Classifier(pl.LightningModule):
 def trainer(callbacks, **kw):
     kw.setdefault("accelerator", "cpu")
     kw.setdefault("devices", 1)
+    kw.setdefault("max_epochs", EPOCHS)
+    kw.setdefault("enable_checkpointing", any(isinstance(c, ModelCheckpoint) for c in callbacks))
     return pl.Trainer(
-        max_epochs=EPOCHS,
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=False,
@@ -82,14 +86,14 @@ def trainer(callbacks, **kw):
     )
 
 
-def single_run(ckpt_path=None, callbacks=(), schedule=False, **trainer_kw):
+def single_run(root, ckpt_path=None, callbacks=(), schedule=False, **trainer_kw):
     """One fit on one process; returns (trainer, module, sampler, GekoCallback)."""
     ds = PruningDataset(Blobs())
     sampler = make_sampler(ds)
     geko = GekoCallback(sampler)
     module = Classifier(schedule=geko if schedule else None)
     loader = DataLoader(ds, batch_size=BS, sampler=sampler)
-    t = trainer([geko, *callbacks], **trainer_kw)
+    t = trainer([geko, *callbacks], default_root_dir=str(root), **trainer_kw)
     t.fit(module, loader, ckpt_path=ckpt_path)
     return t, module, sampler, geko
 

@@ -1,0 +1,141 @@
+"""PyTorch Lightning integration (gekodata.lightning), run for real on CPU at a tiny size: epochs
+that shrink, exact resume from Lightning checkpoints (mid-epoch, last batch, epoch end), the LR
+schedule by plan progress, refusals, and a 2-process DDP run under torchrun (gloo)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytorch_lightning")
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from support.lightning_toy import BS, EPOCHS, N, Blobs, Classifier, make_sampler, single_run
+from support.lightning_toy import store_digest, trainer
+from support.torchrun_util import run_torchrun
+from torch.utils.data import DataLoader
+
+from gekodata import PruningDataset
+from gekodata.lightning import GekoCallback
+
+HERE = Path(__file__).resolve().parent
+
+
+def checkpoints(out):
+    every = ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=5, save_top_k=-1)
+    ends = ModelCheckpoint(
+        dirpath=out, filename="end-{step}", save_on_train_epoch_end=True, save_top_k=-1
+    )
+    return [every, ends]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lightning")
+    t, module, sampler, geko = single_run(out, callbacks=checkpoints(out), schedule=True)
+    return out, t, module, sampler
+
+
+def planned_batches(sampler):
+    return [math.ceil(r.planned / BS) for r in sampler.efficiency_report().epochs]
+
+
+def test_epochs_shrink_and_steps_follow_the_plan(reference):
+    out, t, module, sampler = reference
+    records = sampler.efficiency_report().epochs
+    planned = [r.planned for r in records]
+    assert planned[0] == N and all(p < N for p in planned[1:]), planned
+    assert [r.reported for r in records] == planned  # every planned draw trained and reported once
+    batches = planned_batches(sampler)
+    assert [sum(1 for e, _ in module.trained if e == k) for k in range(EPOCHS)] == batches
+    assert t.global_step == sum(batches)
+    # each epoch trained exactly its plan, in order
+    for epoch in range(EPOCHS):
+        stream = [i for e, idx in module.trained if e == epoch for i in idx]
+        assert len(stream) == planned[epoch]
+    # Lightning sized step schedules from the first epoch; the plan-progress schedule ends at 0
+    assert module.estimated == EPOCHS * batches[0]
+    assert t.lr_scheduler_configs[0].scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+    # after the k-th of n batches of epoch e the LR is 0.5 * (1 - (e + k / n) / EPOCHS)
+    expected = [
+        0.5 * (1 - (e + k / n) / EPOCHS) for e, n in enumerate(batches) for k in range(1, n + 1)
+    ]
+    assert module.lrs == pytest.approx(expected, abs=1e-12)
+
+
+def _resume_case(reference, tmp_path, name):
+    out, ref_t, ref_module, ref_sampler = reference
+    ckpt = out / name
+    assert ckpt.exists(), sorted(p.name for p in out.iterdir())
+    step = torch.load(ckpt, weights_only=False)["global_step"]
+    t, module, sampler, _ = single_run(tmp_path, ckpt_path=str(ckpt), schedule=True)
+    assert module.trained == ref_module.trained[step:]  # the rest of the same index stream
+    assert module.lrs == ref_module.lrs[step:]  # and of the same LR schedule
+    assert store_digest(sampler) == store_digest(ref_sampler)  # the same store, bitwise
+    assert t.global_step == ref_t.global_step
+    for a, b in zip(module.parameters(), ref_module.parameters()):
+        assert torch.equal(a, b)
+    return step
+
+
+def test_resume_mid_shrunk_epoch(reference, tmp_path):
+    step = _resume_case(reference, tmp_path, "step=20.ckpt")
+    ends = list(__import__("itertools").accumulate(planned_batches(reference[3])))
+    assert ends[0] < step < ends[1]  # inside epoch 1, which is shorter than epoch 0
+
+
+def test_resume_after_the_last_batch_of_an_epoch(reference, tmp_path):
+    assert _resume_case(reference, tmp_path, "step=15.ckpt") == planned_batches(reference[3])[0]
+
+
+def test_resume_from_an_epoch_end_checkpoint(reference, tmp_path):
+    ends = list(__import__("itertools").accumulate(planned_batches(reference[3])))
+    assert _resume_case(reference, tmp_path, f"end-step={ends[1]}.ckpt") == ends[1]
+
+
+def test_training_step_without_signals_is_refused(tmp_path):
+    class Plain(Classifier):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx)["loss"]
+
+    ds = PruningDataset(Blobs())
+    sampler = make_sampler(ds)
+    t = trainer([GekoCallback(sampler)], default_root_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="without 'gekodata'"):
+        t.fit(Plain(), DataLoader(ds, batch_size=BS, sampler=sampler))
+
+
+def test_mismatched_epochs_and_foreign_loader_are_refused(tmp_path):
+    ds = PruningDataset(Blobs())
+    sampler = make_sampler(ds)
+    loader = DataLoader(ds, batch_size=BS, sampler=sampler)
+    root = str(tmp_path)
+    with pytest.raises(ValueError, match="max_epochs=2"):
+        trainer([GekoCallback(sampler)], max_epochs=2, default_root_dir=root).fit(Classifier(), loader)
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs=1"):
+        trainer(
+            [GekoCallback(sampler)], reload_dataloaders_every_n_epochs=1, default_root_dir=root
+        ).fit(Classifier(), loader)
+    other = make_sampler(ds)
+    with pytest.raises(ValueError, match="no train DataLoader draws from the sampler"):
+        trainer([GekoCallback(sampler)], default_root_dir=root).fit(
+            Classifier(), DataLoader(ds, batch_size=BS, sampler=other)
+        )
+
+
+def test_importable_without_lightning():
+    code = (
+        "import sys; sys.modules['pytorch_lightning'] = None\n"
+        "import gekodata.lightning as gl\n"
+        "try:\n    gl.GekoCallback(None)\nexcept ImportError as e:\n    print('ImportError', e)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert "ImportError" in proc.stdout and "pip install 'gekodata[lightning]'" in proc.stdout
