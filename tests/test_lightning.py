@@ -2,6 +2,7 @@
 that shrink, exact resume from Lightning checkpoints (mid-epoch, last batch, epoch end), the LR
 schedule by plan progress, refusals, and a 2-process DDP run under torchrun (gloo)."""
 
+import itertools
 import json
 import math
 import os
@@ -85,7 +86,7 @@ def _resume_case(reference, tmp_path, name):
 
 def test_resume_mid_shrunk_epoch(reference, tmp_path):
     step = _resume_case(reference, tmp_path, "step=20.ckpt")
-    ends = list(__import__("itertools").accumulate(planned_batches(reference[3])))
+    ends = list(itertools.accumulate(planned_batches(reference[3])))
     assert ends[0] < step < ends[1]  # inside epoch 1, which is shorter than epoch 0
 
 
@@ -94,7 +95,7 @@ def test_resume_after_the_last_batch_of_an_epoch(reference, tmp_path):
 
 
 def test_resume_from_an_epoch_end_checkpoint(reference, tmp_path):
-    ends = list(__import__("itertools").accumulate(planned_batches(reference[3])))
+    ends = list(itertools.accumulate(planned_batches(reference[3])))
     assert _resume_case(reference, tmp_path, f"end-step={ends[1]}.ckpt") == ends[1]
 
 
@@ -139,3 +140,51 @@ def test_importable_without_lightning():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert "ImportError" in proc.stdout and "pip install 'gekodata[lightning]'" in proc.stdout
+
+
+def torchrun(tmp_path, part):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "support" / "lightning_ddp_run.py"),
+        "--out",
+        str(tmp_path),
+        "--part",
+        part,
+    ]
+    proc = run_torchrun(cmd, env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    prefix = "refuse_" if part == "refuse" else ""
+    return [json.loads((tmp_path / f"{prefix}rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_ddp_two_processes_one_global_plan(tmp_path):
+    from gekodata.sampler.collective import rank_shard
+
+    ranks = torchrun(tmp_path, "train")
+    assert ranks[0]["plans"] == ranks[1]["plans"]  # one global plan
+    assert ranks[0]["store"] == ranks[1]["store"]  # stores bitwise equal
+    planned = ranks[0]["planned"]
+    assert planned[0] == N and all(p < N for p in planned[1:]), planned
+    for epoch, plan in ranks[0]["plans"].items():
+        assert len(plan) == planned[int(epoch)]
+        for rank, result in enumerate(ranks):
+            trained = [i for e, idx in result["trained"] if e == int(epoch) for i in idx]
+            # this rank's strided shard of the global plan, once: no second sharding by Lightning
+            assert trained == [int(i) for i in rank_shard(torch.tensor(plan).numpy(), rank, 2)]
+    per_rank = [math.ceil(math.ceil(p / 2) / BS) for p in planned]
+    ends = list(itertools.accumulate(per_rank))
+    assert all(end != ranks[0]["resumed"]["from_step"] for end in ends)  # inside an epoch
+    for result in ranks:  # resumed from a mid-epoch checkpoint in the same processes
+        resumed = result["resumed"]
+        assert resumed["trained"] == result["trained"][resumed["from_step"] :]
+        assert resumed["store"] == result["store"]
+
+
+def test_ddp_with_lightnings_distributed_sampler_is_refused(tmp_path):
+    for result in torchrun(tmp_path, "refuse"):
+        assert "use_distributed_sampler=False" in result["error"]
