@@ -100,7 +100,7 @@ LAYERS = {
     "diagnostics": 3,
     "sampler": 4,
     "prompts": 5,
-    "hf": 6,
+    "hf": 6, "lightning": 6,
     # public import paths and the package's own re-exports sit on top
     "tokens": 7, "selective": 7, "datamap": 7, "__main__": 7, "": 7,
 }

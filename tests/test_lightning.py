@@ -188,3 +188,14 @@ def test_ddp_two_processes_one_global_plan(tmp_path):
 def test_ddp_with_lightnings_distributed_sampler_is_refused(tmp_path):
     for result in torchrun(tmp_path, "refuse"):
         assert "use_distributed_sampler=False" in result["error"]
+
+
+def test_extra_states_the_tested_range():
+    import tomllib
+
+    from gekodata.lightning.loop import TESTED
+
+    extras = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["lightning"] == [f"pytorch-lightning{TESTED}"]
