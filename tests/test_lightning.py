@@ -16,8 +16,17 @@ pytest.importorskip("pytorch_lightning")
 
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from support.lightning_toy import BS, EPOCHS, N, Blobs, Classifier, make_sampler, single_run
-from support.lightning_toy import store_digest, trainer
+from support.lightning_toy import (
+    BS,
+    EPOCHS,
+    Blobs,
+    Classifier,
+    N,
+    make_sampler,
+    single_run,
+    store_digest,
+    trainer,
+)
 from support.torchrun_util import run_torchrun
 from torch.utils.data import DataLoader
 
@@ -38,7 +47,7 @@ def checkpoints(out):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("lightning")
-    t, module, sampler, geko = single_run(out, callbacks=checkpoints(out), schedule=True)
+    t, module, sampler, _geko = single_run(out, callbacks=checkpoints(out), schedule=True)
     return out, t, module, sampler
 
 
@@ -47,7 +56,7 @@ def planned_batches(sampler):
 
 
 def test_epochs_shrink_and_steps_follow_the_plan(reference):
-    out, t, module, sampler = reference
+    _out, t, module, sampler = reference
     records = sampler.efficiency_report().epochs
     planned = [r.planned for r in records]
     assert planned[0] == N and all(p < N for p in planned[1:]), planned
@@ -117,7 +126,9 @@ def test_mismatched_epochs_and_foreign_loader_are_refused(tmp_path):
     loader = DataLoader(ds, batch_size=BS, sampler=sampler)
     root = str(tmp_path)
     with pytest.raises(ValueError, match="max_epochs=2"):
-        trainer([GekoCallback(sampler)], max_epochs=2, default_root_dir=root).fit(Classifier(), loader)
+        trainer([GekoCallback(sampler)], max_epochs=2, default_root_dir=root).fit(
+            Classifier(), loader
+        )
     with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs=1"):
         trainer(
             [GekoCallback(sampler)], reload_dataloaders_every_n_epochs=1, default_root_dir=root

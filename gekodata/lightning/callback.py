@@ -141,7 +141,9 @@ class GekoCallback(_Callback):  # type: ignore[misc,valid-type]
         self._epoch_batches = loop.batches_in(self._loader, len(self.sampler))
         loop.sync_epoch_length(trainer, self._epoch_batches)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
         # counted at the start: Lightning steps "step" LR schedulers before on_train_batch_end,
         # and progress must include the batch being trained
         self._batches += 1

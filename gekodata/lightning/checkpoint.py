@@ -21,9 +21,7 @@ from ..sampler.weighted_bucket import WeightedBucketSampler
 FILE_NAME = "sampler.safetensors"
 
 
-def sampler_entries(
-    sampler: WeightedBucketSampler, drawn: int, finished: bool
-) -> dict[str, Any]:
+def sampler_entries(sampler: WeightedBucketSampler, drawn: int, finished: bool) -> dict[str, Any]:
     """Checkpoint entries: the sampler file (rank 0 holds it: ``save`` is a collective, rank 0
     writes; None elsewhere), the epoch, ``drawn`` (this rank's draws the trained batches of the
     epoch took, samples) and whether the epoch's batches are all done (``finished``)."""
@@ -34,7 +32,12 @@ def sampler_entries(
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 blob = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
-    return {"sampler_file": blob, "epoch": int(sampler.epoch), "drawn": int(drawn), "finished": bool(finished)}
+    return {
+        "sampler_file": blob,
+        "epoch": int(sampler.epoch),
+        "drawn": int(drawn),
+        "finished": bool(finished),
+    }
 
 
 def restore_sampler(sampler: WeightedBucketSampler, entries: dict[str, Any]) -> int:

@@ -90,9 +90,10 @@ def find_loader(trainer: Any, sampler: WeightedBucketSampler) -> DataLoader:
     for loader in flat:
         batch_sampler = getattr(loader, "batch_sampler", None)
         inner = getattr(batch_sampler, "sampler", None)
-        if getattr(inner, "_sampler", None) is sampler or getattr(
-            getattr(inner, "dataset", None), "_sampler", None
-        ) is sampler:
+        if (
+            getattr(inner, "_sampler", None) is sampler
+            or getattr(getattr(inner, "dataset", None), "_sampler", None) is sampler
+        ):
             raise ValueError(
                 "Lightning wrapped the gekodata sampler in a DistributedSampler: it would shard "
                 "the plan a second time and keep the first epoch's length. Use "
@@ -132,4 +133,11 @@ def sync_epoch_length(trainer: Any, batches: int) -> None:
         trainer.val_check_batch = max(1, int(batches * interval))
 
 
-__all__ = ["TESTED", "batches_in", "check_trainer", "check_version", "find_loader", "sync_epoch_length"]
+__all__ = [
+    "TESTED",
+    "batches_in",
+    "check_trainer",
+    "check_version",
+    "find_loader",
+    "sync_epoch_length",
+]

@@ -92,8 +92,12 @@ def main():
         "global_step": t.global_step,
     }
     t.strategy.barrier()
-    t2, module2, sampler2, _ = fit(out, ckpt_path=str(out / "step=18.ckpt"))
-    result["resumed"] = {"trained": module2.trained, "store": store_digest(sampler2), "from_step": 18}
+    _t2, module2, sampler2, _ = fit(out, ckpt_path=str(out / "step=18.ckpt"))
+    result["resumed"] = {
+        "trained": module2.trained,
+        "store": store_digest(sampler2),
+        "from_step": 18,
+    }
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     torch.distributed.destroy_process_group()
 
