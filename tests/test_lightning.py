@@ -210,3 +210,22 @@ def test_extra_states_the_tested_range():
         "optional-dependencies"
     ]
     assert extras["lightning"] == [f"pytorch-lightning{TESTED}"]
+
+
+def test_example_resumes_inside_a_tiny_epoch_before_longer_ones(tmp_path):
+    """The digits example: BucketPolicy's curriculum plans epochs of 1400, ..., 65, 33, 1296, ...
+    draws. Resuming inside the 65-draw epoch, Lightning measures that epoch's 3 batches; the
+    callback must let the later 41-batch epochs run in full (same weights as the unbroken run)."""
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    try:
+        from lightning_example import main
+    finally:
+        sys.path.pop(0)
+    result = main(["--out", str(tmp_path), "--ckpt-every", "66", "--resume", "--resume-at", "132"])
+    planned = result["planned_per_epoch"]
+    assert result["steps"] == sum(math.ceil(p / 32) for p in planned)
+    ends = list(itertools.accumulate(math.ceil(p / 32) for p in planned))
+    tiny = next(e for e, p in enumerate(planned) if ends[e - 1] < 132 < ends[e])
+    assert planned[tiny] < planned[tiny + 2] // 4  # resumed in an epoch far shorter than later ones
+    assert result["resumed_same_weights"]
+    assert result["test_accuracy"] > 0.9
