@@ -229,3 +229,17 @@ def test_example_resumes_inside_a_tiny_epoch_before_longer_ones(tmp_path):
     assert planned[tiny] < planned[tiny + 2] // 4  # resumed in an epoch far shorter than later ones
     assert result["resumed_same_weights"]
     assert result["test_accuracy"] > 0.9
+
+
+def test_validate_from_a_checkpoint_leaves_the_sampler_alone(reference, tmp_path):
+    class WithVal(Classifier):
+        def validation_step(self, batch, batch_idx):
+            return None
+
+    out = reference[0]
+    ds = PruningDataset(Blobs())
+    sampler = make_sampler(ds)
+    before = (store_digest(sampler), sampler.state_dict())
+    t = trainer([GekoCallback(sampler)], default_root_dir=str(tmp_path))
+    t.validate(WithVal(), DataLoader(ds, batch_size=BS), ckpt_path=str(out / "step=20.ckpt"))
+    assert (store_digest(sampler), sampler.state_dict()) == before

@@ -84,6 +84,7 @@ class GekoCallback(_Callback):  # type: ignore[misc,valid-type]
         self._epoch_batches = 0  # batches the current epoch's plan makes on this rank
         self._epoch_ended = False
         self._pending_state: dict[str, Any] | None = None
+        self._restore = True  # False while Lightning loads a checkpoint for validate/test/predict
 
     @property
     def sampler(self) -> WeightedBucketSampler:
@@ -175,7 +176,15 @@ class GekoCallback(_Callback):  # type: ignore[misc,valid-type]
         entries["batches"] = self._batches
         return entries
 
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls load_state_dict next, for validate/test/predict with ckpt_path too: only
+        # a fit continues the plan, so only a fit restores the sampler
+        self._restore = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        restore, self._restore = self._restore, True
+        if not restore:
+            return
         if self._sampler is None:  # the sampler function runs at setup; restore then
             self._pending_state = dict(state_dict)
             return
