@@ -243,3 +243,27 @@ def test_validate_from_a_checkpoint_leaves_the_sampler_alone(reference, tmp_path
     t = trainer([GekoCallback(sampler)], default_root_dir=str(tmp_path))
     t.validate(WithVal(), DataLoader(ds, batch_size=BS), ckpt_path=str(out / "step=20.ckpt"))
     assert (store_digest(sampler), sampler.state_dict()) == before
+
+
+def test_resume_with_loader_workers(reference, tmp_path):
+    """Two workers draw batches ahead of training; the checkpoint still holds the trained position."""
+    _, _, ref_module, ref_sampler = reference
+    workers = {"num_workers": 2, "persistent_workers": True}
+    _, module, sampler, _ = single_run(
+        tmp_path, callbacks=checkpoints(tmp_path), schedule=True, loader_kw=workers
+    )
+    assert module.trained == ref_module.trained  # workers change nothing in the run
+    assert store_digest(sampler) == store_digest(ref_sampler)
+    resumed = single_run(
+        tmp_path / "r", ckpt_path=str(tmp_path / "step=20.ckpt"), schedule=True, loader_kw=workers
+    )
+    assert resumed[1].trained == ref_module.trained[20:]
+    assert store_digest(resumed[2]) == store_digest(ref_sampler)
+
+
+def test_gradient_accumulation_steps_follow_the_plan(tmp_path):
+    t, module, sampler, _ = single_run(tmp_path, schedule=True, accumulate_grad_batches=2)
+    batches = planned_batches(sampler)
+    assert [sum(1 for e, _ in module.trained if e == k) for k in range(EPOCHS)] == batches
+    assert t.global_step == sum(math.ceil(b / 2) for b in batches)  # each epoch's last window steps
+    assert t.lr_scheduler_configs[0].scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)

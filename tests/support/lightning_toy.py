@@ -86,13 +86,13 @@ def trainer(callbacks, **kw):
     )
 
 
-def single_run(root, ckpt_path=None, callbacks=(), schedule=False, **trainer_kw):
+def single_run(root, ckpt_path=None, callbacks=(), schedule=False, loader_kw=None, **trainer_kw):
     """One fit on one process; returns (trainer, module, sampler, GekoCallback)."""
     ds = PruningDataset(Blobs())
     sampler = make_sampler(ds)
     geko = GekoCallback(sampler)
     module = Classifier(schedule=geko if schedule else None)
-    loader = DataLoader(ds, batch_size=BS, sampler=sampler)
+    loader = DataLoader(ds, batch_size=BS, sampler=sampler, **(loader_kw or {}))
     t = trainer([geko, *callbacks], default_root_dir=str(root), **trainer_kw)
     t.fit(module, loader, ckpt_path=ckpt_path)
     return t, module, sampler, geko
