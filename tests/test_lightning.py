@@ -133,6 +133,10 @@ def test_mismatched_epochs_and_foreign_loader_are_refused(tmp_path):
         trainer(
             [GekoCallback(sampler)], reload_dataloaders_every_n_epochs=1, default_root_dir=root
         ).fit(Classifier(), loader)
+    with pytest.raises(ValueError, match="limit_train_batches=1\\)"):
+        trainer([GekoCallback(sampler)], limit_train_batches=1, default_root_dir=root).fit(
+            Classifier(), loader
+        )
     other = make_sampler(ds)
     with pytest.raises(ValueError, match="no train DataLoader draws from the sampler"):
         trainer([GekoCallback(sampler)], default_root_dir=root).fit(

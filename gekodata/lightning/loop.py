@@ -59,9 +59,10 @@ def check_trainer(trainer: Any, sampler: WeightedBucketSampler) -> None:
             "Lightning would measure the reloaded loader before set_epoch plans the epoch; the "
             "sampler changes the epoch itself, so keep the default 0"
         )
-    if trainer.limit_train_batches not in (1.0, None):
+    limit = trainer.limit_train_batches
+    if limit is not None and not (isinstance(limit, float) and limit == 1.0):
         raise ValueError(
-            f"Trainer(limit_train_batches={trainer.limit_train_batches}) cuts gekodata's epochs "
+            f"Trainer(limit_train_batches={limit!r}) cuts gekodata's epochs "
             "short of their plan; shrink the epoch with the sampler's budget= instead"
         )
     world = int(trainer.world_size)
