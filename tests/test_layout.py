@@ -99,7 +99,7 @@ LAYERS = {
     "planning": 2, "reference": 2,
     "diagnostics": 3,
     "sampler": 4,
-    "prompts": 5,
+    "prompts": 5, "streaming": 5,
     "hf": 6,
     # public import paths and the package's own re-exports sit on top
     "tokens": 7, "selective": 7, "datamap": 7, "__main__": 7, "": 7,
