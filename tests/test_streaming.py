@@ -190,3 +190,28 @@ def test_bad_ids_named():
         list(selector.wrap([{"x": 1}], "id"))
     with pytest.raises(TypeError, match="needs Mapping items"):
         list(selector.wrap([(1, 2)], "id"))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_position_mode_replays_a_stateless_source(num_workers):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    selector = _selector(budget=0.5)
+
+    def loader():
+        return StatefulDataLoader(
+            SelectedStream(RangeSource(), selector), batch_size=8, num_workers=num_workers
+        )
+
+    full = [i for b in loader() for i in b["idx"].tolist()]
+    first = loader()
+    head, state = [], None
+    for step, batch in enumerate(first):
+        head += batch["idx"].tolist()
+        if step == 4:
+            state = first.state_dict()
+            break
+    second = loader()
+    second.load_state_dict(state)
+    tail = [i for b in second for i in b["idx"].tolist()]
+    assert head + tail == full
