@@ -140,9 +140,14 @@ class SelectedStream(IterableDataset):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """The position and the source's own state (when it has ``state_dict``)."""
-        source = self.source
-        inner = source.state_dict() if hasattr(source, "state_dict") else None
+        """The position and the source's own state (when it has a ``state_dict()`` that takes no
+        arguments; otherwise a resume replays the source up to the position)."""
+        inner = None
+        if hasattr(self.source, "state_dict"):
+            try:
+                inner = self.source.state_dict()
+            except TypeError:  # a state_dict that needs arguments (Mosaic's): replay instead
+                inner = None
         return {"position": self._position, "source": inner, "epoch": self.selector.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
