@@ -213,3 +213,60 @@ def test_large_n_past_2_24():
     rest = counts.reshape(-1, 4)[:, 1:]
     assert rest.min() == 0 and rest.max() == 1
     assert rest.sum() == n - 2 * (n // 4)
+
+
+def test_hf_trainer_callback_changes_weights_between_epochs(tmp_path):
+    """docs/weighted_sampler.md's Trainer recipe: a callback's set_weights plans the next epoch,
+    and its on_save keeps the weights in each checkpoint."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from support.hf_toy import ToyText, tiny_bert
+    from transformers import TrainerCallback, TrainingArguments
+
+    from gekodata.hf import GekoTrainer
+
+    n = 24
+
+    class Reweight(TrainerCallback):
+        def __init__(self, policy):
+            self.policy, self.plans = policy, []
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.plans.append(None)
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            self.plans[-1] = sampler.global_plan.copy()
+            w = np.zeros(n)
+            w[:8] = 1.0
+            self.policy.set_weights(w)
+
+        def on_save(self, args, state, control, **kwargs):
+            if args.should_save:
+                folder = f"{args.output_dir}/checkpoint-{state.global_step}"
+                self.policy.save(f"{folder}/gekodata_weights.safetensors")
+
+    ds = PruningDataset(ToyText(n))
+    policy = WeightPolicy(np.ones(n))
+    sampler = WeightedBucketSampler(ds, policy, num_epochs=2, seed=0, shard=False)
+    callback = Reweight(policy)
+    args = TrainingArguments(
+        str(tmp_path),
+        num_train_epochs=2,
+        per_device_train_batch_size=8,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        save_strategy="epoch",
+    )
+    trainer = GekoTrainer(
+        model=tiny_bert(), args=args, train_dataset=ds, sampler=sampler, callbacks=[callback]
+    )
+    trainer.train()
+    first, second = callback.plans
+    assert sorted(first.tolist()) == list(range(n))
+    assert np.bincount(second, minlength=n).tolist() == [3] * 8 + [0] * 16
+    saved = WeightPolicy(num_samples=n)
+    saved.load(
+        tmp_path / f"checkpoint-{trainer.state.global_step}" / "gekodata_weights.safetensors"
+    )
+    assert np.array_equal(saved.weights, policy.weights)
