@@ -215,3 +215,52 @@ def test_resume_position_mode_replays_a_stateless_source(num_workers):
     second.load_state_dict(state)
     tail = [i for b in second for i in b["idx"].tolist()]
     assert head + tail == full
+
+
+def test_two_gloo_ranks_share_store_and_keep_table(tmp_path):
+    """torchrun, 2 ranks, HF streaming split by node: after each epoch's reports are gathered,
+    both ranks hold the same store and keep table, and their kept sets partition what one
+    process keeps from the same reports."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from support.torchrun_util import run_torchrun
+
+    here = Path(__file__).resolve().parent
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(here / "support" / "streaming_distributed_run.py"),
+        "--out",
+        str(tmp_path),
+    ]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(here.parent), str(here)])
+    )
+    proc = run_torchrun(cmd, env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["store"] == ranks[1]["store"] and ranks[0]["keep"] == ranks[1]["keep"]
+
+    # one process fed the same reports keeps the union, epoch by epoch
+    selector = StreamSelector(N, num_epochs=3, seed=5, budget=0.6)
+    for epoch in range(3):
+        selector.set_epoch(epoch)
+        union = sorted(ranks[0]["kept"][epoch] + ranks[1]["kept"][epoch])
+        assert not set(ranks[0]["kept"][epoch]) & set(ranks[1]["kept"][epoch])
+        ids = sorted(i for i, _ in _kept(DataLoader(selector.wrap(list_items(), "id"), 16)))
+        assert ids == union
+        idx = torch.tensor(union)
+        selector.report((idx % 7).float() * 0.3, None, None, idx)
+    other = StreamSelector(N, num_epochs=3, seed=5, budget=0.6)
+    other.load(tmp_path / "selector.safetensors")
+    assert other.pending_reports == len(ranks[0]["kept"][2]) + len(ranks[1]["kept"][2])
+
+
+def list_items():
+    return [{"id": i} for i in range(N)]
