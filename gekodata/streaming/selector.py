@@ -270,7 +270,12 @@ class StreamSelector:
                 f"{where}: saved for {state['num_samples']} samples, this selector has "
                 f"{self.num_samples}"
             )
-        self.store.load_state_dict(state)
+        for name in ("keep", "weight"):
+            if arrays.get(name) is None or arrays[name].shape != (self.num_samples,):
+                raise ValueError(
+                    f"{where}: the {name!r} array is missing or not [{self.num_samples}]"
+                )
+        self.store.load_state_dict(state)  # validates before it changes anything
         self.policy.prepare(self.store)
         self._keep.copy_(torch.from_numpy(np.array(arrays["keep"], dtype=np.float32)))
         self._weight.copy_(torch.from_numpy(np.array(arrays["weight"], dtype=np.float32)))
