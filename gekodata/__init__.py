@@ -20,6 +20,7 @@ from .policy import (
     PromptPolicy,
     ReducibleLossPolicy,
     SelectionPolicy,
+    WeightPolicy,
     default_policy,
 )
 from .sampler.weighted_bucket import WeightedBucketSampler
@@ -44,6 +45,7 @@ __all__ = [
     "PruningDataset",
     "ReducibleLossPolicy",
     "SelectionPolicy",
+    "WeightPolicy",
     "WeightedBucketSampler",
     "__version__",
     "default_policy",

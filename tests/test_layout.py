@@ -100,7 +100,7 @@ LAYERS = {
     "planning": 3, "reference": 3,
     "diagnostics": 4,
     "sampler": 5,
-    "prompts": 6,
+    "prompts": 6, "streaming": 6,
     "hf": 7, "lightning": 7,
     # public import paths and the package's own re-exports sit on top
     "tokens": 8, "selective": 8, "datamap": 8, "__main__": 8, "": 8,

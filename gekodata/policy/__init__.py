@@ -15,6 +15,8 @@
   forgotten (Toneva et al., ICLR 2019).
 * :mod:`~gekodata.policy.reducible`: :class:`ReducibleLossPolicy`, select by reducible loss
   (RHO-LOSS, Mindermann et al., ICML 2022).
+* :mod:`~gekodata.policy.user_weights`: :class:`WeightPolicy`, the user's own per-sample weights
+  (a distributed, resumable weighted sampler; weights may change between epochs).
 * :mod:`~gekodata.policy.guard`: the noise guard, once: :class:`~gekodata.policy.guard.NoiseGuard`
   (its settings and test, class-aware with labels in the store) and
   :class:`~gekodata.policy.guard.GuardedPolicy` (the settings every guarded policy shares).
@@ -34,6 +36,7 @@ from .prompt_policy import PromptPolicy
 from .rates import RatePolicy
 from .reducible import ReducibleLossPolicy
 from .registry import POLICY_KINDS, policy_from_config
+from .user_weights import WeightPolicy
 
 __all__ = [
     "AGGRESSIVE",
@@ -51,6 +54,7 @@ __all__ = [
     "RatePolicy",
     "ReducibleLossPolicy",
     "SelectionPolicy",
+    "WeightPolicy",
     "default_policy",
     "policy_from_config",
 ]

@@ -15,6 +15,7 @@ from .geko import BucketPolicy
 from .infobatch import InfoBatchPolicy
 from .prompt_policy import PromptPolicy
 from .reducible import ReducibleLossPolicy
+from .user_weights import WeightPolicy
 
 
 def _infobatch_from_config(config: dict[str, Any]) -> SelectionPolicy:
@@ -32,6 +33,7 @@ POLICY_KINDS: dict[str, Callable[[dict[str, Any]], SelectionPolicy]] = {
     "prompt": _prompt_from_config,
     ForgettingPolicy.KIND: ForgettingPolicy.from_config,
     ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
+    WeightPolicy.KIND: WeightPolicy.from_config,
 }
 
 
