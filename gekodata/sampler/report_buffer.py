@@ -15,6 +15,7 @@ once, in the dtype the rows are buffered in (float32 values, int64 indices):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -57,6 +58,37 @@ class PendingRows:
     values: np.ndarray
     rows: list[int]
     calls: list[int]
+
+    def file_parts(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-able metadata) as a checkpoint file stores them."""
+        arrays = (
+            {"pending_ints": self.ints, "pending_values": self.values} if len(self.ints) else {}
+        )
+        return arrays, {"rows": self.rows, "calls": self.calls}
+
+    @classmethod
+    def from_file_parts(
+        cls, where: str, arrays: Mapping[str, np.ndarray], saved: Mapping[str, Any] | None
+    ) -> PendingRows:
+        """What :meth:`file_parts` wrote (none for a file written before checkpoints carried
+        pending reports); ``ValueError`` naming ``where`` for parts that do not fit."""
+        if saved is None:
+            return cls.empty()
+        try:
+            rows, calls = [int(n) for n in saved["rows"]], [int(c) for c in saved["calls"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: bad pending-report metadata ({exc})") from None
+        ints = arrays.get("pending_ints", cls.empty().ints)
+        values = arrays.get("pending_values", cls.empty().values)
+        if (
+            len(rows) != len(calls)
+            or ints.dtype != np.int64
+            or values.dtype != np.float32
+            or ints.shape != (sum(rows), 2)
+            or values.shape != (sum(rows), 3)
+        ):
+            raise ValueError(f"{where}: the saved pending reports do not match their metadata")
+        return cls(np.array(ints), np.array(values), rows, calls)
 
     @classmethod
     def empty(cls, world_size: int = 1) -> PendingRows:

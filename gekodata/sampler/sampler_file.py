@@ -76,12 +76,10 @@ def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
         arrays["audit_pending"] = snap.audit_pending
     if snap.loss_weights is not None:
         arrays["loss_weights"] = snap.loss_weights
-    if snap.pending is not None and len(snap.pending.ints):
-        arrays["pending_ints"] = snap.pending.ints
-        arrays["pending_values"] = snap.pending.values
     meta = dict(snap.settings)
     if snap.pending is not None:
-        meta["pending"] = {"rows": snap.pending.rows, "calls": snap.pending.calls}
+        pending_arrays, meta["pending"] = snap.pending.file_parts()
+        arrays.update(pending_arrays)
     meta.update(
         epoch=snap.epoch,
         planned_epoch=snap.planned_epoch,
@@ -135,7 +133,7 @@ def read_snapshot(
     known = set(COLUMNS) | set(OPTIONAL_COLUMNS)
     store["columns"] = {k: v for k, v in store["columns"].items() if k in known}
     audit = arrays.get("audit_pending")
-    pending = _read_pending(where, arrays, meta)
+    pending = PendingRows.from_file_parts(where, arrays, meta.get("pending"))
     return SamplerSnapshot(
         settings={k: meta.get(k) for k in (*SETTINGS, "policy")},
         store=store,
@@ -148,30 +146,6 @@ def read_snapshot(
         audit_pending=None if audit is None else np.array(audit, dtype=np.int64),
         pending=pending,
     )
-
-
-def _read_pending(
-    where: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
-) -> PendingRows:
-    """The file's unfolded reports (none in a file written before checkpoints carried them)."""
-    saved = meta.get("pending")
-    if saved is None:
-        return PendingRows.empty()
-    try:
-        rows, calls = [int(n) for n in saved["rows"]], [int(c) for c in saved["calls"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: bad pending-report metadata ({exc})") from None
-    ints = arrays.get("pending_ints", PendingRows.empty().ints)
-    values = arrays.get("pending_values", PendingRows.empty().values)
-    if (
-        len(rows) != len(calls)
-        or ints.dtype != np.int64
-        or values.dtype != np.float32
-        or ints.shape != (sum(rows), 2)
-        or values.shape != (sum(rows), 3)
-    ):
-        raise ValueError(f"{where}: the saved pending reports do not match their metadata")
-    return PendingRows(np.array(ints), np.array(values), rows, calls)
 
 
 def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[str, Any]) -> None:

@@ -156,9 +156,12 @@ def write_sampler_file(
     store_state: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray],
     meta: Mapping[str, Any],
+    fmt: str = SAMPLER_FORMAT,
 ) -> None:
     """Write a sampler file: the store (a :meth:`GEKOStateStore.state_dict`) as ``store.<column>``
-    arrays plus its scalars under ``meta["store"]``, the sampler's own ``arrays`` and JSON ``meta``."""
+    arrays plus its scalars under ``meta["store"]``, the sampler's own ``arrays`` and JSON ``meta``.
+    ``fmt`` names the file's kind: the same layout serves every runner that owns a store (the
+    sampler; the stream selector with its own format name)."""
     everything: dict[str, np.ndarray] = {f"store.{k}": v for k, v in store_state["columns"].items()}
     everything.update(
         {f"store.{k}": store_state[k] for k in STORE_ARRAYS if store_state.get(k) is not None}
@@ -172,7 +175,7 @@ def write_sampler_file(
         path,
         everything,
         {
-            "format": SAMPLER_FORMAT,
+            "format": fmt,
             "format_version": str(SAMPLER_FORMAT_VERSION),
             "num_samples": str(meta["num_samples"]),
             "sampler": json.dumps(meta),
@@ -180,11 +183,13 @@ def write_sampler_file(
     )
 
 
-def read_sampler_file(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, meta) of a sampler file, ``meta`` the parsed JSON ``sampler`` entry. ``ValueError``
-    for another format, an unsupported format version or bad metadata (the store part's format
-    version is checked when the store loads it)."""
-    arrays, metadata = read_state_file(path, SAMPLER_FORMAT)
+def read_sampler_file(
+    path: PathLike, fmt: str = SAMPLER_FORMAT
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, meta) of a sampler file (of kind ``fmt``), ``meta`` the parsed JSON ``sampler``
+    entry. ``ValueError`` for another format, an unsupported format version or bad metadata (the
+    store part's format version is checked when the store loads it)."""
+    arrays, metadata = read_state_file(path, fmt)
     return arrays, sampler_meta(os.fspath(path), metadata)
 
 

@@ -23,7 +23,6 @@ see each epoch's values. The selector never reads the stream: it knows only samp
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -36,7 +35,7 @@ from ..policy import SelectionPolicy, default_policy
 from ..policy.user_weights import capped_probabilities
 from ..sampler import collective as gdist
 from ..sampler.report_buffer import PendingRows, ReportBuffer, SignalInput
-from ..store.files import store_state_from_parts, write_safetensors
+from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.state_store import GEKOStateStore
 from .keys import epoch_key
 from .stream import SelectedStream
@@ -213,61 +212,36 @@ class StreamSelector:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write store, keep table, loss weights, epoch and unfolded reports, atomically (rank 0
-        writes; a collective under ``torch.distributed``: every rank calls it)."""
+        writes; a collective under ``torch.distributed``: every rank calls it). The file has the
+        sampler file's layout (:func:`gekodata.store.files.write_sampler_file`) under its own
+        format name."""
         pending = self._buffer.pending()
-        if gdist.is_distributed() and torch.distributed.get_rank() != 0:
-            gdist.barrier()
-            return
-        state: dict[str, Any] = self.store.state_dict()
-        arrays = {f"store.{k}": v for k, v in state.pop("columns").items()}
-        arrays.update({f"store.{k}": state.pop(k) for k in ("loss_hist_counts", "loss_hist_max")})
-        arrays.update(keep=self._keep.numpy(), weight=self._weight.numpy())
-        arrays.update(pending_ints=pending.ints, pending_values=pending.values)
-        meta = {
-            "format": SELECTOR_FORMAT,
-            "format_version": str(state["format_version"]),
-            "num_samples": str(state["num_samples"]),
-            "config": json.dumps(state["config"]),
-            "loss_scale": repr(float(state["loss_scale"])),
-            "total_updates": str(state["total_updates"]),
-            "selector": json.dumps(
-                {
-                    "epoch": self.epoch,
-                    "classified_epoch": self._classified_epoch,
-                    "seed": self.seed,
-                    "policy": self.policy.config(),
-                    "pending_rows": pending.rows,
-                    "pending_calls": pending.calls,
-                }
-            ),
-        }
-        write_safetensors(path, arrays, meta)
+        if not gdist.is_distributed() or torch.distributed.get_rank() == 0:
+            pending_arrays, pending_meta = pending.file_parts()
+            meta = {
+                "num_samples": self.num_samples,
+                "epoch": self.epoch,
+                "classified_epoch": self._classified_epoch,
+                "seed": self.seed,
+                "policy": self.policy.config(),
+                "pending": pending_meta,
+            }
+            arrays = {"keep": self._keep.numpy(), "weight": self._weight.numpy(), **pending_arrays}
+            write_sampler_file(path, self.store.state_dict(), arrays, meta, fmt=SELECTOR_FORMAT)
         gdist.barrier()
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore what :meth:`save` wrote (every rank). ``ValueError``, nothing changed, for
         another file format, another N or another seed."""
-        from safetensors import SafetensorError, safe_open
-
         where = os.fspath(path)
-        try:
-            with safe_open(where, framework="numpy") as fh:
-                meta = dict(fh.metadata() or {})
-                arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise ValueError(f"{where}: not a readable selector file ({exc})") from None
-        if meta.get("format") != SELECTOR_FORMAT:
-            raise ValueError(f"{where}: not a gekodata stream selector file")
-        own = json.loads(meta["selector"])
-        if int(own["seed"]) != self.seed:
+        arrays, meta = read_sampler_file(path, fmt=SELECTOR_FORMAT)
+        if int(meta.get("seed", -1)) != self.seed:
             raise ValueError(
-                f"{where}: saved with seed {own['seed']}, this selector has {self.seed}"
+                f"{where}: saved with seed {meta.get('seed')}, this selector has {self.seed}"
             )
-        columns = {k[6:]: v for k, v in arrays.items() if k.startswith("store.")}
-        state = store_state_from_parts(where, columns, meta)
-        if state["num_samples"] != self.num_samples:
+        if int(meta.get("num_samples", -1)) != self.num_samples:
             raise ValueError(
-                f"{where}: saved for {state['num_samples']} samples, this selector has "
+                f"{where}: saved for {meta.get('num_samples')} samples, this selector has "
                 f"{self.num_samples}"
             )
         for name in ("keep", "weight"):
@@ -275,21 +249,21 @@ class StreamSelector:
                 raise ValueError(
                     f"{where}: the {name!r} array is missing or not [{self.num_samples}]"
                 )
+        try:
+            state = sampler_file_store_state(arrays, meta)
+            epochs = int(meta["epoch"]), int(meta["classified_epoch"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: bad gekodata selector metadata ({exc})") from None
+        pending = PendingRows.from_file_parts(where, arrays, meta.get("pending"))
         self.store.load_state_dict(state)  # validates before it changes anything
         self.policy.prepare(self.store)
         self._keep.copy_(torch.from_numpy(np.array(arrays["keep"], dtype=np.float32)))
         self._weight.copy_(torch.from_numpy(np.array(arrays["weight"], dtype=np.float32)))
-        pending = PendingRows(
-            np.array(arrays["pending_ints"]),
-            np.array(arrays["pending_values"]),
-            [int(n) for n in own["pending_rows"]],
-            [int(c) for c in own["pending_calls"]],
-        )
         rank = torch.distributed.get_rank() if gdist.is_distributed() else 0
         world = torch.distributed.get_world_size() if gdist.is_distributed() else 1
         self._buffer.restore(pending, rank, world)
-        self._classified_epoch = int(own["classified_epoch"])
-        self._set_key(int(own["epoch"]))
+        self._classified_epoch = epochs[1]
+        self._set_key(epochs[0])
 
     def __repr__(self) -> str:
         return (
