@@ -85,7 +85,8 @@ def test_ddp_example_two_ranks_and_checkpoint(ddp_run):
     result, ckpt = ddp_run
     check(result, 2)
     # the last epoch's checkpoint (sampler.save on every rank, rank 0 writes) holds the final
-    # store and weights, and loads into a fresh sampler over the same data
+    # store (once its pending reports, both ranks', are folded) and weights, and loads into a
+    # fresh sampler over the same data
     common = examples_common()
     ds = PruningDataset(common.mnist_split(TRAIN_SIZE)[0], prune_frozen_after=2)
     sampler = WeightedBucketSampler(
@@ -94,6 +95,7 @@ def test_ddp_example_two_ranks_and_checkpoint(ddp_run):
     sampler.load(ckpt / "sampler.safetensors")
     assert sampler.epoch == EPOCHS - 1
     assert sampler.efficiency_report().trained_passes == result["trained_passes"]
+    sampler.flush()
     assert common.digest(sampler.store.columns) == result["store_digest"]
     saved = torch.load(ckpt / "model.pt")
     assert saved["epoch"] == EPOCHS - 1

@@ -186,13 +186,18 @@ class ReportBuffer:
             [int(c) for c in headers[:, 1]],
         )
 
-    def restore(self, pending: PendingRows, rank: int, world_size: int) -> None:
-        """Replace the buffer with this rank's part of ``pending``: its own rows when the
-        checkpoint was written by as many ranks, else rank 0 holds every row (the next sync
-        point then folds the same rows, in the same order as the saving run's gather). The rows
-        are checked again at that sync point, as rows from a device are."""
+    def restore(self, pending: PendingRows, rank: int | None, world_size: int = 1) -> None:
+        """Replace the buffer with this process's part of ``pending``. Inside a process group
+        (``rank`` given): its own rows when the checkpoint was written by as many ranks, else
+        rank 0 holds every row. Outside one (``rank`` None: one process, or a standalone one
+        inspecting a distributed run): every row. The next sync point then folds the same rows
+        in the same order as the saving run's gather. The rows are checked again at that sync
+        point, as rows from a device are."""
         self.clear()
-        if len(pending.rows) == world_size:
+        if rank is None:
+            lo, hi = 0, len(pending.ints)
+            calls = max(pending.calls, default=0)
+        elif len(pending.rows) == world_size:
             lo = sum(pending.rows[:rank])
             hi = lo + pending.rows[rank]
             calls = pending.calls[rank]

@@ -559,8 +559,8 @@ class WeightedBucketSampler(Sampler[int]):
     def load(self, path: str | os.PathLike, *, strict: bool = True) -> None:
         """Restore what :meth:`save` wrote. Every rank calls it. Reports buffered here are
         replaced by the file's pending reports: each rank takes back its own rows when the file was
-        written by as many ranks, else rank 0 holds them all (the next sync point folds the same
-        rows either way).
+        written by as many ranks, else rank 0 holds them all; a single process (standalone
+        included) holds them all. The next sync point folds the same rows either way.
 
         Raises ``ValueError`` and changes nothing for a file of another format or format version,
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
@@ -581,7 +581,7 @@ class WeightedBucketSampler(Sampler[int]):
         self._ledger = EpochLedger(snap.records)
         self._buffer.restore(
             snap.pending if snap.pending is not None else PendingRows.empty(),
-            self.rank,
+            self.rank if gdist.is_distributed() else None,
             self.world_size,
         )
         self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch

@@ -259,9 +259,11 @@ class StreamSelector:
         self.policy.prepare(self.store)
         self._keep.copy_(torch.from_numpy(np.array(arrays["keep"], dtype=np.float32)))
         self._weight.copy_(torch.from_numpy(np.array(arrays["weight"], dtype=np.float32)))
-        rank = torch.distributed.get_rank() if gdist.is_distributed() else 0
-        world = torch.distributed.get_world_size() if gdist.is_distributed() else 1
-        self._buffer.restore(pending, rank, world)
+        if gdist.is_distributed():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            self._buffer.restore(pending, rank, world)
+        else:
+            self._buffer.restore(pending, None)
         self._classified_epoch = epochs[1]
         self._set_key(epochs[0])
 
