@@ -154,13 +154,19 @@ def test_save_load_round_trip(tmp_path):
 
     restored = WeightPolicy(w, replacement=False, budget=60)  # the run's initial weights
     again = WeightedBucketSampler(range(n), restored, num_epochs=4, seed=2)
-    with pytest.raises(ValueError, match="saved policy differs"):
-        again.load(tmp_path / "sampler.safetensors")  # weights not restored: refused
-    restored.load(tmp_path / "weights.safetensors")
-    again.load(tmp_path / "sampler.safetensors")
+    again.load(tmp_path / "sampler.safetensors")  # the sampler file carries the weights
     assert np.array_equal(restored.weights, w[::-1])
     again.set_epoch(2)
     assert np.array_equal(again.global_plan, expected)
+    # the separate weights file restores them too (for a policy used without a sampler file)
+    other = WeightPolicy(w, replacement=False, budget=60)
+    other.load(tmp_path / "weights.safetensors")
+    assert np.array_equal(other.weights, w[::-1])
+    # a file whose weights do not fit this policy is refused and changes nothing
+    small = WeightedBucketSampler(range(n), WeightPolicy(np.ones(n), budget=5), num_epochs=4, seed=2)
+    with pytest.raises(ValueError, match="saved policy differs"):
+        small.load(tmp_path / "sampler.safetensors")
+    assert np.array_equal(small.policy.weights, np.ones(n))
 
 
 def test_load_refuses_other_files(tmp_path):
@@ -217,13 +223,13 @@ def test_large_n_past_2_24():
 
 def test_hf_trainer_callback_changes_weights_between_epochs(tmp_path):
     """docs/weighted_sampler.md's Trainer recipe: a callback's set_weights plans the next epoch,
-    and its on_save keeps the weights in each checkpoint."""
+    and the checkpoint's sampler file keeps the weights."""
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from support.hf_toy import ToyText, tiny_bert
     from transformers import TrainerCallback, TrainingArguments
 
-    from gekodata.hf import GekoTrainer
+    from gekodata.hf import SAMPLER_FILE, GekoTrainer
 
     n = 24
 
@@ -239,11 +245,6 @@ def test_hf_trainer_callback_changes_weights_between_epochs(tmp_path):
             w = np.zeros(n)
             w[:8] = 1.0
             self.policy.set_weights(w)
-
-        def on_save(self, args, state, control, **kwargs):
-            if args.should_save:
-                folder = f"{args.output_dir}/checkpoint-{state.global_step}"
-                self.policy.save(f"{folder}/gekodata_weights.safetensors")
 
     ds = PruningDataset(ToyText(n))
     policy = WeightPolicy(np.ones(n))
@@ -265,8 +266,7 @@ def test_hf_trainer_callback_changes_weights_between_epochs(tmp_path):
     first, second = callback.plans
     assert sorted(first.tolist()) == list(range(n))
     assert np.bincount(second, minlength=n).tolist() == [3] * 8 + [0] * 16
-    saved = WeightPolicy(num_samples=n)
-    saved.load(
-        tmp_path / f"checkpoint-{trainer.state.global_step}" / "gekodata_weights.safetensors"
-    )
+    saved = WeightPolicy(np.ones(n))  # the run's initial weights, as a resumed script builds it
+    resumed = WeightedBucketSampler(ds, saved, num_epochs=2, seed=0, shard=False)
+    resumed.load(tmp_path / f"checkpoint-{trainer.state.global_step}" / SAMPLER_FILE)
     assert np.array_equal(saved.weights, policy.weights)

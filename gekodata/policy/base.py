@@ -119,6 +119,18 @@ class SelectionPolicy:
     def config(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays the policy's state holds beyond its :meth:`config` (e.g. user weights [N]);
+        the sampler file carries them (``policy.<name>``). None by default."""
+        return {}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_arrays` (validated; ``ValueError`` changes nothing)."""
+        if arrays:
+            raise ValueError(
+                f"{type(self).__name__} keeps no arrays, but the file has {sorted(arrays)}"
+            )
+
 
 _PER_CLASS_HOOKS = ("sample_weights", "default_budget", "loss_weight_table")
 """The methods :attr:`SelectionPolicy.per_class_plan` makes promises about."""

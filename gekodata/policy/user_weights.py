@@ -19,10 +19,10 @@ Semantics, per epoch, with weights ``w`` (float [N], >= 0, finite, not all 0) an
 
 The policy reads no per-sample state: reports are accepted and folded as usual (the efficiency
 report counts them) but never change the plan. Every sample is classified UNSEEN, so nothing
-freezes and nothing is pruned by it. The weights are not in the sampler file: the file's policy
-config carries their digest (so a strict ``sampler.load`` refuses a file whose weights differ
-from the policy's) and :meth:`WeightPolicy.save`/:meth:`WeightPolicy.load` keep the weights
-themselves (docs/weighted_sampler.md).
+freezes and nothing is pruned by it. The sampler file carries the weights (the policy's
+:meth:`~WeightPolicy.state_arrays`; its config carries their digest), so ``sampler.load`` puts
+them back; :meth:`WeightPolicy.save`/:meth:`WeightPolicy.load` keep them alone, for a policy
+used without a sampler file (docs/weighted_sampler.md).
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class WeightPolicy(SelectionPolicy):
         return float(round(float(weights.sum())))  # capped probabilities sum to the budget
 
     def config(self) -> dict[str, Any]:
-        """Settings and the weights' N and digest (not the weights: :meth:`save`)."""
+        """Settings and the weights' N and digest (the weights: :meth:`state_arrays`)."""
         return {
             "kind": self.KIND,
             "replacement": self.replacement,

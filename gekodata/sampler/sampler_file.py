@@ -10,10 +10,11 @@ the checks of a new sampler's settings.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ class SamplerSnapshot:
     loss_weights: np.ndarray | None = None
     audit_pending: np.ndarray | None = None
     pending: PendingRows | None = None
+    policy_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
@@ -76,6 +78,7 @@ def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
         arrays["audit_pending"] = snap.audit_pending
     if snap.loss_weights is not None:
         arrays["loss_weights"] = snap.loss_weights
+    arrays.update({f"policy.{k}": v for k, v in snap.policy_arrays.items()})
     meta = dict(snap.settings)
     if snap.pending is not None:
         pending_arrays, meta["pending"] = snap.pending.file_parts()
@@ -90,16 +93,32 @@ def write_snapshot(path: str | os.PathLike, snap: SamplerSnapshot) -> None:
 
 
 def read_snapshot(
-    path: str | os.PathLike, expected: Mapping[str, Any], *, strict: bool, loss_weights: bool
+    path: str | os.PathLike,
+    expected: Mapping[str, Any],
+    *,
+    strict: bool,
+    loss_weights: bool,
+    policy: SelectionPolicy,
 ) -> SamplerSnapshot:
-    """Read and check a sampler file for a sampler whose settings are ``expected``.
+    """Read and check a sampler file for a sampler whose settings are ``expected`` and whose
+    policy is ``policy`` (its state arrays, e.g. user weights, are compared as the file's
+    arrays would make them; ``policy`` itself is not changed).
 
     ``ValueError`` for another format or version, another dataset size, a truncated or corrupt
     file, a plan that is not an index stream, missing arrays (``loss_weights``: the loading sampler
-    has loss weights) or, with ``strict``, different :data:`STRICT_SETTINGS`.
+    has loss weights), policy arrays the policy refuses or, with ``strict``, different
+    :data:`STRICT_SETTINGS`.
     """
     arrays, meta = read_sampler_file(path)
     where = os.fspath(path)
+    policy_arrays = {k[7:]: np.array(v) for k, v in arrays.items() if k.startswith("policy.")}
+    if policy_arrays:
+        candidate = copy.deepcopy(policy)
+        try:
+            candidate.load_state_arrays(policy_arrays)
+        except ValueError as exc:
+            raise ValueError(f"{where}: the saved policy arrays do not fit ({exc})") from None
+        expected = {**expected, "policy": candidate.config()}
     num_samples = int(expected["num_samples"])
     if int(meta.get("num_samples", -1)) != num_samples:
         raise ValueError(
@@ -145,6 +164,7 @@ def read_snapshot(
         loss_weights=np.array(arrays["loss_weights"], dtype=np.float32) if loss_weights else None,
         audit_pending=None if audit is None else np.array(audit, dtype=np.int64),
         pending=pending,
+        policy_arrays=policy_arrays,
     )
 
 

@@ -552,6 +552,7 @@ class WeightedBucketSampler(Sampler[int]):
                     loss_weights=None if self._loss_weights is None else self._loss_weights.numpy(),
                     audit_pending=self._audit.pending,
                     pending=pending,
+                    policy_arrays=self.policy.state_arrays(),
                 ),
             )
         gdist.barrier()
@@ -567,8 +568,14 @@ class WeightedBucketSampler(Sampler[int]):
         budget, unbiased setting, audit setting or policy configuration.
         """
         snap = read_snapshot(
-            path, self._settings(), strict=strict, loss_weights=self._loss_weights is not None
+            path,
+            self._settings(),
+            strict=strict,
+            loss_weights=self._loss_weights is not None,
+            policy=self.policy,
         )
+        if snap.policy_arrays:
+            self.policy.load_state_arrays(snap.policy_arrays)  # checked on a copy: cannot fail
         self._store.load_state_dict(
             snap.store
         )  # validates before it changes anything; nothing after fails
