@@ -271,3 +271,54 @@ def test_gradient_accumulation_steps_follow_the_plan(tmp_path):
     assert [sum(1 for e, _ in module.trained if e == k) for k in range(EPOCHS)] == batches
     assert t.global_step == sum(math.ceil(b / 2) for b in batches)  # each epoch's last window steps
     assert t.lr_scheduler_configs[0].scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_user_weights_change_between_epochs_and_resume_with_the_checkpoint(tmp_path):
+    """docs/weighted_sampler.md's Lightning recipe: WeightPolicy + GekoCallback, weights set at
+    each epoch's end; a run resumed from an epoch-end checkpoint plans as the uninterrupted one
+    (the checkpoint's sampler file carries the weights)."""
+    import numpy as np
+    import pytorch_lightning as pl
+
+    from gekodata import WeightedBucketSampler, WeightPolicy
+    from gekodata.lightning import geko_outputs
+    from gekodata.signals import classification_signals
+
+    class Unweighted(Classifier):
+        def training_step(self, batch, batch_idx):
+            loss, conf, correct = classification_signals(self.net(batch["x"]), batch["y"])
+            self.trained.append((self.current_epoch, batch["idx"].tolist()))
+            return {
+                "loss": loss.mean(),
+                "gekodata": geko_outputs(loss, conf, correct, batch["idx"]),
+            }
+
+    class Reweight(pl.Callback):
+        def __init__(self, policy):
+            self.policy = policy
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            w = np.ones(N)
+            w[: N // 4] = 3.0 + trainer.current_epoch  # depends only on the epoch: reproducible
+            self.policy.set_weights(w)
+
+    def fit(root, ckpt_path=None, callbacks=()):
+        ds = PruningDataset(Blobs())
+        policy = WeightPolicy(np.ones(N))
+        sampler = WeightedBucketSampler(ds, policy, num_epochs=EPOCHS, seed=0)
+        module = Unweighted()
+        t = trainer(
+            [GekoCallback(sampler), Reweight(policy), *callbacks], default_root_dir=str(root)
+        )
+        t.fit(module, DataLoader(ds, batch_size=BS, sampler=sampler), ckpt_path=ckpt_path)
+        return module, policy
+
+    out = tmp_path / "ref"
+    ends = ModelCheckpoint(dirpath=out, filename="end-{epoch}", save_on_train_epoch_end=True,
+                           save_top_k=-1)
+    ref_module, ref_policy = fit(out, callbacks=[ends])
+    first = [i for e, idx in ref_module.trained if e == 1 for i in idx]
+    assert np.bincount(first, minlength=N)[: N // 4].sum() > N // 4  # the weights took effect
+    module, policy = fit(tmp_path / "resumed", ckpt_path=str(out / "end-epoch=0.ckpt"))
+    assert module.trained == [t for t in ref_module.trained if t[0] >= 1]
+    assert np.array_equal(policy.weights, ref_policy.weights)
