@@ -123,3 +123,16 @@ def test_epochs_are_checked():
         sampler.set_epoch(3)
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         sampler.set_epoch(-1)
+
+
+def test_an_epoch_without_reports_warns_and_the_report_says_so():
+    """A loop (or a Trainer subclass with its own loss) that never reports: the next set_epoch
+    warns, and the efficiency report says nothing was reported instead of "100% saved"."""
+    ds = PruningDataset(list(range(12)))
+    sampler = WeightedBucketSampler(ds, num_epochs=3)
+    sampler.set_epoch(0)
+    list(sampler)
+    with pytest.warns(UserWarning, match="none was reported"):
+        sampler.set_epoch(1)
+    text = str(sampler.efficiency_report())
+    assert "nothing was reported" in text and "saved" not in text.splitlines()[-1]

@@ -99,6 +99,14 @@ class EfficiencyReport:
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+        if self.planned_passes and not self.trained_passes:
+            lines.append(
+                f"nothing was reported: {self.planned_passes} sample passes were planned and "
+                "none reported, so nothing can be said about savings. Call sampler.report(loss, "
+                "conf, correct, idx) after each training step (a Trainer subclass with its own "
+                "compute_loss must call super().compute_loss or pass signals=)"
+            )
+            return "\n".join(lines)
         lines.append(
             f"trained {self.trained_passes} of {self.full_data_passes} full-data sample passes: "
             f"{self.fraction_saved:.1%} saved (counted from reports"

@@ -325,6 +325,7 @@ class WeightedBucketSampler(Sampler[int]):
             )
         if self._held.epoch != epoch:
             self.flush()
+            self._warn_if_nothing_reported()
             self._plan(epoch)
         self.epoch = epoch
 
@@ -334,6 +335,22 @@ class WeightedBucketSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return self._position.iterate(self._local_plan())
+
+    def _warn_if_nothing_reported(self) -> None:
+        """The epoch being left planned draws that were iterated and none was reported (counts
+        are global after the flush): the loop never calls :meth:`report`, so nothing is learned
+        and the plan stays uniform."""
+        record = self._ledger.records[-1] if self._ledger.records else None
+        if record is not None and record.planned and not record.reported and self._position.started:
+            warnings.warn(
+                f"epoch {record.epoch} planned {record.planned} sample passes and none was "
+                "reported: nothing is learned and no epoch gets shorter. Call "
+                "sampler.report(loss, conf, correct, idx) after each training step (with the HF "
+                "Trainer: a subclass with its own compute_loss must call super().compute_loss, "
+                "or pass signals= to GekoTrainer)",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _fresh(self) -> bool:
         """Nothing has happened yet: epoch 0's plan, never iterated, nothing reported or loaded."""
