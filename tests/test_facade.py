@@ -155,3 +155,16 @@ def test_more_reports_than_the_plan_warns_once():
         sampler.report([0.5], None, None, [1])  # warned once already
         sampler.set_epoch(1)  # a new plan: counting starts again
         sampler.report([0.5] * len(sampler), None, None, np.asarray(sampler.plan))
+
+
+def test_what_is_pending_is_said_where_users_read_state():
+    ds = PruningDataset(list(range(6)))
+    sampler = WeightedBucketSampler(ds, num_epochs=2)
+    sampler.report(np.full(4, 0.5), None, None, np.arange(4))
+    report = sampler.efficiency_report()
+    assert report.pending == 4 and report.to_dict()["pending"] == 4
+    assert "4 reported sample passes are not yet in the store" in str(report)
+    assert "pending_reports=4" in repr(sampler) and f"({sampler.phase.name})" in repr(sampler)
+    sampler.flush()
+    assert sampler.efficiency_report().pending == 0
+    assert "not yet in the store" not in str(sampler.efficiency_report())

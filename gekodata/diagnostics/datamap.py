@@ -110,10 +110,12 @@ def load_state(path: str | os.PathLike) -> LoadedState:
     # counts its buffered reports; the store is as of the run's last sync point
     pending = sum(int(n) for n in (meta.get("pending") or {}).get("rows", []))
     run["pending_reports"] = pending
+    passes = 0
     if pending and records:
         per_pass = policy_from_config(meta.get("policy") or {}).rows_per_pass
-        records[-1].reported += pending if per_pass == 1 else round(pending / per_pass)
-    return LoadedState(path, "sampler", store, EfficiencyReport(records), run)
+        passes = pending if per_pass == 1 else round(pending / per_pass)
+        records[-1].reported += passes
+    return LoadedState(path, "sampler", store, EfficiencyReport(records, pending=passes), run)
 
 
 # ---------------------------------------------------------------------------- signals

@@ -27,9 +27,13 @@ BUCKET_COLORS = {
 
 @dataclass
 class EfficiencyReport:
-    """Per-epoch records with totals. ``str()`` gives a table; :meth:`to_dict` a JSON-able dict."""
+    """Per-epoch records with totals. ``str()`` gives a table; :meth:`to_dict` a JSON-able dict.
+
+    ``pending``: reported sample passes counted here but not yet folded into the store (the store, and a
+    data map of it, show the state before them until the next sync point)."""
 
     epochs: list[EpochRecord] = field(default_factory=list)
+    pending: int = 0
 
     @property
     def full_data_passes(self) -> int:
@@ -64,6 +68,7 @@ class EfficiencyReport:
             "trained_passes": self.trained_passes,
             "audit_passes": self.audit_passes,
             "fraction_saved": self.fraction_saved,
+            "pending": self.pending,
         }
 
     def __str__(self) -> str:
@@ -112,6 +117,11 @@ class EfficiencyReport:
             f"{self.fraction_saved:.1%} saved (counted from reports"
             + (f"; {self.audit_passes} of them forgetting audits)" if audits else ")")
         )
+        if self.pending:
+            lines.append(
+                f"{self.pending} reported sample passes are not yet in the store (sampler.store and data "
+                "maps show the state before them): sampler.flush() folds them"
+            )
         return "\n".join(lines)
 
     def plot(self, path: str, title: str | None = None) -> None:

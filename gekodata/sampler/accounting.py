@@ -36,4 +36,6 @@ class EpochLedger:
 
     def report(self, unfolded: int = 0) -> EfficiencyReport:
         """Every record (copies) as an :class:`EfficiencyReport`, see :meth:`current`."""
-        return EfficiencyReport([r.copy() for r in self.records[:-1]] + [self.current(unfolded)])
+        return EfficiencyReport(
+            [r.copy() for r in self.records[:-1]] + [self.current(unfolded)], pending=unfolded
+        )

@@ -633,9 +633,12 @@ class WeightedBucketSampler(Sampler[int]):
 
     def __repr__(self) -> str:
         return (
-            f"WeightedBucketSampler(num_samples={self.num_samples}, epoch={self.epoch}, "
-            f"num_epochs={self.num_epochs}, budget={self.budget!r}, unbiased={self.unbiased}, "
-            f"rank={self.rank}, world_size={self.world_size}, shard={self.shard})"
+            f"WeightedBucketSampler(num_samples={self.num_samples}, "
+            f"policy={type(self.policy).__name__}, epoch={self.epoch} ({self.phase.name}), "
+            f"num_epochs={self.num_epochs}, planned={len(self._held.local())}, "
+            f"pending_reports={self.pending_reports}, budget={self.budget!r}, "
+            f"unbiased={self.unbiased}, rank={self.rank}, world_size={self.world_size}, "
+            f"shard={self.shard})"
         )
 
 
