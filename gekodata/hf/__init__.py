@@ -10,14 +10,15 @@ TRL's ``SFTTrainer``, and helpers for accelerate loops.
   :mod:`gekodata.hf.compat` the tested transformers / trl ranges, enforced at construction.
 * :mod:`gekodata.hf.sft`: :class:`GekoSFTTrainer` (imported on first use: it imports trl).
 * :mod:`gekodata.hf.grpo`: :class:`GekoGRPOTrainer` (TRL's ``GRPOTrainer`` on a prompt plan) and
-  :func:`with_prompt_index`; :mod:`gekodata.hf.grpo_sampler`: :class:`GroupedPlanSampler`
-  (imported on first use: they import trl).
+  :func:`with_prompt_index` (imported on first use: they import trl);
+  :mod:`gekodata.hf.grpo_sampler`: :class:`GroupedPlanSampler` (needs only torch).
 
 Importing this package needs neither transformers (``GekoTrainer`` then raises ``ImportError``
 when built) nor accelerate nor trl.
 """
 
 from .checkpoint import SAMPLER_FILE, TRAINER_FILE
+from .grpo_sampler import GroupedPlanSampler
 from .loaders import report_batch, sampler_of
 from .signals import per_sample_signals
 from .trainer import GekoTrainer, GekoTrainerMixin
@@ -40,12 +41,11 @@ _LAZY = {
     "GekoSFTTrainer": "sft",
     "GekoGRPOTrainer": "grpo",
     "with_prompt_index": "grpo",
-    "GroupedPlanSampler": "grpo_sampler",
 }
 
 
 def __getattr__(name: str):
-    """The TRL trainers, imported on first use (they import trl)."""
+    """The TRL trainers and :func:`with_prompt_index`, imported on first use (they import trl)."""
     if name in _LAZY:
         import importlib
 
