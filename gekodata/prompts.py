@@ -20,7 +20,9 @@ correctness EMA is the pass-rate EMA), and records in its ``group_streak`` colum
 row of the prompt was exactly equal (zero reward variance: zero GRPO advantage). A group split
 across processes (TRL deals a generation batch out in contiguous slices) is whole again at the sync
 point, where every rank's rows are gathered. Completions whose reward is None or NaN (TRL's "this
-reward function does not apply") are not reported.
+reward function does not apply") are not reported, and a prompt is judged (all equal or not) only
+on two or more scored completions in a sync window: with one, its ``group_streak`` is left as it
+was.
 
 The reported loss ``1 - s`` is what the forgetting audit compares: an audited frozen prompt with
 one failed completion (loss 1 against a loss EMA near 0) is unfrozen with the default

@@ -71,11 +71,25 @@ def test_group_streak_is_order_independent_saturates_and_needs_exact_equality():
     b.update(idx[order], 1 - c[order], c[order], c[order])
     np.testing.assert_array_equal(a.group_streak, b.group_streak)
     assert a.group_streak[0] == 1 and a.group_streak[1] == 0
-    lone = GEKOStateStore(1)
-    lone.ensure_column("group_streak")
-    for _ in range(MAX_GROUP_STREAK + 5):  # a group of one is always unanimous
-        lone.update(np.array([0]), np.array([1.0]), np.array([0.0]), np.array([0.0]))
-    assert lone.group_streak[0] == -MAX_GROUP_STREAK
+    pair = GEKOStateStore(1)
+    pair.ensure_column("group_streak")
+    for _ in range(MAX_GROUP_STREAK + 5):  # two equal completions: unanimous, saturating
+        pair.update(np.array([0, 0]), np.ones(2), np.zeros(2), np.zeros(2))
+    assert pair.group_streak[0] == -MAX_GROUP_STREAK
+    # one scored completion (the rest unscored) says nothing of its group: the streak stays
+    pair.update(np.array([0]), np.array([0.0]), np.array([1.0]), np.array([1.0]))
+    assert pair.group_streak[0] == -MAX_GROUP_STREAK
+
+
+def test_a_group_with_one_scored_completion_starts_no_skip_streak():
+    """TRL's unscored completions (None/NaN) are dropped: a group left with one scored
+    completion is not judged all-equal."""
+    ds = list(range(3))
+    sampler = WeightedBucketSampler(ds, PromptPolicy(group_size=4), num_epochs=2)
+    rewards = np.array([[1.0, np.nan, np.nan, np.nan], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    report_groups(sampler, np.arange(3), rewards)
+    sampler.flush()
+    assert sampler.store.group_streak.tolist() == [0, 1, 0]
 
 
 def test_group_streak_column_is_optional_and_survives_save_load(tmp_path):

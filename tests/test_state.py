@@ -287,7 +287,7 @@ def test_merged_rows_by_hand():
         -1,
     ]  # the largest known label; -1 leaves it unknown
     assert store.wrong_streak.tolist() == [0, 0, 1, 0]
-    assert store.group_streak.tolist() == [1, 1, -1, 0]
+    assert store.group_streak.tolist() == [0, 0, -1, 0]  # one row judges no group
 
     update([2, 2, 3], [1.0, 1.0, 4.0], [0.5, 0.5, 0.5], [0, 0, 1], [5, 5, 2])
     assert store.visits.tolist() == [1, 1, 5, 1] and store.total_updates == 8
@@ -295,7 +295,7 @@ def test_merged_rows_by_hand():
     assert store.loss[3] == pytest.approx(4.0, rel=2e-3)  # a first observation sets the EMA
     assert store.predicted.tolist() == [1, -1, 5, 2]
     assert store.wrong_streak.tolist() == [0, 0, 2, 0]  # wrong again with the same label
-    assert store.group_streak.tolist() == [1, 1, -2, 1]
+    assert store.group_streak.tolist() == [0, 0, -2, 0]
 
     update([2, 2], [1.0, 1.0], [0.5, 0.5], [0, 0], [5, 4])  # wrong, but the rows' labels disagree
     assert store.predicted[2] == 5 and store.wrong_streak[2] == 1 and store.group_streak[2] == -3

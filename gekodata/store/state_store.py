@@ -265,9 +265,15 @@ class GEKOStateStore(OptionalColumns, StoreState):
             )
             step = 1 if rows.multiplicity is None else rows.multiplicity[lo:hi]
             cols["visits"][at] = np.minimum(cols["visits"][at].astype(np.int64) + step, MAX_VISITS)
-            if unanimous is not None:
-                cols["group_streak"][at] = fold_group_streak(
-                    cols["group_streak"][at], unanimous[lo:hi], correct[lo:hi] >= 0.5
+            if unanimous is not None and rows.multiplicity is not None:
+                # a group is judged only on two or more rows in the window: one scored
+                # completion says nothing about its group's reward variance
+                streak = cols["group_streak"][at]
+                judged = rows.multiplicity[lo:hi] >= 2
+                cols["group_streak"][at] = np.where(
+                    judged,
+                    fold_group_streak(streak, unanimous[lo:hi], correct[lo:hi] >= 0.5),
+                    streak,
                 )
         self.total_updates += len(loss)
 
