@@ -3,8 +3,6 @@ happens in the constructor and at ``set_epoch``; folding only at sync points. Th
 nothing of the sampler."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -138,23 +136,6 @@ def test_an_epoch_without_reports_warns_and_the_report_says_so():
         sampler.set_epoch(1)
     text = str(sampler.efficiency_report())
     assert "nothing was reported" in text and "saved" not in text.splitlines()[-1]
-
-
-def test_more_reports_than_the_plan_warns_once():
-    """A loop that forgets set_epoch (the same plan again) or reports an evaluation pass: the
-    first report past the plan's draws warns, once per plan."""
-    ds = PruningDataset(list(range(10)))
-    sampler = WeightedBucketSampler(ds, num_epochs=3)
-    for _ in range(1):  # one pass: exactly the plan, no warning
-        for i in sampler:
-            sampler.report([0.5], None, None, [i])
-    with pytest.warns(UserWarning, match="forgets sampler.set_epoch"):
-        sampler.report([0.5], None, None, [0])  # an eleventh row in a 10-draw plan
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        sampler.report([0.5], None, None, [1])  # warned once already
-        sampler.set_epoch(1)  # a new plan: counting starts again
-        sampler.report([0.5] * len(sampler), None, None, np.asarray(sampler.plan))
 
 
 def test_what_is_pending_is_said_where_users_read_state():

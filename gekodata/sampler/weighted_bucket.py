@@ -395,9 +395,6 @@ class WeightedBucketSampler(Sampler[int]):
             plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard
         )
         self._position.reset()  # a new plan starts at its beginning
-        # rows this process may report for the plan (a draw reported as rows_per_pass rows)
-        self._epoch_rows, self._warned_excess = 0, False
-        self._epoch_row_limit = len(self._held.local()) * self.policy.rows_per_pass
 
     def _local_plan(self) -> Plan:
         return self._held.local()
@@ -440,18 +437,7 @@ class WeightedBucketSampler(Sampler[int]):
         input is shape-checked now and stays on the device (no host sync); its values are
         checked at the next sync point, where bad rows are dropped alone with a warning.
         """
-        self._epoch_rows += self._buffer.add(loss, conf, correct, idx, pred)
-        if self._epoch_rows > self._epoch_row_limit and not self._warned_excess:
-            self._warned_excess = True
-            warnings.warn(
-                f"this process has reported {self._epoch_rows} rows in epoch {self.epoch}, more "
-                f"than the {self._epoch_row_limit} its plan holds: reports are counted as "
-                "training. A loop that forgets sampler.set_epoch(epoch) at the start of each "
-                "epoch repeats the same plan and learns nothing; an evaluation pass must not "
-                "call report()",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._buffer.add(loss, conf, correct, idx, pred)
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:
             self.flush()
 
@@ -624,7 +610,6 @@ class WeightedBucketSampler(Sampler[int]):
         )
         self._classified_epoch, self.epoch = snap.classified_epoch, snap.epoch
         self._set_plan(snap.plan, snap.planned_epoch)
-        self._epoch_rows = self._buffer.rows  # the restored reports count towards the plan
 
     def _settings(self) -> dict[str, Any]:
         settings = {key: getattr(self, key) for key in SETTINGS}
