@@ -149,3 +149,20 @@ def test_what_is_pending_is_said_where_users_read_state():
     sampler.flush()
     assert sampler.efficiency_report().pending == 0
     assert "not yet in the store" not in str(sampler.efficiency_report())
+
+
+def test_policies_that_do_not_learn_expect_no_reports():
+    """Uniform training (the random-subset control) and the user's own weights plan without
+    reports: an epoch without reports is no mistake there."""
+    import warnings
+
+    from gekodata import WeightPolicy
+
+    for policy in (BucketPolicy.uniform(), WeightPolicy(np.ones(12))):
+        assert not policy.learns_from_reports
+        sampler = WeightedBucketSampler(PruningDataset(list(range(12))), policy, num_epochs=3)
+        list(sampler)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sampler.set_epoch(1)
+    assert BucketPolicy().learns_from_reports and BucketPolicy(noise_guard=True).learns_from_reports

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..store.state_store import GEKOStateStore
+from .buckets import Bucket
 from .curriculum import Curriculum, Phase
 
 
@@ -62,6 +63,16 @@ class SelectionPolicy:
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]."""
         raise NotImplementedError
+
+    @property
+    def learns_from_reports(self) -> bool:
+        """Whether reports change the plans. False for a policy whose weights never depend on
+        the store (equal weights in every phase, or the user's own weights): the sampler then
+        expects no reports and does not warn when an epoch gets none."""
+        return not all(
+            np.unique(self.weight_table(phase)[: Bucket.SUSPECT]).size == 1
+            for phase in self.curriculum.phases
+        )
 
     def weight_table(self, phase: Phase) -> np.ndarray:
         """float64 [NUM_BUCKETS]: draw weight per bucket code in ``phase``."""

@@ -180,6 +180,11 @@ class GuardedPolicy(SelectionPolicy):
             "suspect_min_accuracy", self.suspect_min_accuracy
         )
 
+    @property
+    def learns_from_reports(self) -> bool:
+        """Also True with the noise guard on (it holds samples SUSPECT from their reports)."""
+        return self.noise_guard or super().learns_from_reports
+
     def weight_table(self, phase: Phase) -> np.ndarray:
         """The phase's weights, with ``suspect_weight`` for SUSPECT."""
         table = phase.weight_table()

@@ -256,6 +256,11 @@ class WeightPolicy(SelectionPolicy):
             return float(self._total(weights))
         return float(round(float(weights.sum())))  # capped probabilities sum to the budget
 
+    @property
+    def learns_from_reports(self) -> bool:
+        """False: the user's weights alone decide the plan."""
+        return False
+
     def config(self) -> dict[str, Any]:
         """Settings and the weights' N and digest (the weights: :meth:`state_arrays`)."""
         return {

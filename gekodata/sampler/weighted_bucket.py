@@ -341,7 +341,13 @@ class WeightedBucketSampler(Sampler[int]):
         are global after the flush): the loop never calls :meth:`report`, so nothing is learned
         and the plan stays uniform."""
         record = self._ledger.records[-1] if self._ledger.records else None
-        if record is not None and record.planned and not record.reported and self._position.started:
+        if (
+            record is not None
+            and record.planned
+            and not record.reported
+            and self._position.started
+            and self.policy.learns_from_reports
+        ):
             warnings.warn(
                 f"epoch {record.epoch} planned {record.planned} sample passes and none was "
                 "reported: nothing is learned and no epoch gets shorter. Call "
