@@ -269,6 +269,7 @@ def main(argv=None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     if sampler is not None:
+        sampler.flush()  # gekodata: fold the last epoch's reports (the store is final after this)
         report = sampler.efficiency_report()  # gekodata: what was planned and trained, per epoch
         print(report)
         plot_path = args.out / "gekodata_report.png"
