@@ -5,15 +5,25 @@ The bottom layer: it imports nothing of gekodata, so the store, the policies, th
 gating and the sampler all check an argument the same way and say the same thing when it is
 wrong. Each check raises ``ValueError`` whose message names the argument, the range and the value
 (DESIGN §2: "validation messages that name the value, the cause and the fix").
+:func:`instance_only` is the same for a method called on its class instead of an instance.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import types
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["check_index", "check_int", "check_unit_interval", "in_range", "outside_range"]
+__all__ = [
+    "check_index",
+    "check_int",
+    "check_unit_interval",
+    "in_range",
+    "instance_only",
+    "outside_range",
+]
 
 
 def check_unit_interval(
@@ -65,3 +75,42 @@ def check_index(name: str, value: Any, stop: int) -> None:
             raise ValueError(f"{name} must be in [0, {stop}), got {got}")
     elif not 0 <= value < stop:
         raise ValueError(f"{name} must be in [0, {stop}), got {value}")
+
+
+class _InstanceOnly:
+    """The descriptor of :func:`instance_only`."""
+
+    def __init__(self, func: Callable[..., Any], hint: str) -> None:
+        self.__func__ = func
+        self.hint = hint
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]  # docs, signature
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
+        if obj is not None:
+            return types.MethodType(self.__func__, obj)
+        func, hint = self.__func__, self.hint
+        cls = owner
+
+        @functools.wraps(func)
+        def on_class(*args: Any, **kwargs: Any) -> Any:
+            if args and cls is not None and isinstance(args[0], cls):
+                return func(*args, **kwargs)  # Cls.method(instance, ...): plain Python
+            name = cls.__name__ if cls is not None else "the class"
+            raise TypeError(
+                f"{name}.{func.__name__}() is a method of a {name} instance, called here on the "
+                f"class: {hint}"
+            )
+
+        return on_class
+
+
+def instance_only(hint: str) -> Callable[[Callable[..., Any]], Any]:
+    """Decorate a method that only an instance can run (``store.load(path)`` restores *this*
+    store): called on the class instead (``Cls.method(path)``), it raises ``TypeError`` saying
+    ``hint`` (the fix: e.g. the classmethod that builds one) rather than Python's "missing 1
+    required positional argument"."""
+
+    def wrap(func: Callable[..., Any]) -> Any:
+        return _InstanceOnly(func, hint)
+
+    return wrap

@@ -49,9 +49,16 @@ class PruningDataset(Dataset):
     =========================  ==========================================  ===========================================
 
     ``"idx"`` and ``"weight"`` stand for ``index_key`` and ``weight_key``. A mapping item that
-    already has ``index_key`` raises ValueError. A ``MutableMapping`` whose ``copy.copy`` shares
-    storage with the original (a custom class without ``__copy__``) raises TypeError rather than
-    writing the index into the wrapped dataset's item.
+    already has ``index_key`` raises ValueError, and so does one that has ``weight_key`` while
+    the sampler has loss weights (without them the item's own key passes through untouched). A
+    ``MutableMapping`` whose ``copy.copy`` shares storage with the original (a custom class
+    without ``__copy__``) raises TypeError rather than writing the index into the wrapped
+    dataset's item.
+
+    ``batch["weight"]`` (``weight_key``) exists only when the sampler has loss weights; without
+    them the loss weight is 1 for every sample, so ``batch.get("weight", 1)`` works for mapping
+    items. Tuple, list and other items give a list, not a mapping (no ``.get``): unpack it by
+    position, ``*fields, idx = batch`` or, with loss weights, ``*fields, idx, weight = batch``.
 
     Args:
         dataset: any map-style dataset with ``__len__`` and ``__getitem__(int)``; an
@@ -182,8 +189,8 @@ class PruningDataset(Dataset):
         kind = type(item)
         # checks ordered by how common the type is: dict, tuple (TensorDataset), then the rest
         if kind is dict:
-            if self.index_key in item:
-                self._key_taken()
+            if self.index_key in item or (weight is not None and self.weight_key in item):
+                self._key_taken(weight is not None and self.weight_key in item)
             out = dict(item)
             out[self.index_key] = index
             if weight is not None:
@@ -202,7 +209,13 @@ class PruningDataset(Dataset):
             return [*item, *extras]
         return (item, *extras)
 
-    def _key_taken(self) -> None:
+    def _key_taken(self, weight: bool = False) -> None:
+        if weight:  # only with loss weights: the sampler's weight would overwrite the item's
+            raise ValueError(
+                f"dataset item already has a key {self.weight_key!r}, where the sampler's loss "
+                "weight goes (unbiased mode, InfoBatchPolicy); pass weight_key=... to "
+                "PruningDataset"
+            )
         raise ValueError(
             f"dataset item already has a key {self.index_key!r}; pass index_key=... to PruningDataset"
         )
@@ -210,8 +223,8 @@ class PruningDataset(Dataset):
     def _mapping_item(self, item: Mapping, index: int, weight: float | None) -> Mapping:
         """A non-``dict`` mapping item with the index (and weight) keys: a shallow copy of the same
         type when it is mutable, else a plain ``dict``."""
-        if self.index_key in item:
-            self._key_taken()
+        if self.index_key in item or (weight is not None and self.weight_key in item):
+            self._key_taken(weight is not None and self.weight_key in item)
         if not isinstance(item, MutableMapping):
             out: MutableMapping = dict(item)
         else:

@@ -101,7 +101,7 @@ def test_infobatch_config_errors_and_save_load(tmp_path):
     ds = PruningDataset(list(range(50)))
     with pytest.raises(ValueError, match="own loss weights"):
         WeightedBucketSampler(ds, policy, num_epochs=3, unbiased=True)
-    with pytest.raises(ValueError, match="SelectionPolicy"):
+    with pytest.raises(TypeError, match="SelectionPolicy"):
         WeightedBucketSampler(ds, "geko", num_epochs=3)
     _, sampler = infobatch(50, r=0.5)
     report_plan(sampler, lambda idx: idx / 50.0)

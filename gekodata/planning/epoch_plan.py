@@ -23,6 +23,7 @@ laid out as a pool of sample indices and handed out in the order of a keyed perm
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Union
 
@@ -258,10 +259,29 @@ def classify_epoch(
     """The once-per-epoch step before planning, in place: classify every sample, write its bucket
     code and advance the frozen streaks (FREEZE grows them, other buckets reset them), then prune
     the samples frozen for ``prune_frozen_after`` consecutive epochs (None or 0: never)."""
+    if prune_frozen_after and policy.rechecks_skipped and store.total_updates == 0:
+        warn_pruning_defeats_policy(policy, prune_frozen_after)  # a new run: once, at the start
     codes = policy.classify(store)
     store.set_buckets(codes, codes == Bucket.FREEZE)
     if prune_frozen_after:
         store.set_pruned(store.frozen_streak >= prune_frozen_after)
+
+
+def warn_pruning_defeats_policy(policy: SelectionPolicy, prune_frozen_after: int) -> None:
+    """``UserWarning``: ``policy`` re-checks the samples it skips
+    (:attr:`SelectionPolicy.rechecks_skipped`) and pruning after ``prune_frozen_after`` frozen
+    epochs removes them for good."""
+    name = type(policy).__name__
+    warnings.warn(
+        f"PruningDataset(prune_frozen_after={prune_frozen_after}) with {name}: {name} still draws "
+        "the samples it skips (bucket FREEZE) at a reduced rate to re-check them, but pruning "
+        f"removes them for good after {prune_frozen_after} frozen epochs, so they are never "
+        "re-checked (a forgotten sample stays skipped). Drop prune_frozen_after, or use "
+        "BucketPolicy, which does not draw its frozen samples (freeze weight 0 by default), so "
+        "pruning them loses nothing",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def unbiased_loss_weights(weights: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

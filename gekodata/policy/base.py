@@ -40,6 +40,12 @@ class SelectionPolicy:
     max_times_seen: int | None
     provides_loss_weights: ClassVar[bool] = False
     store_columns: ClassVar[tuple[str, ...]] = ()
+    rechecks_skipped: ClassVar[bool] = False
+    """Whether the samples this policy skips (bucket FREEZE) are still drawn at a reduced rate to
+    re-check them (the rate policies: :class:`~gekodata.policy.RatePolicy`,
+    :class:`~gekodata.policy.ForgettingPolicy`, :class:`~gekodata.policy.ReducibleLossPolicy`).
+    Pruning (``PruningDataset(prune_frozen_after=k)``) removes such samples after ``k`` frozen
+    epochs, so they are never re-checked: the sampler warns when it is built with both."""
     per_class_plan: ClassVar[bool] = False
     """Whether the planner may plan this policy per class (bucket code, live or dead) instead of
     per sample. Setting it True promises: every live sample's weight is its bucket's

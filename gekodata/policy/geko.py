@@ -259,7 +259,8 @@ class BucketPolicy(GuardedPolicy):
         return cls(**kwargs)
 
 
-# names of the :meth:`BucketPolicy.preset` configurations
+# names of the :meth:`BucketPolicy.preset` configurations: strings, not policies (a sampler given
+# one raises TypeError); the policy is ``BucketPolicy.preset(AGGRESSIVE)``
 AGGRESSIVE = "aggressive"
 BALANCED = "balanced"
 CONSERVATIVE = "conservative"

@@ -79,6 +79,8 @@ class RatePolicy(GuardedPolicy):
     # expectation, other samples. Moving would change every rate policy's plans and break the
     # resume of saved runs mid-epoch, so these policies stay on the path they were planned on.
     per_class_plan: ClassVar[bool] = False
+    # skipped samples are drawn at a reduced rate to re-check them: pruning would end that
+    rechecks_skipped: ClassVar[bool] = True
 
     KIND = ""  # the registry's name of the policy (policy_from_config)
     REDUCED = Bucket.FREEZE  # the bucket of the samples the policy's rule skips

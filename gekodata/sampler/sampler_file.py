@@ -23,6 +23,7 @@ from ..arguments import in_range
 from ..planning.epoch_plan import resolve_budget
 from ..planning.record import EpochRecord, records_from_dicts
 from ..policy import SelectionPolicy, policy_from_config
+from ..policy.registry import not_a_policy
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.layout import COLUMNS, OPTIONAL_COLUMNS
 from .report_buffer import PendingRows
@@ -41,6 +42,7 @@ SETTINGS = (
 """Run settings saved in a sampler file's metadata (``policy`` is saved beside them)."""
 STRICT_SETTINGS = (
     "seed",
+    "num_epochs",
     "budget",
     "unbiased",
     "unbiased_floor",
@@ -48,7 +50,7 @@ STRICT_SETTINGS = (
     "audit_fraction",
     "audit_margin",
 )
-"""Settings that must match for a strict load."""
+"""Settings that must match for a strict load (``num_epochs`` shapes the curriculum's phases)."""
 
 
 @dataclass
@@ -177,10 +179,21 @@ def _check_same_settings(where: str, meta: Mapping[str, Any], expected: Mapping[
     with contextlib.suppress(TypeError, ValueError, KeyError):
         saved["policy"] = policy_from_config(meta.get("policy", {})).config()
     for key in STRICT_SETTINGS:
-        if json.loads(json.dumps(expected[key])) != saved.get(key):
+        current = json.loads(json.dumps(expected[key]))
+        if current != saved.get(key):
             raise ValueError(
-                f"{where}: saved {key} differs from this sampler's (pass strict=False to load anyway)"
+                f"{where}: saved {key} differs from this sampler's: "
+                f"{_difference(saved.get(key), current)} (pass strict=False to load anyway)"
             )
+
+
+def _difference(saved: Any, current: Any) -> str:
+    """``saved X, this sampler's Y``; for two configs (dicts), only the entries that differ."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        saved = {k: saved.get(k) for k in keys}
+        current = {k: current.get(k) for k in keys}
+    return f"saved {saved!r}, this sampler's {current!r}"
 
 
 def check_settings(
@@ -196,16 +209,16 @@ def check_settings(
     store: Any,
 ) -> None:
     """``ValueError`` naming the first of a new sampler's settings that is out of range or
-    inconsistent (the constructor's arguments of :class:`~gekodata.WeightedBucketSampler`)."""
+    inconsistent (the constructor's arguments of :class:`~gekodata.WeightedBucketSampler`);
+    ``TypeError`` for a ``policy`` that is not a :class:`SelectionPolicy` (a preset's name such
+    as ``AGGRESSIVE`` included: :func:`~gekodata.policy.registry.not_a_policy`)."""
     if int(num_epochs) < 1:
         raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     resolve_budget(budget, 0, num_samples)  # validates the budget's type and range
     if not isinstance(policy, SelectionPolicy):
-        raise ValueError(
-            f"policy must be a SelectionPolicy (BucketPolicy, InfoBatchPolicy), got {type(policy).__name__}"
-        )
+        raise not_a_policy(policy)
     if unbiased and policy.provides_loss_weights:
         raise ValueError(
             f"{type(policy).__name__} brings its own loss weights; unbiased=True would replace them"

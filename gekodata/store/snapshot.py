@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arguments import check_unit_interval
+from ..arguments import check_unit_interval, instance_only
 from .codec import check_hist
 from .files import read_store_file, write_store_file
 from .layout import check_columns
@@ -134,8 +134,11 @@ class StoreState:
         """
         write_store_file(path, self.state_dict(), extra_metadata)
 
+    @instance_only("use GEKOStateStore.from_file(path) to build a new store from a file")
     def load(self, path: str | os.PathLike) -> None:
-        """Restore this store from a file written by :meth:`save`.
+        """Restore this store (``store.load(path)``) from a file written by :meth:`save`; for a
+        new store from a file use :meth:`from_file` (``GEKOStateStore.load(path)`` on the class
+        raises ``TypeError`` saying so).
 
         Raises ``ValueError`` (store unchanged) for another format, format version, dataset
         size, or a truncated/corrupt file.
@@ -144,7 +147,10 @@ class StoreState:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Any:
-        """A new store sized and configured from a file written by :meth:`save` (read once)."""
+        """A new store sized and configured from a file written by :meth:`save` (read once):
+        ``store = GEKOStateStore.from_file("state.safetensors")``. To restore an existing store
+        in place, call :meth:`load` on it. ``ValueError`` for a file that is not a store file
+        (another format or version, truncated or corrupt), its message prefixed with the path."""
         return cls.from_state_dict(read_store_file(path), where=os.fspath(path))
 
     @classmethod

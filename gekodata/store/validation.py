@@ -25,6 +25,7 @@ def check_report_shapes(
         if arr is not None and len(arr.shape) != 1:
             raise ValueError(
                 f"{name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}"
+                + _shape_hint(name, tuple(arr.shape))
             )
     for name, arr in named[1:]:
         if arr is not None and arr.shape[0] != idx.shape[0]:
@@ -32,6 +33,24 @@ def check_report_shapes(
                 f"{name} has {arr.shape[0]} entries but idx has {idx.shape[0]}; "
                 "all report arrays must have the same length"
             )
+
+
+def _shape_hint(name: str, shape: tuple[int, ...]) -> str:
+    """How to get a 1-D ``name`` from an array of ``shape``: a trailing axis of 1 (a model's
+    [B, 1] output) squeezes; a 0-D loss is a reduced mean."""
+    if len(shape) >= 2 and shape[-1] == 1:
+        return f"; use {name}.squeeze(-1) to drop the trailing axis of 1"
+    if name == "loss" and len(shape) == 0:
+        return (
+            "; the loss was reduced to one number: compute it per sample, e.g. "
+            'F.cross_entropy(logits, y, reduction="none")'
+        )
+    if name == "loss":
+        return (
+            '; compute the loss per sample (reduction="none") and average any other axes '
+            "(e.g. per token) to one value per sample"
+        )
+    return ""
 
 
 def as_float32(x: Any) -> np.ndarray:
@@ -77,7 +96,10 @@ def row_checks(
         outside_range(idx, num_samples),
         lambda where: (
             f"idx {idx[where]} (entry {where}) out of range for a dataset of {num_samples} samples "
-            "(report the sample's position in the original dataset)"
+            "(report the sample's position in the original dataset, batch['idx']). If you already "
+            "do, the sampler was given a smaller dataset than the one the indices refer to: "
+            "Subset(PruningDataset(d), ...) keeps d's positions but has the Subset's length; "
+            "wrap the other way round, PruningDataset(Subset(d, ...))"
         ),
     )
     loss32 = as_float32(loss)
