@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..arguments import instance_only
 from ..dataset import PruningDataset
 from ..diagnostics.efficiency import EfficiencyReport
 from ..diagnostics.suspects import Suspects, find_suspects, write_suspects_csv
@@ -580,6 +581,10 @@ class WeightedBucketSampler(Sampler[int]):
             )
         gdist.barrier()
 
+    @instance_only(
+        "build the sampler as for the run that saved the file (same dataset, policy and "
+        "settings), then call sampler.load(path)"
+    )
     def load(self, path: str | os.PathLike, *, strict: bool = True) -> None:
         """Restore what :meth:`save` wrote. Every rank calls it. Reports buffered here are
         replaced by the file's pending reports: each rank takes back its own rows when the file was
@@ -588,7 +593,7 @@ class WeightedBucketSampler(Sampler[int]):
 
         Raises ``ValueError`` and changes nothing for a file of another format or format version,
         another dataset size, a truncated or corrupt file, or (with ``strict``) another seed,
-        budget, unbiased setting, audit setting or policy configuration.
+        num_epochs, budget, unbiased setting, audit setting or policy configuration.
         """
         snap = read_snapshot(
             path,
