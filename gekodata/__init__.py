@@ -24,6 +24,12 @@ from .policy import (
     default_policy,
 )
 from .sampler.weighted_bucket import WeightedBucketSampler
+from .signals import (
+    causal_lm_signals,
+    classification_signals,
+    multi_label_signals,
+    regression_signals,
+)
 from .store.state_store import GEKOStateStore
 
 __version__ = "0.1.0"
@@ -48,5 +54,9 @@ __all__ = [
     "WeightPolicy",
     "WeightedBucketSampler",
     "__version__",
+    "causal_lm_signals",
+    "classification_signals",
     "default_policy",
+    "multi_label_signals",
+    "regression_signals",
 ]

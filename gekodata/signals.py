@@ -41,6 +41,64 @@ def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signa
     return loss, conf, correct
 
 
+def multi_label_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signals:
+    """Signals for multi-label classification (independent sigmoid per label, as HF's
+    ``problem_type="multi_label_classification"``).
+
+    Args:
+        logits: float [B, K], one score per label.
+        targets: [B, K] of 0/1 (float or int), the labels that apply.
+
+    Returns:
+        loss: float32 [B], binary cross-entropy averaged over the K labels (differentiable; nats).
+        conf: float32 [B], ``exp(-loss)``: the geometric mean over labels of the probability
+            given to each label's target value (detached).
+        correct: bool [B], every label right (``sigmoid(logit) > 0.5`` equals the target).
+    """
+    if logits.dim() != 2 or targets.shape != logits.shape:
+        raise ValueError(
+            f"multi-label logits and targets must both be [B, K], got {tuple(logits.shape)} and "
+            f"{tuple(targets.shape)}"
+        )
+    target = targets.to(torch.float32)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").mean(-1)
+    conf = torch.exp(-loss.detach())
+    correct = ((logits.detach() > 0) == (target > 0.5)).all(dim=-1)
+    return loss, conf, correct
+
+
+def regression_signals(
+    predictions: torch.Tensor, targets: torch.Tensor, *, tolerance: float
+) -> Signals:
+    """Signals for regression: correctness needs a tolerance only the user can name, so pass
+    ``functools.partial(regression_signals, tolerance=...)`` where a function is expected.
+
+    Args:
+        predictions: float [B] or [B, D] (``[B, 1]`` as HF's ``num_labels=1`` heads give).
+        targets: float, the same shape (or [B] for [B, 1] predictions).
+        tolerance: a sample is correct when every output is within this absolute error.
+
+    Returns:
+        loss: float32 [B], squared error averaged over outputs (differentiable; target units²).
+        conf: float32 [B], ``exp(-loss)`` (detached).
+        correct: bool [B], ``|prediction - target| <= tolerance`` for every output.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    pred = predictions.float()
+    target = targets.to(torch.float32).reshape(pred.shape[0], -1)
+    pred = pred.reshape(pred.shape[0], -1)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ"
+        )
+    error = pred - target
+    loss = (error * error).mean(-1)
+    conf = torch.exp(-loss.detach())
+    correct = (error.detach().abs() <= tolerance).all(dim=-1)
+    return loss, conf, correct
+
+
 def check_causal_lm_inputs(logits: torch.Tensor, labels: torch.Tensor) -> None:
     """``TypeError``/``ValueError`` unless ``logits`` is a float [B, T, V] tensor and ``labels`` an
     integer [B, T] tensor (with a hint when the labels look already shifted). Shared by

@@ -11,7 +11,7 @@ from typing import Callable, Union
 
 import torch
 
-from ..signals import causal_lm_signals, classification_signals
+from ..signals import causal_lm_signals, classification_signals, multi_label_signals
 
 SignalsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 SignalsArg = Union[None, str, SignalsFn]
@@ -22,12 +22,17 @@ def per_sample_signals(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss [B] differentiable, conf [B], correct [B], targets per sample n [B] float).
 
-    ``task``: ``"classification"`` (logits [B, K], labels [B]; n = 1), ``"causal_lm"`` (logits
+    ``task``: ``"classification"`` (logits [B, K], labels [B]; n = 1),
+    ``"multi_label_classification"`` (logits and labels [B, K]; n = 1), ``"causal_lm"`` (logits
     [B, T, V], labels [B, T] with -100 for no target, shifted as HF does; n = target tokens), or a
-    callable ``f(logits, labels) -> (loss, conf, correct)`` (n = 1).
+    callable ``f(logits, labels) -> (loss, conf, correct)`` (n = 1), e.g.
+    ``functools.partial(gekodata.signals.regression_signals, tolerance=0.1)``.
     """
     if task == "classification":
         loss, conf, correct = classification_signals(logits, labels)
+        items = torch.ones_like(loss)
+    elif task == "multi_label_classification":
+        loss, conf, correct = multi_label_signals(logits, labels)
         items = torch.ones_like(loss)
     elif task == "causal_lm":
         loss, conf, correct = causal_lm_signals(logits, labels)
@@ -37,7 +42,8 @@ def per_sample_signals(
         items = torch.ones_like(loss)
     else:
         raise ValueError(
-            f"signals must be 'classification', 'causal_lm' or a callable, got {task!r}"
+            "signals must be 'classification', 'multi_label_classification', 'causal_lm' or a "
+            f"callable, got {task!r}"
         )
     return loss, conf, correct, items
 

@@ -288,6 +288,18 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
         )
         if type(inner).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
             return "causal_lm"
+        config = getattr(inner, "config", None)
+        problem = getattr(config, "problem_type", None)
+        if problem is None and logits.dim() == 2:  # HF's own rule, before its first loss
+            problem = "regression" if getattr(config, "num_labels", 0) == 1 else None
+        if problem == "regression":
+            raise ValueError(
+                f"{type(inner).__name__} is a regression model: per-sample correctness needs a "
+                f"tolerance, so pass {type(self).__name__}(signals=functools.partial("
+                "gekodata.signals.regression_signals, tolerance=...))"
+            )
+        if problem == "multi_label_classification":
+            return "multi_label_classification"
         if logits.dim() == 2:
             return "classification"
         raise ValueError(
