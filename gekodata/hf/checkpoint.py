@@ -70,4 +70,30 @@ def restore(
     return int(record["epoch"]), int(record["updates_done"]), int(record["updates_in_epoch"])
 
 
-__all__ = ["SAMPLER_FILE", "TRAINER_FILE", "SamplerCheckpointCallback", "restore"]
+def check_batch_layout(checkpoint: str, current: dict[str, int]) -> None:
+    """``ValueError`` unless a mid-epoch ``checkpoint`` was written with the batch layout
+    ``current`` (batch size per device, gradient accumulation, processes): Trainer resumes by
+    optimizer steps, and under another layout those steps name other sample positions, so
+    samples of the epoch would be trained twice or skipped. Records without a layout (older
+    checkpoints) pass."""
+    with open(os.path.join(checkpoint, TRAINER_FILE)) as f:
+        record = json.load(f)
+    saved = {key: record[key] for key in current if key in record}
+    changed = {key: (saved[key], current[key]) for key in saved if saved[key] != current[key]}
+    if changed:
+        what = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+        raise ValueError(
+            f"{checkpoint} was saved mid-epoch with another batch layout ({what}): Trainer resumes "
+            "by optimizer steps, which would now name other samples of the epoch (some trained "
+            "twice, some skipped). Resume with the saved settings, or from a checkpoint saved at "
+            "an epoch's end (save_strategy='epoch'), where any layout resumes exactly"
+        )
+
+
+__all__ = [
+    "SAMPLER_FILE",
+    "TRAINER_FILE",
+    "SamplerCheckpointCallback",
+    "check_batch_layout",
+    "restore",
+]

@@ -78,7 +78,13 @@ import torch
 
 from ..dataset import PruningDataset
 from ..sampler.weighted_bucket import WeightedBucketSampler
-from .checkpoint import SAMPLER_FILE, TRAINER_FILE, SamplerCheckpointCallback, restore
+from .checkpoint import (
+    SAMPLER_FILE,
+    TRAINER_FILE,
+    SamplerCheckpointCallback,
+    check_batch_layout,
+    restore,
+)
 from .compat import check_supported
 from .loaders import _index_of, sampler_of
 from .run_checks import check_sampler_and_epochs, join_trainer_processes
@@ -377,6 +383,16 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
             "updates_done": self.state.global_step - self._geko_epoch_start,
             "updates_in_epoch": self._geko_updates,
             "global_step": self.state.global_step,
+            **self._geko_batch_layout(),
+        }
+
+    def _geko_batch_layout(self) -> dict[str, int]:
+        """The settings that turn optimizer steps into sample positions (how many samples one
+        optimizer step takes): a mid-epoch resume is exact only under the same ones."""
+        return {
+            "per_device_train_batch_size": int(self.args.per_device_train_batch_size),
+            "gradient_accumulation_steps": int(self.args.gradient_accumulation_steps),
+            "world_size": int(self.args.world_size),
         }
 
     def _init_training_state(
@@ -392,6 +408,7 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
         )
         if done >= in_epoch:
             return epoch + 1, 0
+        check_batch_layout(resume_from_checkpoint, self._geko_batch_layout())
         if self.args.ignore_data_skip:
             return epoch, 0
         return epoch, done * self.args.gradient_accumulation_steps
