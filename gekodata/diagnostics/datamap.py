@@ -112,8 +112,7 @@ def load_state(path: str | os.PathLike) -> LoadedState:
     run["pending_reports"] = pending
     passes = 0
     if pending and records:
-        per_pass = policy_from_config(meta.get("policy") or {}).rows_per_pass
-        passes = pending if per_pass == 1 else round(pending / per_pass)
+        passes = policy_from_config(meta.get("policy") or {}).passes(pending)
         records[-1].reported += passes
     return LoadedState(path, "sampler", store, EfficiencyReport(records, pending=passes), run)
 

@@ -49,10 +49,15 @@ class SamplerCheckpointCallback(_Callback):  # type: ignore[misc,valid-type]
 
 
 def restore(
-    checkpoint: str, sampler: WeightedBucketSampler, global_step: int
+    checkpoint: str,
+    sampler: WeightedBucketSampler,
+    global_step: int,
+    layout: dict[str, int] | None = None,
 ) -> tuple[int, int, int]:
     """Load the sampler saved in ``checkpoint``; return (epoch, optimizer steps done in it, steps
-    in that epoch). ``global_step``: the step Trainer restored (``trainer_state.json``)."""
+    in that epoch). ``global_step``: the step Trainer restored (``trainer_state.json``);
+    ``layout``: this run's batch layout, checked against a mid-epoch record
+    (:func:`check_batch_layout`) before anything is loaded."""
     sampler_path = os.path.join(checkpoint, SAMPLER_FILE)
     record_path = os.path.join(checkpoint, TRAINER_FILE)
     if not (os.path.isfile(sampler_path) and os.path.isfile(record_path)):
@@ -66,18 +71,18 @@ def restore(
         raise ValueError(
             f"{record_path} is for step {record['global_step']}, the checkpoint for {global_step}"
         )
+    if layout is not None and int(record["updates_done"]) < int(record["updates_in_epoch"]):
+        check_batch_layout(checkpoint, record, layout)
     sampler.load(sampler_path)
     return int(record["epoch"]), int(record["updates_done"]), int(record["updates_in_epoch"])
 
 
-def check_batch_layout(checkpoint: str, current: dict[str, int]) -> None:
-    """``ValueError`` unless a mid-epoch ``checkpoint`` was written with the batch layout
-    ``current`` (batch size per device, gradient accumulation, processes): Trainer resumes by
-    optimizer steps, and under another layout those steps name other sample positions, so
-    samples of the epoch would be trained twice or skipped. Records without a layout (older
-    checkpoints) pass."""
-    with open(os.path.join(checkpoint, TRAINER_FILE)) as f:
-        record = json.load(f)
+def check_batch_layout(checkpoint: str, record: dict[str, Any], current: dict[str, int]) -> None:
+    """``ValueError`` unless a mid-epoch checkpoint's ``record`` (its :data:`TRAINER_FILE`) was
+    written with the batch layout ``current`` (batch size per device, gradient accumulation,
+    processes): Trainer resumes by optimizer steps, and under another layout those steps name
+    other sample positions, so samples of the epoch would be trained twice or skipped. Records
+    without a layout (older checkpoints) pass."""
     saved = {key: record[key] for key in current if key in record}
     changed = {key: (saved[key], current[key]) for key in saved if saved[key] != current[key]}
     if changed:

@@ -82,7 +82,6 @@ from .checkpoint import (
     SAMPLER_FILE,
     TRAINER_FILE,
     SamplerCheckpointCallback,
-    check_batch_layout,
     restore,
 )
 from .compat import check_supported
@@ -404,11 +403,13 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
         if resume_from_checkpoint is None:
             return epochs, steps
         epoch, done, in_epoch = restore(
-            resume_from_checkpoint, self.gekodata_sampler, self.state.global_step
+            resume_from_checkpoint,
+            self.gekodata_sampler,
+            self.state.global_step,
+            layout=self._geko_batch_layout(),
         )
         if done >= in_epoch:
             return epoch + 1, 0
-        check_batch_layout(resume_from_checkpoint, self._geko_batch_layout())
         if self.args.ignore_data_skip:
             return epoch, 0
         return epoch, done * self.args.gradient_accumulation_steps

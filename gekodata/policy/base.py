@@ -66,6 +66,12 @@ class SelectionPolicy:
         """Reported rows per planned draw; the efficiency report counts passes in draws."""
         return 1
 
+    def passes(self, rows: int) -> int:
+        """Reported rows as sample passes: a policy whose draws are reported as several rows (an
+        RL prompt's group of completions) counts :attr:`rows_per_pass` rows as one, rounded."""
+        per_pass = self.rows_per_pass
+        return rows if per_pass == 1 else round(rows / per_pass)
+
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]."""
         raise NotImplementedError

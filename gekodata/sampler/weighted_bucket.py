@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from ..arguments import instance_only
+from ..arguments import check_index, instance_only
 from ..dataset import PruningDataset
 from ..diagnostics.efficiency import EfficiencyReport
 from ..diagnostics.suspects import Suspects, find_suspects, write_suspects_csv
@@ -248,8 +248,7 @@ class WeightedBucketSampler(Sampler[int]):
             target = np.asarray(
                 idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64
             ).reshape(-1)
-            if target.size and (target.min() < 0 or target.max() >= self.num_samples):
-                raise ValueError(f"unprune: indices must be in [0, {self.num_samples})")
+            check_index("unprune: indices", target, self.num_samples)
             target = target[store.pruned[target]]
         store.reset(target)
         return int(target.size)
@@ -471,14 +470,10 @@ class WeightedBucketSampler(Sampler[int]):
             restart=audit.forgotten,
         )
         self._ledger.count(
-            self._passes(len(window)), self._passes(audit.reported), len(audit.forgotten)
+            self.policy.passes(len(window)),
+            self.policy.passes(audit.reported),
+            len(audit.forgotten),
         )
-
-    def _passes(self, rows: int) -> int:
-        """Reported rows as passes: a policy whose draws are reported as several rows (an RL
-        prompt's group of completions) counts ``rows_per_pass`` rows as one, rounded."""
-        per_pass = self.policy.rows_per_pass
-        return rows if per_pass == 1 else round(rows / per_pass)
 
     # ------------------------------------------------------------------ suspects and results
     def suspects(self) -> Suspects:
@@ -497,7 +492,7 @@ class WeightedBucketSampler(Sampler[int]):
         """The current epoch's record (phase, bucket counts at planning, planned draws, passes
         reported so far on this process), a copy; cheaper than :meth:`efficiency_report`."""
         return self._ledger.current(
-            0 if gdist.is_distributed() else self._passes(self._buffer.rows)
+            0 if gdist.is_distributed() else self.policy.passes(self._buffer.rows)
         )
 
     def efficiency_report(self) -> EfficiencyReport:
@@ -507,7 +502,9 @@ class WeightedBucketSampler(Sampler[int]):
         ``torch.distributed`` the counts are global as of the last sync point: call :meth:`flush`
         on every rank first for the final figures.
         """
-        return self._ledger.report(0 if gdist.is_distributed() else self._passes(self._buffer.rows))
+        return self._ledger.report(
+            0 if gdist.is_distributed() else self.policy.passes(self._buffer.rows)
+        )
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
