@@ -92,7 +92,7 @@ def render(name: str, quick: bool, out: Path, variant: str | None = None) -> Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=["t1", "t2", "t3", "all"], default="all")
+    parser.add_argument("--task", choices=["t1", "t2", "t3", "t4", "all"], default="all")
     parser.add_argument(
         "--variant",
         nargs="*",

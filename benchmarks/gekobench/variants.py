@@ -31,7 +31,7 @@ from gekodata.reference import ReferenceLosses, cross_fit_reference_losses
 
 from .data import inject_noise
 
-VARIANTS = ("clean", "noisy", "redundant", "imbalanced")
+VARIANTS = ("clean", "noisy", "redundant", "imbalanced", "noisy_imbalanced")
 NOISE_RATE = 0.2
 RARE_KEEP = 0.1
 
@@ -47,6 +47,11 @@ def _augment_images(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         out[i] = torch.roll(x[i], shifts=(int(dy), int(dx)), dims=(-2, -1))
     out += torch.from_numpy(rng.normal(0.0, 0.05, size=tuple(x.shape)).astype(np.float32))
     return out.clamp_(0.0, 1.0)
+
+
+def _jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Tabular near-duplicates: standardised features plus Gaussian noise (sigma 0.05)."""
+    return x + torch.from_numpy(rng.normal(0.0, 0.05, size=tuple(x.shape)).astype(np.float32))
 
 
 def _augment_tokens(
@@ -75,25 +80,8 @@ def make_variant(task, variant: str, seed: int):
     num_classes = int(task.num_classes)
     notes = dict(task.notes, variant=variant)
     class_weights = None
-    if variant == "noisy":
-        cols["labels"], flipped = inject_noise(labels, num_classes, NOISE_RATE, seed)
-        notes["flipped"] = int(flipped.sum())
-    elif variant == "redundant":
-        rng = _stream(seed, 1)
-        n = len(labels)
-        distinct = rng.permutation(n)[: n // 2]
-        core = distinct[rng.permutation(len(distinct))[: max(n // 20, 1)]]
-        copies = np.repeat(core, (n - len(distinct)) // len(core) + 1)[: n - len(distinct)]
-        dup = {k: v[torch.from_numpy(copies)] for k, v in cols.items()}
-        if "x" in dup:
-            dup["x"] = _augment_images(dup["x"], rng)
-        else:
-            dup["input_ids"], dup["attention_mask"] = _augment_tokens(
-                dup["input_ids"], dup["attention_mask"], rng
-            )
-        cols = {k: torch.cat([v[torch.from_numpy(distinct)], dup[k]]) for k, v in cols.items()}
-        notes.update(distinct=len(distinct), core=len(core), copies=len(copies))
-    elif variant == "imbalanced":
+    truth: dict[object, object] = {}  # what the benchmark knows and the run must estimate
+    if variant in ("imbalanced", "noisy_imbalanced"):
         rng = _stream(seed, 2)
         rare = np.sort(rng.permutation(num_classes)[: task.rare_classes])
         y = labels.numpy()
@@ -109,6 +97,27 @@ def make_variant(task, variant: str, seed: int):
             rare_keep=RARE_KEEP,
             train_class_counts=np.bincount(cols["labels"].numpy(), minlength=num_classes).tolist(),
         )
+    if variant in ("noisy", "noisy_imbalanced"):
+        cols["labels"], flipped = inject_noise(cols["labels"], num_classes, NOISE_RATE, seed)
+        notes["flipped"] = int(flipped.sum())
+        truth["flipped"] = flipped
+    elif variant == "redundant":
+        rng = _stream(seed, 1)
+        n = len(labels)
+        distinct = rng.permutation(n)[: n // 2]
+        core = distinct[rng.permutation(len(distinct))[: max(n // 20, 1)]]
+        copies = np.repeat(core, (n - len(distinct)) // len(core) + 1)[: n - len(distinct)]
+        dup = {k: v[torch.from_numpy(copies)] for k, v in cols.items()}
+        if "x" in dup:
+            dup["x"] = (
+                _augment_images(dup["x"], rng) if dup["x"].dim() == 4 else _jitter(dup["x"], rng)
+            )
+        else:
+            dup["input_ids"], dup["attention_mask"] = _augment_tokens(
+                dup["input_ids"], dup["attention_mask"], rng
+            )
+        cols = {k: torch.cat([v[torch.from_numpy(distinct)], dup[k]]) for k, v in cols.items()}
+        notes.update(distinct=len(distinct), core=len(core), copies=len(copies))
     train = type(task.train)(**cols)
     notes["train_size"] = len(train)
     evaluate = task.make_evaluate(class_weights)
@@ -119,6 +128,7 @@ def make_variant(task, variant: str, seed: int):
         evaluate=evaluate,
         notes=notes,
         labels=train.columns["labels"].numpy().copy(),
+        cache=truth,
     )
 
 
