@@ -51,7 +51,7 @@ from .gekobench.default_choice import (
 )
 from .gekobench.paths import RESULTS
 from .gekobench.runner import run_arm
-from .gekobench.variants import VARIANTS
+from .gekobench.variants import STUDY_VARIANTS as VARIANTS
 
 __all__ = ["GRID", "TUNING_SEEDS", "WITH_LABELS", "checks", "main"]
 

@@ -1,8 +1,8 @@
 """gekodata: a PyTorch data layer that decides what gets trained.
 
 Plug a :class:`WeightedBucketSampler` and a :class:`PruningDataset` into your own DataLoader and
-call ``sampler.report(loss, conf, correct, idx)`` in your loop; gekodata keeps per-sample state,
-sorts samples into GEKO's buckets and plans each epoch from them.
+call ``sampler.report(signals, idx)`` in your loop; gekodata keeps per-sample state, sorts
+samples into buckets and plans each epoch from them.
 """
 
 from .dataset import PruningDataset
@@ -11,6 +11,7 @@ from .policy import (
     AGGRESSIVE,
     BALANCED,
     CONSERVATIVE,
+    AutoPolicy,
     Bucket,
     BucketPolicy,
     Curriculum,
@@ -23,8 +24,10 @@ from .policy import (
     WeightPolicy,
     default_policy,
 )
+from .policy.diagnosis import DataDiagnosis
 from .sampler.weighted_bucket import WeightedBucketSampler
 from .signals import (
+    Signals,
     causal_lm_signals,
     classification_signals,
     multi_label_signals,
@@ -38,9 +41,11 @@ __all__ = [
     "AGGRESSIVE",
     "BALANCED",
     "CONSERVATIVE",
+    "AutoPolicy",
     "Bucket",
     "BucketPolicy",
     "Curriculum",
+    "DataDiagnosis",
     "EfficiencyReport",
     "EpochRecord",
     "ForgettingPolicy",
@@ -51,6 +56,7 @@ __all__ = [
     "PruningDataset",
     "ReducibleLossPolicy",
     "SelectionPolicy",
+    "Signals",
     "WeightPolicy",
     "WeightedBucketSampler",
     "__version__",

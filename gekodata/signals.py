@@ -2,6 +2,9 @@
 
 One vectorized pass, no extra forward. ``loss`` keeps its graph so the user trains on it;
 ``conf`` and ``correct`` are detached. All three have shape [B] and live on the logits' device.
+They come back as a :class:`Signals`, which unpacks as those three and carries what else the loop
+knew: for classification the predicted class and the target class of each sample, so that
+``sampler.report(signals, batch["idx"])`` hands the labels to the store without extra code.
 """
 
 from __future__ import annotations
@@ -11,7 +14,56 @@ from typing import Callable, Union
 import torch
 import torch.nn.functional as F
 
-Signals = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+class Signals(tuple):  # type: ignore[type-arg]
+    """One batch's ``(loss, conf, correct)``, each [B]: unpacks as those three, and carries
+
+    * ``pred``: int [B], the predicted class (detached), or None where there is no single class;
+    * ``label``: int [B], the sample's given class (the target), or None (causal LM, multi-label,
+      regression).
+
+    Pass it whole to :meth:`WeightedBucketSampler.report
+    <gekodata.sampler.WeightedBucketSampler.report>` (``report(signals, idx)``) and ``pred`` and
+    ``label`` travel with the report: the store learns each sample's label (a class-aware noise
+    guard and the data diagnosis need it). ``loss, conf, correct = signals`` still works."""
+
+    pred: torch.Tensor | None
+    label: torch.Tensor | None
+
+    def __new__(
+        cls,
+        loss: torch.Tensor,
+        conf: torch.Tensor,
+        correct: torch.Tensor,
+        *,
+        pred: torch.Tensor | None = None,
+        label: torch.Tensor | None = None,
+    ) -> Signals:
+        self = super().__new__(cls, (loss, conf, correct))
+        self.pred, self.label = pred, label
+        return self
+
+    def __getnewargs__(
+        self,
+    ) -> tuple[torch.Tensor, ...]:  # pickle and copy: the three, then pred/label
+        return tuple(self)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """float32 [B], the per-sample loss (keeps its graph)."""
+        return self[0]
+
+    @property
+    def conf(self) -> torch.Tensor:
+        """float32 [B] in [0, 1], the probability given to the target (detached)."""
+        return self[1]
+
+    @property
+    def correct(self) -> torch.Tensor:
+        """bool [B], the sample was answered right."""
+        return self[2]
+
+
 CorrectRule = Union[str, float, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
@@ -23,9 +75,9 @@ def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signa
         targets: int [B], class indices in ``[0, K)``.
 
     Returns:
-        loss: float32 [B], cross-entropy per sample (differentiable; nats).
-        conf: float32 [B], softmax probability of the target class (detached).
-        correct: bool [B], ``argmax(logits) == target``.
+        :class:`Signals` of loss: float32 [B], cross-entropy per sample (differentiable; nats);
+        conf: float32 [B], softmax probability of the target class (detached); correct: bool [B],
+        ``argmax(logits) == target``; carrying ``pred`` (the argmax) and ``label`` (``targets``).
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be [B, K], got shape {tuple(logits.shape)}")
@@ -37,8 +89,8 @@ def classification_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signa
         raise ValueError(f"targets must be integer class indices, got {targets.dtype}")
     loss = F.cross_entropy(logits.float(), targets, reduction="none")
     conf = torch.exp(-loss.detach())
-    correct = logits.detach().argmax(dim=-1) == targets
-    return loss, conf, correct
+    pred = logits.detach().argmax(dim=-1)
+    return Signals(loss, conf, pred == targets, pred=pred, label=targets.detach())
 
 
 def multi_label_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signals:
@@ -64,7 +116,7 @@ def multi_label_signals(logits: torch.Tensor, targets: torch.Tensor) -> Signals:
     loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").mean(-1)
     conf = torch.exp(-loss.detach())
     correct = ((logits.detach() > 0) == (target > 0.5)).all(dim=-1)
-    return loss, conf, correct
+    return Signals(loss, conf, correct)
 
 
 def regression_signals(
@@ -96,7 +148,7 @@ def regression_signals(
     loss = (error * error).mean(-1)
     conf = torch.exp(-loss.detach())
     correct = (error.detach().abs() <= tolerance).all(dim=-1)
-    return loss, conf, correct
+    return Signals(loss, conf, correct)
 
 
 def check_causal_lm_inputs(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -201,4 +253,4 @@ def causal_lm_signals(
             raise ValueError(
                 f"correct must be 'exact', a float in [0, 1] or a callable, got {correct!r}"
             )
-    return loss, conf, is_correct
+    return Signals(loss, conf, is_correct)

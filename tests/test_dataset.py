@@ -138,7 +138,9 @@ def test_persistent_spawn_workers_see_each_epochs_unbiased_weights():
     """Loss weights live in shared memory: persistent workers read the current epoch's values."""
     n = 64
     ds = PruningDataset(TensorDataset(torch.arange(float(n))))
-    sampler = WeightedBucketSampler(ds, num_epochs=3, unbiased=True, unbiased_floor=0.5, seed=1)
+    sampler = WeightedBucketSampler(
+        ds, BucketPolicy(), num_epochs=3, unbiased=True, unbiased_floor=0.5, seed=1
+    )
     loader = DataLoader(
         ds,
         batch_size=16,

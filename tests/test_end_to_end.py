@@ -218,7 +218,7 @@ def test_spawn_workers_carry_the_index_stream_intact(mnist, one_thread):
     x_train, y_train, _, _ = mnist
     n = 512
     ds = PruningDataset(StackDataset(x=x_train[:n], y=y_train[:n]), prune_frozen_after=1)
-    sampler = WeightedBucketSampler(ds, num_epochs=3, seed=SEED)
+    sampler = WeightedBucketSampler(ds, BucketPolicy(), num_epochs=3, seed=SEED)  # it prunes
     loader = DataLoader(
         ds,
         batch_size=BATCH_SIZE,

@@ -287,12 +287,11 @@ def test_classify_on_raw_columns_matches_the_rules_on_decoded_values(settings):
     np.testing.assert_array_equal(policy.classify(store), reference_classify(policy, store))
 
 
-def test_default_policy_is_gekos_bucket_policy():
-    from gekodata import default_policy
+def test_default_policy_is_auto_policy():
+    from gekodata import AutoPolicy, default_policy
 
     policy = default_policy()
-    assert policy.config() == BucketPolicy().config()
-    assert policy.curriculum.config() == Curriculum.mountain().config() and not policy.noise_guard
+    assert policy.config() == AutoPolicy().config() and policy.noise_guard
     assert default_policy() is not policy  # a fresh object each time: a sampler may not share it
     sampler = WeightedBucketSampler(PruningDataset(list(range(10))), num_epochs=2)
     assert sampler.policy.config() == policy.config()

@@ -15,6 +15,7 @@ def make(n=200, **kwargs):
         [{"x": i} for i in range(n)], prune_frozen_after=kwargs.pop("prune_frozen_after", None)
     )
     kwargs.setdefault("num_epochs", 5)
+    kwargs.setdefault("policy", BucketPolicy())  # these tests check GEKO's buckets and phases
     return ds, WeightedBucketSampler(ds, **kwargs)
 
 

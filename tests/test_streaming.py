@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from gekodata import WeightPolicy
+from gekodata import BucketPolicy, WeightPolicy
 from gekodata.streaming import SelectedStream, StreamSelector, epoch_key, uniform, uniform_one
 
 N = 240
@@ -24,6 +24,7 @@ class RangeSource(IterableDataset):
 
 def _selector(**kwargs) -> StreamSelector:
     """A selector at epoch 1 whose keep table depends on reports (losses a function of id)."""
+    kwargs.setdefault("policy", BucketPolicy())  # GEKO's FREEZE: a skipped id's keep rate is 0
     selector = StreamSelector(N, num_epochs=4, seed=7, **kwargs)
     idx = torch.arange(N)
     loss = (idx % 5).float() * 0.4

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gekodata import (
+    AutoPolicy,
     BucketPolicy,
     ForgettingPolicy,
     InfoBatchPolicy,
@@ -29,7 +30,7 @@ Kind = Literal["full", "builtin", "candidate", "control"]
 class ArmSpec:
     """One arm. ``kind``: ``full`` (plain shuffled DataLoader), ``builtin`` (a sampler with
     ``policy``; its own store only where ``ema_alpha`` is set), ``candidate`` (a selection-study
-    policy with its own store, given the training labels if ``labels``), ``control`` (uniform at
+    policy with its own store; the loop reports the training labels if ``labels``), ``control`` (uniform at
     ``source``'s budget, ``control`` = "random" | "budget")."""
 
     name: str
@@ -82,6 +83,10 @@ BUILTIN: dict[str, ArmSpec] = {
         ArmSpec(
             "same_budget", "control", BucketPolicy.uniform, control="budget", source="gekodata"
         ),
+        # the default policy of WeightedBucketSampler(ds) (issue 21), its labels reported by the
+        # loop as report(signals, idx) reports them, and its two controls
+        ArmSpec("auto", "builtin", AutoPolicy),
+        *controls("auto"),
     )
 }
 ARMS = tuple(BUILTIN)  # the time-to-quality arms (without --variant)

@@ -18,7 +18,7 @@ from gekodata import BucketPolicy, ForgettingPolicy, SelectionPolicy
 from . import results
 from .arms import ArmSpec, candidate, controls_of
 from .stats import goal_check, paired, pm, summarise
-from .variants import VARIANTS
+from .variants import STUDY_VARIANTS as VARIANTS
 
 TUNING_SEEDS = [100, 101, 102, 103, 104]
 

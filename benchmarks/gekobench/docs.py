@@ -7,9 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import default_choice, report_noise, report_rl, report_tokens, results, tables
+from . import (
+    default_choice,
+    default_policy,
+    report_noise,
+    report_rl,
+    report_tokens,
+    results,
+    tables,
+)
 from .stats import summarise
-from .variants import VARIANTS
+from .variants import STUDY_VARIANTS, VARIANTS
 
 Renderer = Callable[[Path, str], str]  # (results folder, stem) -> markdown
 
@@ -42,13 +50,18 @@ def tokens_table(folder: Path, stem: str) -> str:
 SUMMARY_STEMS = [
     f"{t}_{v}{q}"
     for t, q in (("t2", ""), ("t3", ""), ("t1", ""), ("t1", "_quick"))
-    for v in VARIANTS
+    for v in STUDY_VARIANTS
 ]
 
 
 def summary_table(folder: Path, stem: str) -> str:
     """The selection summary over every saved selection-study result."""
     return tables.selection_summary(folder, SUMMARY_STEMS)
+
+
+def default_summary(folder: Path, stem: str) -> str:
+    """The default policy against both controls, per task and variant (default_policy.json)."""
+    return default_policy.table(results.read(folder / f"{stem}.json"))
 
 
 def score_table(folder: Path, stem: str) -> str:
@@ -74,6 +87,20 @@ class Family:
 
 FAMILIES = (
     Family(
+        "default_policy.md",
+        "The default policy against both controls",
+        "`python -m benchmarks.default_policy --task t4 t3 t2` (issue 21): `AutoPolicy()`, the "
+        "default of `WeightedBucketSampler(ds)`, with the loop reporting `report(signals, idx)`, "
+        "against a random subset of its own epoch sizes and a same-budget run on five training "
+        "sets per task (clean, 20% flipped labels, redundant, imbalanced, noisy and imbalanced), "
+        "seeds 0-4, paired by seed; its settings were chosen on T4 with seeds 100-104 only. "
+        "`gekodata` (GEKO's mountain, the default before) and `infobatch` run beside it.",
+        (
+            ("default_policy", default_summary),
+            *((f"default_{t}_{v}", ttq_table) for t in ("t4", "t3", "t2") for v in VARIANTS),
+        ),
+    ),
+    Family(
         "time_to_quality.md",
         "Time to quality",
         "`python -m benchmarks.time_to_quality` (DESIGN.md §4): every arm from the same init, "
@@ -97,7 +124,7 @@ FAMILIES = (
         (
             ("select_default", score_table),
             ("select_default_check", check_table),
-            *((f"select_default_{v}", ttq_table) for v in VARIANTS),
+            *((f"select_default_{v}", ttq_table) for v in STUDY_VARIANTS),
         ),
     ),
     Family(

@@ -34,7 +34,15 @@ RUN_KEYS = (
     "passes_per_epoch",
     "reference_s",
     "reference_passes",
+    "data",
 )
+DATA_KEYS = (
+    "mislabeled_share",
+    "imbalance",
+    "rare_classes",
+    "learned_at_once_share",
+    "still_learning_share",
+)  # what a run's result keeps of its sampler's final diagnosis
 Budget = dict[str, Any]  # a source arm's {"per_epoch": [passes per epoch], "total": passes}
 OnEpoch = Callable[[int, WeightedBucketSampler | None], dict]
 
@@ -65,11 +73,9 @@ def make_sampler(
         return WeightedBucketSampler(dataset, spec.policy(), num_epochs=epochs, seed=seed, **kwargs)
     policy = spec.policy()
     if spec.kind == "candidate":
-        # its store knows the training labels (class-aware noise guard) and, for
-        # ReducibleLossPolicy, the cross-fitted reference losses
+        # its store learns the training labels from the reports (class-aware noise guard) and,
+        # for ReducibleLossPolicy, gets the cross-fitted reference losses
         store = GEKOStateStore(n)
-        if task.labels is not None and spec.labels:
-            store.set_labels(task.labels)
         if isinstance(policy, ReducibleLossPolicy):
             store.set_reference_loss(None, reference_for(task, seed).losses)
         return WeightedBucketSampler(dataset, policy, num_epochs=epochs, seed=seed, store=store)
@@ -143,14 +149,20 @@ def run_arm(
             for group in opt.param_groups:
                 group["lr"] = task.lr * max(0.0, 1.0 - progress)
             logits = task.forward(model, batch)
-            loss, conf, correct = classification_signals(logits, batch["labels"])
+            signals = classification_signals(logits, batch["labels"])
+            loss = signals.loss
             (loss * batch["weight"] if weighted else loss).mean().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             if reports:
                 t = time.perf_counter()
-                pred = logits.detach().argmax(-1) if spec.pred else None
-                sampler.report(loss, conf, correct, batch["idx"], pred=pred)
+                # the loop's labels and predictions travel with the report where the arm has them
+                sampler.report(
+                    *signals,
+                    batch["idx"],
+                    pred=signals.pred if spec.pred else None,
+                    label=signals.label if spec.labels else None,
+                )
                 selection_s += time.perf_counter() - t
             epoch_passes += len(loss)
             passes += len(loss)
@@ -170,6 +182,11 @@ def run_arm(
         )
         if pass_budget and passes >= pass_budget:
             break
+    data = None
+    if reports:  # after training, untimed: fold the last epoch, then what the run says of its data
+        sampler.flush()
+        diagnosis = sampler.diagnosis().to_dict()
+        data = {key: diagnosis[key] for key in DATA_KEYS}
     return {
         "final_metric": curve[-1]["metric"],
         "final_macro": curve[-1].get("macro"),
@@ -179,6 +196,7 @@ def run_arm(
         "selection_s": selection_s,
         "reference_s": reference.seconds if reference is not None else 0.0,
         "reference_passes": reference.train_passes if reference is not None else 0,
+        "data": data,
         "curve": curve,
         "sampler": sampler,
     }

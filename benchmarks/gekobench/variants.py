@@ -32,6 +32,7 @@ from gekodata.reference import ReferenceLosses, cross_fit_reference_losses
 from .data import inject_noise
 
 VARIANTS = ("clean", "noisy", "redundant", "imbalanced", "noisy_imbalanced")
+STUDY_VARIANTS = VARIANTS[:4]  # the issue-13 selection study's variants (its saved results)
 NOISE_RATE = 0.2
 RARE_KEEP = 0.1
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..policy import Bucket, policy_from_config
+from ..policy.diagnosis import DataDiagnosis, diagnose
 from ..store.files import (
     SAMPLER_FORMAT,
     STATE_FORMAT,
@@ -114,7 +115,8 @@ def load_state(path: str | os.PathLike) -> LoadedState:
     if pending and records:
         passes = policy_from_config(meta.get("policy") or {}).passes(pending)
         records[-1].reported += passes
-    return LoadedState(path, "sampler", store, EfficiencyReport(records, pending=passes), run)
+    report = EfficiencyReport(records, pending=passes, data=diagnose(store))
+    return LoadedState(path, "sampler", store, report, run)
 
 
 # ---------------------------------------------------------------------------- signals
@@ -330,7 +332,9 @@ def summarize(loaded: LoadedState | GEKOStateStore) -> dict[str, Any]:
     Keys: ``num_samples``, ``seen``, ``unseen``, ``pruned``, ``visits`` (total, mean/median over
     seen samples, max), ``buckets`` (every :class:`Bucket` member by name: count and share of all
     samples), ``mean_confidence``/``mean_correctness``/``mean_loss``/``mean_variability`` over
-    seen samples (None if none), ``total_updates``, ``loss_scale``; for sampler files also
+    seen samples (None if none), ``total_updates``, ``loss_scale``, ``data`` (what the store says
+    about the data, :meth:`DataDiagnosis.to_dict
+    <gekodata.policy.diagnosis.DataDiagnosis.to_dict>`); for sampler files also
     ``kind``, ``run`` and ``efficiency`` (:meth:`EfficiencyReport.to_dict`, with
     ``fraction_saved``).
     """
@@ -367,6 +371,7 @@ def summarize(loaded: LoadedState | GEKOStateStore) -> dict[str, Any]:
         "mean_variability": seen_mean(variability(store)),
         "total_updates": int(store.total_updates),
         "loss_scale": float(store.loss_scale),
+        "data": diagnose(store).to_dict(),
     }
     if loaded.kind == "sampler":
         out["run"] = dict(loaded.run)
@@ -422,9 +427,11 @@ def format_summary(summary: dict[str, Any], report: EfficiencyReport | None = No
     count_width = max(len(f"{b['count']:,}") for b in summary["buckets"].values())
     for name, b in summary["buckets"].items():
         lines.append(f"  {name.lower():<{width}}  {b['count']:>{count_width},}  {b['share']:>6.1%}")
-    if report is not None:
+    if report is not None:  # its text ends with what the store says about the data
         lines += ["efficiency per epoch:", str(report)]
         lines.append(f"saved fraction: {report.fraction_saved:.1%} of full-data sample passes")
+    elif summary.get("data"):
+        lines += DataDiagnosis.from_dict(summary["data"]).lines()
     return "\n".join(lines)
 
 

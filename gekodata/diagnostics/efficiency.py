@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..planning.record import EpochRecord, records_from_dicts
+from ..policy.diagnosis import DataDiagnosis
 
 BUCKET_ORDER = ("UNSEEN", "FREEZE", "LIGHT", "FOCUS", "HARD", "SUSPECT")
 BUCKET_COLORS = {
@@ -30,10 +31,13 @@ class EfficiencyReport:
     """Per-epoch records with totals. ``str()`` gives a table; :meth:`to_dict` a JSON-able dict.
 
     ``pending``: reported sample passes counted here but not yet folded into the store (the store, and a
-    data map of it, show the state before them until the next sync point)."""
+    data map of it, show the state before them until the next sync point). ``data``: what the
+    store says about the data now (:class:`~gekodata.policy.diagnosis.DataDiagnosis`; each
+    epoch's record holds the same as of its plan)."""
 
     epochs: list[EpochRecord] = field(default_factory=list)
     pending: int = 0
+    data: DataDiagnosis | None = None
 
     @property
     def full_data_passes(self) -> int:
@@ -69,6 +73,7 @@ class EfficiencyReport:
             "audit_passes": self.audit_passes,
             "fraction_saved": self.fraction_saved,
             "pending": self.pending,
+            "data": None if self.data is None else self.data.to_dict(),
         }
 
     def __str__(self) -> str:
@@ -122,6 +127,8 @@ class EfficiencyReport:
                 f"{self.pending} reported sample passes are not yet in the store (sampler.store and data "
                 "maps show the state before them): sampler.flush() folds them"
             )
+        if self.data is not None:
+            lines.extend(self.data.lines())
         return "\n".join(lines)
 
     def plot(self, path: str, title: str | None = None) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..arguments import check_unit_interval
 from ..policy import NUM_BUCKETS, Bucket, Phase, SelectionPolicy
+from ..policy.diagnosis import diagnose
 from ..store.state_store import GEKOStateStore
 from .audit import ForgettingAudit
 from .class_draws import (
@@ -127,6 +128,7 @@ def plan_epoch(
     loss_weights = draws.loss_weights
     if loss_weights is not None:
         loss_weights[audits] = 0.0
+    data = diagnose(store).to_dict() if store.total_updates else None  # counted in plan_seconds
     record = EpochRecord(
         epoch=epoch,
         phase=phase.name,
@@ -137,6 +139,7 @@ def plan_epoch(
         buckets={b.name: int(n) for b, n in zip(Bucket, draws.bucket_counts)},
         plan_seconds=time.perf_counter() - started,
         audit_planned=len(audits),
+        data=data,
     )
     return EpochPlan(stream, loss_weights, audits, record)
 

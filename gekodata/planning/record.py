@@ -15,7 +15,9 @@ class EpochRecord:
 
     ``planned`` and ``reported`` include the forgetting audit's draws; ``audit_planned`` and
     ``audit_reported`` count those alone, ``audit_unfrozen`` the audited samples whose loss had
-    risen past the margin (they left FREEZE / pruning).
+    risen past the margin (they left FREEZE / pruning). ``data``: what the store said about the
+    data when the epoch was planned (:meth:`DataDiagnosis.to_dict
+    <gekodata.policy.diagnosis.DataDiagnosis.to_dict>`; None before any report).
     """
 
     epoch: int
@@ -30,6 +32,7 @@ class EpochRecord:
     audit_planned: int = 0
     audit_reported: int = 0
     audit_unfrozen: int = 0
+    data: dict[str, Any] | None = None
 
     def copy(self) -> EpochRecord:
         return dataclasses.replace(self, buckets=dict(self.buckets))

@@ -21,10 +21,15 @@
   (its settings and test, class-aware with labels in the store) and
   :class:`~gekodata.policy.guard.GuardedPolicy` (the settings every guarded policy shares).
 * :mod:`~gekodata.policy.registry`: :func:`policy_from_config`, a policy back from its config.
+* :mod:`~gekodata.policy.diagnosis`: :class:`~gekodata.policy.diagnosis.DataDiagnosis`, what the
+  store's signals say about the data (mislabeled share, class balance, redundancy).
+* :mod:`~gekodata.policy.auto`: :class:`AutoPolicy`, the default: skip what is learned, keep rare
+  classes, guard against noisy labels only where the diagnosis finds them.
 * :mod:`~gekodata.policy.default`: :func:`default_policy`, the sampler's policy when it is given
   none, and the evidence it was chosen by.
 """
 
+from .auto import AutoPolicy
 from .base import SelectionPolicy
 from .buckets import NUM_BUCKETS, Bucket
 from .curriculum import Curriculum, Phase
@@ -44,6 +49,7 @@ __all__ = [
     "CONSERVATIVE",
     "NUM_BUCKETS",
     "POLICY_KINDS",
+    "AutoPolicy",
     "Bucket",
     "BucketPolicy",
     "Curriculum",

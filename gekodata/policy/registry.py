@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .auto import AutoPolicy
 from .base import SelectionPolicy
 from .forgetting import ForgettingPolicy
 from .geko import BucketPolicy
@@ -33,6 +34,7 @@ POLICY_KINDS: dict[str, Callable[[dict[str, Any]], SelectionPolicy]] = {
     "infobatch": _infobatch_from_config,
     "prompt": _prompt_from_config,
     ForgettingPolicy.KIND: ForgettingPolicy.from_config,
+    AutoPolicy.KIND: AutoPolicy.from_config,
     ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
     WeightPolicy.KIND: WeightPolicy.from_config,
 }
@@ -49,6 +51,7 @@ def policy_from_config(config: dict[str, Any]) -> SelectionPolicy:
 
 
 BUILTIN_POLICIES: tuple[type[SelectionPolicy], ...] = (
+    AutoPolicy,
     BucketPolicy,
     ForgettingPolicy,
     InfoBatchPolicy,

@@ -28,6 +28,7 @@ from ..store.validation import as_float32, check_report_shapes
 from . import collective as gdist
 
 SignalInput = Union[torch.Tensor, np.ndarray, "list[float]", None]
+INT_FIELDS = 3  # a buffered row's integers: idx, pred, label
 
 
 @dataclass
@@ -35,13 +36,15 @@ class Window:
     """One sync window's reports, rows in rank order then call order.
 
     ``idx`` int64 [n]; ``loss``, ``conf``, ``correct`` float32 [n]; ``pred`` int64 [n] or None
-    when no row carried a predicted label (-1 = unknown)."""
+    when no row carried a predicted label; ``label`` int64 [n] or None when no row carried the
+    sample's given label (the loop's target class); -1 = unknown in both."""
 
     idx: np.ndarray
     loss: np.ndarray
     conf: np.ndarray
     correct: np.ndarray
     pred: np.ndarray | None
+    label: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -49,8 +52,8 @@ class Window:
 
 @dataclass
 class PendingRows:
-    """Every rank's buffered, unfolded rows, as a checkpoint holds them: ``ints`` int64 [n, 2]
-    (idx, pred or -1) and ``values`` float32 [n, 3] (loss, conf, correct), in rank order then
+    """Every rank's buffered, unfolded rows, as a checkpoint holds them: ``ints`` int64 [n, 3]
+    (idx, pred or -1, label or -1) and ``values`` float32 [n, 3] (loss, conf, correct), in rank order then
     call order; per rank, in rank order: ``rows`` (how many of the n) and ``calls``
     (:meth:`ReportBuffer.add` calls since the last sync point)."""
 
@@ -80,11 +83,13 @@ class PendingRows:
             raise ValueError(f"{where}: bad pending-report metadata ({exc})") from None
         ints = arrays.get("pending_ints", cls.empty().ints)
         values = arrays.get("pending_values", cls.empty().values)
+        if ints.ndim == 2 and ints.shape[1] == 2:  # written before reports carried labels
+            ints = np.concatenate([ints, np.full((len(ints), 1), -1, dtype=ints.dtype)], axis=1)
         if (
             len(rows) != len(calls)
             or ints.dtype != np.int64
             or values.dtype != np.float32
-            or ints.shape != (sum(rows), 2)
+            or ints.shape != (sum(rows), INT_FIELDS)
             or values.shape != (sum(rows), 3)
         ):
             raise ValueError(f"{where}: the saved pending reports do not match their metadata")
@@ -93,7 +98,7 @@ class PendingRows:
     @classmethod
     def empty(cls, world_size: int = 1) -> PendingRows:
         return cls(
-            np.empty((0, 2), dtype=np.int64),
+            np.empty((0, INT_FIELDS), dtype=np.int64),
             np.empty((0, 3), dtype=np.float32),
             [0] * world_size,
             [0] * world_size,
@@ -103,7 +108,7 @@ class PendingRows:
 class ReportBuffer:
     """Buffered reports of one process for ``store`` (used for validation only).
 
-    A host report waits as (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3] = (loss,
+    A host report waits as (ints int64 [n, 3] = (idx, pred or -1, label or -1), values float32 [n, 3] = (loss,
     conf, correct)), validated. A device report waits as the detached tensors it came in, on
     their device: converting and stacking them costs kernels, so that happens once per window, in
     :meth:`take`, not in the training step. :meth:`take` gathers every rank's rows (a collective
@@ -126,6 +131,7 @@ class ReportBuffer:
         correct: SignalInput,
         idx: SignalInput,
         pred: SignalInput = None,
+        label: SignalInput = None,
         *,
         defer_checks: bool | None = None,
     ) -> int:
@@ -138,7 +144,7 @@ class ReportBuffer:
             raise ValueError(
                 "report() needs idx: the samples' indices (batch['idx'] from PruningDataset)"
             )
-        given = (idx, loss, conf, correct, pred)
+        given = (idx, loss, conf, correct, pred, label)
         if defer_checks is None:
             defer_checks = False
             for x in given:
@@ -225,19 +231,22 @@ class ReportBuffer:
         self.clear()
         if len(ints) == 0:
             return None
-        idx, pred = ints[:, 0], ints[:, 1]
+        idx, pred, label = ints[:, 0], ints[:, 1], ints[:, 2]
         loss, conf, correct = values[:, 0], values[:, 1], values[:, 2]
         if not checked:
             bad = self._store.invalid_rows(idx, loss, conf, correct, pred)
+            bad |= (label < -1) | (label > _INT32_MAX)
             num_bad = int(np.count_nonzero(bad))
             if num_bad:
                 keep = ~bad
-                idx, pred, loss, conf, correct = (a[keep] for a in (idx, pred, loss, conf, correct))
+                idx, pred, label, loss, conf, correct = (
+                    a[keep] for a in (idx, pred, label, loss, conf, correct)
+                )
                 self.dropped_rows += num_bad
                 warnings.warn(
                     f"gekodata: dropped {num_bad} reported row(s) with invalid values at this sync point "
-                    f"(non-finite or negative loss, conf/correct outside [0, 1], idx or pred out of "
-                    f"range); the window's other {len(idx)} row(s) were kept",
+                    f"(non-finite or negative loss, conf/correct outside [0, 1], idx, pred or label "
+                    f"out of range); the window's other {len(idx)} row(s) were kept",
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -249,6 +258,7 @@ class ReportBuffer:
             conf=conf,
             correct=correct,
             pred=pred if (pred != -1).any() else None,
+            label=label if (label != -1).any() else None,
         )
 
 
@@ -296,20 +306,22 @@ def _host_chunk(
     conf: SignalInput,
     correct: SignalInput,
     pred: SignalInput = None,
+    label: SignalInput = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a CPU report as it will be stored (float32 values, int64 indices):
-    (ints int64 [n, 2] = (idx, pred or -1), values float32 [n, 3]).
+    (ints int64 [n, 3] = (idx, pred or -1, label or -1), values float32 [n, 3]).
 
     Valid rows (the common case) cost four reductions over the stacked rows; only a report that
     fails one goes through :meth:`GEKOStateStore.validate` for the message naming the entry."""
-    idx_a, loss_a, conf_a, correct_a, pred_a = (
-        _to_host_array(x) for x in (idx, loss, conf, correct, pred)
+    idx_a, loss_a, conf_a, correct_a, pred_a, label_a = (
+        _to_host_array(x) for x in (idx, loss, conf, correct, pred, label)
     )
     check_report_shapes(idx_a, loss_a, conf_a, correct_a, pred_a)
     assert idx_a is not None and loss_a is not None  # check_report_shapes refuses None
     _check_index_dtype(idx_a.dtype.kind in "iu", idx_a.dtype.kind == "f", idx_a.dtype)
     if pred_a is not None and pred_a.dtype.kind not in "iu":
         raise ValueError(f"pred must hold integer labels, got dtype {pred_a.dtype}")
+    label_a = _checked_labels(label_a, len(idx_a))
     loss32 = _as_float32("loss", loss_a)
     conf32 = None if conf_a is None else _as_float32("conf", conf_a)
     correct32 = None if correct_a is None else _as_float32("correct", correct_a)
@@ -320,9 +332,10 @@ def _host_chunk(
     else:
         values[:, 1] = conf32
     values[:, 2] = (values[:, 1] > 0.5) if correct32 is None else correct32
-    ints = np.empty((len(idx_a), 2), dtype=np.int64)
+    ints = np.empty((len(idx_a), INT_FIELDS), dtype=np.int64)
     ints[:, 0] = idx_a
     ints[:, 1] = -1 if pred_a is None else pred_a
+    ints[:, 2] = -1 if label_a is None else label_a
     if len(idx_a) and not _rows_valid(store.num_samples, idx_a, pred_a, values):
         # NaN or a value out of range somewhere (overflow to inf in float32 included): name it
         store.validate(idx_a, loss32, conf32, correct32, pred_a)
@@ -346,16 +359,37 @@ def _rows_valid(
 _LOSS_MAX32 = np.float32(LOSS_MAX)
 
 
+def _checked_labels(label: np.ndarray | None, rows: int) -> np.ndarray | None:
+    """A host report's given labels, checked: int [rows] in [-1, 2^31) (-1 = unknown), or None.
+    ``ValueError`` naming the problem (one-hot or float targets get the fix)."""
+    if label is None:
+        return None
+    if label.ndim != 1 or len(label) != rows:
+        raise ValueError(
+            f"label must be [B] = [{rows}] class indices, got shape {label.shape}"
+            + (" (one-hot targets: pass targets.argmax(-1))" if label.ndim == 2 else "")
+        )
+    if label.dtype.kind not in "iu":
+        raise ValueError(
+            f"label must hold integer class indices, got dtype {label.dtype}; labels exist for "
+            "classification (a regression target is not a label: leave label out)"
+        )
+    if len(label) and not (label.min() >= -1 and label.max() <= _INT32_MAX):
+        raise ValueError("label must be in [-1, 2^31) (-1 = unknown)")
+    return label
+
+
 def _device_tensors(
     idx: SignalInput,
     loss: SignalInput,
     conf: SignalInput,
     correct: SignalInput,
     pred: SignalInput = None,
+    label: SignalInput = None,
 ) -> tuple[torch.Tensor | None, ...]:
     """Shape- and dtype-check a device report and keep it as detached tensors on its device: no
     kernel launch and no host sync."""
-    given = (idx, loss, conf, correct, pred)
+    given = (idx, loss, conf, correct, pred, label)
     device = next(
         (x.device for x in given if isinstance(x, torch.Tensor) and x.device.type != "cpu"),
         torch.device("cpu"),
@@ -364,7 +398,7 @@ def _device_tensors(
         None if x is None else torch.as_tensor(x).detach().to(device, non_blocking=True)
         for x in given
     )
-    idx_t, loss_t, conf_t, correct_t, pred_t = tensors
+    idx_t, loss_t, conf_t, correct_t, pred_t, label_t = tensors
     check_report_shapes(idx_t, loss_t, conf_t, correct_t, pred_t)
     assert idx_t is not None and loss_t is not None  # check_report_shapes refuses None
     _check_index_dtype(
@@ -376,6 +410,13 @@ def _device_tensors(
         pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool
     ):
         raise ValueError(f"pred must hold integer labels, got {pred_t.dtype}")
+    if label_t is not None:
+        if label_t.dim() != 1 or label_t.shape[0] != idx_t.shape[0]:
+            raise ValueError(
+                f"label must be [B] = [{idx_t.shape[0]}] class indices, got shape {tuple(label_t.shape)}"
+            )
+        if label_t.is_floating_point() or label_t.is_complex() or label_t.dtype == torch.bool:
+            raise ValueError(f"label must hold integer class indices, got {label_t.dtype}")
     return tensors
 
 
@@ -385,13 +426,18 @@ def _device_rows(
     conf: torch.Tensor | None,
     correct: torch.Tensor | None,
     pred: torch.Tensor | None,
+    label: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A deferred report's (ints int64 [n, 2], values float32 [n, 3]) on its device, unchecked."""
+    """A deferred report's (ints int64 [n, 3], values float32 [n, 3]) on its device, unchecked."""
     loss_f = loss.float()
     conf_f = torch.exp(-loss_f) if conf is None else conf.float()
     correct_f = (conf_f > 0.5).float() if correct is None else correct.float()
-    pred_l = torch.full_like(idx, -1, dtype=torch.int64) if pred is None else pred.long()
-    return torch.stack([idx.long(), pred_l], dim=1), torch.stack([loss_f, conf_f, correct_f], dim=1)
+    unknown = torch.full_like(idx, -1, dtype=torch.int64)
+    pred_l = unknown if pred is None else pred.long()
+    label_l = unknown if label is None else label.long()
+    return torch.stack([idx.long(), pred_l, label_l], dim=1), torch.stack(
+        [loss_f, conf_f, correct_f], dim=1
+    )
 
 
 def _gather_chunks(chunks: list[tuple[Any, Any, bool]]) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -402,7 +448,7 @@ def _gather_chunks(chunks: list[tuple[Any, Any, bool]]) -> tuple[np.ndarray, np.
         ints = torch.cat([torch.as_tensor(c[0]).to(device) for c in chunks])
         values = torch.cat([torch.as_tensor(c[1]).to(device) for c in chunks])
     else:
-        ints = torch.empty((0, 2), dtype=torch.int64, device=device)
+        ints = torch.empty((0, INT_FIELDS), dtype=torch.int64, device=device)
         values = torch.empty((0, 3), dtype=torch.float32, device=device)
     all_ints = gdist.all_gather_rows(ints)
     all_values = gdist.all_gather_rows(values)

@@ -29,6 +29,8 @@ from ..planning.audit import ForgettingAudit
 from ..planning.epoch_plan import Budget, EpochPlan, classify_epoch, plan_epoch
 from ..planning.record import EpochRecord
 from ..policy import Phase, SelectionPolicy, default_policy
+from ..policy.diagnosis import DataDiagnosis, diagnose
+from ..signals import Signals
 from ..store.state_store import GEKOStateStore
 from . import collective as gdist
 from .accounting import EpochLedger
@@ -419,31 +421,53 @@ class WeightedBucketSampler(Sampler[int]):
     # ------------------------------------------------------------------ reports
     def report(
         self,
-        loss: SignalInput,
+        loss: SignalInput | Signals,
         conf: SignalInput = None,
         correct: SignalInput = None,
         idx: SignalInput = None,
         *,
         pred: SignalInput = None,
+        label: SignalInput = None,
     ) -> None:
-        """Record per-sample signals of one batch.
+        """Record per-sample signals of one batch: ``report(signals, idx)`` with the
+        :class:`~gekodata.signals.Signals` of :func:`~gekodata.signals.classification_signals`
+        (its predicted and given labels travel along), or ``report(loss, conf, correct, idx)``.
 
         Args:
             loss: float [B], per-sample loss (>= 0, finite as float32), e.g. from
-                :func:`gekodata.signals.classification_signals`. Detached here.
+                :func:`gekodata.signals.classification_signals`. Detached here. Or a whole
+                :class:`~gekodata.signals.Signals`; the next positional argument is then ``idx``.
             conf: float [B] in [0, 1], probability of the target; None derives ``exp(-loss)``.
             correct: bool/float [B] in [0, 1]; None derives ``conf > 0.5``.
             idx: int [B], the samples' positions in the original dataset (``batch["idx"]`` from
                 :class:`PruningDataset`). Required.
             pred: optional int [B], the predicted label (e.g. ``logits.argmax(-1)``), -1 for
                 unknown; used by the noise guard and listed by :meth:`suspects`.
+            label: optional int [B], each sample's given class (the loop's targets), -1 for
+                unknown. The store learns it (4 B/sample, allocated by the first labelled
+                report; a sample reported with two different labels warns): the noise guard then
+                judges a sample against its own class, and :meth:`diagnosis` reports noise and
+                imbalance. Leave it out where there are no classes (causal LM, regression).
 
         Torch tensors on any device, numpy arrays or lists. CPU input is validated now, as
         float32: a bad call raises ``ValueError`` naming the problem and records nothing. CUDA
         input is shape-checked now and stays on the device (no host sync); its values are
         checked at the next sync point, where bad rows are dropped alone with a warning.
         """
-        self._buffer.add(loss, conf, correct, idx, pred)
+        if isinstance(loss, Signals):
+            if correct is not None or (conf is not None and idx is not None):
+                raise TypeError(
+                    "report(signals, idx): a Signals object already holds loss, conf and correct; "
+                    "pass only the indices after it (report(signals, batch['idx']))"
+                )
+            idx = conf if idx is None else idx
+            pred = loss.pred if pred is None else pred
+            label = loss.label if label is None else label
+            values: SignalInput = loss.loss
+            conf, correct = loss.conf, loss.correct
+        else:
+            values = loss
+        self._buffer.add(values, conf, correct, idx, pred, label)
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:
             self.flush()
 
@@ -459,6 +483,8 @@ class WeightedBucketSampler(Sampler[int]):
             self._fold(window)
 
     def _fold(self, window: Window) -> None:
+        if window.label is not None:
+            self._store.learn_labels(window.idx, window.label)
         audit = self._audit.check(self._store, window.idx, window.loss)
         self._store.update(
             window.idx,
@@ -502,9 +528,19 @@ class WeightedBucketSampler(Sampler[int]):
         ``torch.distributed`` the counts are global as of the last sync point: call :meth:`flush`
         on every rank first for the final figures.
         """
-        return self._ledger.report(
+        report = self._ledger.report(
             0 if gdist.is_distributed() else self.policy.passes(self._buffer.rows)
         )
+        report.data = self.diagnosis()
+        return report
+
+    def diagnosis(self) -> DataDiagnosis:
+        """What the store's signals say about the data now: the share of samples that look
+        mislabeled (needs labels in the reports), samples and accuracy per class, the share
+        learned at once and never forgotten, the share still being learned
+        (:mod:`gekodata.policy.diagnosis`). One O(N) pass over the store; reports not yet folded
+        (:meth:`flush`) are not in it. Each epoch's record holds the same as of its plan."""
+        return diagnose(self._store)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:

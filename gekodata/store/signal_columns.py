@@ -10,6 +10,7 @@ It reads and writes ``self.columns`` and ``self.num_samples`` of the store it is
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,37 @@ class OptionalColumns(ColumnViews):
         if "label" not in self.columns:
             self.columns["label"] = empty_column("label", self.num_samples)
         self.columns["label"][idx] = labels
+
+    def learn_labels(self, idx: np.ndarray, labels: np.ndarray) -> int:
+        """Fold reported labels (int [B], -1 = unknown) of rows ``idx`` (int [B], in range) into
+        the ``label`` column, allocated by the first known label (4 B/sample). A sample that
+        arrives with a label other than the one held (or with two in one call) keeps the latest
+        and is counted; a ``RuntimeWarning`` names how many and one example, since a sample with
+        two labels is a data bug (a shuffled label column, a wrong index) the guard would take
+        for noise. Returns that count."""
+        known = labels >= 0
+        if not known.any():
+            return 0
+        idx, labels = idx[known], labels[known].astype(np.int32)
+        if "label" not in self.columns:
+            self.columns["label"] = empty_column("label", self.num_samples)
+        column = self.columns["label"]
+        before = column[idx]
+        column[idx] = labels  # duplicates in one call: the last row's label stays
+        clash = ((before >= 0) & (before != labels)) | (column[idx] != labels)
+        if not clash.any():
+            return 0
+        where = int(np.flatnonzero(clash)[0])
+        clashing = np.unique(idx[clash])
+        warnings.warn(
+            f"gekodata: {len(clashing)} sample(s) were reported with two different labels (e.g. "
+            f"idx {idx[where]}: {before[where] if before[where] >= 0 else column[idx[where]]} and "
+            f"{labels[where]}); the latest is kept. Report each sample's own target: check that "
+            "batch['idx'] and the labels come from the same items",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return len(clashing)
 
     def ensure_column(self, name: str) -> None:
         """Allocate the optional column ``name`` (:data:`~gekodata.store.layout.OPTIONAL_COLUMNS`) if
