@@ -90,7 +90,7 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
     obj = getattr(gekodata, name)
     finder = doctest.DocTestFinder(recurse=False)
     tests = [t for t in finder.find(obj, name, globs={}) if t.examples]
-    assert tests, f"{name}'s docstring has no Example section"
+    assert tests, f"{name}'s docstring has no Examples section"
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for test in tests:
         runner.run(test)
