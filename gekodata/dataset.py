@@ -79,6 +79,16 @@ class PruningDataset(Dataset):
     sampler or its store: the sampler hands it the loss weights to carry
     (:meth:`set_loss_weights`), in shared memory, so persistent workers see every epoch's values;
     the wrapper pickles for ``num_workers > 0`` (fork or spawn).
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from gekodata import PruningDataset
+        >>> ds = PruningDataset(TensorDataset(torch.arange(4.0), torch.tensor([0, 1, 0, 1])))
+        >>> ds[2]
+        (tensor(2.), tensor(0), 2)
+        >>> PruningDataset([{"x": 1.0}, {"x": 2.0}])[1]
+        {'x': 2.0, 'idx': 1}
     """
 
     def __init__(

@@ -98,6 +98,18 @@ class BucketPolicy(GuardedPolicy):
             (:meth:`GEKOStateStore.set_labels`), each against its own class; without labels it
             does nothing. Default False: without labels the guard judges by the share of all seen
             samples that are right, and can then take a rare class for noise.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gekodata import Bucket, BucketPolicy, GEKOStateStore
+        >>> policy = BucketPolicy()
+        >>> [policy.curriculum.phase_for_epoch(e, 4).name for e in range(4)]
+        ['WARMUP', 'PEAK', 'PEAK', 'CONSOLIDATE']
+        >>> store = GEKOStateStore(3)
+        >>> loss, conf, correct = np.array([0.01, 3.0]), np.array([0.99, 0.02]), np.array([1.0, 0.0])
+        >>> store.update(np.array([0, 1]), loss, conf, correct)
+        >>> [Bucket(code).name for code in policy.classify(store)]
+        ['FREEZE', 'HARD', 'UNSEEN']
     """
 
     curriculum: Curriculum = field(default_factory=Curriculum.mountain)

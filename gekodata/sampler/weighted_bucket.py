@@ -112,6 +112,19 @@ class WeightedBucketSampler(Sampler[int]):
     does every ``iter()`` (unless a restored position is pending). :meth:`save`/:meth:`load`
     persist the rest (store, plan, policy, epoch, seed, history, reports not yet folded),
     atomically.
+
+    Examples:
+        >>> import torch
+        >>> from gekodata import WeightedBucketSampler
+        >>> sampler = WeightedBucketSampler(range(100), num_epochs=3, seed=0)
+        >>> sampler.set_epoch(0)
+        >>> len(sampler), sampler.phase.name
+        (100, 'ASCENT')
+        >>> idx = torch.tensor(list(sampler))
+        >>> sampler.report(torch.full((100,), 0.01), None, None, idx)  # every sample easy
+        >>> sampler.set_epoch(1)  # folds the reports, then plans epoch 1
+        >>> sampler.pending_reports, int(sampler.store.visits.sum()), len(sampler)
+        (0, 100, 0)
     """
 
     def __init__(

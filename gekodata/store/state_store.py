@@ -97,6 +97,15 @@ class GEKOStateStore(OptionalColumns, StoreState):
     column (:meth:`ensure_column`) an update also records whether all of a sample's rows agreed:
     an RL prompt reported once per completion (:func:`gekodata.prompts.report_groups`) gets one
     step of its zero-variance run per window, taken over every completion of the window.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gekodata import GEKOStateStore
+        >>> store = GEKOStateStore(4)
+        >>> idx, loss = np.array([0, 2]), np.array([0.1, 2.5])
+        >>> store.update(idx, loss, np.array([0.9, 0.1]), np.array([1.0, 0.0]))
+        >>> store.visits.tolist(), store.nbytes // len(store)
+        ([1, 0, 1, 0], 12)
     """
 
     def __init__(
