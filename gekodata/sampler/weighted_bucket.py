@@ -115,16 +115,20 @@ class WeightedBucketSampler(Sampler[int]):
 
     Examples:
         >>> import torch
-        >>> from gekodata import WeightedBucketSampler
-        >>> sampler = WeightedBucketSampler(range(100), num_epochs=3, seed=0)
-        >>> sampler.set_epoch(0)
-        >>> len(sampler), sampler.phase.name
-        (100, 'ASCENT')
-        >>> idx = torch.tensor(list(sampler))
-        >>> sampler.report(torch.full((100,), 0.01), None, None, idx)  # every sample easy
-        >>> sampler.set_epoch(1)  # folds the reports, then plans epoch 1
-        >>> sampler.pending_reports, int(sampler.store.visits.sum()), len(sampler)
-        (0, 100, 0)
+        >>> from gekodata import WeightedBucketSampler, classification_signals
+        >>> sampler = WeightedBucketSampler(range(100), num_epochs=4, seed=0)
+        >>> for epoch in range(3):
+        ...     sampler.set_epoch(epoch)  # folds the last epoch's reports, then plans this one
+        ...     idx = torch.tensor(list(sampler))
+        ...     logits = torch.nn.functional.one_hot(idx % 2, 2).float() * 5  # always right
+        ...     sampler.report(classification_signals(logits, idx % 2), idx)
+        >>> sampler.set_epoch(3)
+        >>> sampler.pending_reports, int(sampler.store.visits.sum())
+        (0, 300)
+        >>> len(sampler) < 60  # learned and never forgotten: re-checked at rate 0.4
+        True
+        >>> sampler.diagnosis().mislabeled, sampler.diagnosis().class_counts
+        (0, {0: 50, 1: 50})
     """
 
     def __init__(
