@@ -27,6 +27,7 @@ from gekodata.hf.progress import (
     REPORT_TEXT,
     PlanReportCallback,
     epoch_logs,
+    write_report,
 )
 
 EPOCHS, N, BS = 3, 48, 8
@@ -183,3 +184,20 @@ def test_an_epoch_without_reports_claims_no_savings():
     logs = epoch_logs(sampler.epoch_record)  # planned 8, nothing reported
     assert logs["gekodata/planned"] == 8 and logs["gekodata/trained"] == 0
     assert "gekodata/saved" not in logs
+
+
+def test_writing_the_png_keeps_the_matplotlib_backend(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    ds = PruningDataset(ToyText(8))
+    sampler = WeightedBucketSampler(ds, num_epochs=1, seed=0, shard=False)
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # stands for a notebook's inline backend
+    try:
+        assert (tmp_path / REPORT_PNG).name in {
+            os.path.basename(p) for p in write_report(sampler.efficiency_report(), tmp_path)
+        }
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)

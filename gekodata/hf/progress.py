@@ -98,13 +98,32 @@ def write_report(report: EfficiencyReport, folder: str | os.PathLike) -> list[st
         png = os.path.join(folder, REPORT_PNG)
         tmp = os.path.join(folder, f".{os.getpid()}.{REPORT_PNG}")  # keeps the .png suffix
         try:
-            report.plot(tmp)
+            _plot_keeping_backend(report, tmp)
             os.replace(tmp, png)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
         written.append(png)
     return written
+
+
+def _plot_keeping_backend(report: EfficiencyReport, path: str) -> None:
+    """``report.plot(path)``, then the matplotlib backend the process had selected is restored
+    (``plot`` selects Agg; a notebook's inline backend must survive the end of training)."""
+    import matplotlib
+
+    try:
+        before = matplotlib.get_backend(auto_select=False)
+    except TypeError:  # matplotlib < 3.10: the setting, read without resolving it
+        raw = dict.__getitem__(matplotlib.rcParams, "backend")
+        before = raw if isinstance(raw, str) else None
+    try:
+        report.plot(path)
+    finally:
+        if before is not None and matplotlib.get_backend() != before:
+            import matplotlib.pyplot as plt
+
+            plt.switch_backend(before)
 
 
 def resize_progress_bars(callbacks: list[Any], total: int) -> None:
