@@ -12,6 +12,7 @@ trl = pytest.importorskip("trl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from support.grpo_toy import char_tokenizer, prompt_dataset, save_tiny_model  # noqa: E402
+from support.hf_checks import assert_run_reported  # noqa: E402
 
 from gekodata import Bucket, PromptPolicy, WeightedBucketSampler  # noqa: E402
 from gekodata.hf import GekoGRPOTrainer, GroupedPlanSampler, with_prompt_index  # noqa: E402
@@ -179,6 +180,11 @@ def test_steps_lr_and_epochs_follow_progress_through_the_plan(run):
             )
             step += 1
     assert rec.steps[-1][2] == 0.0 and trainer.state.epoch == EPOCHS
+
+
+def test_grpo_run_logs_epoch_records_and_writes_the_report(run):
+    trainer, sampler, _, tmp = run
+    assert_run_reported(trainer, sampler, tmp / "out")
 
 
 def test_checkpoints_hold_the_sampler_and_resume_exactly(run, model_dir, tmp_path):

@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import transformers
 from support.hf_checks import (
+    assert_run_reported,
     assert_same_end_state,
     assert_shrinks_and_reports,
     copy_checkpoint_inside_shrunk_epoch,
@@ -173,6 +174,11 @@ def test_sft_plan_shrinks_and_reports_reach_the_store(reference_run):
     assert ds.__getitems__([7, 0]) == [ds[7], ds[0]]  # the batched read (one Arrow read) agrees
     ckpts = list(out.glob("checkpoint-*"))
     assert ckpts and all((c / SAMPLER_FILE).exists() and (c / TRAINER_FILE).exists() for c in ckpts)
+
+
+def test_sft_run_logs_epoch_records_and_writes_the_report(reference_run):
+    out, trainer, sampler, _ = reference_run
+    assert_run_reported(trainer, sampler, out)
 
 
 def test_sft_resume_inside_a_shrunk_epoch_restores_the_sampler(reference_run, tmp_path):

@@ -7,7 +7,9 @@ TRL's ``SFTTrainer``, and helpers for accelerate loops.
 * :mod:`gekodata.hf.trainer`: :class:`GekoTrainer` and :class:`GekoTrainerMixin` (for other
   ``Trainer`` subclasses); :mod:`gekodata.hf.checkpoint` its checkpoint files :data:`SAMPLER_FILE`,
   :data:`TRAINER_FILE`; :mod:`gekodata.hf.schedule` the LR schedule by plan progress;
-  :mod:`gekodata.hf.compat` the tested transformers / trl ranges, enforced at construction.
+  :mod:`gekodata.hf.compat` the tested transformers / trl ranges, enforced at construction;
+  :mod:`gekodata.hf.progress` what every gekodata trainer tells its user (honest step count,
+  per-epoch records in the logs, the efficiency report in ``output_dir``: :func:`write_report`).
 * :mod:`gekodata.hf.sft`: :class:`GekoSFTTrainer` (imported on first use: it imports trl).
 * :mod:`gekodata.hf.grpo`: :class:`GekoGRPOTrainer` (TRL's ``GRPOTrainer`` on a prompt plan) and
   :func:`with_prompt_index` (imported on first use: they import trl);
@@ -20,10 +22,14 @@ when built) nor accelerate nor trl.
 from .checkpoint import SAMPLER_FILE, TRAINER_FILE
 from .grpo_sampler import GroupedPlanSampler
 from .loaders import report_batch, sampler_of
+from .progress import REPORT_JSON, REPORT_PNG, REPORT_TEXT, write_report
 from .signals import per_sample_signals
 from .trainer import GekoTrainer, GekoTrainerMixin
 
 __all__ = [
+    "REPORT_JSON",
+    "REPORT_PNG",
+    "REPORT_TEXT",
     "SAMPLER_FILE",
     "TRAINER_FILE",
     "GekoGRPOTrainer",
@@ -35,6 +41,7 @@ __all__ = [
     "report_batch",
     "sampler_of",
     "with_prompt_index",
+    "write_report",
 ]
 
 _LAZY = {

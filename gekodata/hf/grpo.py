@@ -36,6 +36,8 @@ What it changes, and why:
   they would have with full epochs; ``state.epoch`` is ``e + k / n_e``. An epoch with nothing
   planned is skipped instead of ending training. ``max_steps > 0`` is refused (the number of
   steps is not known in advance) and ``num_train_epochs`` must equal the sampler's ``num_epochs``.
+  ``state.max_steps`` and the progress bar follow the plans, the per-epoch records go to the logs
+  and the efficiency report to ``args.output_dir`` as for GekoTrainer (:mod:`gekodata.hf.progress`).
 * **Checkpoints.** Every checkpoint gets ``gekodata_sampler.safetensors`` (store, plan, history)
   and ``gekodata_trainer.json`` (epoch and optimizer steps done in it), written by
   :class:`~gekodata.hf.checkpoint.SamplerCheckpointCallback` on ``on_save`` (as for GekoTrainer);
@@ -66,6 +68,7 @@ from ..sampler.weighted_bucket import WeightedBucketSampler
 from . import compat
 from .checkpoint import SAMPLER_FILE, SamplerCheckpointCallback, restore
 from .grpo_sampler import GroupedPlanSampler
+from .progress import PlanReportCallback, PlanReportMixin
 from .run_checks import check_sampler_and_epochs, join_trainer_processes
 from .schedule import PlanProgressLR, PlanScheduleMixin
 
@@ -142,7 +145,7 @@ class _PlanCallback(_Callback):  # type: ignore[misc,valid-type]
             )
 
 
-class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,valid-type]
+class GekoGRPOTrainer(PlanScheduleMixin, PlanReportMixin, _GRPOTrainer):  # type: ignore[misc,valid-type]
     """``trl.GRPOTrainer`` that rolls out the prompts a gekodata sampler plans (module docstring).
 
     Args (besides all of ``GRPOTrainer``'s):
@@ -218,6 +221,7 @@ class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,val
         )  # (epoch, optimizer steps done in it) to start from
         self.add_callback(_PlanCallback(self))
         self.add_callback(SamplerCheckpointCallback(sampler, self._geko_record))
+        self.add_callback(PlanReportCallback(self))
 
     # -- plan, epochs, steps -------------------------------------------------------------
     def _get_train_sampler(self, dataset: Any = None) -> GroupedPlanSampler:
@@ -234,7 +238,7 @@ class GekoGRPOTrainer(PlanScheduleMixin, _GRPOTrainer):  # type: ignore[misc,val
         self.gekodata_prompts.set_epoch(epoch)  # plans it (every process: a sync point)
         self._geko_epoch, self._geko_epoch_start = epoch, self.state.global_step - done
         updates = self._geko_updates()
-        self.state.max_steps = max(self.state.max_steps, self._geko_epoch_start + updates)
+        self._geko_plan_steps(epoch, self._geko_epoch_start, updates)
         if isinstance(self.lr_scheduler, PlanProgressLR):
             self.lr_scheduler.begin_epoch(epoch, updates, done)
 

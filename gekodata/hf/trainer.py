@@ -40,8 +40,13 @@ What the mixin changes, and why:
   planning it, (2) training length is given in epochs (``num_train_epochs`` = the sampler's
   ``num_epochs``; ``max_steps > 0`` is refused), (3) the LR schedule built for ``T`` steps follows
   progress through the plan (:mod:`gekodata.hf.schedule`): shrunk epochs reach the end of warmup
-  and decay where full ones would. ``state.max_steps`` stays ``T`` (raised if an epoch is longer);
-  ``state.global_step`` counts real optimizer steps.
+  and decay where full ones would. ``state.global_step`` counts real optimizer steps;
+  ``state.max_steps`` and the progress bar follow the plans (:mod:`gekodata.hf.progress`: exact for
+  the epochs planned, the rest estimated, so a finished run ends at n/n).
+* **What the run tells.** Per epoch a record (planned, trained, saved, buckets) through
+  ``Trainer.log`` (``log_history``, ``report_to``); ``train_samples_per_second`` counted from the
+  samples trained; the efficiency report written to ``args.output_dir`` at the end
+  (:mod:`gekodata.hf.progress`).
 
 Public hooks used: ``get_train_dataloader`` (the collate probe), ``create_scheduler``,
 ``compute_loss``, ``prediction_step``, ``train`` and the ``on_save`` callback event. Private
@@ -86,6 +91,7 @@ from .checkpoint import (
 )
 from .compat import check_supported
 from .loaders import _index_of, sampler_of
+from .progress import PlanReportCallback, PlanReportMixin
 from .run_checks import check_sampler_and_epochs, join_trainer_processes
 from .schedule import PlanProgressLR, PlanScheduleMixin
 from .signals import SignalsArg, per_sample_signals
@@ -114,7 +120,7 @@ def _rng_untouched():
     np.random.set_state(np_state)
 
 
-class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
+class GekoTrainerMixin(PlanScheduleMixin, PlanReportMixin, _MixinBase):
     """Trains a ``transformers.Trainer`` subclass on a gekodata plan; see the module docstring.
 
     Put it first: ``class MyTrainer(GekoTrainerMixin, SomeTrainer)``. Args (besides the trainer's):
@@ -151,6 +157,7 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
         self._geko_signals = signals
         self._geko_epoch, self._geko_epoch_start, self._geko_updates = 0, 0, 0
         self.add_callback(SamplerCheckpointCallback(sampler, self._geko_record))
+        self.add_callback(PlanReportCallback(self))
 
     def _geko_adopt(self, train_dataset: Any) -> Any:
         """The dataset to train on, from the base trainer's ``train_dataset`` (overridden where the
@@ -265,7 +272,7 @@ class GekoTrainerMixin(PlanScheduleMixin, _MixinBase):
         self._geko_epoch_start = self.state.global_step - done
         if isinstance(self.lr_scheduler, PlanProgressLR):
             self.lr_scheduler.begin_epoch(epoch, updates, done)
-        self.state.max_steps = max(self.state.max_steps, self._geko_epoch_start + updates)
+        self._geko_plan_steps(epoch, self._geko_epoch_start, updates)
         if steps == 0:  # everything frozen or weighted 0 this epoch: nothing to train, not the end
             self.state.epoch = float(epoch + 1)
             self.control = self.callback_handler.on_epoch_end(self.args, self.state, self.control)

@@ -1,5 +1,5 @@
-"""Checks shared by the Trainer and SFTTrainer tests: epochs that shrink, a checkpoint inside a
-shrunk epoch, and the end state of a run resumed from it."""
+"""Checks shared by the Trainer, SFTTrainer and GRPOTrainer tests: epochs that shrink, a checkpoint
+inside a shrunk epoch, the end state of a run resumed from it, and what the run tells its user."""
 
 import json
 import math
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from gekodata.hf import TRAINER_FILE
+from gekodata.hf.progress import REPORT_JSON, REPORT_TEXT
 
 
 def assert_shrinks_and_reports(sampler, n):
@@ -21,6 +22,21 @@ def assert_shrinks_and_reports(sampler, n):
     )  # later epochs really shrink
     assert [r.reported for r in records] == planned  # every planned draw trained and reported once
     return planned
+
+
+def assert_run_reported(trainer, sampler, out):
+    """A finished run ends its step count at the true one (progress bar and ``max_steps``), has
+    one gekodata record per epoch in ``log_history`` (as the efficiency report counts it) and
+    wrote the report into ``out`` (its ``output_dir``)."""
+    report = sampler.efficiency_report()
+    assert trainer.state.max_steps == trainer.state.global_step
+    logged = [h for h in trainer.state.log_history if "gekodata/epoch" in h]
+    assert [h["gekodata/epoch"] for h in logged] == [r.epoch for r in report.epochs]
+    assert [(h["gekodata/planned"], h["gekodata/trained"]) for h in logged] == [
+        (r.planned, r.reported) for r in report.epochs
+    ]
+    assert (out / REPORT_TEXT).read_text().strip() == str(report)
+    assert json.loads((out / REPORT_JSON).read_text())["trained_passes"] == report.trained_passes
 
 
 def copy_checkpoint_inside_shrunk_epoch(sampler, out, dest, n, batch_size, every):
