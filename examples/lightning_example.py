@@ -55,8 +55,8 @@ class MLP(pl.LightningModule):
         logits = self.net(batch["x"])
         if self.geko is None:
             return {"loss": torch.nn.functional.cross_entropy(logits, batch["y"])}
-        loss, conf, correct = classification_signals(logits, batch["y"])  # each [B]  # gekodata
-        return {"loss": loss.mean(), "gekodata": geko_outputs(loss, conf, correct, batch["idx"])}
+        signals = classification_signals(logits, batch["y"])  # loss, conf, correct [B]  # gekodata
+        return {"loss": signals.loss.mean(), "gekodata": geko_outputs(signals, batch["idx"])}
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)

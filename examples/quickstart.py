@@ -5,10 +5,13 @@ The loop below is an ordinary PyTorch loop. gekodata enters it in a handful of l
 ``# gekodata``: wrap the dataset in ``PruningDataset`` (every item then carries its ``"idx"``),
 give the DataLoader a ``WeightedBucketSampler``, call ``sampler.set_epoch(epoch)``, compute
 per-sample signals with ``classification_signals`` and hand them back with ``sampler.report``.
-From those reports the sampler sorts samples into GEKO's buckets (FREEZE / LIGHT / FOCUS / HARD)
-and plans each epoch: mastered samples are skipped (and, with ``prune_frozen_after=2``, dropped
-for good after two frozen epochs), hard ones are drawn more often, following the "mountain"
-curriculum (5 epochs = WARMUP, ASCENT, PEAK, DESCENT, CONSOLIDATE, one phase each).
+From those reports (and the labels that travel with them) the sampler plans each epoch with the
+default ``AutoPolicy``: samples learned and never forgotten are skipped and re-checked at rate
+0.4, rare classes are never skipped, and samples that look mislabeled are demoted only where the
+run finds noisy labels; the efficiency report ends with what the run says about its data.
+``--policy mountain`` runs GEKO's ``BucketPolicy()`` instead (mastered samples skipped, hard ones
+drawn more often, the "mountain" curriculum: 5 epochs = WARMUP, ASCENT, PEAK, DESCENT,
+CONSOLIDATE), and ``--prune-frozen-after 2`` with it drops samples frozen two epochs running.
 
 Run it twice to compare against plain uniform training with the same model init and
 hyperparameters:
@@ -61,7 +64,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
+from gekodata import AutoPolicy, BucketPolicy, PruningDataset, SelectionPolicy, WeightedBucketSampler
 from gekodata.signals import classification_signals
 
 DATA_SEED = 0  # fixed: the split and the training subsample do not move with --seed
@@ -146,8 +149,10 @@ def evaluate(model, dataset: EncodedDataset, batch_size: int) -> float:
     return correct / len(dataset)
 
 
-def make_policy(name: str) -> BucketPolicy:
-    return BucketPolicy() if name == "default" else BucketPolicy.preset(name)
+def make_policy(name: str) -> SelectionPolicy:
+    if name == "default":
+        return AutoPolicy()
+    return BucketPolicy() if name == "mountain" else BucketPolicy.preset(name)
 
 
 def bucket_shares(buckets: dict, total: int) -> str:
@@ -166,10 +171,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4, help="first epoch's; decays linearly per epoch")
-    parser.add_argument("--prune-frozen-after", type=int, default=2,
-                        help="gekodata: drop samples frozen this many epochs in a row (0 = never)")
-    parser.add_argument("--policy", default="default", choices=["default", "balanced", "aggressive", "conservative"],
-                        help="gekodata: BucketPolicy() or one of BucketPolicy.preset(...)")
+    parser.add_argument("--prune-frozen-after", type=int, default=0,
+                        help="gekodata: drop samples frozen this many epochs in a row (0 = never; "
+                             "for the mountain and its presets, which never re-check skipped samples)")
+    parser.add_argument("--policy", default="default",
+                        choices=["default", "mountain", "balanced", "aggressive", "conservative"],
+                        help="gekodata: AutoPolicy() (the default), BucketPolicy() (mountain) or one "
+                             "of BucketPolicy.preset(...)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.train_size < 0:
@@ -223,14 +231,15 @@ def main(argv=None) -> dict:
         for step, batch in enumerate(bar):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             if sampler is not None:
-                loss, conf, correct = classification_signals(logits, batch["labels"])  # gekodata: per-sample signals
+                signals = classification_signals(logits, batch["labels"])  # gekodata: per-sample signals
+                loss = signals.loss
             else:
                 loss = F.cross_entropy(logits, batch["labels"], reduction="none")
             (loss * batch.get("weight", 1)).mean().backward()  # "weight" exists only with unbiased=True
             opt.step()
             opt.zero_grad(set_to_none=True)
             if sampler is not None:
-                sampler.report(loss, conf, correct, batch["idx"])  # gekodata: feed the signals back
+                sampler.report(signals, batch["idx"])  # gekodata: feed the signals (and labels) back
             loss_sum += float(loss.detach().sum())
             seen += len(loss)
             if step % 5 == 0 or step == steps - 1:

@@ -20,6 +20,7 @@ import torch
 from ..dataset import PruningDataset
 from ..sampler import collective as gdist
 from ..sampler.weighted_bucket import WeightedBucketSampler
+from ..signals import Signals
 
 
 def _find_sampler(loader: Any) -> tuple[WeightedBucketSampler | None, str]:
@@ -123,25 +124,28 @@ def _index_of(batch: Any, key: str, where: str) -> torch.Tensor:
 def report_batch(
     loader: Any,
     batch: Mapping,
-    loss: torch.Tensor,
+    loss: torch.Tensor | Signals,
     conf: torch.Tensor | None = None,
     correct: torch.Tensor | None = None,
     *,
     pred: torch.Tensor | None = None,
+    label: torch.Tensor | None = None,
 ) -> None:
-    """``sampler.report(loss, conf, correct, batch["idx"], pred=pred)`` for the sampler behind
-    ``loader``.
+    """``sampler.report(loss, conf, correct, batch["idx"], pred=pred, label=label)`` for the
+    sampler behind ``loader``; ``report_batch(loader, batch, signals)`` with the
+    :class:`~gekodata.signals.Signals` of ``classification_signals`` passes its labels along.
 
-    ``loss``, ``conf``, ``correct`` (and the optional predicted labels ``pred``): [B] for the B
-    rows of ``batch`` (this process's rows; the sampler gathers all processes' reports at its next
-    sync point). Raises as :func:`sampler_of` does, and ``ValueError`` if the batch carries no
-    usable index.
+    ``loss``, ``conf``, ``correct`` (and the optional predicted and given labels ``pred``,
+    ``label``): [B] for the B rows of ``batch`` (this process's rows; the sampler gathers all
+    processes' reports at its next sync point). Raises as :func:`sampler_of` does, and
+    ``ValueError`` if the batch carries no usable index.
     """
     sampler = sampler_of(loader)
     key = (
         sampler.data_source.index_key if isinstance(sampler.data_source, PruningDataset) else "idx"
     )
-    sampler.report(loss, conf, correct, _index_of(batch, key, "report_batch"), pred=pred)
+    idx = _index_of(batch, key, "report_batch")
+    sampler.report(loss, conf, correct, idx, pred=pred, label=label)
 
 
 __all__ = ["report_batch", "sampler_of"]

@@ -51,7 +51,8 @@ from torch.utils.data import Dataset
 
 from ..dataset import PruningDataset
 from ..sampler.weighted_bucket import WeightedBucketSampler
-from .trainer import GekoTrainerMixin, Signals
+from ..signals import Signals
+from .trainer import GekoTrainerMixin
 
 try:  # GekoSFTTrainer needs trl; importing this module does not
     from trl import SFTTrainer as _SFTTrainer
@@ -160,7 +161,7 @@ def fused_signals(output: Any) -> tuple[torch.Tensor, torch.Tensor, Signals]:
         prob = (log_probs.detach().exp() * maskf).sum(dim=1) / targets.clamp(min=1.0)
         conf = torch.where(targets > 0, prob, torch.ones_like(prob))
         correct = (output.is_top1.bool() | ~mask.bool()).all(dim=1)
-    return nll, mask, (loss, conf, correct, None)
+    return nll, mask, Signals(loss, conf, correct)
 
 
 class GekoSFTTrainer(GekoTrainerMixin, _SFTTrainer):  # type: ignore[misc,valid-type]

@@ -76,13 +76,14 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..dataset import PruningDataset
 from ..sampler.weighted_bucket import WeightedBucketSampler
+from ..signals import Signals
 from .checkpoint import (
     SAMPLER_FILE,
     TRAINER_FILE,
@@ -105,9 +106,6 @@ if TYPE_CHECKING:  # the mixin is type-checked as the Trainer it extends
     from transformers import Trainer as _MixinBase
 else:
     _MixinBase = object
-
-# (loss [B], conf [B], correct [B], predicted labels [B] or None)
-Signals = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]
 
 
 @contextlib.contextmanager
@@ -332,15 +330,25 @@ class GekoTrainerMixin(PlanScheduleMixin, PlanReportMixin, _MixinBase):
         idx = _index_of(inputs, index_key, f"{type(self).__name__}.compute_loss")
         inputs.pop(index_key)
         weight = inputs.pop(weight_key, None)
-        loss, outputs, (loss_i, conf, correct, pred) = self._geko_loss(
+        loss, outputs, signals = self._geko_loss(
             model, inputs, weight, num_items_in_batch, return_outputs
         )
+        loss_i = signals.loss
         if loss_i.shape != idx.shape:
             raise ValueError(
                 f"per-sample loss has shape {tuple(loss_i.shape)} but batch[{index_key!r}] has "
                 f"{tuple(idx.shape)}"
             )
-        self.gekodata_sampler.report(loss_i.detach(), conf, correct, idx, pred=pred)
+        # the predicted and given labels travel with the report (classification: the store learns
+        # each sample's class, for the class-aware noise guard and the data diagnosis)
+        self.gekodata_sampler.report(
+            loss_i.detach(),
+            signals.conf,
+            signals.correct,
+            idx,
+            pred=signals.pred,
+            label=signals.label,
+        )
         return (loss, outputs) if return_outputs else loss
 
     def _geko_loss(
@@ -373,9 +381,12 @@ class GekoTrainerMixin(PlanScheduleMixin, PlanReportMixin, _MixinBase):
         else:  # this micro-batch's mean; Trainer divides by the accumulation steps
             loss = weighted.sum() / items.sum().clamp(min=1)
             self.loss_is_scaled_for_ga = False
-        # built-in classification signals: the argmax is the predicted label (for the noise guard)
-        pred = logits.detach().argmax(-1) if task == "classification" else None
-        return loss, outputs, (loss_i, conf, correct, pred)
+        if task != "classification":
+            return loss, outputs, Signals(loss_i, conf, correct)
+        # built-in classification signals: the argmax and the targets are the predicted and given
+        # labels (for the noise guard and the diagnosis)
+        pred, label = logits.detach().argmax(-1), labels.detach().reshape(-1)
+        return loss, outputs, Signals(loss_i, conf, correct, pred=pred, label=label)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = {k: v for k, v in inputs.items() if k not in self._geko_keys}

@@ -10,8 +10,8 @@ In a few added lines::
 
     # in the LightningModule
     def training_step(self, batch, batch_idx):
-        loss, conf, correct = classification_signals(self(batch["x"]), batch["y"])  # each [B]
-        return {"loss": loss.mean(), "gekodata": geko_outputs(loss, conf, correct, batch["idx"])}
+        signals = classification_signals(self(batch["x"]), batch["y"])  # loss, conf, correct [B]
+        return {"loss": signals.loss.mean(), "gekodata": geko_outputs(signals, batch["idx"])}
 
 What it does, and why:
 

@@ -13,23 +13,49 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..signals import Signals
+
 OUTPUT_KEY = "gekodata"
-FIELDS = ("loss", "conf", "correct", "idx", "pred")
+FIELDS = ("loss", "conf", "correct", "idx", "pred", "label")
 
 
 def geko_outputs(
-    loss: Any, conf: Any = None, correct: Any = None, idx: Any = None, *, pred: Any = None
+    loss: Any,
+    conf: Any = None,
+    correct: Any = None,
+    idx: Any = None,
+    *,
+    pred: Any = None,
+    label: Any = None,
 ) -> dict[str, Any]:
     """The value for ``training_step``'s :data:`OUTPUT_KEY`: per-sample signals of one batch, each
     [B] (``loss`` float >= 0, ``conf`` in [0, 1] or None, ``correct`` in [0, 1] or None, ``idx``
-    int64 dataset positions, ``pred`` optional predicted labels). Arguments as for
-    :meth:`~gekodata.WeightedBucketSampler.report`."""
+    int64 dataset positions, ``pred`` and ``label`` optional predicted and given labels).
+    Arguments as for :meth:`~gekodata.WeightedBucketSampler.report`, so ``geko_outputs(signals,
+    batch["idx"])`` with :func:`~gekodata.signals.classification_signals`'s result carries its
+    labels."""
+    if isinstance(loss, Signals):
+        if correct is not None or (conf is not None and idx is not None):
+            raise TypeError(
+                "geko_outputs(signals, idx): a Signals object already holds loss, conf, correct"
+            )
+        idx = conf if idx is None else idx
+        pred = loss.pred if pred is None else pred
+        label = loss.label if label is None else label
+        loss, conf, correct = loss.loss, loss.conf, loss.correct
     if idx is None:
         raise ValueError(
             "geko_outputs: idx is None; pass the batch's sample indices (batch['idx'] from "
             "PruningDataset) so the sampler knows which samples the signals belong to"
         )
-    return {"loss": loss, "conf": conf, "correct": correct, "idx": idx, "pred": pred}
+    return {
+        "loss": loss,
+        "conf": conf,
+        "correct": correct,
+        "idx": idx,
+        "pred": pred,
+        "label": label,
+    }
 
 
 def signals_of(outputs: Any) -> dict[str, Any] | None:
@@ -54,7 +80,7 @@ def signals_of(outputs: Any) -> dict[str, Any] | None:
         if unknown or "idx" not in value:
             raise ValueError(
                 f"training_step's {OUTPUT_KEY!r} has keys {sorted(value)}; expected loss, conf, "
-                "correct, idx (and optional pred): build it with geko_outputs(loss, conf, correct, idx)"
+                "correct, idx (and optional pred, label): build it with geko_outputs(signals, idx)"
             )
         return dict(value)
     if isinstance(value, (tuple, list)) and len(value) == 4:
