@@ -4,7 +4,8 @@
     python -m benchmarks.render --check    # exit 1 if a committed page differs from a fresh render
     python -m benchmarks.render --plots    # also draw the PNGs beside the JSON (not committed)
 
-No benchmark run writes README.md or docs/benchmarks; this is the only step that writes the pages.
+No benchmark run writes README.md or docs/benchmarks; this is the only step that writes the pages
+and README.md's default-policy table (between its markers, from ``default_policy.json``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .gekobench import docs, plots, report_noise, report_rl, report_tokens, results
-from .gekobench.paths import DOCS, RESULTS
+from .gekobench import default_policy, docs, plots, report_noise, report_rl, report_tokens, results
+from .gekobench.paths import DOCS, README, RESULTS
 from .gekobench.stats import summarise
 
 
@@ -55,6 +56,12 @@ def draw_plots(folder: Path) -> list[Path]:
     return drawn
 
 
+def readme_with_table(readme: str, folder: Path) -> str:
+    """README.md's text with its default-policy table rendered from ``default_policy.json``."""
+    path = folder / "default_policy.json"
+    return default_policy.with_readme_block(readme, results.read(path)) if path.exists() else readme
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the result JSON")
@@ -62,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--plots", action="store_true", help="also draw PNGs beside the JSON")
     args = parser.parse_args(argv)
+    readme = README.read_text()
+    fresh_readme = readme_with_table(readme, args.results)
     if args.check:
         stale = [
             name
             for name, text in docs.pages(args.results).items()
             if not (args.docs / name).exists() or (args.docs / name).read_text() != text
-        ]
+        ] + (["README.md"] if fresh_readme != readme else [])
         print(
             "up to date"
             if not stale
@@ -76,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale else 0
     for path in docs.write(args.results, args.docs):
         print(f"wrote {path}")
+    if fresh_readme != readme:
+        README.write_text(fresh_readme)
+        print(f"wrote the default-policy table in {README}")
     if args.plots:
         for path in draw_plots(args.results):
             print(f"drew {path}")

@@ -78,7 +78,7 @@ def test_which_policy_table_stays_in_the_readme():
     section = text.split("\n## Which policy for which data\n", 1)
     assert len(section) == 2, "README needs the section '## Which policy for which data'"
     body = section[1].split("\n## ", 1)[0]
-    assert "| data | pick |" in body
+    assert "| your case | pick |" in body and "default-policy table" in body
 
 
 # the Example sections of the main public classes' docstrings (rendered by mkdocstrings)

@@ -144,3 +144,56 @@ def table(rows: dict[str, Any]) -> str:
         "not behind either control by more than half of full's std; mislabeled estimate within 5 "
         "points of the truth on noisy data, at most 3 points elsewhere."
     )
+
+
+README_START = (
+    "<!-- default-policy table: rendered by `python -m benchmarks.render`; do not edit -->"
+)
+README_END = "<!-- end of default-policy table -->"
+TASK_NAMES = {
+    "t4": "T4 tabular (settings chosen here)",
+    "t3": "T3 UCI digits",
+    "t2": "T2 MNIST CNN",
+}
+
+
+def readme_table(rows: dict[str, Any]) -> str:
+    """The README's compact table: per task and variant, the default's passes, Δ against its
+    random subset / its same-budget run, and whether the goal was met (the docs page has the rest)."""
+    from .variants import VARIANTS
+
+    tasks = [t for t in TASK_NAMES if any(r["task"] == t for r in rows.values())]
+    lines = [
+        "| task | " + " | ".join(v.replace("_", " + ") for v in VARIANTS) + " |",
+        "|---|" + "---|" * len(VARIANTS),
+    ]
+    for task in tasks:
+        cells = []
+        for variant in VARIANTS:
+            row = rows.get(f"{task}_{variant}")
+            if row is None:
+                cells.append("—")
+                continue
+            failed = [k for k, ok in row["ok"].items() if not ok]
+            cells.append(
+                f"{row['pass_ratio']:.2f}× passes; {row['vs_random']['mean']:+.3f} / "
+                f"{row['vs_budget']['mean']:+.3f}; "
+                + ("met" if not failed else "**missed**: " + ", ".join(failed))
+            )
+        lines.append(f"| {TASK_NAMES[task]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_block(rows: dict[str, Any]) -> str:
+    """The README's rendered block, markers included."""
+    return f"{README_START}\n{readme_table(rows)}\n{README_END}"
+
+
+def with_readme_block(readme: str, rows: dict[str, Any]) -> str:
+    """``readme`` with its block between the markers replaced by a fresh render (unchanged
+    without the markers)."""
+    if README_START not in readme or README_END not in readme:
+        return readme
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return head + readme_block(rows) + tail

@@ -9,3 +9,6 @@ RESULTS = ROOT / "benchmarks" / "results"  # JSON only is committed; .md/.png be
 DOCS = (
     ROOT / "docs" / "benchmarks"
 )  # one markdown page per benchmark family (python -m benchmarks.render)
+README = (
+    ROOT / "README.md"
+)  # its default-policy table is rendered too (python -m benchmarks.render)
