@@ -281,3 +281,39 @@ def test_auto_policy_without_labels_is_the_forgetting_rule():
 def test_auto_policy_refuses_bad_settings(field, value):
     with pytest.raises(ValueError, match=field):
         AutoPolicy(**{field: value})
+
+
+def test_the_cli_report_says_what_the_data_looks_like(tmp_path, capsys):
+    from gekodata.diagnostics import cli
+
+    sampler = _sampler(AutoPolicy(), epochs=3)
+    sampler.set_epoch(0)
+    idx = torch.arange(N)
+    right = torch.nn.functional.one_hot(idx % 2, 2).float() * 4
+    sampler.report(classification_signals(right, idx % 2), idx)
+    sampler.set_epoch(1)
+    sampler.report(classification_signals(right, idx % 2), idx)
+    sampler_path, store_path = tmp_path / "s.safetensors", tmp_path / "store.safetensors"
+    sampler.save(sampler_path)  # the epoch-1 reports travel unfolded
+    sampler.flush()
+    sampler.store.save(store_path)
+    for path in (sampler_path, store_path):
+        assert cli.main(["report", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "mislabeled: 0.0% look mislabeled" in out and "classes: 2, imbalance 1.0x" in out
+    assert cli.main(["report", str(store_path), "--json"]) == 0
+    assert '"mislabeled_share": 0.0' in capsys.readouterr().out
+
+
+def test_device_path_carries_labels_and_drops_a_bad_one_at_the_sync_point():
+    """The deferred (device) path, exercised on CPU tensors: labels are checked at take()."""
+    from gekodata.sampler.report_buffer import ReportBuffer
+
+    buffer = ReportBuffer(GEKOStateStore(10))
+    idx = torch.arange(4)
+    buffer.add(torch.ones(4), None, None, idx, None, torch.tensor([1, 2, -5, 0]), defer_checks=True)
+    with pytest.warns(RuntimeWarning, match=r"dropped 1 reported row\(s\).*label"):
+        window = buffer.take()
+    assert window.idx.tolist() == [0, 1, 3] and window.label.tolist() == [1, 2, 0]
+    with pytest.raises(ValueError, match="label must hold integer class indices"):
+        buffer.add(torch.ones(2), None, None, idx[:2], None, torch.ones(2), defer_checks=True)
