@@ -119,6 +119,10 @@ def test_per_epoch_records_reach_log_history_and_on_log(run):
         assert h["gekodata/saved"] == pytest.approx(1 - r.reported / N)
         assert sum(v for k, v in h.items() if k.startswith("gekodata/buckets/")) == N
         assert h["epoch"] == pytest.approx(r.epoch + 1)  # Trainer's float epoch at its end
+        # the labels travelled with GekoTrainer's reports: the diagnosis is logged from epoch 1
+        mislabeled = h.get("gekodata/data/mislabeled_share")
+        assert (mislabeled is None) == (r.epoch == 0)
+        assert mislabeled is None or mislabeled == r.data["mislabeled_share"]
     # Trainer's own per-epoch loss log is still there (logging_strategy="epoch")
     assert sum("loss" in h for h in trainer.state.log_history) == EPOCHS
 

@@ -64,7 +64,9 @@ def epoch_logs(record: EpochRecord) -> dict[str, Any]:
     ``trained`` (passes reported), ``full`` (the dataset's size: a full-data epoch), ``saved``
     (``1 - trained / full``; left out when the epoch planned draws and none was reported: then
     nothing can be said about savings), ``pruned``, ``buckets/<name>`` (samples per bucket at
-    planning) and, with a forgetting audit, ``audit_trained`` and ``audit_unfrozen``.
+    planning), with a forgetting audit ``audit_trained`` and ``audit_unfrozen``, and what the run
+    said about its data when the epoch was planned (``data/mislabeled_share``,
+    ``data/still_learning_share``, ``data/learned_at_once_share``, where known).
     """
     logs: dict[str, Any] = {
         f"{PREFIX}epoch": record.epoch,
@@ -81,6 +83,10 @@ def epoch_logs(record: EpochRecord) -> dict[str, Any]:
     if record.audit_planned:
         logs[f"{PREFIX}audit_trained"] = record.audit_reported
         logs[f"{PREFIX}audit_unfrozen"] = record.audit_unfrozen
+    for key in ("mislabeled_share", "still_learning_share", "learned_at_once_share"):
+        value = (record.data or {}).get(key)
+        if value is not None:  # the diagnosis as of the epoch's plan (labels needed for the first)
+            logs[f"{PREFIX}data/{key}"] = float(value)
     return logs
 
 
