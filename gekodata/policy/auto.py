@@ -34,7 +34,7 @@ import numpy as np
 from ..arguments import check_unit_interval
 from ..store.state_store import GEKOStateStore
 from .buckets import Bucket
-from .diagnosis import RARE_SHARE
+from .diagnosis import RARE_SHARE, class_index
 from .forgetting import ForgettingPolicy
 from .guard import NoiseGuard
 
@@ -107,7 +107,8 @@ def rare_class_members(labels: np.ndarray) -> np.ndarray:
     out = np.zeros(len(labels), dtype=bool)
     if not known.any():
         return out
-    _, inverse, counts = np.unique(labels[known], return_inverse=True, return_counts=True)
+    _, inverse = class_index(labels[known])
+    counts = np.bincount(inverse)
     rare = counts < RARE_SHARE * float(np.median(counts))
     out[known] = rare[inverse]
     return out

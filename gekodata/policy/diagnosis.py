@@ -157,6 +157,16 @@ class DataDiagnosis:
         return "\n".join(self.lines())
 
 
+def class_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the classes present, int64 [K] sorted; each label's position among them, int64 [n]) for
+    known labels (int [n], >= 0): a bincount for labels below 2^24 (O(n)), a sort above."""
+    if len(labels) and int(labels.max()) < 1 << 24:
+        present = np.bincount(labels) > 0
+        return np.flatnonzero(present), (np.cumsum(present) - 1)[labels]
+    classes, inverse = np.unique(labels, return_inverse=True)
+    return classes, inverse.astype(np.int64)
+
+
 def answered_as_learned(store: GEKOStateStore, wrong: np.ndarray, test: NoiseGuard) -> np.ndarray:
     """bool [N]: ``wrong`` samples of known label that pass ``test``'s streak and confidence tests
     and whose stable predicted label (``pred_label``) is a class whose seen samples are at least
@@ -195,7 +205,8 @@ def diagnose(store: GEKOStateStore, test: NoiseGuard = NOISE_TEST) -> DataDiagno
         if labelled:
             suspect = test.suspects(store, wrong) | answered_as_learned(store, wrong, test)
             mislabeled = int(np.count_nonzero(suspect))
-            classes, inverse, n = np.unique(labels[known], return_inverse=True, return_counts=True)
+            classes, inverse = class_index(labels[known])
+            n = np.bincount(inverse, minlength=len(classes))
             seen_known = seen[known]
             n_seen = np.bincount(inverse[seen_known], minlength=len(classes))
             n_right = np.bincount(
