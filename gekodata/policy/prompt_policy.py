@@ -87,8 +87,9 @@ the group exactly equal, and "right" means that common reward is in the upper ha
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -99,6 +100,7 @@ from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
+from .prompt_state import CONFIRMED, PromptRunState
 
 
 @dataclass
@@ -131,6 +133,10 @@ class PromptPolicy(SelectionPolicy):
     learnability: float = 0.5
     max_draws: float = 2.0
     max_times_seen: int | None = None
+    zero_target: float | None = 0.25
+    hard_share: float = 0.5
+    recheck: float = 8.0
+    tags: Any = field(default=None, compare=False, repr=False)
     store_columns: ClassVar[tuple[str, ...]] = ("group_streak",)
 
     def __post_init__(self) -> None:
@@ -161,6 +167,17 @@ class PromptPolicy(SelectionPolicy):
         if not (math.isfinite(self.max_draws) and self.max_draws >= 1.0):
             raise ValueError(f"max_draws must be finite and >= 1, got {self.max_draws}")
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
+        if self.zero_target is not None:
+            self.zero_target = check_unit_interval("zero_target", self.zero_target)
+        self.hard_share = check_unit_interval("hard_share", self.hard_share)
+        self.recheck = float(self.recheck)
+        if not (math.isfinite(self.recheck) and self.recheck >= 0.0):
+            raise ValueError(f"recheck must be finite and >= 0, got {self.recheck}")
+        self._tags_digest: str | None = None
+        if self.tags is not None:
+            self.tags = _check_tags(self.tags)
+            self._tags_digest = tags_digest(self.tags)
+        self._state = PromptRunState(self.easy_keep, self.hard_keep)
         # one phase for the whole run (the weights come from each prompt's state, not the table)
         self.curriculum = Curriculum(
             [Phase("PROMPTS", 0.0, 1.0, hard=1, focus=1, light=1, unseen=1)]
@@ -190,10 +207,12 @@ class PromptPolicy(SelectionPolicy):
         weights[codes == Bucket.UNSEEN] = 1.0
         light = np.flatnonzero(codes == Bucket.LIGHT)
         hard = np.flatnonzero(codes == Bucket.HARD)
-        weights[light] = np.maximum(self.easy_keep ** run[light], self._informative(store, light))
+        easy_keep, hard_keep = self.keep_rates
+        weights[light] = np.maximum(easy_keep ** run[light], self._informative(store, light))
         weights[hard] = np.maximum(
-            np.maximum(self.hard_keep ** -run[hard], self._informative(store, hard)), self.explore
+            np.maximum(hard_keep ** -run[hard], self._informative(store, hard)), self.explore
         )
+        weights[hard] = np.maximum(weights[hard], self._comeback(store, hard))
         focus = np.flatnonzero(codes == Bucket.FOCUS)
         if len(focus):
             weights[focus] = self._focus_draws(store.correctness[focus].astype(np.float64))
@@ -201,6 +220,65 @@ class PromptPolicy(SelectionPolicy):
         if self.max_times_seen is not None:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
+
+    @property
+    def keep_rates(self) -> tuple[float, float]:
+        """The current (all-right, all-wrong) keep rates per zero-variance window: ``easy_keep``
+        and ``hard_keep`` at the start, adapted each epoch when ``zero_target`` is set."""
+        return float(self._state.keep[0]), float(self._state.keep[1])
+
+    @property
+    def thaw_rate(self) -> float:
+        """EMA of the share of out-of-reach prompts (all wrong in their last 2+ windows) rolled
+        out last epoch whose group was mixed or right."""
+        return self._state.thaw_rate
+
+    def advance(self, store: GEKOStateStore) -> None:
+        """The once-per-epoch step (before :meth:`classify`): read what the last epoch's groups
+        showed, adapt the keep rates, update the thaw rate, recall the neighbours of prompts that
+        thawed, and remember when each prompt was last rolled out. Whole-array numpy."""
+        state = self._state
+        if self.tags is not None and len(self.tags) != len(store):
+            raise ValueError(
+                f"tags has {len(self.tags)} entries but the store has {len(store)} prompts"
+            )
+        state.bind(store, self.easy_keep, self.hard_keep)
+        if state.epochs > 0:
+            tried, outcome = state.observe(store)
+            state.last = outcome
+            if self.zero_target is not None:
+                hard = self.zero_target * self.hard_share
+                state.adapt(outcome, (self.zero_target - hard, hard))
+            state.note_thaws(outcome)
+            state.recall = self._recall(store, tried)
+            state.close_epoch(store, tried)
+        state.epochs += 1
+
+    def _recall(self, store: GEKOStateStore, tried: np.ndarray) -> np.ndarray:
+        """bool [N]: failing prompts (``group_streak < 0``) sharing a tag with a prompt that was
+        out of reach and thawed last epoch (none without ``tags``)."""
+        streak = store.group_streak
+        if self.tags is None:
+            return np.zeros(len(store), dtype=bool)
+        assert self._state.prev_streak is not None
+        thawed = tried & (self._state.prev_streak <= CONFIRMED) & (streak >= 0)
+        hot = np.bincount(self.tags[thawed], minlength=int(self.tags.max()) + 1) > 0
+        return hot[self.tags] & (streak < 0)
+
+    def _comeback(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
+        """Lower bound of the draws of failing prompts ``rows``: 1 when recalled by a tag,
+        else ``min(1, recheck * (1 - (1 - thaw_rate) ** gap))`` with ``gap`` the epochs since
+        the prompt was last rolled out: the chance it thawed meanwhile, scaled by ``recheck``."""
+        state = self._state
+        out = np.zeros(len(rows))
+        if state.last_tried is None or len(state.last_tried) != len(store) or not len(rows):
+            return out
+        if self.recheck > 0 and state.thaw_rate > 0:
+            gap = state.epochs_since_tried(rows)
+            out = np.minimum(1.0, self.recheck * (1.0 - (1.0 - state.thaw_rate) ** gap))
+        if state.recall is not None:
+            out[state.recall[rows]] = 1.0
+        return out
 
     def _informative(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
         """``1 - p**G - (1-p)**G`` at each row's pass-rate EMA (0 without ``informed``)."""
@@ -238,4 +316,46 @@ class PromptPolicy(SelectionPolicy):
             "learnability": self.learnability,
             "max_draws": self.max_draws,
             "max_times_seen": self.max_times_seen,
+            "zero_target": self.zero_target,
+            "hard_share": self.hard_share,
+            "recheck": self.recheck,
+            "tags_digest": self._tags_digest,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PromptPolicy:
+        """The policy of a :meth:`config`; with ``tags_digest``, a placeholder that carries the
+        digest (the tags themselves are the user's: pass them again when resuming)."""
+        kwargs = {k: v for k, v in config.items() if k not in ("kind", "tags_digest")}
+        policy = cls(**kwargs)
+        policy._tags_digest = config.get("tags_digest")
+        return policy
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The run state (:mod:`gekodata.policy.prompt_state`): keep rates, thaw rate, epochs,
+        per-prompt last-rolled-out epoch, visits and streak at the last boundary, recall mask."""
+        return self._state.arrays()
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_arrays` (``ValueError``, nothing changed, if they do not fit)."""
+        if arrays:
+            self._state.load(arrays)
+
+
+def _check_tags(tags: Any) -> np.ndarray:
+    """``tags`` as int64 [N] >= 0; ``ValueError`` otherwise."""
+    if hasattr(tags, "detach"):
+        tags = tags.detach().cpu().numpy()
+    array = np.asarray(tags)
+    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
+        raise ValueError(
+            f"tags must be 1-D integers (a group id per prompt), got {array.dtype} {array.shape}"
+        )
+    if len(array) and int(array.min()) < 0:
+        raise ValueError(f"tags must be >= 0, got {int(array.min())}")
+    return array.astype(np.int64)
+
+
+def tags_digest(tags: np.ndarray) -> str:
+    """sha256 of the tags as int64 bytes (the sampler file compares it)."""
+    return hashlib.sha256(np.ascontiguousarray(tags, dtype=np.int64).tobytes()).hexdigest()[:16]
