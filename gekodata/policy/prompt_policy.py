@@ -31,9 +31,10 @@ UNSEEN      never rolled out                                 1
 FOCUS       informative: the last group had reward variance  ``(1 - learnability) + learnability *
                                                              l / mean(l)``, ``l = p (1 - p)``, capped at
                                                              ``max_draws`` (mean over FOCUS: 1)
-LIGHT       solved streak: ``1 <= z < freeze_after``         ``max(easy_keep ** z, q)``
+LIGHT       solved streak: ``1 <= z < freeze_after``         ``max(k_easy ** z, q)``
 FREEZE      mastered: ``z >= freeze_after``                  0 (re-audited, see below)
-HARD        failed streak: ``z <= -1``                       ``max(hard_keep ** -z, q, explore)``
+HARD        failed streak: ``z <= -1``                       ``max(k_hard ** -z, q, explore, r)``,
+                                                             1 if recalled by a tag
 ==========  ===============================================  ==========================================
 
 where ``q = 1 - p ** G - (1 - p) ** G`` is the probability that a group of ``G = group_size``
@@ -75,14 +76,48 @@ sampler ``budget`` rescales them instead). Reasoning for each rule:
   ``p`` is the pass-rate EMA, which lags: a prompt that just moved from all-wrong to 1/8 right
   has a small ``p`` and gets fewer draws than one at 0.5, still at least ``1 - learnability``.
 
-Differences from GRESO, on purpose: GRESO adapts ``p_easy`` and ``p_hard`` every step (+-0.01)
-towards a target share of zero-variance prompts in its rollout batches (25%) and fills fixed-size
-batches by sampling more prompts; here the keep rates are fixed and the epoch shrinks instead
-(fewer rollouts per epoch, the same number of epochs), GRESO's never-final skip of easy prompts
-is replaced by freezing with an audit, and the exploration floor applies to all-wrong prompts
-only (GRESO: 0.01 for both). With rewards other than pass/fail, "all alike" means every reward of
-the group exactly equal, and "right" means that common reward is in the upper half of
-``reward_range`` (the store's correctness >= 0.5).
+**Adaptive keep rates** (``zero_target``; GRESO's idea, a faster controller). ``k_easy`` and
+``k_hard`` start at ``easy_keep`` and ``hard_keep``. At each new epoch, among the prompts rolled
+out in the last one, the share whose group was all right (all wrong) is compared with its target,
+``zero_target * (1 - hard_share)`` (``zero_target * hard_share``), and the rate is multiplied by
+``target / observed``, clipped to a factor of 2 per epoch and to [0.05, 1]
+(:mod:`gekodata.policy.prompt_state`). GRESO moves its rates by +-0.01 per rollout batch toward a
+25% target; a gekodata epoch is one observation, and the zero-variance groups a rate lets
+through grow about in proportion to it, so the ratio step reaches the target in a few epochs.
+None keeps the rates fixed (the rule before issue 23).
+
+**Prompts that become learnable come back** (``recheck``, ``tags``). A prompt out of reach may
+turn learnable as the model improves; skipping it with ``k_hard ** |z|`` leaves it out for
+epochs. The run measures that progress where it matters: the *thaw rate* ``h`` is an EMA of the
+share of out-of-reach prompts (all wrong in their last two or more windows) rolled out last epoch
+whose group was mixed or right. A failing prompt not rolled out for ``gap`` epochs then has
+probability about ``1 - (1 - h) ** gap`` of having thawed, and is drawn at least
+``r = min(1, recheck * (1 - (1 - h) ** gap))``: while nothing thaws (``h = 0``) hopeless prompts
+cost only GRESO's rate and the floor; while prompts thaw, the ones left longest come first. With
+``tags`` (an int group per prompt: a skill, a source, a topic), a prompt that thaws recalls the
+failing prompts of its tag at weight 1 for the next epoch: neighbours usually unlock together.
+
+**How the settings were chosen** (``python -m benchmarks.rl_sim``, a GRPO simulation of 2,000
+prompts with too-easy, learnable, out-of-reach and late-unlocking prompts; tuned on seeds
+100-102, reported on seeds 0-2 in ``docs/benchmarks/rl_sim.md``). Grid: ``recheck`` in
+{0, 2, 4, 8}, ``explore`` in {0.02, 0.05, 0.1}, ``zero_target`` in {None, 0.25, 0.4}; rule fixed
+before looking: the fewest rollouts among settings whose late-unlocking prompts came back within 2
+epochs >= 80% of the time and whose final pass rate was within 0.03 of uniform's. That chose
+``recheck=8, zero_target=0.25`` (``explore=0.05`` within noise of 0.1, kept); ``hard_share=0.5``
+was not tuned. ``tags`` changed little once ``recheck`` was 8 in that world, and much at
+``recheck=0``. The zero-variance share itself stayed near 54% there, far above the 25% target
+(most zero-variance groups come from prompts kept for re-checks or by chance at low pass rates):
+the target is a direction, not a promise.
+
+With rewards other than pass/fail, "all alike" means every reward of the group exactly equal,
+and "right" means that common reward is in the upper half of ``reward_range`` (the store's
+correctness >= 0.5).
+
+**Run state** (:meth:`state_arrays`: keep rates, thaw rate, epochs, per prompt the epoch last
+rolled out, ``visits`` and ``group_streak`` at the last epoch boundary, the recall mask; 8
+bytes per prompt) is advanced once per new epoch by :meth:`advance` and travels in the sampler
+file, so a resumed run selects exactly as one never saved. One policy object serves one
+sampler (a second run restarts it; two live runs sharing it raise ``ValueError``).
 """
 
 from __future__ import annotations
@@ -110,8 +145,8 @@ class PromptPolicy(SelectionPolicy):
     Args:
         group_size: completions per prompt group (GRPO's ``num_generations``). The efficiency
             report counts a group of this many reported completions as one pass.
-        easy_keep: keep probability per all-right window, ``easy_keep ** z`` (GRESO: 0.5).
-        hard_keep: keep probability per all-wrong window, ``hard_keep ** |z|`` (GRESO: 0.5).
+        easy_keep: initial keep probability per all-right window, ``k ** z`` (GRESO: 0.5).
+        hard_keep: initial keep probability per all-wrong window, ``k ** |z|`` (GRESO: 0.5).
         explore: floor of an all-wrong prompt's keep probability, in [0, 1].
         informed: keep a zero-variance prompt at least with the probability that a group at its
             pass-rate EMA has reward variance (module docstring); False: GRESO's run alone.
@@ -122,6 +157,14 @@ class PromptPolicy(SelectionPolicy):
             kept).
         max_draws: most expected draws of one prompt per epoch (>= 1).
         max_times_seen: completions (rows) after which a prompt gets weight 0; None = no limit.
+        zero_target: target share of zero-variance groups among the prompts rolled out per
+            epoch, steering the keep rates (module docstring); None: fixed keep rates.
+        hard_share: the all-wrong part of ``zero_target`` (the rest: all right).
+        recheck: scale of the re-check weight of failing prompts by the thaw rate and the epochs
+            since their last rollout; 0 turns it off.
+        tags: optional int [N] >= 0, a group per prompt (topic, skill, source): a prompt that
+            thaws recalls its tag's failing prompts. Not saved in the sampler file (its digest
+            is): pass the same tags when resuming.
     """
 
     group_size: int = 1
