@@ -24,6 +24,13 @@ reward function does not apply") are not reported, and a prompt is judged (all e
 on two or more scored completions in a sync window: with one, its ``group_streak`` is left as it
 was.
 
+A group may arrive in pieces (several calls, or a [P, 4] report for ``group_size=8``): legal, as
+long as the pieces of a prompt add up to whole groups within a sync window. :func:`report_groups`
+counts every completion, scored or not, per prompt and window and warns (``UserWarning``) when a
+prompt's count is not a multiple of ``group_size`` once the window closes (:func:`check_groups`
+checks the open one). Single process only: under several processes the pieces are on different
+ranks, and the sync point gathers them.
+
 The reported loss ``1 - s`` is what the forgetting audit compares: an audited frozen prompt with
 one failed completion (loss 1 against a loss EMA near 0) is unfrozen with the default
 ``audit_margin=0.5``.
@@ -34,6 +41,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
@@ -88,6 +97,17 @@ def group_rows(
     adjacent). ``ValueError`` for other shapes, non-integer indices, or a reward outside
     ``reward_range`` (None and NaN rewards are skipped; +-inf is refused).
     """
+    idx_a, rew, low, high = _completions(idx, rewards, reward_range)
+    known = ~np.isnan(rew)
+    scaled = ((rew[known] - low) / (high - low)).astype(np.float32)
+    return idx_a[known].astype(np.int64), scaled
+
+
+def _completions(
+    idx: Any, rewards: Any, reward_range: RewardRange
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(prompt index per completion [n], reward per completion float64 [n] with NaN = not
+    scored, low, high), checked as :func:`group_rows` says."""
     low, high = _check_range(reward_range)
     idx_a = _as_array("idx", idx, numeric=False)
     rew = _as_array("rewards", rewards, numeric=True)
@@ -115,8 +135,7 @@ def group_rows(
             f"reward {rew[where]} (prompt {idx_a[where]}) is outside reward_range ({low}, {high}); "
             "pass the reward function's range, e.g. reward_range=(-1, 1)"
         )
-    scaled = ((rew[known] - low) / (high - low)).astype(np.float32)
-    return idx_a[known].astype(np.int64), scaled
+    return idx_a, rew, low, high
 
 
 def report_groups(
@@ -140,9 +159,78 @@ def report_groups(
     A bad call (shapes, a reward out of range, an index out of the dataset) raises
     ``ValueError`` and reports nothing. See the module docstring for what is stored.
     """
-    rows, scaled = group_rows(idx, rewards, reward_range)
+    idx_a, rew, low, high = _completions(idx, rewards, reward_range)
+    known = ~np.isnan(rew)
+    scaled = ((rew[known] - low) / (high - low)).astype(np.float32)
+    rows = idx_a[known].astype(np.int64)
+    _TALLIES.add(sampler, idx_a)  # before report: a sync_every fold closes the window after it
     sampler.report(np.float32(1.0) - scaled, scaled, scaled, rows)
     return len(rows)
+
+
+class _GroupTallies:
+    """Completions (scored or not) reported per prompt in each sampler's current sync window, to
+    check that a prompt's pieces add up to whole groups (:func:`check_groups`). A window is
+    closed when the sampler's store has folded since the last report (``total_updates`` or the
+    epoch moved). Per process: under several processes a group's pieces are on different ranks,
+    so nothing is checked there."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakKeyDictionary[WeightedBucketSampler, tuple[Any, list]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @staticmethod
+    def _size(sampler: WeightedBucketSampler) -> int:
+        size = getattr(sampler.policy, "group_size", 1)
+        return 0 if sampler.world_size > 1 or not isinstance(size, int) or size < 2 else size
+
+    @staticmethod
+    def _mark(sampler: WeightedBucketSampler) -> tuple[int, int]:
+        return (sampler.store.total_updates, sampler.epoch)
+
+    def add(self, sampler: WeightedBucketSampler, idx: np.ndarray) -> None:
+        if not self._size(sampler) or not len(idx):
+            return
+        mark, parts = self._open.get(sampler, (None, []))
+        if mark is not None and mark != self._mark(sampler):
+            self.check(sampler, closed=True)
+            parts = []
+        parts.append(np.asarray(idx, dtype=np.int64))
+        self._open[sampler] = (self._mark(sampler), parts)
+
+    def check(self, sampler: WeightedBucketSampler, closed: bool = False) -> int:
+        """Warn about the prompts whose completions in the window are not a multiple of the
+        group size; forget the window. Returns how many prompts were uneven."""
+        size = self._size(sampler)
+        _, parts = self._open.pop(sampler, (None, []))
+        if not size or not parts:
+            return 0
+        prompts, counts = np.unique(np.concatenate(parts), return_counts=True)
+        uneven = counts % size != 0
+        if uneven.any():
+            first = int(np.flatnonzero(uneven)[0])
+            warnings.warn(
+                f"{int(uneven.sum())} prompts got a number of completions that is not a multiple of "
+                f"group_size={size} in one sync window (prompt {int(prompts[first])}: "
+                f"{int(counts[first])}): their groups are judged on partial pieces. Report every "
+                "piece of a group before the next sync point (set_epoch, flush, sync_every), or "
+                "set PromptPolicy(group_size=...) to the completions per prompt",
+                UserWarning,
+                stacklevel=4 if closed else 3,
+            )
+        return int(uneven.sum())
+
+
+_TALLIES = _GroupTallies()
+
+
+def check_groups(sampler: WeightedBucketSampler) -> int:
+    """Check the current sync window now (warn about prompts whose completions, scored or not,
+    are not a multiple of the policy's ``group_size``) and close it; returns how many prompts were
+    uneven. :func:`report_groups` checks each window when the next one starts; call this after
+    the last ``flush()`` of a run (``GekoGRPOTrainer`` does). Single process only."""
+    return _TALLIES.check(sampler)
 
 
 class RewardReporter:
@@ -256,4 +344,11 @@ def prompt_summary(store: GEKOStateStore) -> dict[str, Any]:
     }
 
 
-__all__ = ["RewardReporter", "group_rows", "prompt_summary", "report_groups", "reward_reporter"]
+__all__ = [
+    "RewardReporter",
+    "check_groups",
+    "group_rows",
+    "prompt_summary",
+    "report_groups",
+    "reward_reporter",
+]

@@ -377,3 +377,54 @@ def test_two_processes_judge_split_groups_whole(tmp_path):
     plans = ranks[0]["plans"]
     assert len(plans["1"]) < len(plans["0"]) == 9
     assert ranks[0]["trained_passes"] == sum(len(p) for p in plans.values())
+
+
+def test_save_points_do_not_change_selection(model_dir, tmp_path):
+    """GekoGRPOTrainer saves the sampler at every checkpoint: a run that saves at every step, and
+    fresh trainers resumed from several of its checkpoints (early, mid-epoch, at an epoch's last
+    step, late), plan and store bitwise as a run that never saves; the adaptive policy's run state
+    included."""
+    import json
+
+    def policy():
+        return PromptPolicy(group_size=G, freeze_after=2, recheck=2.0, tags=np.arange(N) // 6)
+
+    def final(sampler):
+        return sampler.store.state_dict()["columns"], sampler.policy.state_arrays()
+
+    def same(a, b, where):
+        for part_a, part_b in zip(a, b):
+            assert part_a.keys() == part_b.keys()
+            for name in part_a:
+                np.testing.assert_array_equal(part_a[name], part_b[name], err_msg=f"{name} {where}")
+
+    ref_rec = Recorder()
+    ref, ref_sampler = make_trainer(tmp_path / "ref", model_dir, ref_rec, policy=policy())
+    ref.train()
+    reference = final(ref_sampler)
+    rec = Recorder()
+    saving, sampler = make_trainer(
+        tmp_path / "all", model_dir, rec, policy=policy(), save_strategy="steps", save_steps=1
+    )
+    saving.train()
+    same(reference, final(sampler), "(saving every step)")
+    assert [p.tolist() for p in rec.plans] == [p.tolist() for p in ref_rec.plans]
+    checkpoints = {
+        int(c.name.split("-")[1]): c for c in (tmp_path / "all" / "out").glob("checkpoint-*")
+    }
+    steps = sorted(checkpoints)
+    records = {s: json.loads((checkpoints[s] / TRAINER_FILE).read_text()) for s in steps}
+    ends = [s for s in steps if records[s]["updates_done"] == records[s]["updates_in_epoch"]]
+    mids = [s for s in steps if 0 < records[s]["updates_done"] < records[s]["updates_in_epoch"]]
+    points = sorted({steps[0], mids[len(mids) // 2], ends[1], steps[-2]})
+    for step in points:
+        rec2 = Recorder()
+        resumed, sampler2 = make_trainer(
+            tmp_path / f"r{step}", model_dir, rec2, policy=policy(),
+            output_dir=str(tmp_path / "all" / "out"),
+        )
+        resumed.train(resume_from_checkpoint=str(checkpoints[step]))
+        same(reference, final(sampler2), f"(resumed at step {step})")
+        first = len(ref_rec.plans) - len(rec2.plans)
+        assert [p.tolist() for p in rec2.plans] == [p.tolist() for p in ref_rec.plans[first:]]
+        assert rec2.steps == ref_rec.steps[step:]

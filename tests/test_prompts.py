@@ -224,7 +224,8 @@ def test_reward_reporter_refuses_async_and_bad_arguments():
 # ---------------------------------------------------------------------------------- the policy
 def test_buckets_and_draws_follow_the_group_outcomes():
     policy = PromptPolicy(
-        group_size=G, easy_keep=0.5, hard_keep=0.5, explore=0.1, freeze_after=3, learnability=0.0
+        group_size=G, easy_keep=0.5, hard_keep=0.5, explore=0.1, freeze_after=3, learnability=0.0,
+        zero_target=None, recheck=0.0,  # GRESO's fixed rule (the adaptive rules: tests below)
     )
     sampler = sampler_for(6, policy)
     outcomes = [[1] * G, [0] * G, [1, 0, 1, 0], None, [1] * G, [0] * G]
@@ -254,7 +255,7 @@ def test_buckets_and_draws_follow_the_group_outcomes():
 
 def test_light_prompts_are_kept_with_probability_easy_keep_to_the_run():
     n = 4000
-    policy = PromptPolicy(group_size=G, easy_keep=0.5, freeze_after=None)
+    policy = PromptPolicy(group_size=G, easy_keep=0.5, freeze_after=None, zero_target=None)
     sampler = sampler_for(n, policy)
     outcomes = [[1] * G] * n
     window(sampler, outcomes, 1)
@@ -273,7 +274,7 @@ def test_light_prompts_are_kept_with_probability_easy_keep_to_the_run():
 
 def test_hopeless_prompts_keep_exploring_and_come_back():
     n = 2000
-    policy = PromptPolicy(group_size=G, hard_keep=0.5, explore=0.05)
+    policy = PromptPolicy(group_size=G, hard_keep=0.5, explore=0.05, zero_target=None, recheck=0.0)
     sampler = sampler_for(n, policy)
     drawn = np.zeros(n, dtype=np.int64)
     for epoch in range(1, 12):
@@ -446,7 +447,9 @@ def test_pass_rate_history_tempers_the_skip():
     """A prompt at a middle pass rate whose group came out all wrong by chance keeps at least the
     chance that its next group has reward variance; one with a one-sided history follows GRESO."""
     g = 8
-    informed, plain = PromptPolicy(group_size=g), PromptPolicy(group_size=g, informed=False)
+    fixed = dict(zero_target=None, recheck=0.0)  # GRESO's fixed keep rates
+    informed = PromptPolicy(group_size=g, **fixed)
+    plain = PromptPolicy(group_size=g, informed=False, **fixed)
     sampler = sampler_for(3, informed)
     window(sampler, [[1, 1, 1, 0, 0, 0, 0, 0], [0] * g, [1] * g], 1)
     window(sampler, [[0] * g, [0] * g, [1] * g], 2)

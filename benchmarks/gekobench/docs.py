@@ -148,6 +148,17 @@ FAMILIES = (
         "against full and random controls.",
         (("tokens", tokens_table),),
     ),
+    Family(
+        "rl_sim.md",
+        "RL prompt selection: simulation",
+        "`python -m benchmarks.rl_sim` (issue 23): a numpy GRPO world of 2,000 prompts in topics "
+        "(too easy, learnable, out of reach, and out-of-reach prompts that become learnable as the "
+        "model progresses; `benchmarks/gekobench/rl_sim.py` documents the learning model), G = 8, "
+        "10 epochs, seeds 0-2, paired by seed; PromptPolicy's settings were chosen on seeds "
+        "100-102. Arms: uniform, DAPO-style dynamic sampling, GRESO-style pre-rollout skipping, "
+        "PromptPolicy before issue 23, its defaults after, and with `tags=` the topics.",
+        (("rl_sim", __import__(f"{__package__}.report_rl_sim", fromlist=["table"]).table),),
+    ),
 )
 HEADER = (
     "<!-- rendered by `python -m benchmarks.render` from benchmarks/results/*.json; do not edit -->"

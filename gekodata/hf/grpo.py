@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from ..prompts import RewardReporter
+from ..prompts import RewardReporter, check_groups
 from ..sampler.weighted_bucket import WeightedBucketSampler
 from . import compat
 from .checkpoint import SAMPLER_FILE, SamplerCheckpointCallback, restore
@@ -261,6 +261,7 @@ class GekoGRPOTrainer(PlanScheduleMixin, PlanReportMixin, _GRPOTrainer):  # type
         """``GRPOTrainer.train``, then a final sync point: the store holds every report (all ranks)."""
         out = super().train(*args, **kwargs)
         self.gekodata_sampler.flush()
+        check_groups(self.gekodata_sampler)  # the last window's groups were whole
         return out
 
     # -- checkpoints --------------------------------------------------------------------------

@@ -259,11 +259,13 @@ def _per_class(
 def classify_epoch(
     store: GEKOStateStore, policy: SelectionPolicy, prune_frozen_after: int | None
 ) -> None:
-    """The once-per-epoch step before planning, in place: classify every sample, write its bucket
+    """The once-per-epoch step before planning, in place: advance the policy's run state
+    (:meth:`~gekodata.policy.SelectionPolicy.advance`), classify every sample, write its bucket
     code and advance the frozen streaks (FREEZE grows them, other buckets reset them), then prune
     the samples frozen for ``prune_frozen_after`` consecutive epochs (None or 0: never)."""
     if prune_frozen_after and policy.rechecks_skipped and store.total_updates == 0:
         warn_pruning_defeats_policy(policy, prune_frozen_after)  # a new run: once, at the start
+    policy.advance(store)  # the policy's run state, if any (once per epoch)
     codes = policy.classify(store)
     store.set_buckets(codes, codes == Bucket.FREEZE)
     if prune_frozen_after:

@@ -72,6 +72,13 @@ class SelectionPolicy:
         per_pass = self.rows_per_pass
         return rows if per_pass == 1 else round(rows / per_pass)
 
+    def advance(self, store: GEKOStateStore) -> None:
+        """The policy's own once-per-epoch step, called by the sampler right before
+        :meth:`classify` when a new epoch is planned (after the last epoch's reports were
+        folded; never again for the same epoch, nor when a file is loaded). For policies with
+        run state (:class:`~gekodata.policy.PromptPolicy`'s adaptive keep rates), which then
+        travels in :meth:`state_arrays`. Default: nothing."""
+
     def classify(self, store: GEKOStateStore) -> np.ndarray:
         """Bucket code per sample, uint8 [N]."""
         raise NotImplementedError

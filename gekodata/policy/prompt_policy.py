@@ -31,9 +31,10 @@ UNSEEN      never rolled out                                 1
 FOCUS       informative: the last group had reward variance  ``(1 - learnability) + learnability *
                                                              l / mean(l)``, ``l = p (1 - p)``, capped at
                                                              ``max_draws`` (mean over FOCUS: 1)
-LIGHT       solved streak: ``1 <= z < freeze_after``         ``max(easy_keep ** z, q)``
+LIGHT       solved streak: ``1 <= z < freeze_after``         ``max(k_easy ** z, q)``
 FREEZE      mastered: ``z >= freeze_after``                  0 (re-audited, see below)
-HARD        failed streak: ``z <= -1``                       ``max(hard_keep ** -z, q, explore)``
+HARD        failed streak: ``z <= -1``                       ``max(k_hard ** -z, q, explore, r)``,
+                                                             1 if recalled by a tag
 ==========  ===============================================  ==========================================
 
 where ``q = 1 - p ** G - (1 - p) ** G`` is the probability that a group of ``G = group_size``
@@ -75,20 +76,55 @@ sampler ``budget`` rescales them instead). Reasoning for each rule:
   ``p`` is the pass-rate EMA, which lags: a prompt that just moved from all-wrong to 1/8 right
   has a small ``p`` and gets fewer draws than one at 0.5, still at least ``1 - learnability``.
 
-Differences from GRESO, on purpose: GRESO adapts ``p_easy`` and ``p_hard`` every step (+-0.01)
-towards a target share of zero-variance prompts in its rollout batches (25%) and fills fixed-size
-batches by sampling more prompts; here the keep rates are fixed and the epoch shrinks instead
-(fewer rollouts per epoch, the same number of epochs), GRESO's never-final skip of easy prompts
-is replaced by freezing with an audit, and the exploration floor applies to all-wrong prompts
-only (GRESO: 0.01 for both). With rewards other than pass/fail, "all alike" means every reward of
-the group exactly equal, and "right" means that common reward is in the upper half of
-``reward_range`` (the store's correctness >= 0.5).
+**Adaptive keep rates** (``zero_target``; GRESO's idea, a faster controller). ``k_easy`` and
+``k_hard`` start at ``easy_keep`` and ``hard_keep``. At each new epoch, among the prompts rolled
+out in the last one, the share whose group was all right (all wrong) is compared with its target,
+``zero_target * (1 - hard_share)`` (``zero_target * hard_share``), and the rate is multiplied by
+``target / observed``, clipped to a factor of 2 per epoch and to [0.05, 1]
+(:mod:`gekodata.policy.prompt_state`). GRESO moves its rates by +-0.01 per rollout batch toward a
+25% target; a gekodata epoch is one observation, and the zero-variance groups a rate lets
+through grow about in proportion to it, so the ratio step reaches the target in a few epochs.
+None keeps the rates fixed (the rule before issue 23).
+
+**Prompts that become learnable come back** (``recheck``, ``tags``). A prompt out of reach may
+turn learnable as the model improves; skipping it with ``k_hard ** |z|`` leaves it out for
+epochs. The run measures that progress where it matters: the *thaw rate* ``h`` is an EMA of the
+share of out-of-reach prompts (all wrong in their last two or more windows) rolled out last epoch
+whose group was mixed or right. A failing prompt not rolled out for ``gap`` epochs then has
+probability about ``1 - (1 - h) ** gap`` of having thawed, and is drawn at least
+``r = min(1, recheck * (1 - (1 - h) ** gap))``: while nothing thaws (``h = 0``) hopeless prompts
+cost only GRESO's rate and the floor; while prompts thaw, the ones left longest come first. With
+``tags`` (an int group per prompt: a skill, a source, a topic), a prompt that thaws recalls the
+failing prompts of its tag at weight 1 for the next epoch: neighbours usually unlock together.
+
+**How the settings were chosen** (``python -m benchmarks.rl_sim``, a GRPO simulation of 2,000
+prompts with too-easy, learnable, out-of-reach and late-unlocking prompts; tuned on seeds
+100-102, reported on seeds 0-2 in ``docs/benchmarks/rl_sim.md``). Grid: ``recheck`` in
+{0, 2, 4, 8}, ``explore`` in {0.02, 0.05, 0.1}, ``zero_target`` in {None, 0.25, 0.4}; rule fixed
+before looking: the fewest rollouts among settings whose late-unlocking prompts came back within 2
+epochs >= 80% of the time and whose final pass rate was within 0.03 of uniform's. That chose
+``recheck=8, zero_target=0.25`` (``explore=0.05`` within noise of 0.1, kept); ``hard_share=0.5``
+was not tuned. ``tags`` changed little once ``recheck`` was 8 in that world, and much at
+``recheck=0``. The zero-variance share itself stayed near 54% there, far above the 25% target
+(most zero-variance groups come from prompts kept for re-checks or by chance at low pass rates):
+the target is a direction, not a promise.
+
+With rewards other than pass/fail, "all alike" means every reward of the group exactly equal,
+and "right" means that common reward is in the upper half of ``reward_range`` (the store's
+correctness >= 0.5).
+
+**Run state** (:meth:`state_arrays`: keep rates, thaw rate, epochs, per prompt the epoch last
+rolled out, ``visits`` and ``group_streak`` at the last epoch boundary, the recall mask; 8
+bytes per prompt) is advanced once per new epoch by :meth:`advance` and travels in the sampler
+file, so a resumed run selects exactly as one never saved. One policy object serves one
+sampler (a second run restarts it; two live runs sharing it raise ``ValueError``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -99,6 +135,7 @@ from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
+from .prompt_state import CONFIRMED, PromptRunState
 
 
 @dataclass
@@ -108,8 +145,8 @@ class PromptPolicy(SelectionPolicy):
     Args:
         group_size: completions per prompt group (GRPO's ``num_generations``). The efficiency
             report counts a group of this many reported completions as one pass.
-        easy_keep: keep probability per all-right window, ``easy_keep ** z`` (GRESO: 0.5).
-        hard_keep: keep probability per all-wrong window, ``hard_keep ** |z|`` (GRESO: 0.5).
+        easy_keep: initial keep probability per all-right window, ``k ** z`` (GRESO: 0.5).
+        hard_keep: initial keep probability per all-wrong window, ``k ** |z|`` (GRESO: 0.5).
         explore: floor of an all-wrong prompt's keep probability, in [0, 1].
         informed: keep a zero-variance prompt at least with the probability that a group at its
             pass-rate EMA has reward variance (module docstring); False: GRESO's run alone.
@@ -120,6 +157,14 @@ class PromptPolicy(SelectionPolicy):
             kept).
         max_draws: most expected draws of one prompt per epoch (>= 1).
         max_times_seen: completions (rows) after which a prompt gets weight 0; None = no limit.
+        zero_target: target share of zero-variance groups among the prompts rolled out per
+            epoch, steering the keep rates (module docstring); None: fixed keep rates.
+        hard_share: the all-wrong part of ``zero_target`` (the rest: all right).
+        recheck: scale of the re-check weight of failing prompts by the thaw rate and the epochs
+            since their last rollout; 0 turns it off.
+        tags: optional int [N] >= 0, a group per prompt (topic, skill, source): a prompt that
+            thaws recalls its tag's failing prompts. Not saved in the sampler file (its digest
+            is): pass the same tags when resuming.
     """
 
     group_size: int = 1
@@ -131,6 +176,10 @@ class PromptPolicy(SelectionPolicy):
     learnability: float = 0.5
     max_draws: float = 2.0
     max_times_seen: int | None = None
+    zero_target: float | None = 0.25
+    hard_share: float = 0.5
+    recheck: float = 8.0
+    tags: Any = field(default=None, compare=False, repr=False)
     store_columns: ClassVar[tuple[str, ...]] = ("group_streak",)
 
     def __post_init__(self) -> None:
@@ -161,6 +210,17 @@ class PromptPolicy(SelectionPolicy):
         if not (math.isfinite(self.max_draws) and self.max_draws >= 1.0):
             raise ValueError(f"max_draws must be finite and >= 1, got {self.max_draws}")
         self.max_times_seen = _check_max_times_seen(self.max_times_seen)
+        if self.zero_target is not None:
+            self.zero_target = check_unit_interval("zero_target", self.zero_target)
+        self.hard_share = check_unit_interval("hard_share", self.hard_share)
+        self.recheck = float(self.recheck)
+        if not (math.isfinite(self.recheck) and self.recheck >= 0.0):
+            raise ValueError(f"recheck must be finite and >= 0, got {self.recheck}")
+        self._tags_digest: str | None = None
+        if self.tags is not None:
+            self.tags = _check_tags(self.tags)
+            self._tags_digest = tags_digest(self.tags)
+        self._state = PromptRunState(self.easy_keep, self.hard_keep)
         # one phase for the whole run (the weights come from each prompt's state, not the table)
         self.curriculum = Curriculum(
             [Phase("PROMPTS", 0.0, 1.0, hard=1, focus=1, light=1, unseen=1)]
@@ -190,10 +250,12 @@ class PromptPolicy(SelectionPolicy):
         weights[codes == Bucket.UNSEEN] = 1.0
         light = np.flatnonzero(codes == Bucket.LIGHT)
         hard = np.flatnonzero(codes == Bucket.HARD)
-        weights[light] = np.maximum(self.easy_keep ** run[light], self._informative(store, light))
+        easy_keep, hard_keep = self.keep_rates
+        weights[light] = np.maximum(easy_keep ** run[light], self._informative(store, light))
         weights[hard] = np.maximum(
-            np.maximum(self.hard_keep ** -run[hard], self._informative(store, hard)), self.explore
+            np.maximum(hard_keep ** -run[hard], self._informative(store, hard)), self.explore
         )
+        weights[hard] = np.maximum(weights[hard], self._comeback(store, hard))
         focus = np.flatnonzero(codes == Bucket.FOCUS)
         if len(focus):
             weights[focus] = self._focus_draws(store.correctness[focus].astype(np.float64))
@@ -201,6 +263,65 @@ class PromptPolicy(SelectionPolicy):
         if self.max_times_seen is not None:
             weights[store.visits >= self.max_times_seen] = 0.0
         return weights
+
+    @property
+    def keep_rates(self) -> tuple[float, float]:
+        """The current (all-right, all-wrong) keep rates per zero-variance window: ``easy_keep``
+        and ``hard_keep`` at the start, adapted each epoch when ``zero_target`` is set."""
+        return float(self._state.keep[0]), float(self._state.keep[1])
+
+    @property
+    def thaw_rate(self) -> float:
+        """EMA of the share of out-of-reach prompts (all wrong in their last 2+ windows) rolled
+        out last epoch whose group was mixed or right."""
+        return self._state.thaw_rate
+
+    def advance(self, store: GEKOStateStore) -> None:
+        """The once-per-epoch step (before :meth:`classify`): read what the last epoch's groups
+        showed, adapt the keep rates, update the thaw rate, recall the neighbours of prompts that
+        thawed, and remember when each prompt was last rolled out. Whole-array numpy."""
+        state = self._state
+        if self.tags is not None and len(self.tags) != len(store):
+            raise ValueError(
+                f"tags has {len(self.tags)} entries but the store has {len(store)} prompts"
+            )
+        state.bind(store, self.easy_keep, self.hard_keep)
+        if state.epochs > 0:
+            tried, outcome = state.observe(store)
+            state.last = outcome
+            if self.zero_target is not None:
+                hard = self.zero_target * self.hard_share
+                state.adapt(outcome, (self.zero_target - hard, hard))
+            state.note_thaws(outcome)
+            state.recall = self._recall(store, tried)
+            state.close_epoch(store, tried)
+        state.epochs += 1
+
+    def _recall(self, store: GEKOStateStore, tried: np.ndarray) -> np.ndarray:
+        """bool [N]: failing prompts (``group_streak < 0``) sharing a tag with a prompt that was
+        out of reach and thawed last epoch (none without ``tags``)."""
+        streak = store.group_streak
+        if self.tags is None:
+            return np.zeros(len(store), dtype=bool)
+        assert self._state.prev_streak is not None
+        thawed = tried & (self._state.prev_streak <= CONFIRMED) & (streak >= 0)
+        hot = np.bincount(self.tags[thawed], minlength=int(self.tags.max()) + 1) > 0
+        return hot[self.tags] & (streak < 0)
+
+    def _comeback(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
+        """Lower bound of the draws of failing prompts ``rows``: 1 when recalled by a tag,
+        else ``min(1, recheck * (1 - (1 - thaw_rate) ** gap))`` with ``gap`` the epochs since
+        the prompt was last rolled out: the chance it thawed meanwhile, scaled by ``recheck``."""
+        state = self._state
+        out = np.zeros(len(rows))
+        if state.last_tried is None or len(state.last_tried) != len(store) or not len(rows):
+            return out
+        if self.recheck > 0 and state.thaw_rate > 0:
+            gap = state.epochs_since_tried(rows)
+            out = np.minimum(1.0, self.recheck * (1.0 - (1.0 - state.thaw_rate) ** gap))
+        if state.recall is not None:
+            out[state.recall[rows]] = 1.0
+        return out
 
     def _informative(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
         """``1 - p**G - (1-p)**G`` at each row's pass-rate EMA (0 without ``informed``)."""
@@ -238,4 +359,46 @@ class PromptPolicy(SelectionPolicy):
             "learnability": self.learnability,
             "max_draws": self.max_draws,
             "max_times_seen": self.max_times_seen,
+            "zero_target": self.zero_target,
+            "hard_share": self.hard_share,
+            "recheck": self.recheck,
+            "tags_digest": self._tags_digest,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PromptPolicy:
+        """The policy of a :meth:`config`; with ``tags_digest``, a placeholder that carries the
+        digest (the tags themselves are the user's: pass them again when resuming)."""
+        kwargs = {k: v for k, v in config.items() if k not in ("kind", "tags_digest")}
+        policy = cls(**kwargs)
+        policy._tags_digest = config.get("tags_digest")
+        return policy
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The run state (:mod:`gekodata.policy.prompt_state`): keep rates, thaw rate, epochs,
+        per-prompt last-rolled-out epoch, visits and streak at the last boundary, recall mask."""
+        return self._state.arrays()
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_arrays` (``ValueError``, nothing changed, if they do not fit)."""
+        if arrays:
+            self._state.load(arrays)
+
+
+def _check_tags(tags: Any) -> np.ndarray:
+    """``tags`` as int64 [N] >= 0; ``ValueError`` otherwise."""
+    if hasattr(tags, "detach"):
+        tags = tags.detach().cpu().numpy()
+    array = np.asarray(tags)
+    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
+        raise ValueError(
+            f"tags must be 1-D integers (a group id per prompt), got {array.dtype} {array.shape}"
+        )
+    if len(array) and int(array.min()) < 0:
+        raise ValueError(f"tags must be >= 0, got {int(array.min())}")
+    return array.astype(np.int64)
+
+
+def tags_digest(tags: np.ndarray) -> str:
+    """sha256 of the tags as int64 bytes (the sampler file compares it)."""
+    return hashlib.sha256(np.ascontiguousarray(tags, dtype=np.int64).tobytes()).hexdigest()[:16]

@@ -24,15 +24,11 @@ def _infobatch_from_config(config: dict[str, Any]) -> SelectionPolicy:
     return InfoBatchPolicy(**config)
 
 
-def _prompt_from_config(config: dict[str, Any]) -> SelectionPolicy:
-    return PromptPolicy(**config)
-
-
 # kind -> builder from the config without its "kind" key
 POLICY_KINDS: dict[str, Callable[[dict[str, Any]], SelectionPolicy]] = {
     "bucket": BucketPolicy.from_config,
     "infobatch": _infobatch_from_config,
-    "prompt": _prompt_from_config,
+    "prompt": PromptPolicy.from_config,
     ForgettingPolicy.KIND: ForgettingPolicy.from_config,
     AutoPolicy.KIND: AutoPolicy.from_config,
     ReducibleLossPolicy.KIND: ReducibleLossPolicy.from_config,
