@@ -130,7 +130,8 @@ class DataDiagnosis:
             )
         else:
             out.append(
-                f"  mislabeled: {share:.1%} look mislabeled ({self.mislabeled} samples: wrong, "
+                f"  mislabeled: {share:.1%} look mislabeled ({self.mislabeled} "
+                f"sample{'' if self.mislabeled == 1 else 's'}: wrong, "
                 "confident in another class, in a class otherwise learned)"
             )
         if self.class_counts:
