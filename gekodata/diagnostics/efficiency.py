@@ -4,6 +4,12 @@ Every figure is counted, never estimated: ``planned`` is the length of the epoch
 ``reported`` the number of per-sample signals the training loop reported while that epoch was
 current (sample passes actually trained), and the full-data baseline is ``num_samples`` passes
 per epoch.
+
+Two counts are 0 in a correct loop and the table shows them only when they are not:
+``unplanned`` (reported passes for samples not in the epoch's plan, e.g. an evaluation pass) and
+the epoch's ``extra_passes`` (its plan iterated again without ``set_epoch``); an epoch with extra
+passes has no saving to state (``saved`` shows ``n/a``), and the summary says what went wrong
+instead of printing a negative saving.
 """
 
 from __future__ import annotations
@@ -59,6 +65,16 @@ class EfficiencyReport:
         return sum(r.audit_reported for r in self.epochs)
 
     @property
+    def unplanned_passes(self) -> int:
+        """Reported passes for samples not in their epoch's plan (included in trained_passes)."""
+        return sum(r.unplanned for r in self.epochs)
+
+    @property
+    def repeated_epochs(self) -> list[EpochRecord]:
+        """The epochs whose plan was iterated again without ``set_epoch`` (extra_passes > 0)."""
+        return [r for r in self.epochs if r.extra_passes]
+
+    @property
     def fraction_saved(self) -> float:
         """1 - trained / full-data passes over the epochs recorded (0.0 if none)."""
         full = self.full_data_passes
@@ -71,6 +87,7 @@ class EfficiencyReport:
             "planned_passes": self.planned_passes,
             "trained_passes": self.trained_passes,
             "audit_passes": self.audit_passes,
+            "unplanned_passes": self.unplanned_passes,
             "fraction_saved": self.fraction_saved,
             "pending": self.pending,
             "data": None if self.data is None else self.data.to_dict(),
@@ -78,12 +95,14 @@ class EfficiencyReport:
 
     def __str__(self) -> str:
         audits = any(r.audit_planned for r in self.epochs)
+        unplanned = bool(self.unplanned_passes)
         header = [
             "epoch",
             "phase",
             "planned",
             "unique",
             "trained",
+            *(("unplanned",) if unplanned else ()),
             "full",
             "saved",
             "pruned",
@@ -100,8 +119,9 @@ class EfficiencyReport:
                     str(r.planned),
                     str(r.unique_planned),
                     str(r.reported),
+                    *((str(r.unplanned),) if unplanned else ()),
                     str(r.num_samples),
-                    f"{saved:.1%}",
+                    "n/a" if r.extra_passes else f"{saved:.1%}",
                     str(r.pruned),
                     *(str(r.buckets.get(b, 0)) for b in BUCKET_ORDER),
                     *((str(r.audit_reported), str(r.audit_unfrozen)) if audits else ()),
@@ -117,11 +137,25 @@ class EfficiencyReport:
                 "compute_loss must call super().compute_loss or pass signals=)"
             )
             return "\n".join(lines)
-        lines.append(
-            f"trained {self.trained_passes} of {self.full_data_passes} full-data sample passes: "
-            f"{self.fraction_saved:.1%} saved (counted from reports"
-            + (f"; {self.audit_passes} of them forgetting audits)" if audits else ")")
-        )
+        repeated = self.repeated_epochs
+        for r in repeated:
+            lines.append(
+                f"more passes reported than planned for epoch {r.epoch}: {r.reported} reported, "
+                f"{r.planned} planned, its plan iterated {r.extra_passes + 1} times: did the loop "
+                "forget set_epoch? Call sampler.set_epoch(epoch) before each epoch; until then "
+                "nothing is learned and no saving can be stated"
+            )
+        if not repeated:
+            lines.append(
+                f"trained {self.trained_passes} of {self.full_data_passes} full-data sample "
+                f"passes: {self.fraction_saved:.1%} saved (counted from reports"
+                + (f"; {self.audit_passes} of them forgetting audits)" if audits else ")")
+            )
+        if unplanned:
+            lines.append(
+                f"{self.unplanned_passes} reported passes were for samples not in their epoch's "
+                "plan (evaluation passes reported as training?): report training passes only"
+            )
         if self.pending:
             lines.append(
                 f"{self.pending} reported sample passes are not yet in the store (sampler.store and data "

@@ -18,6 +18,12 @@ class EpochRecord:
     risen past the margin (they left FREEZE / pruning). ``data``: what the store said about the
     data when the epoch was planned (:meth:`DataDiagnosis.to_dict
     <gekodata.policy.diagnosis.DataDiagnosis.to_dict>`; None before any report).
+
+    Two counts that are 0 in a correct loop (the sampler warns when they are not):
+    ``unplanned``: of ``reported``, the passes for samples that were not in the epoch's plan (an
+    evaluation pass reported as training, indices of another split), counted at sync points.
+    ``extra_passes``: how many times iteration over this epoch's plan started again after a
+    pass had run to its end with reports in between (a loop that never calls ``set_epoch``).
     """
 
     epoch: int
@@ -33,6 +39,8 @@ class EpochRecord:
     audit_reported: int = 0
     audit_unfrozen: int = 0
     data: dict[str, Any] | None = None
+    unplanned: int = 0
+    extra_passes: int = 0
 
     def copy(self) -> EpochRecord:
         return dataclasses.replace(self, buckets=dict(self.buckets))

@@ -20,13 +20,29 @@ class EpochLedger:
         """Make ``record`` the current one, replacing an earlier record of the same epoch."""
         self.records = [r for r in self.records if r.epoch != record.epoch] + [record]
 
-    def count(self, reported: int, audit_reported: int = 0, audit_unfrozen: int = 0) -> None:
-        """Add folded reports (sample passes) to the current epoch; nothing before a first plan."""
+    def count(
+        self,
+        reported: int,
+        audit_reported: int = 0,
+        audit_unfrozen: int = 0,
+        unplanned: int = 0,
+    ) -> None:
+        """Add folded reports (sample passes) to the current epoch; nothing before a first plan.
+        ``unplanned``: of ``reported``, the passes for samples not in the epoch's plan."""
         if self.records:
             record = self.records[-1]
             record.reported += reported
             record.audit_reported += audit_reported
             record.audit_unfrozen += audit_unfrozen
+            record.unplanned += unplanned
+
+    def count_extra_pass(self) -> int:
+        """Count one more pass over the current epoch's plan (iteration started again after a
+        complete one); returns the epoch's extra passes so far (0 before a first plan)."""
+        if not self.records:
+            return 0
+        self.records[-1].extra_passes += 1
+        return self.records[-1].extra_passes
 
     def current(self, unfolded: int = 0) -> EpochRecord:
         """A copy of the current record with ``unfolded`` reports not yet folded added."""

@@ -59,6 +59,16 @@ class StreamPosition:
         """An iterator over the current plan has been made."""
         return self._started
 
+    def finished(self, length: int) -> bool:
+        """The last iterator over a non-empty plan of ``length`` indices ran to its end, and no
+        restored position is pending (the next ``iter()`` starts the plan again)."""
+        return (
+            self._started
+            and self._resume_at is None
+            and length > 0
+            and self._cursor.position() >= length
+        )
+
     def iterate(self, local: Plan) -> Iterator[int]:
         """A new iterator over ``local`` (from a restored position if one is pending); from now on
         the position is this iterator's."""

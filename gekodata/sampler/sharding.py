@@ -27,6 +27,7 @@ class RankPlan:
         self._global = stream
         self._local: Plan | None = None
         self._rank, self._world_size, self._shard = rank, world_size, shard
+        self._in_plan: np.ndarray | None = None
 
     def local(self) -> Plan:
         """This rank's stream (made on first use; not materialised)."""
@@ -55,3 +56,29 @@ class RankPlan:
             if isinstance(self._local, EpochStream) and self._local.world_size == 1:
                 self._local = self._global
         return self._global
+
+    def count_unplanned(self, idx: np.ndarray, num_samples: int) -> int:
+        """How many of ``idx`` (int [k], each in ``[0, num_samples)``) are not in the global
+        stream: O(k) per call after a first call that builds a bool [num_samples] membership mask
+        from the stream's draws (O(N + S), kept with the plan). A stream that draws every sample
+        once (no pool) answers 0 without one."""
+        if len(idx) == 0:
+            return 0
+        plan = self._global
+        pool = plan.pool if isinstance(plan, EpochStream) else plan
+        if pool is None:  # arange(N): every sample is drawn once
+            return 0
+        if self._in_plan is None:
+            mask = np.zeros(num_samples, dtype=bool)
+            mask[pool] = True
+            self._in_plan = mask
+        return len(idx) - int(np.count_nonzero(self._in_plan[idx]))
+
+    def draws_of(self, idx: np.ndarray, num_samples: int) -> np.ndarray:
+        """Draws of each of ``idx`` (int [k]) in the global stream, int64 [k]: O(N + S), one
+        count over the stream's draws (not kept)."""
+        plan = self._global
+        pool = plan.pool if isinstance(plan, EpochStream) else plan
+        if pool is None:  # arange(N): every sample is drawn once
+            return np.ones(len(idx), dtype=np.int64)
+        return np.bincount(pool, minlength=num_samples)[idx].astype(np.int64)

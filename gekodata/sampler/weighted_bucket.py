@@ -34,6 +34,8 @@ from ..signals import Signals
 from ..store.state_store import GEKOStateStore
 from . import collective as gdist
 from .accounting import EpochLedger
+from .explain import SampleExplanation, explanation
+from .loop_checks import warn_extra_pass, warn_unplanned
 from .position import StreamPosition, fingerprint
 from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window
 from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
@@ -199,6 +201,8 @@ class WeightedBucketSampler(Sampler[int]):
         self._classified_epoch = -1
         self._ledger = EpochLedger()
         self._position = StreamPosition()
+        self._reported_in_plan = False  # report() called since the plan or the last extra pass
+        self._unplanned_warned = -1  # the last epoch warned about unplanned reports
         # epoch 0 is planned now, from the store as given (nothing is buffered yet, so nothing is
         # folded or gathered): every later read (len, iter, state_dict, report) finds a plan
         self._held: RankPlan = self._plan(0)
@@ -353,7 +357,16 @@ class WeightedBucketSampler(Sampler[int]):
         return len(self._local_plan())
 
     def __iter__(self) -> Iterator[int]:
-        return self._position.iterate(self._local_plan())
+        """The current epoch's stream from position 0 (or a restored position). Starting it
+        again after a pass ran to its end and was reported counts an extra pass in the epoch's
+        record and warns once per epoch: the loop forgot :meth:`set_epoch`
+        (:mod:`gekodata.sampler.loop_checks` says why this warns instead of refusing)."""
+        local = self._local_plan()
+        if self._reported_in_plan and self._position.finished(len(local)):
+            self._reported_in_plan = False  # the next extra pass needs reports of its own
+            if self._ledger.count_extra_pass() == 1:
+                warn_extra_pass(self._held.epoch, len(local), self._buffer.rows, stacklevel=2)
+        return self._position.iterate(local)
 
     def _warn_if_nothing_reported(self) -> None:
         """The epoch being left planned draws that were iterated and none was reported (counts
@@ -420,6 +433,7 @@ class WeightedBucketSampler(Sampler[int]):
             plan, epoch, rank=self.rank, world_size=self.world_size, shard=self.shard
         )
         self._position.reset()  # a new plan starts at its beginning
+        self._reported_in_plan = False
 
     def _local_plan(self) -> Plan:
         return self._held.local()
@@ -485,6 +499,7 @@ class WeightedBucketSampler(Sampler[int]):
         else:
             values = loss
         self._buffer.add(values, conf, correct, idx, pred, label)
+        self._reported_in_plan = True
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:
             self.flush()
 
@@ -512,13 +527,45 @@ class WeightedBucketSampler(Sampler[int]):
             validated=True,
             restart=audit.forgotten,
         )
+        unplanned = self._held.count_unplanned(window.idx, self.num_samples)
         self._ledger.count(
             self.policy.passes(len(window)),
             self.policy.passes(audit.reported),
             len(audit.forgotten),
+            self.policy.passes(unplanned),
         )
+        if unplanned and self._unplanned_warned != self._held.epoch:
+            self._unplanned_warned = self._held.epoch
+            warn_unplanned(self._held.epoch, unplanned, len(window), stacklevel=4)
 
     # ------------------------------------------------------------------ suspects and results
+    def explain(self, idx: int | Sequence[int] | np.ndarray | torch.Tensor) -> SampleExplanation:
+        """Why each of ``idx`` was drawn or skipped this epoch: its bucket by name, draws in
+        this epoch's plan, the policy's draw weight in this phase, visits, last correctness,
+        confidence and loss EMAs, label (:class:`~gekodata.sampler.explain.SampleExplanation`;
+        ``print()`` it for a table with a reason per sample).
+
+        The store's values are as of the last sync point (call :meth:`flush` first after the
+        loop). Reads local state only; O(k) for the store's rows, plus O(N + S) to count the
+        draws (one pass over the plan) and, for a policy whose weights vary within a bucket, to
+        compute the weights."""
+        rows = np.asarray(
+            idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64
+        ).reshape(-1)
+        check_index("explain: indices", rows, self.num_samples)
+        store, phase = self._store, self.phase
+        state = store.rows_of(rows)
+        table = self.policy.bucket_weights(phase)
+        if table is not None:
+            weight = np.asarray(table, dtype=np.float64)[state["bucket"]]
+            weight[state["pruned"]] = 0.0
+            if self.policy.max_times_seen is not None:
+                weight[state["visits"] >= self.policy.max_times_seen] = 0.0
+        else:
+            weight = self.policy.sample_weights(store, store.bucket, phase)[rows]
+        draws = self._held.draws_of(rows, self.num_samples)
+        return explanation(self._held.epoch, phase.name, rows, state, draws, weight)
+
     def suspects(self) -> Suspects:
         """Samples the noise guard classified SUSPECT at the current epoch's plan (probably
         mislabeled; ``BucketPolicy(noise_guard=True)``), with what the store knows of them.
@@ -682,10 +729,16 @@ class WeightedBucketSampler(Sampler[int]):
             f"WeightedBucketSampler(num_samples={self.num_samples}, "
             f"policy={type(self.policy).__name__}, epoch={self.epoch} ({self.phase.name}), "
             f"num_epochs={self.num_epochs}, planned={len(self._held.local())}, "
-            f"pending_reports={self.pending_reports}, budget={self.budget!r}, "
+            f"pending_reports={self.pending_reports}, "
+            f"buckets={_nonzero(self._ledger.records[-1].buckets) if self._ledger.records else {}}, "
+            f"budget={self.budget!r}, "
             f"unbiased={self.unbiased}, rank={self.rank}, world_size={self.world_size}, "
             f"shard={self.shard})"
         )
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {name: n for name, n in counts.items() if n}
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

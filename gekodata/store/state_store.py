@@ -145,6 +145,23 @@ class GEKOStateStore(OptionalColumns, StoreState):
         """Bytes held by the per-sample columns."""
         return sum(col.nbytes for col in self.columns.values())
 
+    def __repr__(self) -> str:
+        """Size, samples seen and pruned, samples per bucket code (nonzero only; the codes'
+        names are the policy's, :class:`gekodata.policy.Bucket`: 0 UNSEEN, 1 FREEZE, ...),
+        reported rows folded, loss scale, bytes and optional columns. O(N): a few passes over two
+        small columns (visits, flags)."""
+        codes = np.bincount(self.columns["flags"] & BUCKET_MASK, minlength=8)
+        buckets = {int(code): int(n) for code, n in enumerate(codes) if n}
+        optional = [name for name in self.columns if name not in COLUMNS]
+        return (
+            f"GEKOStateStore(num_samples={self.num_samples}, "
+            f"seen={int(np.count_nonzero(self.columns['visits']))}, pruned={self.num_pruned}, "
+            f"bucket_codes={buckets}, reports_folded={self.total_updates}, "
+            f"loss_scale={self.loss_scale:.4g}, nbytes={self.nbytes}"
+            + (f", optional_columns={optional}" if optional else "")
+            + ")"
+        )
+
     # ---------------------------------------------------------------- writing
 
     def invalid_rows(

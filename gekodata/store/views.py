@@ -169,6 +169,36 @@ class ColumnViews:
     def num_pruned(self) -> int:
         return int(np.count_nonzero(self.columns["flags"] & PRUNED_BIT))
 
+    # ---------------------------------------------------------------- rows of a few samples
+    def rows_of(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """What the store holds of samples ``idx`` (int [k], in range), decoded, each an array
+        [k]: ``visits`` int64, ``loss`` float32 (EMA, loss units; 0 if unseen), ``confidence``
+        and ``correctness`` float32 (EMAs in [0, 1]), ``last_correct`` bool, ``wrong_streak``
+        and ``frozen_streak`` int64, ``bucket`` uint8 (the code), ``pruned`` bool, ``predicted``
+        and ``label`` int64 (-1 = unknown). O(k): reads only those rows."""
+        idx = np.asarray(idx, dtype=np.int64)
+        flags = self.columns["flags"][idx]
+        unknown = np.full(len(idx), -1, dtype=np.int64)
+        return {
+            "visits": self.columns["visits"][idx].astype(np.int64),
+            "loss": self.loss_of(idx),
+            "confidence": dequantize_u8(self.columns["conf_ema"][idx]),
+            "correctness": dequantize_u8(self.columns["correct_ema"][idx]),
+            "last_correct": (flags & CORRECT_BIT) != 0,
+            "wrong_streak": ((flags & STREAK_MASK) >> STREAK_SHIFT).astype(np.int64),
+            "frozen_streak": self.columns["frozen_streak"][idx].astype(np.int64),
+            "bucket": flags & BUCKET_MASK,
+            "pruned": (flags & PRUNED_BIT) != 0,
+            "predicted": (
+                self.columns["pred_label"][idx].astype(np.int64)
+                if "pred_label" in self.columns
+                else unknown
+            ),
+            "label": (
+                self.columns["label"][idx].astype(np.int64) if "label" in self.columns else unknown
+            ),
+        }
+
     # ---------------------------------------------------------------- other columns
     @property
     def predicted(self) -> np.ndarray:
