@@ -354,3 +354,15 @@ def test_py_typed_is_packaged():
 def test_from_file_is_documented():
     guide = (ROOT / "docs" / "getting-started.md").read_text()
     assert "GEKOStateStore.from_file(" in guide and "sampler.explain(" in guide
+
+
+def test_suspects_read_by_field_name_too():
+    import numpy as np
+    import pytest
+
+    from gekodata.diagnostics.suspects import Suspects
+
+    found = Suspects(*(np.arange(2) for _ in range(6)))
+    assert found["idx"] is found.idx and found["visits"] is found.visits
+    with pytest.raises(KeyError, match="a Suspects field is one of"):
+        found["label"]

@@ -34,6 +34,13 @@ class Suspects:
     def __len__(self) -> int:
         return len(self.idx)
 
+    def __getitem__(self, field: str) -> np.ndarray:
+        """``found["idx"]`` as well as ``found.idx``: one field's array [K] by name; ``KeyError``
+        naming the fields for any other key."""
+        if not isinstance(field, str) or field not in self.__dataclass_fields__:
+            raise KeyError(f"{field!r}: a Suspects field is one of {list(self.__dataclass_fields__)}")
+        return getattr(self, field)
+
 
 def find_suspects(store: GEKOStateStore) -> Suspects:
     """Every sample whose bucket code is SUSPECT, with its store state."""
