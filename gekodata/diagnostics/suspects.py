@@ -38,7 +38,9 @@ class Suspects:
         """``found["idx"]`` as well as ``found.idx``: one field's array [K] by name; ``KeyError``
         naming the fields for any other key."""
         if not isinstance(field, str) or field not in self.__dataclass_fields__:
-            raise KeyError(f"{field!r}: a Suspects field is one of {list(self.__dataclass_fields__)}")
+            raise KeyError(
+                f"{field!r}: a Suspects field is one of {list(self.__dataclass_fields__)}"
+            )
         return getattr(self, field)
 
 
