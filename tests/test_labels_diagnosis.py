@@ -317,3 +317,15 @@ def test_device_path_carries_labels_and_drops_a_bad_one_at_the_sync_point():
     assert window.idx.tolist() == [0, 1, 3] and window.label.tolist() == [1, 2, 0]
     with pytest.raises(ValueError, match="label must hold integer class indices"):
         buffer.add(torch.ones(2), None, None, idx[:2], None, torch.ones(2), defer_checks=True)
+
+
+def test_a_stream_selector_learns_labels_from_signals_too():
+    from gekodata.streaming import StreamSelector
+
+    selector = StreamSelector(20, num_epochs=2, seed=0)
+    idx = torch.arange(6)
+    selector.report(classification_signals(torch.randn(6, 3), idx % 3), idx)
+    selector.flush()
+    assert selector.store.labels[:6].tolist() == (idx % 3).tolist()
+    with pytest.raises(TypeError, match=r"report\(signals, batch\['idx'\]\)"):
+        selector.report(classification_signals(torch.randn(2, 3), idx[:2]), idx[:2], torch.ones(2))

@@ -22,6 +22,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from ..signals import Signals
 from ..store.codec import LOSS_MAX
 from ..store.state_store import GEKOStateStore
 from ..store.validation import as_float32, check_report_shapes
@@ -103,6 +104,35 @@ class PendingRows:
             [0] * world_size,
             [0] * world_size,
         )
+
+
+def unpack_report(
+    loss: SignalInput | Signals,
+    conf: SignalInput,
+    correct: SignalInput,
+    idx: SignalInput,
+    pred: SignalInput,
+    label: SignalInput,
+) -> tuple[SignalInput, SignalInput, SignalInput, SignalInput, SignalInput, SignalInput]:
+    """A report's (loss, conf, correct, idx, pred, label): as given, or from a
+    :class:`~gekodata.signals.Signals` passed as ``loss`` (``report(signals, idx)``: the next
+    positional argument is then the indices; its ``pred`` and ``label`` fill what was not given).
+    ``TypeError`` for a Signals given together with conf or correct."""
+    if not isinstance(loss, Signals):
+        return loss, conf, correct, idx, pred, label
+    if correct is not None or (conf is not None and idx is not None):
+        raise TypeError(
+            "report(signals, idx): a Signals object already holds loss, conf and correct; "
+            "pass only the indices after it (report(signals, batch['idx']))"
+        )
+    return (
+        loss.loss,
+        loss.conf,
+        loss.correct,
+        conf if idx is None else idx,
+        loss.pred if pred is None else pred,
+        loss.label if label is None else label,
+    )
 
 
 class ReportBuffer:

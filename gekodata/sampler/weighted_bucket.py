@@ -37,7 +37,7 @@ from .accounting import EpochLedger
 from .explain import SampleExplanation, explanation
 from .loop_checks import warn_extra_pass, warn_unplanned
 from .position import StreamPosition, fingerprint
-from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window
+from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window, unpack_report
 from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
 from .sharding import Plan, RankPlan
 
@@ -485,19 +485,9 @@ class WeightedBucketSampler(Sampler[int]):
         input is shape-checked now and stays on the device (no host sync); its values are
         checked at the next sync point, where bad rows are dropped alone with a warning.
         """
-        if isinstance(loss, Signals):
-            if correct is not None or (conf is not None and idx is not None):
-                raise TypeError(
-                    "report(signals, idx): a Signals object already holds loss, conf and correct; "
-                    "pass only the indices after it (report(signals, batch['idx']))"
-                )
-            idx = conf if idx is None else idx
-            pred = loss.pred if pred is None else pred
-            label = loss.label if label is None else label
-            values: SignalInput = loss.loss
-            conf, correct = loss.conf, loss.correct
-        else:
-            values = loss
+        values, conf, correct, idx, pred, label = unpack_report(
+            loss, conf, correct, idx, pred, label
+        )
         self._buffer.add(values, conf, correct, idx, pred, label)
         self._reported_in_plan = True
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:

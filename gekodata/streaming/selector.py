@@ -34,7 +34,8 @@ from ..planning.epoch_plan import Budget, classify_epoch, resolve_budget
 from ..policy import SelectionPolicy, default_policy
 from ..policy.user_weights import capped_probabilities
 from ..sampler import collective as gdist
-from ..sampler.report_buffer import PendingRows, ReportBuffer, SignalInput
+from ..sampler.report_buffer import PendingRows, ReportBuffer, SignalInput, unpack_report
+from ..signals import Signals
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.state_store import GEKOStateStore
 from .keys import epoch_key
@@ -176,21 +177,31 @@ class StreamSelector:
     # ------------------------------------------------------------------ reports
     def report(
         self,
-        loss: SignalInput,
+        loss: SignalInput | Signals,
         conf: SignalInput = None,
         correct: SignalInput = None,
         idx: SignalInput = None,
+        *,
+        pred: SignalInput = None,
+        label: SignalInput = None,
     ) -> None:
         """Record per-example signals of one batch (as ``WeightedBucketSampler.report``): float
-        [B] loss, conf/correct [B] or None, int [B] sample ids (``batch["idx"]``). Validated now
-        (CPU) and folded at the next :meth:`set_epoch` or :meth:`flush`."""
-        self._buffer.add(loss, conf, correct, idx)
+        [B] loss, conf/correct [B] or None, int [B] sample ids (``batch["idx"]``), optional
+        predicted and given labels; or ``report(signals, idx)`` with a
+        :class:`~gekodata.signals.Signals`, whose labels travel along. Validated now (CPU) and
+        folded at the next :meth:`set_epoch` or :meth:`flush`."""
+        values, conf, correct, idx, pred, label = unpack_report(
+            loss, conf, correct, idx, pred, label
+        )
+        self._buffer.add(values, conf, correct, idx, pred, label)
 
     def flush(self) -> None:
         """Fold every buffered report (of every rank) into the store; a collective under
         ``torch.distributed``. The keep table changes only at the next new epoch."""
         window = self._buffer.take()
         if window is not None:
+            if window.label is not None:
+                self.store.learn_labels(window.idx, window.label)
             self.store.update(
                 window.idx,
                 window.loss,
