@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from support.save_points import run_with_save_point
 
 from gekodata import PromptPolicy, WeightedBucketSampler
 from gekodata.policy import Bucket, policy_from_config
@@ -170,24 +171,12 @@ def new_sampler(sync_every):
 
 
 def run(sync_every, save_at=None, tmp_path=None):
-    sampler, plans = new_sampler(sync_every), []
-    for epoch in range(EPOCHS):
-        sampler.set_epoch(epoch)
-        plans.append(np.asarray(sampler.global_plan).copy())
-        plan = np.asarray(sampler.plan)
-        batches = [plan[i : i + BATCH] for i in range(0, len(plan), BATCH)]
-        for step in range(len(batches) + 1):
-            if save_at == (epoch, step):
-                path = tmp_path / f"e{epoch}s{step}.safetensors"
-                sampler.save(path)
-                position = sampler.state_dict()
-                sampler = new_sampler(sync_every)
-                sampler.load(path)
-                sampler.load_state_dict(position)
-            if step < len(batches):
-                idx = batches[step]
-                report_groups(sampler, idx, outcome_of(idx, epoch, step).astype(np.float32))
-    sampler.flush()
+    def report(sampler, idx, epoch, step):
+        report_groups(sampler, idx, outcome_of(idx, epoch, step).astype(np.float32))
+
+    plans, sampler = run_with_save_point(
+        lambda: new_sampler(sync_every), report, EPOCHS, BATCH, save_at, tmp_path
+    )
     return plans, sampler.store.state_dict(), sampler.policy.state_arrays()
 
 

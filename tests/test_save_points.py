@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.save_points import run_with_save_point
 from support.torchrun_util import run_torchrun
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
@@ -35,31 +36,16 @@ def new_sampler(sync_every):
     )
 
 
-def steps(sampler):
-    plan = np.asarray(sampler.plan)
-    return [plan[i : i + BATCH] for i in range(0, len(plan), BATCH)]
-
-
 def run(sync_every, save_at=None, tmp_path=None):
     """Plans per epoch and the final store; with ``save_at=(epoch, step)`` the run saves there,
     and a new sampler loads the file and carries on (the old one is dropped)."""
-    sampler, plans = new_sampler(sync_every), []
-    for epoch in range(EPOCHS):
-        sampler.set_epoch(epoch)
-        plans.append(np.asarray(sampler.global_plan).copy())
-        batches = steps(sampler)
-        for step in range(len(batches) + 1):
-            if save_at == (epoch, step):
-                path = tmp_path / f"e{epoch}s{step}.safetensors"
-                sampler.save(path)
-                position = sampler.state_dict()
-                sampler = new_sampler(sync_every)
-                sampler.load(path)
-                sampler.load_state_dict(position)
-            if step < len(batches):
-                idx = batches[step]
-                sampler.report(*signals(idx, epoch, step), idx)
-    sampler.flush()
+
+    def report(sampler, idx, epoch, step):
+        sampler.report(*signals(idx, epoch, step), idx)
+
+    plans, sampler = run_with_save_point(
+        lambda: new_sampler(sync_every), report, EPOCHS, BATCH, save_at, tmp_path
+    )
     return plans, sampler.store.state_dict(), sampler.efficiency_report()
 
 

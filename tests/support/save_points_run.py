@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import torch.distributed as dist
+from save_points import run_with_save_point  # this script's folder is on sys.path
 
 from gekodata import BucketPolicy, PruningDataset, WeightedBucketSampler
 
@@ -26,24 +27,10 @@ def new_sampler():
 
 
 def run(out, save_at=None):
-    sampler, plans = new_sampler(), []
-    for epoch in range(EPOCHS):
-        sampler.set_epoch(epoch)
-        plans.append(np.asarray(sampler.global_plan).copy())
-        local = np.asarray(sampler.plan)
-        batches = [local[i:i + BATCH] for i in range(0, len(local), BATCH)]
-        for step in range(len(batches) + 1):
-            if save_at == (epoch, step):
-                path = os.path.join(out, f"e{epoch}s{step}.safetensors")
-                sampler.save(path)
-                position = sampler.state_dict()
-                sampler = new_sampler()
-                sampler.load(path)
-                sampler.load_state_dict(position)
-            if step < len(batches):
-                idx = batches[step]
-                sampler.report(*signals(idx, epoch, step), idx)
-    sampler.flush()
+    def report(sampler, idx, epoch, step):
+        sampler.report(*signals(idx, epoch, step), idx)
+
+    plans, sampler = run_with_save_point(new_sampler, report, EPOCHS, BATCH, save_at, out)
     return plans, sampler.store.state_dict()
 
 
