@@ -1,8 +1,8 @@
-"""RL prompt selection: uniform prompts vs gekodata's PromptPolicy vs DAPO-style post-hoc filtering.
+"""RL prompt selection: uniform prompts vs DAPO-style filtering vs GRESO-style skipping vs gekodata.
 
 A GRPO loop (group-relative advantages, one on-policy update per rollout batch, token-mean loss,
-no KL term: TRL's defaults) trains a small causal LM on a reasoning-gym task with verifiable
-answers, scored by the task's own ``score_answer``. Every arm of a seed starts from the same
+no KL term: TRL's defaults) trains a small causal LM on reasoning-gym tasks with verifiable
+answers, scored by each task's own ``score_answer``. Every arm of a seed starts from the same
 warm-started policy (a short supervised fine-tune, so that some answers are right from the start
 and groups have reward variance), trains the same prompt set for the same number of epochs with
 the same hyperparameters, and differs only in which groups it rolls out and trains on:
@@ -11,31 +11,46 @@ the same hyperparameters, and differs only in which groups it rolls out and trai
 * ``dapo``: every prompt once per epoch, then zero-variance groups (all completions rewarded
   alike: zero advantage) are dropped *after* rollout and the update batches are refilled with
   informative groups only (DAPO's dynamic sampling, Yu et al. 2025): the same rollouts as uniform;
-* ``gekodata``: the prompts ``PromptPolicy(group_size=G)`` plans (GRESO-style skipping of prompts
-  zero-variance in recent epochs, mastered prompts frozen and audited with ``audit_fraction=0.1``,
-  hopeless ones explored at 5%, learnability-weighted draws), every rolled-out group trained; its
-  groups are reported with ``report_groups``.
+* ``greso``: GRESO-style pre-rollout skipping (:mod:`benchmarks.gekobench.greso`, the rule of the
+  ``rl_sim`` simulation's GRESO arm): a prompt with a run of ``z`` zero-variance groups is
+  skipped with probability ``1 - p ** z``, ``p`` per direction (all right / all wrong) stepped by
+  0.01 after every rollout batch toward a 25% zero-variance share; every rollout batch is filled
+  with kept prompts, every rolled-out group trained;
+* ``gekodata``: the prompts ``PromptPolicy(group_size=G)`` plans with its defaults (adaptive keep
+  rates toward ``zero_target=0.25``, thaw-rate re-checks ``recheck=8``, mastered prompts frozen
+  and audited with ``audit_fraction=0.1``, learnability-weighted draws), every rolled-out group
+  trained; its groups are reported with ``report_groups``.
+
+Tasks (``--tasks``; :data:`benchmarks.gekobench.rl_grpo.TASKS`): ``chain_sum`` (``"23 - 60 ="``,
+two 1-2 digit terms: one kind of question, most of it within the model's reach after the warm
+start) and ``basic_arithmetic`` (``"6 + 10 * 0 ="``, two or three terms 0-10 with +, - and * and
+precedence: a spread from easy to out of reach). Each task runs at its own warm-start targets
+(``--warm-targets``): one regime per (task, target).
 
 Figures per arm, per epoch: held-out exact match (greedy decoding, scored by ``score_answer``)
 against the rollouts (completions) generated so far, the share of zero-advantage groups among the
 groups generated in the epoch, optimizer steps, and wall-clock (rollouts, rewards, updates and
-planning; held-out evaluation excluded). Summary: final held-out exact match (mean +- std over
-seeds, and paired with uniform), total rollouts and the share saved against uniform, mean share of
-zero-advantage groups, wall-clock. Goal (issue 15): at equal held-out accuracy (within seed noise)
->= 40% fewer rollouts than uniform, and fewer zero-advantage groups than DAPO generates.
+selection; held-out evaluation excluded) with its selection part. Summary per regime: final
+held-out exact match (mean +- std over seeds, and paired with uniform), rollouts against
+uniform's, rollouts to reach uniform's final held-out exact match of the same seed (the first
+epoch end at or above it) against uniform's own, zero-advantage groups generated against DAPO's,
+wall-clock. Goal (issue 23): <= 0.5x uniform's rollouts at equal held-out accuracy (within one
+paired std) and <= 0.5x the zero-advantage groups DAPO generates, on both tasks.
 
-The model is a 2-layer Llama (hidden 64, a character tokenizer, ~0.1M parameters) so that 3 arms
-x 3 seeds finish on 2 shared CPU cores; prompts are the task's expressions (``"23 - 60 ="``), left-
-filled with spaces to one width (no padding mask needed). The loop is written out here (not TRL)
-to keep the three arms identical except for selection and to sample from private generators;
+The model is a 2-layer Llama (hidden 64, a character tokenizer, ~0.1M parameters) so that the
+runs finish on 2 shared CPU cores; prompts are the task's expressions, left-filled with spaces to
+one width (no padding mask needed). The loop is written out here (not TRL) to keep the arms
+identical except for selection and to sample from private generators;
 ``examples/grpo_reasoning.py`` runs the same selection inside TRL's ``GRPOTrainer``.
 
 Run::
 
-    python -m benchmarks.rl                  # 3 arms x 3 seeds (see --help for the sizes)
+    python -m benchmarks.rl --jobs 2         # 4 arms x 3 seeds x 3 regimes (see --help for the sizes)
     python -m benchmarks.rl --quick          # smoke: 1 seed, tiny sizes, seconds
 
-Writes ``benchmarks/results/rl[_quick].json`` and beside it .md/.png (not committed);
+``--jobs N`` runs the (regime, seed) units in N processes of ``--threads`` torch threads each (the
+figures do not depend on it; wall-clock does, through contention). Writes
+``benchmarks/results/rl[_quick].json`` and beside it .md/.png (not committed);
 ``python -m benchmarks.render`` writes the docs page from the JSON.
 """
 
@@ -44,6 +59,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +73,13 @@ from .gekobench.results import write_results
 from .gekobench.rl_grpo import (
     EOS,
     TASK_CONFIG,
+    TASKS,
     build_tasks,
     completion_mask,
     decode,
     encode,
-    run_regime,
+    regime,
+    run_seed,
     sample,
     tiny_policy,
     token_logp,
@@ -69,6 +88,7 @@ from .gekobench.rl_grpo import (
 __all__ = [
     "ARMS",
     "EOS",
+    "TASKS",
     "TASK_CONFIG",
     "build_tasks",
     "completion_mask",
@@ -76,11 +96,39 @@ __all__ = [
     "encode",
     "main",
     "parse_args",
-    "run_regime",
+    "regime",
+    "run_seed",
     "sample",
     "tiny_policy",
     "token_logp",
 ]
+
+WARM_TARGETS = {"chain_sum": [0.5, 0.7], "basic_arithmetic": [0.3]}
+"""Full mode's warm-start targets (dev exact match) per task: one regime each."""
+
+
+def _warm_targets(
+    tokens: list[str] | None, tasks: list[str], quick: bool
+) -> dict[str, list[float]]:
+    """``--warm-targets`` as {task: [targets]}: ``0.5`` sets every task's, ``chain_sum:0.7`` one
+    task's (repeatable); tasks not named keep the mode's defaults."""
+    out = {t: ([0.5] if quick else list(WARM_TARGETS[t])) for t in tasks}
+    every: list[float] = []
+    named: dict[str, list[float]] = {}
+    for token in tokens or []:
+        if ":" in token:
+            task, value = token.split(":", 1)
+            if task not in tasks:
+                raise SystemExit(f"--warm-targets names {task!r}, not among --tasks {tasks}")
+            named.setdefault(task, []).append(float(value))
+        else:
+            every.append(float(token))
+    for t in tasks:
+        if every:
+            out[t] = list(every)
+        if t in named:
+            out[t] = named[t]
+    return out
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="smoke sizes: 1 seed, seconds")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
     p.add_argument("--epochs", type=int, help="default 10 (quick: 2)")
     p.add_argument("--train-size", type=int, help="RL prompts (default 768; quick 24)")
@@ -102,10 +151,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, help="most warm-start steps (default 8000; quick 5)")
     p.add_argument(
         "--warm-targets",
-        type=float,
         nargs="+",
-        help="one regime per value: the warm start stops once greedy exact match on the dev questions "
-        "reaches it (or after --sft-steps); default 0.5 0.7 (quick: 0.5)",
+        help="one regime per value and task: the warm start stops once greedy exact match on the "
+        "dev questions reaches it (or after --sft-steps); VALUE for every task or TASK:VALUE for "
+        f"one; default {WARM_TARGETS} (quick: 0.5)",
     )
     p.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
     p.add_argument(
@@ -119,7 +168,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--audit-fraction", type=float, default=0.1, help="gekodata arm's forgetting audit"
     )
     p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
+    p.add_argument("--jobs", type=int, default=1, help="(regime, seed) units run in parallel")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
         "--no-readme",
@@ -129,7 +179,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = {
         "seeds": [0],
-        "warm_targets": [0.5],
         "epochs": 2,
         "train_size": 24,
         "eval_size": 32,
@@ -139,7 +188,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     }
     full = {
         "seeds": [0, 1, 2],
-        "warm_targets": [0.5, 0.7],
         "epochs": 10,
         "train_size": 768,
         "eval_size": 512,
@@ -150,28 +198,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.warm_targets = _warm_targets(args.warm_targets, args.tasks, args.quick)
     return args
 
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
     started = time.perf_counter()
-    tasks = build_tasks(
-        {
-            "sft": args.sft_size,
-            "dev": args.dev_size,
-            "train": args.train_size,
-            "eval": args.eval_size,
-        },
-        args.data_seed,
-    )
-    regimes = [run_regime(target, tasks, args) for target in args.warm_targets]
+    units = [
+        (task, target, seed)
+        for task in args.tasks
+        for target in args.warm_targets[task]
+        for seed in args.seeds
+    ]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            done = list(pool.map(run_seed, *zip(*units), [args] * len(units)))
+    else:
+        done = [run_seed(task, target, seed, args) for task, target, seed in units]
+    regimes = [
+        regime(
+            task,
+            target,
+            {u[2]: d for u, d in zip(units, done) if u[:2] == (task, target)},
+            args.arms,
+        )
+        for task in args.tasks
+        for target in args.warm_targets[task]
+    ]
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config["task"] = {"name": "chain_sum", **TASK_CONFIG}
+    config["task_settings"] = {t: TASKS[t] for t in args.tasks}
     report = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "machine": machine_info(),

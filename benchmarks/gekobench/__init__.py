@@ -11,6 +11,6 @@ The CLIs are ``python -m benchmarks.<name>`` (thin wrappers over these modules).
   merge);
 * rendering from JSON: :mod:`.tables`, :mod:`.plots`, :mod:`.report_noise`, :mod:`.report_rl`,
   :mod:`.report_tokens`, :mod:`.docs` (the docs/benchmarks pages);
-* other benchmarks' code: :mod:`.rl_grpo`, :mod:`.token_arms`, :mod:`.overhead_cost`,
-  :mod:`.tiny_loop`, :mod:`.scale_cost`.
+* other benchmarks' code: :mod:`.rl_grpo`, :mod:`.greso`, :mod:`.rl_sim`, :mod:`.token_arms`,
+  :mod:`.overhead_cost`, :mod:`.tiny_loop`, :mod:`.scale_cost`.
 """

@@ -137,8 +137,10 @@ FAMILIES = (
     Family(
         "rl.md",
         "RL prompt selection",
-        "`python -m benchmarks.rl`: GRPO on reasoning-gym chain_sum; uniform, DAPO-style "
-        "filtering and gekodata's PromptPolicy.",
+        "`python -m benchmarks.rl --jobs 2` (issue 23): GRPO on reasoning-gym chain_sum and "
+        "basic_arithmetic with a 2-layer Llama from a warm start; uniform, DAPO-style filtering, "
+        "GRESO-style pre-rollout skipping and gekodata's PromptPolicy (defaults), 3 seeds, "
+        "paired by seed.",
         (("rl", rl_table),),
     ),
     Family(

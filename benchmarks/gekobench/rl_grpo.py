@@ -1,5 +1,5 @@
-"""The RL prompt-selection benchmark's pieces: the chain_sum task, a tiny policy, GRPO updates and the
-three arms (uniform, DAPO-style filtering, gekodata's PromptPolicy).
+"""The RL prompt-selection benchmark's pieces: reasoning-gym tasks, a tiny policy, GRPO updates and the
+four arms (uniform, DAPO-style filtering, GRESO-style skipping, gekodata's PromptPolicy).
 
 The CLI is ``python -m benchmarks.rl`` (its docstring has the protocol and the commands)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,27 @@ import torch
 from gekodata import BucketPolicy, PromptPolicy, WeightedBucketSampler
 from gekodata.prompts import report_groups
 
+from .greso import GresoSkip
+
 CHARS = " 0123456789+-=*/()."
 PAD, EOS = 0, 1
-TASK_CONFIG = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
+TASKS: dict[str, dict[str, Any]] = {
+    # "23 - 60 =": every question of one kind; the warm-started model gets most of them right
+    "chain_sum": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+    # "6 + 10 * 0 =": 2 or 3 one-digit terms (0-10), +, - and * with precedence
+    "basic_arithmetic": {
+        "min_terms": 2,
+        "max_terms": 3,
+        "min_digits": 1,
+        "max_digits": 1,
+        "operators": ("+", "-", "*"),
+        "allow_parentheses": False,
+        "allow_negation": False,
+    },
+}
+"""reasoning-gym tasks the benchmark runs (both put the question in ``metadata["expression"]``,
+written with :data:`CHARS`), with their dataset settings."""
+TASK_CONFIG = TASKS["chain_sum"]
 
 
 class Task:
@@ -43,7 +61,7 @@ class Task:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def score(self, idx: Sequence[int], texts: Sequence[str]) -> np.ndarray:
+    def score(self, idx: Sequence[int] | np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """``score_answer`` of each text for entry ``idx[k]`` (reasoning-gym's verifier)."""
         return np.array(
             [self.rg.score_answer(t, self.entries[i]) for i, t in zip(idx, texts)], dtype=np.float32
@@ -63,16 +81,16 @@ def decode(row: Sequence[int]) -> str:
     return "".join(out).strip()
 
 
-def build_tasks(sizes: dict[str, int], data_seed: int):
-    """(sft, train, eval) Tasks with disjoint expressions; entry i of each split is a function of
-    (data_seed, split, i) only."""
+def build_tasks(sizes: dict[str, int], data_seed: int, task: str = "chain_sum"):
+    """One Task per split of reasoning-gym ``task`` (a key of :data:`TASKS`), with disjoint
+    expressions; entry i of each split is a function of (task, data_seed, split, i) only."""
     import reasoning_gym as rg
 
     splits, seen = {}, set()
     for k, (name, n) in enumerate(sizes.items()):
         # reasoning-gym draws entry i from Random(seed + i): splits need seeds further apart than their sizes
         ds = rg.create_dataset(
-            "chain_sum", size=4 * n + 64, seed=data_seed * 7919 + k * 10**6, **TASK_CONFIG
+            task, size=4 * n + 64, seed=data_seed * 7919 + k * 10**6, **TASKS[task]
         )
         kept = []
         for i in range(len(ds)):
@@ -222,6 +240,45 @@ def grpo_update(
     opt.step()
 
 
+def _plan_batches(sampler, epoch: int, batch: int) -> Iterator[np.ndarray]:
+    """The sampler's plan for ``epoch`` in rollout batches (uniform, DAPO and gekodata arms)."""
+    sampler.set_epoch(epoch)
+    plan = np.array(sampler.global_plan, dtype=np.int64)
+    for s in range(0, len(plan), batch):
+        yield plan[s : s + batch]
+
+
+def _greso_batches(skip: GresoSkip, batch: int) -> Iterator[np.ndarray]:
+    """GRESO's epoch: the shuffled prompts filtered by the skip draw, each rollout batch filled
+    with ``batch`` kept prompts (more candidates drawn as needed, as GRESO keeps its batch size);
+    the last batch of the epoch may be short. Lazy: the caller's ``observe`` after each batch
+    adapts the rates before the next batch's draws."""
+    order, pos, kept = skip.order(), 0, np.zeros(0, dtype=np.int64)
+    while pos < len(order):
+        need = batch - len(kept)
+        kept = np.concatenate([kept, skip.keep(order[pos : pos + need])])
+        pos += need
+        if len(kept) == batch:
+            yield kept
+            kept = np.zeros(0, dtype=np.int64)
+    if len(kept):
+        yield kept
+
+
+def _selection(arm: str, n: int, cfg: argparse.Namespace, seed: int):
+    """The arm's selector: a ``WeightedBucketSampler`` (uniform, DAPO, gekodata) or ``GresoSkip``."""
+    if arm == "greso":
+        return GresoSkip(n, seed)
+    policy = PromptPolicy(group_size=cfg.group) if arm == "gekodata" else BucketPolicy.uniform()
+    return WeightedBucketSampler(
+        range(n),
+        policy,
+        num_epochs=cfg.epochs,
+        seed=seed,
+        audit_fraction=cfg.audit_fraction if arm == "gekodata" else 0.0,
+    )
+
+
 def run_arm(
     arm: str,
     warm: dict[str, torch.Tensor],
@@ -229,7 +286,9 @@ def run_arm(
     cfg: argparse.Namespace,
     seed: int,
 ) -> dict[str, Any]:
-    """One arm from the warm-started weights; per-epoch records."""
+    """One arm from the warm-started weights; per-epoch records. ``selection_s`` is the time spent
+    choosing prompts and reporting their groups (planning, skip draws, ``report_groups``), part of
+    ``wall_clock_s``."""
     train, held_out = tasks["train"], tasks["eval"]
     group, epochs, batch = cfg.group, cfg.epochs, cfg.rollout_batch
     model = tiny_policy(seed, train.prompts.shape[1] + train.answers.shape[1] + 1)
@@ -238,41 +297,45 @@ def run_arm(
     gen = torch.Generator().manual_seed(
         seed * 1000 + 1
     )  # rollouts: the same stream start for every arm
-    if arm == "gekodata":
-        sampler = WeightedBucketSampler(
-            range(len(train)),
-            PromptPolicy(group_size=group),
-            num_epochs=epochs,
-            seed=seed,
-            audit_fraction=cfg.audit_fraction,
-        )
-    else:
-        sampler = WeightedBucketSampler(
-            range(len(train)), BucketPolicy.uniform(), num_epochs=epochs, seed=seed
-        )
-    records, rollouts, steps, clock = [], 0, 0, 0.0
+    selector = _selection(arm, len(train), cfg, seed)
+    records, rollouts, steps, clock, selecting = [], 0, 0, 0.0, 0.0
     start_em = exact_match(model, held_out)
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        plan = np.array(sampler.global_plan, dtype=np.int64)
-        zero = groups = kept = 0
+        batches = (
+            _greso_batches(selector, batch)
+            if isinstance(selector, GresoSkip)
+            else _plan_batches(selector, epoch, batch)
+        )
+        zero = groups = kept = right = wrong = 0
         pending: list[tuple] = []  # dapo: informative groups waiting for a full update batch
-        for s in range(0, len(plan), batch):
-            idx = plan[s : s + batch]
+        while True:
+            t_sel = time.perf_counter()
+            idx = next(batches, None)
+            selecting += time.perf_counter() - t_sel
+            if idx is None:
+                break
             prompts = train.prompts[idx]
             comp = sample(model, prompts, group, train.answers.shape[1], gen, cfg.temperature)
             rewards = train.score(
                 np.repeat(idx, group), [decode(r) for r in comp.tolist()]
             ).reshape(-1, group)
-            report_groups(sampler, idx, rewards)
-            rollouts += comp.shape[0]
             r = torch.from_numpy(rewards)
             std = r.std(dim=1, keepdim=True)
-            adv = ((r - r.mean(dim=1, keepdim=True)) / (std + 1e-4)).reshape(-1)
             informative = (std.squeeze(1) > 0).numpy()
+            all_right = ~informative & (rewards[:, 0] >= 0.5)
+            t_sel = time.perf_counter()
+            if isinstance(selector, GresoSkip):
+                selector.observe(idx, all_right, ~informative & ~all_right)
+            else:
+                report_groups(selector, idx, rewards)
+            selecting += time.perf_counter() - t_sel
+            rollouts += comp.shape[0]
+            adv = ((r - r.mean(dim=1, keepdim=True)) / (std + 1e-4)).reshape(-1)
             groups += len(idx)
             zero += int((~informative).sum())
+            right += int(all_right.sum())
+            wrong += int((~informative & ~all_right).sum())
             if arm == "dapo":
                 rows = np.repeat(informative, group)
                 if rows.any():
@@ -291,21 +354,28 @@ def run_arm(
             steps += _update_from(model, opt, pending, n, cfg.clip)
             kept += n // group
         clock += time.perf_counter() - t0
-        records.append(
-            {
-                "epoch": epoch,
-                "prompts_rolled_out": len(plan),
-                "groups": groups,
-                "zero_advantage_groups": zero,
-                "zero_advantage_fraction": zero / groups if groups else 0.0,
-                "groups_trained": kept,
-                "rollouts": rollouts,
-                "optimizer_steps": steps,
-                "wall_clock_s": clock,
-                "held_out_exact_match": exact_match(model, held_out),
-            }
-        )
-    return {
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "prompts_rolled_out": groups,
+            "groups": groups,
+            "zero_advantage_groups": zero,
+            "zero_advantage_fraction": zero / groups if groups else 0.0,
+            "all_right_groups": right,
+            "all_wrong_groups": wrong,
+            "groups_trained": kept,
+            "rollouts": rollouts,
+            "optimizer_steps": steps,
+            "wall_clock_s": clock,
+            "selection_s": selecting,
+            "held_out_exact_match": exact_match(model, held_out),
+        }
+        if isinstance(selector, GresoSkip):
+            record["keep_rates"] = list(selector.keep_rates)
+        elif arm == "gekodata":
+            record["keep_rates"] = list(selector.policy.keep_rates)
+            record["thaw_rate"] = selector.policy.thaw_rate
+        records.append(record)
+    out = {
         "arm": arm,
         "seed": seed,
         "held_out_before": start_em,
@@ -313,8 +383,11 @@ def run_arm(
         "final_exact_match": records[-1]["held_out_exact_match"],
         "rollouts": rollouts,
         "wall_clock_s": clock,
-        "efficiency_report": sampler.efficiency_report().to_dict(),
+        "selection_s": selecting,
     }
+    if not isinstance(selector, GresoSkip):
+        out["efficiency_report"] = selector.efficiency_report().to_dict()
+    return out
 
 
 def _update_from(model, opt, pending: list[tuple], rows: int, clip: float) -> int:
@@ -327,81 +400,155 @@ def _update_from(model, opt, pending: list[tuple], rows: int, clip: float) -> in
     return 1
 
 
+def rollouts_to_reach(run: dict[str, Any], level: float) -> int | None:
+    """Rollouts generated by the first epoch end whose held-out exact match is at least ``level``
+    (0 when the warm start already is; None when no epoch reaches it)."""
+    if run["held_out_before"] >= level - 1e-12:
+        return 0
+    for e in run["epochs"]:
+        if e["held_out_exact_match"] >= level - 1e-12:
+            return int(e["rollouts"])
+    return None
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    return (float(np.mean(values)), float(np.std(values))) if len(values) else (None, None)
+
+
 def summarise(runs: list[dict[str, Any]], arms: Sequence[str]) -> dict[str, Any]:
+    """Per arm, over seeds: final held-out exact match and its difference to uniform's (paired by
+    seed), rollouts and their ratio to uniform's, rollouts to reach uniform's final exact match of
+    the same seed (time to accuracy) and their ratio to uniform's own, zero-advantage groups and
+    their ratio to DAPO's, wall-clock and its selection part."""
     by = {a: sorted((r for r in runs if r["arm"] == a), key=lambda r: r["seed"]) for a in arms}
     base = {r["seed"]: r for r in by.get("uniform", [])}
+    dapo = {r["seed"]: r for r in by.get("dapo", [])}
+
+    def zero_total(run: dict[str, Any]) -> int:
+        return sum(e["zero_advantage_groups"] for e in run["epochs"])
+
     out = {}
     for arm, rs in by.items():
         final = np.array([r["final_exact_match"] for r in rs])
         rollouts = np.array([r["rollouts"] for r in rs], dtype=float)
         zero = np.array([np.mean([e["zero_advantage_fraction"] for e in r["epochs"]]) for r in rs])
-        paired = [
-            r["final_exact_match"] - base[r["seed"]]["final_exact_match"]
+        paired = [r for r in rs if r["seed"] in base]
+        delta = [r["final_exact_match"] - base[r["seed"]]["final_exact_match"] for r in paired]
+        ratio = [r["rollouts"] / base[r["seed"]]["rollouts"] for r in paired]
+        reach, reach_ratio = [], []
+        for r in paired:
+            level = base[r["seed"]]["final_exact_match"]
+            mine, theirs = rollouts_to_reach(r, level), rollouts_to_reach(base[r["seed"]], level)
+            reach.append(mine)
+            if mine is not None and theirs:  # uniform's 0: its start was already there
+                reach_ratio.append(mine / theirs)
+        vs_dapo = [
+            zero_total(r) / zero_total(dapo[r["seed"]])
             for r in rs
-            if r["seed"] in base
+            if r["seed"] in dapo and zero_total(dapo[r["seed"]])
         ]
-        saved = [1 - r["rollouts"] / base[r["seed"]]["rollouts"] for r in rs if r["seed"] in base]
+        reached = [x for x in reach if x is not None]
         out[arm] = {
             "final_exact_match_mean": float(final.mean()),
             "final_exact_match_std": float(final.std()),
-            "delta_vs_uniform_mean": float(np.mean(paired)) if paired else None,
-            "delta_vs_uniform_std": float(np.std(paired)) if paired else None,
+            "delta_vs_uniform_mean": _mean_std(delta)[0],
+            "delta_vs_uniform_std": _mean_std(delta)[1],
             "rollouts_mean": float(rollouts.mean()),
-            "rollouts_saved_vs_uniform": float(np.mean(saved)) if saved else None,
+            "rollouts_saved_vs_uniform": float(1 - np.mean(ratio)) if ratio else None,
+            "rollouts_vs_uniform_mean": _mean_std(ratio)[0],
+            "rollouts_vs_uniform_std": _mean_std(ratio)[1],
+            "rollouts_to_uniform_final": reach,
+            "rollouts_to_uniform_final_mean": float(np.mean(reached)) if reached else None,
+            "reach_vs_uniform_mean": _mean_std(reach_ratio)[0],
+            "reach_vs_uniform_std": _mean_std(reach_ratio)[1],
+            "reach_vs_uniform_seeds": len(reach_ratio),
             "zero_advantage_fraction_mean": float(zero.mean()),
-            "zero_advantage_groups_total_mean": float(
-                np.mean([sum(e["zero_advantage_groups"] for e in r["epochs"]) for r in rs])
-            ),
+            "zero_advantage_groups_total_mean": float(np.mean([zero_total(r) for r in rs])),
+            "zero_advantage_vs_dapo_mean": _mean_std(vs_dapo)[0],
+            "zero_advantage_vs_dapo_std": _mean_std(vs_dapo)[1],
             "wall_clock_s_mean": float(np.mean([r["wall_clock_s"] for r in rs])),
+            "selection_s_mean": float(np.mean([r["selection_s"] for r in rs])),
             "held_out_before_mean": float(np.mean([r["held_out_before"] for r in rs])),
             "seeds": [r["seed"] for r in rs],
         }
     return out
 
 
-def run_regime(target: float, tasks: dict[str, Task], args: argparse.Namespace) -> dict[str, Any]:
-    """Every seed's warm start to ``target`` dev exact match, then every arm from it."""
-    runs, warm_starts = [], {}
-    for seed in args.seeds:
-        t = time.perf_counter()
-        model = tiny_policy(
-            seed, tasks["train"].prompts.shape[1] + tasks["train"].answers.shape[1] + 1
-        )
-        steps = supervised_warmup(
-            model,
-            tasks["sft"],
-            args.sft_steps,
-            64,
-            args.sft_lr,
-            torch.Generator().manual_seed(seed),
-            tasks["dev"],
-            target,
-        )
-        warm = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        warm_starts[seed] = {
-            "steps": steps,
-            "dev_exact_match": exact_match(model, tasks["dev"]),
-            "seconds": time.perf_counter() - t,
-        }
+_TASK_CACHE: dict[tuple, dict[str, Task]] = {}
+
+
+def _tasks_for(task: str, args: argparse.Namespace) -> dict[str, Task]:
+    """The splits of ``task`` at the run's sizes (built once per process)."""
+    sizes = {
+        "sft": args.sft_size,
+        "dev": args.dev_size,
+        "train": args.train_size,
+        "eval": args.eval_size,
+    }
+    key = (task, args.data_seed, *sizes.values())
+    if key not in _TASK_CACHE:
+        _TASK_CACHE[key] = build_tasks(sizes, args.data_seed, task)
+    return _TASK_CACHE[key]
+
+
+def run_seed(
+    task: str, target: float, seed: int, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One seed of one regime: the warm start to ``target`` dev exact match, then every arm from
+    it. Returns (warm-start record, runs); one unit of ``--jobs`` (one torch thread each)."""
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    tasks = _tasks_for(task, args)
+    t = time.perf_counter()
+    model = tiny_policy(seed, tasks["train"].prompts.shape[1] + tasks["train"].answers.shape[1] + 1)
+    steps = supervised_warmup(
+        model,
+        tasks["sft"],
+        args.sft_steps,
+        64,
+        args.sft_lr,
+        torch.Generator().manual_seed(seed),
+        tasks["dev"],
+        target,
+    )
+    warm = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    start = {
+        "steps": steps,
+        "dev_exact_match": exact_match(model, tasks["dev"]),
+        "seconds": time.perf_counter() - t,
+    }
+    print(
+        f"{task} target {target}, seed {seed}: warm start {steps} steps {start['seconds']:.0f}s, dev "
+        f"exact match {start['dev_exact_match']:.3f}",
+        flush=True,
+    )
+    runs = []
+    for arm in args.arms:
+        run = run_arm(arm, warm, tasks, args, seed)
+        runs.append(run)
+        curve = " ".join(f"{e['held_out_exact_match']:.3f}" for e in run["epochs"])
+        zero = " ".join(f"{e['zero_advantage_fraction']:.2f}" for e in run["epochs"])
         print(
-            f"target {target}, seed {seed}: warm start {steps} steps {time.perf_counter() - t:.0f}s, dev exact "
-            f"match {warm_starts[seed]['dev_exact_match']:.3f}",
+            f"  {task} {target} seed {seed} {arm:<9} rollouts {run['rollouts']:>6}  held-out "
+            f"{run['held_out_before']:.3f} -> {run['final_exact_match']:.3f}  "
+            f"{run['wall_clock_s']:.0f}s | {curve} | zero-adv {zero}",
             flush=True,
         )
-        for arm in args.arms:
-            run = run_arm(arm, warm, tasks, args, seed)
-            runs.append(run)
-            curve = " ".join(f"{e['held_out_exact_match']:.3f}" for e in run["epochs"])
-            zero = " ".join(f"{e['zero_advantage_fraction']:.2f}" for e in run["epochs"])
-            print(
-                f"  {arm:<9} rollouts {run['rollouts']:>6}  held-out {run['held_out_before']:.3f} -> "
-                f"{run['final_exact_match']:.3f}  {run['wall_clock_s']:.0f}s | {curve} | zero-adv {zero}",
-                flush=True,
-            )
+    return start, runs
+
+
+def regime(
+    task: str, target: float, units: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]], arms
+) -> dict[str, Any]:
+    """One (task, warm target) regime's record from its seeds' :func:`run_seed` results."""
+    runs = [r for seed in sorted(units) for r in units[seed][1]]
     return {
+        "task": task,
         "warm_target": target,
-        "warm_starts": warm_starts,
+        "warm_starts": {seed: units[seed][0] for seed in sorted(units)},
         "held_out_before": float(np.mean([r["held_out_before"] for r in runs])),
-        "summary": summarise(runs, args.arms),
+        "summary": summarise(runs, arms),
         "runs": runs,
     }

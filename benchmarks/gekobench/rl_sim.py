@@ -25,12 +25,13 @@ epoch is ignored for every arm alike.
 variance groups dropped after generation and the update batches refilled from later prompts
 (DAPO's dynamic sampling, Yu et al. 2025): the same rollouts as uniform, none of its trained
 groups zero-advantage; in this learning model it learns exactly as uniform. ``greso``: GRESO's
-rule as implemented here (Zheng et al. 2025, read, not copied): a prompt with a run of ``z``
-zero-variance rollouts is skipped before rollout with probability ``1 - p ** z`` (``p_easy`` or
-``p_hard`` by the run's direction), and after every batch of 256 rolled-out prompts each ``p``
-moves by 0.01 toward a target share of zero-variance groups (25% in all, half all-wrong), within
-[0.01, 1]. ``gekodata_before``: ``PromptPolicy`` with its pre-issue-23 rules (fixed keep rates, a
-0.05 exploration floor); ``gekodata``: ``PromptPolicy(group_size=8)`` defaults; ``gekodata_tags``:
+rule as implemented in :mod:`benchmarks.gekobench.greso` (Zheng et al. 2025, read, not copied): a
+prompt with a run of ``z`` zero-variance rollouts is skipped before rollout with probability
+``1 - p ** z`` (``p_easy`` or ``p_hard`` by the run's direction), and after every chunk of 256
+candidate prompts each ``p`` moves by 0.01 toward a target share of zero-variance groups among
+the chunk's rolled-out prompts (25% in all, half all-wrong), within [0.01, 1].
+``gekodata_before``: ``PromptPolicy`` with its pre-issue-23 rules (fixed keep rates, a 0.05
+exploration floor); ``gekodata``: ``PromptPolicy(group_size=8)`` defaults; ``gekodata_tags``:
 the same with ``tags=`` the topics. The gekodata arms run the real ``WeightedBucketSampler``
 (``audit_fraction=0.1``) and report with ``report_groups``.
 """
@@ -45,6 +46,8 @@ import numpy as np
 
 from gekodata import PromptPolicy, WeightedBucketSampler
 from gekodata.prompts import report_groups
+
+from .greso import GresoSkip
 
 ETA = 0.5
 """Logit step of a prompt per group with reward variance trained on it."""
@@ -169,42 +172,26 @@ class _Uniform:
 
 
 class _Greso:
-    """GRESO-style pre-rollout skipping (module docstring): the shuffled prompts in batches of
-    ``BATCH``, each skipped with probability ``1 - p ** |run|``, the rates adapted after every
-    batch from its rolled-out groups."""
+    """GRESO-style pre-rollout skipping (:class:`~benchmarks.gekobench.greso.GresoSkip`): the
+    shuffled prompts in chunks of ``BATCH``, each chunk filtered by the skip draw, rolled out, and
+    the rates adapted from its rolled-out groups."""
 
-    BATCH, STEP, FLOOR = 256, 0.01, 0.01
+    BATCH = 256
 
-    def __init__(self, n: int, g: int, seed: int, target: float = 0.25, hard: float = 0.5) -> None:
-        self.run = np.zeros(n, dtype=np.int64)  # signed zero-variance run
-        self.p = np.array([0.5, 0.5])  # easy, hard
-        self.targets = np.array([target * (1 - hard), target * hard])
+    def __init__(self, n: int, g: int, seed: int) -> None:
+        self.skip = GresoSkip(n, seed)
         self.n, self.g = n, g
-        self.rng = np.random.default_rng([seed, 11])
 
     def run_epoch(self, epoch: int, rollout: Rollout) -> tuple[np.ndarray, np.ndarray]:
-        order = self.rng.permutation(self.n)
+        order = self.skip.order()
         chosen, outcomes = [], []
         for lo in range(0, self.n, self.BATCH):
-            batch = order[lo : lo + self.BATCH]
-            run = self.run[batch]
-            base = np.where(run > 0, self.p[0], self.p[1])
-            keep = np.where(run == 0, 1.0, base ** np.abs(run))
-            rolled = batch[self.rng.random(len(batch)) < keep]
+            rolled = self.skip.keep(order[lo : lo + self.BATCH])
             right = rollout(rolled)
             chosen.append(rolled)
             outcomes.append(right)
-            if not len(rolled):
-                continue
             hits = right.sum(1)
-            up, down = hits == self.g, hits == 0
-            shares = np.array([up.mean(), down.mean()])
-            step = np.where(shares > self.targets, -self.STEP, self.STEP)
-            self.p = np.clip(self.p + step, self.FLOOR, 1.0)
-            prev = self.run[rolled]
-            self.run[rolled] = np.where(
-                up, np.maximum(prev, 0) + 1, np.where(down, np.minimum(prev, 0) - 1, 0)
-            )
+            self.skip.observe(rolled, hits == self.g, hits == 0)
         return np.concatenate(chosen), np.concatenate(outcomes)
 
 
