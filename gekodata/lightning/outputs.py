@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..signals import Signals
+from ..sampler.report_buffer import unpack_report
 
 OUTPUT_KEY = "gekodata"
 FIELDS = ("loss", "conf", "correct", "idx", "pred", "label")
@@ -34,15 +34,7 @@ def geko_outputs(
     Arguments as for :meth:`~gekodata.WeightedBucketSampler.report`, so ``geko_outputs(signals,
     batch["idx"])`` with :func:`~gekodata.signals.classification_signals`'s result carries its
     labels."""
-    if isinstance(loss, Signals):
-        if correct is not None or (conf is not None and idx is not None):
-            raise TypeError(
-                "geko_outputs(signals, idx): a Signals object already holds loss, conf, correct"
-            )
-        idx = conf if idx is None else idx
-        pred = loss.pred if pred is None else pred
-        label = loss.label if label is None else label
-        loss, conf, correct = loss.loss, loss.conf, loss.correct
+    loss, conf, correct, idx, pred, label = unpack_report(loss, conf, correct, idx, pred, label)
     if idx is None:
         raise ValueError(
             "geko_outputs: idx is None; pass the batch's sample indices (batch['idx'] from "
