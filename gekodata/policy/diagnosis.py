@@ -168,27 +168,26 @@ def class_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes, inverse.astype(np.int64)
 
 
-def answered_as_learned(store: GEKOStateStore, wrong: np.ndarray, test: NoiseGuard) -> np.ndarray:
+def _answered_as_learned(
+    store: GEKOStateStore,
+    wrong: np.ndarray,
+    test: NoiseGuard,
+    classes: np.ndarray,
+    learned: np.ndarray,
+) -> np.ndarray:
     """bool [N]: ``wrong`` samples of known label that pass ``test``'s streak and confidence tests
-    and whose stable predicted label (``pred_label``) is a class whose seen samples are at least
-    ``test.min_accuracy`` right. All False without predicted labels."""
+    and whose stable predicted label (``pred_label``) is one of ``classes`` (int64 [K], sorted)
+    marked ``learned`` (bool [K]). All False without predicted labels."""
     out = np.zeros(store.num_samples, dtype=bool)
-    if "pred_label" not in store.columns:
+    if "pred_label" not in store.columns or not len(classes):
         return out
-    labels, pred = store.labels.astype(np.int64), store.predicted.astype(np.int64)
-    seen = store.seen
-    known = (labels >= 0) & seen
-    if not known.any() or pred.max(initial=-1) < 0:
-        return out
-    size = int(max(labels.max(), pred.max())) + 1
-    n_class = np.bincount(labels[known], minlength=size)
-    n_right = np.bincount(labels[known & store.last_correct], minlength=size)
-    learned = n_right >= test.min_accuracy * np.maximum(n_class, 1)
-    learned &= n_class > 0
-    candidate = wrong & (labels >= 0) & (pred >= 0) & store.wrong_streak_at_least(test.streak)
+    pred = store.predicted.astype(np.int64)
+    candidate = wrong & (store.labels >= 0) & (pred >= 0) & store.wrong_streak_at_least(test.streak)
     if test.max_confidence < 1.0:
         candidate &= ~store.confidence_above(test.max_confidence)
-    out[candidate] = learned[pred[candidate]]
+    answered = pred[candidate]
+    at = np.minimum(np.searchsorted(classes, answered), len(classes) - 1)
+    out[candidate] = (classes[at] == answered) & learned[at]
     return out
 
 
@@ -204,8 +203,6 @@ def diagnose(store: GEKOStateStore, test: NoiseGuard = NOISE_TEST) -> DataDiagno
         known = labels >= 0
         labelled = int(np.count_nonzero(known))
         if labelled:
-            suspect = test.suspects(store, wrong) | answered_as_learned(store, wrong, test)
-            mislabeled = int(np.count_nonzero(suspect))
             classes, inverse = class_index(labels[known])
             n = np.bincount(inverse, minlength=len(classes))
             seen_known = seen[known]
@@ -213,6 +210,11 @@ def diagnose(store: GEKOStateStore, test: NoiseGuard = NOISE_TEST) -> DataDiagno
             n_right = np.bincount(
                 inverse[seen_known & store.last_correct[known]], minlength=len(classes)
             )
+            learned_class = (n_seen > 0) & (n_right >= test.min_accuracy * np.maximum(n_seen, 1))
+            suspect = test.suspects(store, wrong) | _answered_as_learned(
+                store, wrong, test, classes, learned_class
+            )
+            mislabeled = int(np.count_nonzero(suspect))
             counts = {int(c): int(k) for c, k in zip(classes, n)}
             accuracy = {int(c): float(r / s) for c, r, s in zip(classes, n_right, n_seen) if s > 0}
     learned = None

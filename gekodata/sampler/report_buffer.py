@@ -50,6 +50,22 @@ class Window:
     def __len__(self) -> int:
         return len(self.idx)
 
+    def fold_into(self, store: GEKOStateStore, restart: np.ndarray | None = None) -> None:
+        """Fold these validated rows into ``store``: the labels they carry first
+        (:meth:`~gekodata.store.state_store.GEKOStateStore.learn_labels`), then one update
+        (``restart``: as :meth:`~gekodata.store.state_store.GEKOStateStore.update`'s)."""
+        if self.label is not None:
+            store.learn_labels(self.idx, self.label)
+        store.update(
+            self.idx,
+            self.loss,
+            self.conf,
+            self.correct,
+            self.pred,
+            validated=True,
+            restart=restart,
+        )
+
 
 @dataclass
 class PendingRows:
@@ -156,7 +172,7 @@ class ReportBuffer:
 
     def add(
         self,
-        loss: SignalInput,
+        loss: SignalInput | Signals,
         conf: SignalInput,
         correct: SignalInput,
         idx: SignalInput,
@@ -166,10 +182,12 @@ class ReportBuffer:
         defer_checks: bool | None = None,
     ) -> int:
         """Validate (host) or shape-check (device) one report and buffer it; returns its rows.
+        ``loss`` may be a whole :class:`~gekodata.signals.Signals` (:func:`unpack_report`).
 
         ``defer_checks``: None (default) defers the value checks to :meth:`take` exactly when a
         tensor is on a device other than the CPU; True defers them for any torch tensors (the
         device path, also on CPU)."""
+        loss, conf, correct, idx, pred, label = unpack_report(loss, conf, correct, idx, pred, label)
         if idx is None:
             raise ValueError(
                 "report() needs idx: the samples' indices (batch['idx'] from PruningDataset)"

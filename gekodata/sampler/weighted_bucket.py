@@ -37,7 +37,7 @@ from .accounting import EpochLedger
 from .explain import SampleExplanation, explanation
 from .loop_checks import warn_extra_pass, warn_unplanned
 from .position import StreamPosition, fingerprint
-from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window, unpack_report
+from .report_buffer import PendingRows, ReportBuffer, SignalInput, Window
 from .sampler_file import SETTINGS, SamplerSnapshot, check_settings, read_snapshot, write_snapshot
 from .sharding import Plan, RankPlan
 
@@ -485,10 +485,7 @@ class WeightedBucketSampler(Sampler[int]):
         input is shape-checked now and stays on the device (no host sync); its values are
         checked at the next sync point, where bad rows are dropped alone with a warning.
         """
-        values, conf, correct, idx, pred, label = unpack_report(
-            loss, conf, correct, idx, pred, label
-        )
-        self._buffer.add(values, conf, correct, idx, pred, label)
+        self._buffer.add(loss, conf, correct, idx, pred, label)
         self._reported_in_plan = True
         if self.sync_every is not None and self._buffer.calls >= self.sync_every:
             self.flush()
@@ -505,18 +502,8 @@ class WeightedBucketSampler(Sampler[int]):
             self._fold(window)
 
     def _fold(self, window: Window) -> None:
-        if window.label is not None:
-            self._store.learn_labels(window.idx, window.label)
-        audit = self._audit.check(self._store, window.idx, window.loss)
-        self._store.update(
-            window.idx,
-            window.loss,
-            window.conf,
-            window.correct,
-            window.pred,
-            validated=True,
-            restart=audit.forgotten,
-        )
+        audit = self._audit.check(self._store, window.idx, window.loss)  # reads losses only
+        window.fold_into(self._store, restart=audit.forgotten)
         unplanned = self._held.count_unplanned(window.idx, self.num_samples)
         self._ledger.count(
             self.policy.passes(len(window)),

@@ -34,7 +34,7 @@ from ..planning.epoch_plan import Budget, classify_epoch, resolve_budget
 from ..policy import SelectionPolicy, default_policy
 from ..policy.user_weights import capped_probabilities
 from ..sampler import collective as gdist
-from ..sampler.report_buffer import PendingRows, ReportBuffer, SignalInput, unpack_report
+from ..sampler.report_buffer import PendingRows, ReportBuffer, SignalInput
 from ..signals import Signals
 from ..store.files import read_sampler_file, sampler_file_store_state, write_sampler_file
 from ..store.state_store import GEKOStateStore
@@ -190,26 +190,14 @@ class StreamSelector:
         predicted and given labels; or ``report(signals, idx)`` with a
         :class:`~gekodata.signals.Signals`, whose labels travel along. Validated now (CPU) and
         folded at the next :meth:`set_epoch` or :meth:`flush`."""
-        values, conf, correct, idx, pred, label = unpack_report(
-            loss, conf, correct, idx, pred, label
-        )
-        self._buffer.add(values, conf, correct, idx, pred, label)
+        self._buffer.add(loss, conf, correct, idx, pred, label)
 
     def flush(self) -> None:
         """Fold every buffered report (of every rank) into the store; a collective under
         ``torch.distributed``. The keep table changes only at the next new epoch."""
         window = self._buffer.take()
         if window is not None:
-            if window.label is not None:
-                self.store.learn_labels(window.idx, window.label)
-            self.store.update(
-                window.idx,
-                window.loss,
-                window.conf,
-                window.correct,
-                window.pred,
-                validated=True,
-            )
+            window.fold_into(self.store)
 
     @property
     def pending_reports(self) -> int:
