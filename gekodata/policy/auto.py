@@ -82,22 +82,26 @@ class AutoPolicy(ForgettingPolicy):
             max_progress=self.suspect_progress,
         )
 
-    def classify(self, store: GEKOStateStore) -> np.ndarray:
-        """Bucket code per sample, uint8 [N]: the forgetting rule, rare classes kept out of
-        FREEZE, then SUSPECT where the guard finds enough noise."""
-        seen = store.seen
-        wrong = seen & ~store.last_correct
-        codes = self._codes(store, wrong & store.confidence_below(1.0 - self.hard_confidence))
+    def _codes(self, store: GEKOStateStore, wrong_confident: np.ndarray) -> np.ndarray:
+        """The forgetting rule's codes, with rare classes (labels known) kept out of FREEZE."""
+        codes = super()._codes(store, wrong_confident)
         if self.protect_rare and store.has_labels:
-            rare = rare_class_members(store.labels)
-            codes[rare & (codes == Bucket.FREEZE)] = Bucket.LIGHT
-        codes[~seen] = Bucket.UNSEEN
-        if self.noise_guard and store.has_labels:
-            suspect = self.guard.suspects(store, wrong)
-            num_seen = int(np.count_nonzero(seen))
-            if num_seen and np.count_nonzero(suspect) >= self.noise_min_share * num_seen:
-                codes[suspect] = Bucket.SUSPECT
+            codes[rare_class_members(store.labels) & (codes == Bucket.FREEZE)] = Bucket.LIGHT
         return codes
+
+    def mark_suspects(
+        self, store: GEKOStateStore, codes: np.ndarray, candidates: np.ndarray
+    ) -> None:
+        """SUSPECT for every wrong seen sample the guard holds mislabeled (not only the
+        confident-wrong ``candidates``: the guard's own confidence test decides), and only while
+        they are at least ``noise_min_share`` of the seen samples; needs labels."""
+        if not (self.noise_guard and store.has_labels):
+            return
+        seen = store.seen
+        suspect = self.guard.suspects(store, seen & ~store.last_correct)
+        num_seen = int(np.count_nonzero(seen))
+        if num_seen and np.count_nonzero(suspect) >= self.noise_min_share * num_seen:
+            codes[suspect] = Bucket.SUSPECT
 
 
 def rare_class_members(labels: np.ndarray) -> np.ndarray:
