@@ -19,7 +19,10 @@ the same hyperparameters, and differs only in which groups it rolls out and trai
 * ``gekodata``: the prompts ``PromptPolicy(group_size=G)`` plans with its defaults (adaptive keep
   rates toward ``zero_target=0.25``, thaw-rate re-checks ``recheck=4``, mastered prompts frozen
   and audited with ``audit_fraction=0.1``, learnability-weighted draws), every rolled-out group
-  trained; its groups are reported with ``report_groups``.
+  trained; its groups are reported with ``report_groups``;
+* ``gekodata_recheck0``: the same without re-checks of out-of-reach prompts
+  (``PromptPolicy(group_size=G, recheck=0)``): the savings a run gets when it gives up bringing
+  back, within about 2 epochs, prompts that turn learnable.
 
 Tasks (``--tasks``; :data:`benchmarks.gekobench.rl_grpo.TASKS`): ``chain_sum`` (``"23 - 60 ="``,
 two 1-2 digit terms: one kind of question, most of it within the model's reach after the warm
@@ -45,7 +48,7 @@ identical except for selection and to sample from private generators;
 
 Run::
 
-    python -m benchmarks.rl --jobs 2         # 4 arms x 3 seeds x 3 regimes (see --help for the sizes)
+    python -m benchmarks.rl --jobs 2         # 5 arms x 3 seeds x 3 regimes (see --help for the sizes)
     python -m benchmarks.rl --quick          # smoke: 1 seed, tiny sizes, seconds
 
 ``--jobs N`` runs the (regime, seed) units in N processes of ``--threads`` torch threads each (the

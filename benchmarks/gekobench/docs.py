@@ -139,7 +139,7 @@ FAMILIES = (
         "RL prompt selection",
         "`python -m benchmarks.rl --jobs 2` (issue 23): GRPO on reasoning-gym chain_sum and "
         "basic_arithmetic with a 2-layer Llama from a warm start; uniform, DAPO-style filtering, "
-        "GRESO-style pre-rollout skipping and gekodata's PromptPolicy (defaults), 3 seeds, "
+        "GRESO-style pre-rollout skipping and gekodata's PromptPolicy (defaults, and `recheck=0`), 3 seeds, "
         "paired by seed.",
         (("rl", rl_table),),
     ),

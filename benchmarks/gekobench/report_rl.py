@@ -7,8 +7,14 @@ from typing import Any
 
 import numpy as np
 
-ARMS = ("uniform", "dapo", "greso", "gekodata")
-COLOURS = {"uniform": "black", "dapo": "tab:blue", "greso": "tab:green", "gekodata": "tab:red"}
+ARMS = ("uniform", "dapo", "greso", "gekodata", "gekodata_recheck0")
+COLOURS = {
+    "uniform": "black",
+    "dapo": "tab:blue",
+    "greso": "tab:green",
+    "gekodata": "tab:red",
+    "gekodata_recheck0": "tab:orange",
+}
 
 
 def _pm(mean: float | None, std: float | None, fmt: str) -> str:

@@ -13,6 +13,7 @@ COLOURS = {
     "greso": "tab:green",
     "gekodata_before": "tab:orange",
     "gekodata": "tab:red",
+    "gekodata_recheck0": "tab:brown",
     "gekodata_tags": "tab:purple",
 }
 

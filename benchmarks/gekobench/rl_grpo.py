@@ -1,5 +1,6 @@
 """The RL prompt-selection benchmark's pieces: reasoning-gym tasks, a tiny policy, GRPO updates and the
-four arms (uniform, DAPO-style filtering, GRESO-style skipping, gekodata's PromptPolicy).
+five arms (uniform, DAPO-style filtering, GRESO-style skipping, gekodata's PromptPolicy with its
+defaults and with ``recheck=0``).
 
 The CLI is ``python -m benchmarks.rl`` (its docstring has the protocol and the commands)."""
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gekodata import BucketPolicy, PromptPolicy, WeightedBucketSampler
+from gekodata import BucketPolicy, PromptPolicy, SelectionPolicy, WeightedBucketSampler
 from gekodata.prompts import report_groups
 
 from .greso import GresoSkip
@@ -269,13 +270,19 @@ def _selection(arm: str, n: int, cfg: argparse.Namespace, seed: int):
     """The arm's selector: a ``WeightedBucketSampler`` (uniform, DAPO, gekodata) or ``GresoSkip``."""
     if arm == "greso":
         return GresoSkip(n, seed)
-    policy = PromptPolicy(group_size=cfg.group) if arm == "gekodata" else BucketPolicy.uniform()
+    gekodata = arm.startswith("gekodata")
+    if arm == "gekodata_recheck0":  # the defaults without re-checks of out-of-reach prompts
+        policy: SelectionPolicy = PromptPolicy(group_size=cfg.group, recheck=0.0)
+    elif gekodata:
+        policy = PromptPolicy(group_size=cfg.group)
+    else:
+        policy = BucketPolicy.uniform()
     return WeightedBucketSampler(
         range(n),
         policy,
         num_epochs=cfg.epochs,
         seed=seed,
-        audit_fraction=cfg.audit_fraction if arm == "gekodata" else 0.0,
+        audit_fraction=cfg.audit_fraction if gekodata else 0.0,
     )
 
 
@@ -371,7 +378,7 @@ def run_arm(
         }
         if isinstance(selector, GresoSkip):
             record["keep_rates"] = list(selector.keep_rates)
-        elif arm == "gekodata":
+        elif arm.startswith("gekodata"):
             record["keep_rates"] = list(selector.policy.keep_rates)
             record["thaw_rate"] = selector.policy.thaw_rate
         records.append(record)

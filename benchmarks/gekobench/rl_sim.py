@@ -31,8 +31,10 @@ prompt with a run of ``z`` zero-variance rollouts is skipped before rollout with
 candidate prompts each ``p`` moves by 0.01 toward a target share of zero-variance groups among
 the chunk's rolled-out prompts (25% in all, half all-wrong), within [0.01, 1].
 ``gekodata_before``: ``PromptPolicy`` with its pre-issue-23 rules (fixed keep rates, a 0.05
-exploration floor); ``gekodata``: ``PromptPolicy(group_size=8)`` defaults; ``gekodata_tags``:
-the same with ``tags=`` the topics. The gekodata arms run the real ``WeightedBucketSampler``
+exploration floor); ``gekodata``: ``PromptPolicy(group_size=8)`` defaults;
+``gekodata_recheck0``: the defaults without re-checks of out-of-reach prompts (``recheck=0``:
+adaptive keep rates and the floor only); ``gekodata_tags``: the defaults with ``tags=`` the
+topics. The gekodata arms run the real ``WeightedBucketSampler``
 (``audit_fraction=0.1``) and report with ``report_groups``.
 """
 
@@ -57,7 +59,15 @@ TOPIC = 20
 """Prompts per topic."""
 MAX_LOGIT = 6.0
 KINDS = ("easy", "learnable", "late", "never")
-ARMS = ("uniform", "dapo", "greso", "gekodata_before", "gekodata", "gekodata_tags")
+ARMS = (
+    "uniform",
+    "dapo",
+    "greso",
+    "gekodata_before",
+    "gekodata",
+    "gekodata_recheck0",
+    "gekodata_tags",
+)
 
 
 @dataclass
@@ -217,6 +227,8 @@ def policy_for(arm: str, world: World, g: int, **kw: Any) -> PromptPolicy:
         return PromptPolicy(group_size=g, zero_target=None, recheck=0.0, explore=0.05)
     if arm == "gekodata_tags":
         return PromptPolicy(group_size=g, tags=world.tag, **kw)
+    if arm == "gekodata_recheck0":
+        return PromptPolicy(group_size=g, **{"recheck": 0.0, **kw})
     return PromptPolicy(group_size=g, **kw)
 
 

@@ -119,6 +119,9 @@ rate, so the simulation cannot judge it: 0.5 kept. ``explore=0.05`` was within n
 ``recheck=3`` (0.65x, -0.025, 98%): there tags buy comeback and accuracy, not rollouts. The zero-variance share itself
 stays far above the 25% target there (most zero-variance groups come from prompts kept for
 re-checks or by chance at low pass rates): the target is a direction, not a promise.
+Re-checks cost rollouts wherever failing prompts thaw now and then by chance: on the tiny-LM
+benchmark's basic_arithmetic, ``recheck=0`` rolled out 0.44x of uniform's completions against
+0.64x, at equal accuracy (``docs/rl.md`` has the trade-off and when to choose which).
 
 With rewards other than pass/fail, "all alike" means every reward of the group exactly equal,
 and "right" means that common reward is in the upper half of ``reward_range`` (the store's
