@@ -17,7 +17,7 @@ the same hyperparameters, and differs only in which groups it rolls out and trai
   0.01 after every rollout batch toward a 25% zero-variance share; every rollout batch is filled
   with kept prompts, every rolled-out group trained;
 * ``gekodata``: the prompts ``PromptPolicy(group_size=G)`` plans with its defaults (adaptive keep
-  rates toward ``zero_target=0.25``, thaw-rate re-checks ``recheck=8``, mastered prompts frozen
+  rates toward ``zero_target=0.25``, thaw-rate re-checks ``recheck=4``, mastered prompts frozen
   and audited with ``audit_fraction=0.1``, learnability-weighted draws), every rolled-out group
   trained; its groups are reported with ``report_groups``.
 

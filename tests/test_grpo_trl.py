@@ -428,3 +428,17 @@ def test_save_points_do_not_change_selection(model_dir, tmp_path):
         first = len(ref_rec.plans) - len(rec2.plans)
         assert [p.tolist() for p in rec2.plans] == [p.tolist() for p in ref_rec.plans[first:]]
         assert rec2.steps == ref_rec.steps[step:]
+
+
+def test_a_budget_fixes_every_epochs_steps_and_batch_shape(model_dir, tmp_path):
+    """``budget=K``: every epoch rolls out exactly K planned prompts (skipped prompts' draws go
+    to the others), so TRL's step count and generation-batch shape stay those of the first
+    epoch, as with plain GRPOTrainer on a K-prompt dataset."""
+    rec = Recorder()
+    budget = 10
+    trainer, sampler = make_trainer(tmp_path, model_dir, rec, sampler_kw={"budget": budget})
+    trainer.train()
+    assert [len(plan) for plan in rec.plans] == [budget] * EPOCHS
+    assert all(len(call) == 8 for call in rec.calls)  # full generation batches: 2 prompts x G
+    assert trainer.state.global_step == EPOCHS * budget // 2 == len(rec.steps)
+    assert (sampler.store.group_streak != 0).any()  # zero-variance prompts were down-weighted

@@ -95,6 +95,29 @@ def test_out_of_reach_prompts_are_rechecked_as_others_thaw():
     assert w[longer].min() >= w[~longer].min()
 
 
+def test_a_hard_prompt_with_a_recent_success_is_not_out_of_reach():
+    """Out of reach = last group all wrong and no right completion left in the pass-rate EMA. A
+    prompt at a low pass rate (a right completion now and then) that failed its last group is
+    hard, not out of reach: its next mixed group is no thaw and raises no re-checks."""
+    from gekodata.policy.prompt_state import out_of_reach
+
+    n = 20
+    policy = PromptPolicy(group_size=G, zero_target=None, recheck=4.0)
+    sampler = WeightedBucketSampler(range(n), policy, num_epochs=10, seed=0)
+    one_right = np.zeros((n, G))
+    one_right[:, 0] = 1.0
+    for epoch, groups in enumerate((one_right, np.zeros((n, G)), one_right), start=1):
+        report_groups(sampler, np.arange(n), groups)  # mixed, all wrong, mixed again
+        sampler.set_epoch(epoch)
+    assert policy.thaw_rate == 0.0  # the all-wrong window had a success in memory
+    report_groups(sampler, np.arange(n), np.zeros((n, G)))
+    assert not out_of_reach(sampler.store).any()
+    never = WeightedBucketSampler(range(n), PromptPolicy(group_size=G), num_epochs=3, seed=0)
+    report_groups(never, np.arange(n), np.zeros((n, G)))
+    never.set_epoch(1)
+    assert out_of_reach(never.store).all()  # all wrong and never right: out of reach
+
+
 def test_tags_recall_the_neighbours_of_a_prompt_that_thawed():
     n = 40
     tags = np.arange(n) // 10  # 4 topics

@@ -88,10 +88,13 @@ None keeps the rates fixed (the rule before issue 23).
 
 **Prompts that become learnable come back** (``recheck``, ``tags``). A prompt out of reach may
 turn learnable as the model improves; skipping it with ``k_hard ** |z|`` leaves it out for
-epochs. The run measures that progress where it matters: the *thaw rate* ``h`` is an EMA of the
-share of out-of-reach prompts (all wrong in their last two or more windows) rolled out last epoch
-whose group was mixed or right. A failing prompt not rolled out for ``gap`` epochs then has
-probability about ``1 - (1 - h) ** gap`` of having thawed, and is drawn at least
+epochs. The run measures that progress where it matters: a prompt is *out of reach* when its last
+group was all wrong and no right completion is left in its pass-rate EMA (0 at the store's 1/255
+resolution: about five windows since its last success at G = 8); the *thaw rate* ``h`` is an EMA
+of the share of the out-of-reach prompts rolled out last epoch whose group was mixed or right. A
+prompt with a success in recent memory is not out of reach but hard, and ``q`` already keeps it.
+A failing prompt not rolled out for ``gap`` epochs then has probability about
+``1 - (1 - h) ** gap`` of having thawed, and is drawn at least
 ``r = min(1, recheck * (1 - (1 - h) ** gap))``: while nothing thaws (``h = 0``) hopeless prompts
 cost only GRESO's rate and the floor; while prompts thaw, the ones left longest come first. With
 ``tags`` (an int group per prompt: a skill, a source, a topic), a prompt that thaws recalls the
@@ -99,15 +102,23 @@ failing prompts of its tag at weight 1 for the next epoch: neighbours usually un
 
 **How the settings were chosen** (``python -m benchmarks.rl_sim``, a GRPO simulation of 2,000
 prompts with too-easy, learnable, out-of-reach and late-unlocking prompts; tuned on seeds
-100-102, reported on seeds 0-2 in ``docs/benchmarks/rl_sim.md``). Grid: ``recheck`` in
-{0, 2, 4, 8}, ``explore`` in {0.02, 0.05, 0.1}, ``zero_target`` in {None, 0.25, 0.4}; rule fixed
-before looking: the fewest rollouts among settings whose late-unlocking prompts came back within 2
-epochs >= 80% of the time and whose final pass rate was within 0.03 of uniform's. That chose
-``recheck=8, zero_target=0.25`` (``explore=0.05`` within noise of 0.1, kept); ``hard_share=0.5``
-was not tuned. ``tags`` changed little once ``recheck`` was 8 in that world, and much at
-``recheck=0``. The zero-variance share itself stayed near 54% there, far above the 25% target
-(most zero-variance groups come from prompts kept for re-checks or by chance at low pass rates):
-the target is a direction, not a promise.
+100-102, reported on seeds 0-2 in ``docs/benchmarks/rl_sim.md``). Rule fixed before looking: the
+fewest rollouts among settings whose late-unlocking prompts came back within 2 epochs >= 80% of
+the time and whose final pass rate was within 0.03 of uniform's. First grid (before the
+out-of-reach test looked at the pass-rate EMA): ``recheck`` in {0, 2, 4, 8}, ``explore`` in
+{0.02, 0.05, 0.1}, ``zero_target`` in {None, 0.25, 0.4}: ``recheck=8, zero_target=0.25``. There
+every failing prompt was re-rolled each epoch once the thaw rate passed 1/8, hopeless ones
+included. Second grid, with the out-of-reach test above (one all-wrong window and no success
+remembered, against two all-wrong windows before): ``recheck`` in {2, 3, 4},
+``zero_target`` in {0.15, 0.25}, ``informed`` on/off, ``learnability`` 0/0.5: ``recheck=4``,
+``zero_target=0.25``, ``informed=True`` (0.65x uniform's rollouts, -0.028 pass rate, 94% back
+within 2 epochs, against 0.66x, -0.026, 85% before). ``learnability=0`` did as well or better in
+the simulation, whose learning step is the same for every informative group whatever its pass
+rate, so the simulation cannot judge it: 0.5 kept. ``explore=0.05`` was within noise of 0.1, kept;
+``hard_share=0.5`` was not tuned. With the simulation's topics as ``tags`` the same rule picks
+``recheck=3`` (0.65x, -0.025, 98%): there tags buy comeback and accuracy, not rollouts. The zero-variance share itself
+stays far above the 25% target there (most zero-variance groups come from prompts kept for
+re-checks or by chance at low pass rates): the target is a direction, not a promise.
 
 With rewards other than pass/fail, "all alike" means every reward of the group exactly equal,
 and "right" means that common reward is in the upper half of ``reward_range`` (the store's
@@ -135,7 +146,7 @@ from ..store.state_store import GEKOStateStore
 from .base import SelectionPolicy
 from .buckets import Bucket, _check_max_times_seen
 from .curriculum import Curriculum, Phase
-from .prompt_state import CONFIRMED, PromptRunState
+from .prompt_state import PromptRunState
 
 
 @dataclass
@@ -178,7 +189,7 @@ class PromptPolicy(SelectionPolicy):
     max_times_seen: int | None = None
     zero_target: float | None = 0.25
     hard_share: float = 0.5
-    recheck: float = 8.0
+    recheck: float = 4.0
     tags: Any = field(default=None, compare=False, repr=False)
     store_columns: ClassVar[tuple[str, ...]] = ("group_streak",)
 
@@ -303,8 +314,8 @@ class PromptPolicy(SelectionPolicy):
         streak = store.group_streak
         if self.tags is None:
             return np.zeros(len(store), dtype=bool)
-        assert self._state.prev_streak is not None
-        thawed = tried & (self._state.prev_streak <= CONFIRMED) & (streak >= 0)
+        assert self._state.prev_out is not None
+        thawed = tried & self._state.prev_out & (streak >= 0)
         hot = np.bincount(self.tags[thawed], minlength=int(self.tags.max()) + 1) > 0
         return hot[self.tags] & (streak < 0)
 

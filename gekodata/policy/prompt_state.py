@@ -24,9 +24,16 @@ KEEP_BOUNDS = (0.05, 1.0)
 """Range of the adaptive keep rates."""
 THAW_ALPHA = 0.5
 """EMA rate of the thaw rate (one observation per epoch)."""
-CONFIRMED = -2
-"""A prompt with ``group_streak <= CONFIRMED`` (all wrong in its last two or more windows) counts
-as out of reach for the thaw rate; one all-wrong group is often chance (43% at p = 0.1, G = 8)."""
+CONFIRMED = -1
+"""A prompt counts as out of reach when ``group_streak <= CONFIRMED`` (all wrong in its last two or
+more windows; one all-wrong group is often chance: 43% at p = 0.1, G = 8) and its pass-rate EMA
+is 0 at the store's 1/255 resolution (no right completion remembered: a prompt at a low but
+nonzero pass rate that failed twice is not out of reach, and its next mixed group is no thaw)."""
+
+
+def out_of_reach(store: GEKOStateStore) -> np.ndarray:
+    """bool [N]: the prompts out of reach now (:data:`CONFIRMED`)."""
+    return (store.group_streak <= CONFIRMED) & (store.columns["correct_ema"] == 0)
 
 
 @dataclass
@@ -51,7 +58,7 @@ class PromptRunState:
         self.epochs = 0
         self.last_tried: np.ndarray | None = None
         self.prev_visits: np.ndarray | None = None
-        self.prev_streak: np.ndarray | None = None
+        self.prev_out: np.ndarray | None = None
         self.recall: np.ndarray | None = None
         self.last: EpochOutcome | None = None
         self._store_id: int | None = None
@@ -75,7 +82,7 @@ class PromptRunState:
             self.__init__(easy_keep, hard_keep)  # type: ignore[misc]
             self.last_tried = np.full(n, -1, dtype=np.int32)
             self.prev_visits = store.visits.copy()
-            self.prev_streak = store.group_streak.astype(np.int8)
+            self.prev_out = out_of_reach(store)
             self.recall = np.zeros(n, dtype=bool)
         self._check_length(n)  # else: loaded from a file, not yet bound: keep it
         self._store_id = id(store)
@@ -90,10 +97,10 @@ class PromptRunState:
     def observe(self, store: GEKOStateStore) -> tuple[np.ndarray, EpochOutcome]:
         """(rolled out last epoch: bool [N], the epoch's counts). ``visits`` saturates at 65535
         completions per prompt; past that a prompt no longer shows as rolled out."""
-        assert self.prev_visits is not None and self.prev_streak is not None
+        assert self.prev_visits is not None and self.prev_out is not None
         visits, streak = store.visits, store.group_streak
         tried = visits != self.prev_visits
-        reach = tried & (self.prev_streak <= CONFIRMED)
+        reach = tried & self.prev_out
         outcome = EpochOutcome(
             tried=int(np.count_nonzero(tried)),
             all_right=int(np.count_nonzero(tried & (streak > 0))),
@@ -131,7 +138,7 @@ class PromptRunState:
         assert self.last_tried is not None
         self.last_tried[tried] = self.epochs - 1
         self.prev_visits = store.visits.copy()
-        self.prev_streak = store.group_streak.astype(np.int8)
+        self.prev_out = out_of_reach(store)
 
     def epochs_since_tried(self, rows: np.ndarray) -> np.ndarray:
         """Epochs since each prompt of ``rows`` was last rolled out, counting the one being
@@ -146,27 +153,27 @@ class PromptRunState:
         """The state as arrays for the sampler file (empty before the first epoch step)."""
         if self.last_tried is None:
             return {}
-        assert self.prev_visits is not None and self.prev_streak is not None
+        assert self.prev_visits is not None and self.prev_out is not None
         assert self.recall is not None
         return {
             "keep": self.keep.copy(),
             "scalars": np.array([self.thaw_rate, float(self.epochs)], dtype=np.float64),
             "last_tried": self.last_tried.copy(),
             "prev_visits": self.prev_visits.copy(),
-            "prev_streak": self.prev_streak.copy(),
+            "prev_out": self.prev_out.astype(np.uint8),
             "recall": self.recall.astype(np.uint8),
         }
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore :meth:`arrays` (``ValueError`` and nothing changed if they do not fit)."""
-        names = {"keep", "scalars", "last_tried", "prev_visits", "prev_streak", "recall"}
+        names = {"keep", "scalars", "last_tried", "prev_visits", "prev_out", "recall"}
         if set(arrays) != names:
             raise ValueError(
                 f"PromptPolicy state arrays must be {sorted(names)}, got {sorted(arrays)}"
             )
         keep = np.asarray(arrays["keep"], dtype=np.float64)
         scalars = np.asarray(arrays["scalars"], dtype=np.float64)
-        per_prompt = [arrays[k] for k in ("last_tried", "prev_visits", "prev_streak", "recall")]
+        per_prompt = [arrays[k] for k in ("last_tried", "prev_visits", "prev_out", "recall")]
         n = len(per_prompt[0])
         if keep.shape != (2,) or not ((keep >= 0) & (keep <= 1)).all():
             raise ValueError(f"PromptPolicy keep rates must be 2 values in [0, 1], got {keep}")
@@ -178,5 +185,5 @@ class PromptRunState:
         self.thaw_rate, self.epochs = float(scalars[0]), int(scalars[1])
         self.last_tried = np.asarray(arrays["last_tried"], dtype=np.int32).copy()
         self.prev_visits = np.asarray(arrays["prev_visits"], dtype=np.uint16).copy()
-        self.prev_streak = np.asarray(arrays["prev_streak"], dtype=np.int8).copy()
+        self.prev_out = np.asarray(arrays["prev_out"]).astype(bool)
         self.recall = np.asarray(arrays["recall"]).astype(bool)
