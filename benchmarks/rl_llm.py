@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import importlib.util
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -82,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="arms (and seeds) run at once")
     p.add_argument("--verbose", action="store_true", help="the example's progress output")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the saved result's runs of other seeds (same settings required) and add these",
+    )
     args = p.parse_args(argv)
     quick = {
         "model": "tiny",
@@ -164,6 +171,25 @@ def git_head() -> str:
         return "unknown"
 
 
+SETTINGS = (
+    "model", "task", "task_config", "train_size", "eval_size", "epochs", "num_generations",
+    "batch_size", "max_completion_length", "lr", "lora_r", "audit_fraction", "data_seed", "device",
+    "threads", "quick",
+)  # fmt: skip
+"""What a saved result and an ``--add`` run must share."""
+
+
+def saved_runs(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``--add``: the runs saved at ``path`` (SystemExit when its settings differ)."""
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    differ = [k for k in SETTINGS if saved["config"].get(k) != config.get(k)]
+    if differ:
+        raise SystemExit(f"--add: {path} was run with other settings ({', '.join(differ)})")
+    return [{"git_head": saved["config"].get("git_head"), **r} for r in saved["runs"]]
+
+
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     from gekodata import PromptPolicy
@@ -171,26 +197,43 @@ def main(argv=None) -> dict[str, Any]:
     started = time.perf_counter()
     machine = machine_info()
     head = git_head()  # the code that runs
+    name = "rl_llm_quick" if args.quick else "rl_llm"
     units = [(arm, seed) for seed in args.seeds for arm in args.arms]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             runs = list(pool.map(run_arm, *zip(*units), [args] * len(units)))
     else:
         runs = [run_arm(arm, seed, args) for arm, seed in units]
+    for run in runs:
+        run["git_head"] = head
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["git_head"] = head
     config["policy"] = PromptPolicy(group_size=args.num_generations).config()
     config["example_argv"] = example_argv("ARM", args.seeds[0], args)
-    report = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": machine,
-        "config": config,
-        "runs": runs,
-        "summary": summarise(runs),
-        "total_seconds": time.perf_counter() - started,
-    }
-    name = "rl_llm_quick" if args.quick else "rl_llm"
-    write_results(args.out, name, report, lambda path: plot(report, path))
+    args.out.mkdir(parents=True, exist_ok=True)
+    folder = os.open(args.out, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # runs with --add may end at the same time
+        if args.add:
+            kept = [
+                r
+                for r in saved_runs(args.out / f"{name}.json", config)
+                if (r["arm"], r["seed"]) not in set(units)
+            ]
+            runs = sorted(kept + runs, key=lambda r: (r["seed"], ARMS.index(r["arm"])))
+            config["seeds"] = sorted({r["seed"] for r in runs})
+            config["arms"] = [a for a in ARMS if any(r["arm"] == a for r in runs)]
+        report = {
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "machine": machine,
+            "config": config,
+            "runs": runs,
+            "summary": summarise(runs),
+            "total_seconds": time.perf_counter() - started,
+        }
+        write_results(args.out, name, report, lambda path: plot(report, path))
+    finally:
+        os.close(folder)  # and its lock
     table = markdown(report)
     (args.out / f"{name}.md").write_text(table)
     print(table)

@@ -58,3 +58,22 @@ def test_epoch_eval_is_off_by_default():
 
     example = rl_llm.load_example()
     assert not example.parse_args(["--model", "tiny"]).eval_every_epoch
+
+
+def test_add_keeps_the_saved_seeds(tmp_path):
+    from benchmarks import rl_llm
+
+    threads = torch.get_num_threads()
+    try:
+        rl_llm.main(["--quick", "--arms", "uniform", "--out", str(tmp_path)])
+        rl_llm.main(
+            ["--quick", "--arms", "uniform", "--seeds", "1", "--add", "--out", str(tmp_path)]
+        )
+        with pytest.raises(SystemExit, match="other settings"):
+            rl_llm.main(["--quick", "--epochs", "1", "--add", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((tmp_path / "rl_llm_quick.json").read_text())
+    assert [r["seed"] for r in saved["runs"]] == [0, 1] == saved["config"]["seeds"]
+    assert all(len(r["git_head"]) == 40 for r in saved["runs"])
+    assert set(saved["summary"]["uniform"]) == {"0", "1"}

@@ -108,6 +108,7 @@ def _opt(value: float | None, fmt: str) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """Markdown: one row per (seed, arm), then the per-epoch curves."""
     cfg, m = report["config"], report["machine"]
+    heads = dict.fromkeys(str(r.get("git_head", cfg["git_head"]))[:10] for r in report["runs"])
     lines = [
         f"**RL prompt selection on a real LLM — {cfg['model']} + LoRA (r = {cfg['lora_r']}) through "
         f"TRL's GRPOTrainer (uniform) and GekoGRPOTrainer (gekodata), reasoning-gym {cfg['task']} "
@@ -118,7 +119,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"held-out {cfg['eval_size']} questions; {report['date']}, {cfg['device']}, "
         f"{m['platform'].split('-')[0]} {m['processor']}, {m['cpu_count']} CPU cores, torch "
         f"{m['torch']} ({cfg['threads']} thread per arm, {cfg['jobs']} arm"
-        f"{'s' * (cfg['jobs'] > 1)} at a time); gekodata at {cfg['git_head'][:10]})",
+        f"{'s' * (cfg['jobs'] > 1)} at a time); gekodata at {', '.join(heads)})",
         "",
         "Every arm of a seed starts from the same weights, data and hyperparameters; they differ only "
         "in which prompts are rolled out. *Held-out*: greedy exact match (`score_answer` = 1). "
