@@ -22,7 +22,9 @@ marked ``# gekodata``:
 ``--selection uniform`` runs plain ``GRPOTrainer`` (every prompt every epoch) with the same
 reward and settings, for a side-by-side comparison. Before and after training, greedy answers to
 ``--eval-size`` held-out questions are scored (exact match = ``score_answer`` 1.0; the reward keeps
-its partial credit). Every run prints the per-epoch plan (gekodata), the rollouts generated, the
+its partial credit); ``--eval-every-epoch`` also scores them after every epoch (a ``TrainerCallback``),
+with the rollouts, zero-advantage share and training seconds so far, for accuracy-vs-rollouts
+curves (``benchmarks/rl_llm.py``). Every run prints the per-epoch plan (gekodata), the rollouts generated, the
 share of zero-advantage groups TRL logged (``frac_reward_zero_std``) and the held-out results;
 ``--out FILE`` writes them as JSON.
 
@@ -171,6 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--eval-every-epoch", action="store_true",
+                   help="also score the held-out questions after every epoch (summary['epochs'])")
     p.add_argument("--output-dir", type=Path, help="trainer output (default: a temporary directory)")
     p.add_argument("--out", type=Path, help="write the summary as JSON here")
     p.add_argument("--quiet", action="store_true")
@@ -192,6 +196,7 @@ def main(argv=None) -> Dict[str, Any]:
     try:
         import llm_reasoning  # the same task data as examples/llm_reasoning.py
         from peft import LoraConfig
+        from transformers import TrainerCallback
         from trl import GRPOConfig, GRPOTrainer
 
         from gekodata.hf import GekoGRPOTrainer, with_prompt_index
@@ -233,6 +238,41 @@ def main(argv=None) -> Dict[str, Any]:
         disable_tqdm=args.quiet, dataloader_num_workers=0)
     lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, target_modules="all-linear",
                       task_type="CAUSAL_LM")
+    epochs: List[Dict[str, Any]] = []
+
+    class EpochEval(TrainerCallback):
+        """``--eval-every-epoch``: after each epoch, the held-out exact match and the run so far
+        (rollouts, the epoch's zero-advantage share, training seconds without these evaluations)."""
+
+        def __init__(self) -> None:
+            self.logged = 0  # log_history entries of earlier epochs
+            self.eval_s = 0.0
+            self.t0 = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            logs = [h for h in state.log_history[self.logged:] if "frac_reward_zero_std" in h]
+            self.logged = len(state.log_history)
+            t = time.perf_counter()
+            result = evaluate(model, tok, rg_ds, held_out, args_max_len) if held_out else None
+            epochs.append({
+                "epoch": len(epochs) + 1, "rollouts": int(sum(rollouts)), "optimizer_steps": state.global_step,
+                "steps": len(logs),
+                "frac_reward_zero_std": float(np.mean([h["frac_reward_zero_std"] for h in logs])) if logs else None,
+                "reward": float(np.mean([h["reward"] for h in logs])) if logs else None,
+                "train_seconds": t - self.t0 - self.eval_s,
+                "exact_match": result["exact_match"] if result else None,
+                "score": result["score"] if result else None,
+                "eval_seconds": result["seconds"] if result else 0.0,
+            })
+            self.eval_s += time.perf_counter() - t
+            say(f"epoch {len(epochs)}: rollouts {epochs[-1]['rollouts']}, held-out exact match "
+                f"{epochs[-1]['exact_match']}, train {epochs[-1]['train_seconds']:.0f}s")
+
+    args_max_len = args.max_completion_length
+    callbacks = [EpochEval()] if args.eval_every_epoch else None
     sampler = None
     with warnings.catch_warnings():  # peft asks the deprecated is_gradient_checkpointing (transformers 5)
         warnings.simplefilter("ignore", FutureWarning)
@@ -242,10 +282,10 @@ def main(argv=None) -> Dict[str, Any]:
                                             audit_fraction=args.audit_fraction)
             trainer = GekoGRPOTrainer(model=model, args=config, train_dataset=ds, processing_class=tok,  # gekodata
                                       reward_funcs=[reward_reporter(sampler, correctness)],          # gekodata
-                                      peft_config=lora, sampler=sampler)
+                                      peft_config=lora, sampler=sampler, callbacks=callbacks)
         else:
             trainer = GRPOTrainer(model=model, args=config, train_dataset=ds, processing_class=tok,
-                                  reward_funcs=[correctness], peft_config=lora)
+                                  reward_funcs=[correctness], peft_config=lora, callbacks=callbacks)
         n_params = sum(p.numel() for p in trainer.model.parameters())
         n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         say(f"{args.model} on {'cuda' if cuda else 'cpu'} ({args.selection} prompts): {n_params / 1e6:.2f}M params, "
@@ -258,7 +298,7 @@ def main(argv=None) -> Dict[str, Any]:
                 f"{eval_before['examples'][0]['answer']!r}")
         t = time.perf_counter()
         trainer.train()
-        train_s = time.perf_counter() - t
+        train_s = time.perf_counter() - t - (callbacks[0].eval_s if callbacks else 0.0)
     eval_after = evaluate(trainer.model, tok, rg_ds, held_out, args.max_completion_length) if held_out else None
     steps = [h for h in trainer.state.log_history if "reward" in h]
     summary: Dict[str, Any] = {
@@ -271,6 +311,7 @@ def main(argv=None) -> Dict[str, Any]:
         "frac_reward_zero_std": [h.get("frac_reward_zero_std") for h in steps],
         "reward": [h.get("reward") for h in steps],
         "eval_before": eval_before, "eval_after": eval_after,
+        **({"epochs": epochs} if args.eval_every_epoch else {}),
         "seconds": {"load": load_s, "train": train_s, "total": time.perf_counter() - _T0},
     }
     if sampler is not None:

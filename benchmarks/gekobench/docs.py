@@ -12,6 +12,7 @@ from . import (
     default_policy,
     report_noise,
     report_rl,
+    report_rl_llm,
     report_tokens,
     results,
     tables,
@@ -37,6 +38,11 @@ def noise_table(folder: Path, stem: str) -> str:
 def rl_table(folder: Path, stem: str) -> str:
     """The RL benchmark's table."""
     return report_rl.markdown(results.read(folder / f"{stem}.json"))
+
+
+def rl_llm_table(folder: Path, stem: str) -> str:
+    """The real-LLM RL benchmark's tables."""
+    return report_rl_llm.markdown(results.read(folder / f"{stem}.json"))
 
 
 def tokens_table(folder: Path, stem: str) -> str:
@@ -142,6 +148,17 @@ FAMILIES = (
         "GRESO-style pre-rollout skipping and gekodata's PromptPolicy (defaults, and `recheck=0`), 3 seeds, "
         "paired by seed.",
         (("rl", rl_table),),
+    ),
+    Family(
+        "rl_llm.md",
+        "RL prompt selection on a real LLM",
+        "`python -m benchmarks.rl_llm --jobs 2` (issue 23): SmolLM2-135M-Instruct with LoRA through "
+        "TRL's `GRPOTrainer` (uniform: every prompt every epoch) and `GekoGRPOTrainer` "
+        "(`PromptPolicy` defaults), `examples/grpo_reasoning.py` with `--eval-every-epoch`, same "
+        "seed, data and hyperparameters (the header line gives the committed run's seeds, device "
+        "and sizes; the 3-seed comparisons with a 2-layer model are on the "
+        "[RL prompt selection](rl.md) page).",
+        (("rl_llm", rl_llm_table),),
     ),
     Family(
         "tokens.md",
