@@ -194,10 +194,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_r, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    labelled: set[str] = set()
     for r in report["runs"]:
         colour = COLOURS.get(r["arm"], "tab:gray")
         y = [r["held_out_before"]] + [e["held_out_exact_match"] for e in r["epochs"]]
-        label = f"{r['arm']} (seed {r['seed']})"
+        label = None if r["arm"] in labelled else f"{r['arm']} (one line per seed)"
+        labelled.add(r["arm"])
         ax_r.plot([0] + [e["rollouts"] for e in r["epochs"]], y, "o-", color=colour, label=label)
         ax_t.plot(
             [0] + [e["train_seconds"] for e in r["epochs"]], y, "o-", color=colour, label=label
