@@ -301,26 +301,24 @@ class PromptPolicy(SelectionPolicy):
             )
         state.bind(store, self.easy_keep, self.hard_keep)
         if state.epochs > 0:
-            tried, outcome = state.observe(store)
+            tried, thawed, outcome = state.observe(store)
             state.last = outcome
             if self.zero_target is not None:
                 hard = self.zero_target * self.hard_share
                 state.adapt(outcome, (self.zero_target - hard, hard))
             state.note_thaws(outcome)
-            state.recall = self._recall(store, tried)
+            state.recall = self._recall(store, thawed)
             state.close_epoch(store, tried)
         state.epochs += 1
 
-    def _recall(self, store: GEKOStateStore, tried: np.ndarray) -> np.ndarray:
-        """bool [N]: failing prompts (``group_streak < 0``) sharing a tag with a prompt that was
-        out of reach and thawed last epoch (none without ``tags``)."""
-        streak = store.group_streak
+    def _recall(self, store: GEKOStateStore, thawed: np.ndarray) -> np.ndarray:
+        """bool [N]: failing prompts (``group_streak < 0``) sharing a tag with a prompt that
+        thawed last epoch (``thawed``, from :meth:`PromptRunState.observe`; none without
+        ``tags``)."""
         if self.tags is None:
             return np.zeros(len(store), dtype=bool)
-        assert self._state.prev_out is not None
-        thawed = tried & self._state.prev_out & (streak >= 0)
         hot = np.bincount(self.tags[thawed], minlength=int(self.tags.max()) + 1) > 0
-        return hot[self.tags] & (streak < 0)
+        return hot[self.tags] & (store.group_streak < 0)
 
     def _comeback(self, store: GEKOStateStore, rows: np.ndarray) -> np.ndarray:
         """Lower bound of the draws of failing prompts ``rows``: 1 when recalled by a tag,

@@ -94,21 +94,24 @@ class PromptRunState:
                 f"PromptPolicy state is for {len(self.last_tried)} prompts, the store has {n}"
             )
 
-    def observe(self, store: GEKOStateStore) -> tuple[np.ndarray, EpochOutcome]:
-        """(rolled out last epoch: bool [N], the epoch's counts). ``visits`` saturates at 65535
-        completions per prompt; past that a prompt no longer shows as rolled out."""
+    def observe(self, store: GEKOStateStore) -> tuple[np.ndarray, np.ndarray, EpochOutcome]:
+        """(rolled out last epoch: bool [N], thawed in it: bool [N], the epoch's counts). A prompt
+        thawed when it was out of reach at the epoch's start and its last group was mixed or
+        right. ``visits`` saturates at 65535 completions per prompt; past that a prompt no longer
+        shows as rolled out."""
         assert self.prev_visits is not None and self.prev_out is not None
         visits, streak = store.visits, store.group_streak
         tried = visits != self.prev_visits
         reach = tried & self.prev_out
+        thawed = reach & (streak >= 0)
         outcome = EpochOutcome(
             tried=int(np.count_nonzero(tried)),
             all_right=int(np.count_nonzero(tried & (streak > 0))),
             all_wrong=int(np.count_nonzero(tried & (streak < 0))),
             out_of_reach=int(np.count_nonzero(reach)),
-            thawed=int(np.count_nonzero(reach & (streak >= 0))),
+            thawed=int(np.count_nonzero(thawed)),
         )
-        return tried, outcome
+        return tried, thawed, outcome
 
     def adapt(self, outcome: EpochOutcome, targets: tuple[float, float]) -> None:
         """Ratio control of each direction's keep rate toward its target share of zero-variance
