@@ -7,18 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from .stats import pm_of as _pm
+
 ARMS = ("uniform", "dapo", "greso", "gekodata", "gekodata_recheck0")
-COLOURS = {
+COLOURS = {  # one colour per arm name on every RL page (rl, rl_sim, rl_llm)
     "uniform": "black",
     "dapo": "tab:blue",
     "greso": "tab:green",
+    "gekodata_before": "tab:orange",
     "gekodata": "tab:red",
-    "gekodata_recheck0": "tab:orange",
+    "gekodata_recheck0": "tab:brown",
+    "gekodata_tags": "tab:purple",
 }
-
-
-def _pm(mean: float | None, std: float | None, fmt: str) -> str:
-    return "—" if mean is None or std is None else f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
 
 
 def _task(regime: dict[str, Any], report: dict[str, Any]) -> str:

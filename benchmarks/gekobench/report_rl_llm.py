@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from .report_rl import COLOURS
 from .rl_grpo import rollouts_to_reach
 
 ARMS = ("uniform", "gekodata")
-COLOURS = {"uniform": "black", "gekodata": "tab:red"}
 
 
 def run_record(arm: str, seed: int, summary: dict[str, Any]) -> dict[str, Any]:

@@ -7,19 +7,8 @@ from typing import Any
 
 import numpy as np
 
-COLOURS = {
-    "uniform": "black",
-    "dapo": "tab:blue",
-    "greso": "tab:green",
-    "gekodata_before": "tab:orange",
-    "gekodata": "tab:red",
-    "gekodata_recheck0": "tab:brown",
-    "gekodata_tags": "tab:purple",
-}
-
-
-def _pm(mean: float | None, std: float | None, fmt: str) -> str:
-    return "—" if mean is None or std is None else f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
+from .report_rl import COLOURS
+from .stats import pm_of as _pm
 
 
 def markdown(report: dict[str, Any]) -> str:

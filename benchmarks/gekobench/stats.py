@@ -55,6 +55,12 @@ def std(a: np.ndarray) -> float:
     return float(np.std(a, ddof=1)) if len(a) > 1 else 0.0
 
 
+def pm_of(mean: float | None, std: float | None, fmt: str) -> str:
+    """``mean ± std`` of already summarised figures in ``fmt`` (the std without its sign flag);
+    — when either is missing."""
+    return "—" if mean is None or std is None else f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
+
+
 def pm(a: np.ndarray | None) -> str:
     """``mean ± std`` of paired differences; — when there are none."""
     return "—" if a is None else f"{a.mean():+.4f} ± {std(a):.4f}"
